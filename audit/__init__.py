@@ -1,0 +1,1 @@
+"""The auditor: judge past communications, produce findings and reports."""

@@ -1,0 +1,1 @@
+"""The production engine: decide what is due, render, deliver, record."""

@@ -1,0 +1,1 @@
+"""The policy in force: one YAML file per rule (package data)."""
