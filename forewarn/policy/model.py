@@ -1,0 +1,95 @@
+"""The policy in force: validated rules, their resolved parameters, and the policy digest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from forewarn.policy.schema import PARAM_REF, Anchor, RuleFile
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One validated rule file."""
+
+    spec: RuleFile
+    path: str
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def severity(self) -> str:
+        return self.spec.severity
+
+    def resolve(self, value: int | str | None) -> int | str | None:
+        """A `$param` reference's value; literals unchanged."""
+        if isinstance(value, str):
+            m = PARAM_REF.match(value)
+            if m:
+                return self.spec.params[m.group(1)].value
+        return value
+
+    def resolve_int(self, value: int | str | None) -> int | None:
+        resolved = self.resolve(value)
+        return None if resolved is None else int(resolved)
+
+    def anchor_offset(self, anchor: Anchor) -> tuple[str, int]:
+        """(unit, signed amount) of an anchor: ('business_days', -N) or ('minutes', +-M)."""
+        if anchor.business_days_before is not None:
+            return "business_days", -int(self.resolve_int(anchor.business_days_before) or 0)
+        if anchor.minutes_before is not None:
+            return "minutes", -int(self.resolve_int(anchor.minutes_before) or 0)
+        if anchor.minutes_after is not None:
+            return "minutes", int(self.resolve_int(anchor.minutes_after) or 0)
+        return "minutes", 0
+
+    def params(self) -> dict[str, int | str]:
+        return {name: p.value for name, p in self.spec.params.items()}
+
+    def why(self) -> str:
+        """The rule's message (what, why, what to do) with its parameters filled in."""
+        return self.spec.message.format_map(self.params())
+
+    def canonical(self) -> dict[str, object]:
+        return self.spec.model_dump(mode="json", exclude_none=True)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Every rule in force, by id, with the digest that identifies the policy."""
+
+    rules: tuple[Rule, ...]
+    digest: str
+    source: str = ""
+
+    @cached_property
+    def by_id(self) -> dict[str, Rule]:
+        return {r.id: r for r in self.rules}
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.rules]
+
+    def get(self, rule_id: str) -> Rule | None:
+        return self.by_id.get(rule_id)
+
+    def sender(self, release_related: bool) -> str | None:
+        """The address a communication must come from (per the `sender` requirement)."""
+        for rule in self.rules:
+            for check in rule.spec.checks:
+                for req, args in check.requirements():
+                    if req == "sender":
+                        key = "releases" if release_related else "support"
+                        return str(rule.resolve(args[key]))
+        return None
+
+
+def policy_digest(rules: Sequence[Rule]) -> str:
+    """sha256 of the rules' validated content (formatting and comments do not count)."""
+    body = json.dumps([r.canonical() for r in sorted(rules, key=lambda r: r.id)], sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()

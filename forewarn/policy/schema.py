@@ -1,0 +1,223 @@
+"""The rule-file vocabulary: a pydantic schema every file in rules/ must satisfy."""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Severity = Literal["critical", "high", "medium", "low"]
+SEVERITY_ORDER: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+
+Kind = Literal[
+    "advance_notice", "start_reminder", "closing", "extension",
+    "emergency", "incident", "release", "other",
+]
+SubjectKind = Literal["maintenance", "incident", "release"]
+
+# Lifecycle moments an obligation can be opened by (produced by
+# forewarn.evaluate.lifecycle): the subject's own events, plus the derived
+# moments `maintenance.closed` (completed and healthy) and
+# `maintenance.overrun` (an alarm's timer fired with no progress).
+Trigger = Literal[
+    "maintenance.scheduled", "maintenance.rescheduled", "maintenance.extended",
+    "maintenance.closed", "incident.declared", "release.scheduled",
+]
+AlarmTrigger = Literal["maintenance.overrun"]
+TRIGGER_SUBJECT: dict[str, str] = {
+    "maintenance.scheduled": "maintenance", "maintenance.rescheduled": "maintenance",
+    "maintenance.extended": "maintenance", "maintenance.closed": "maintenance",
+    "maintenance.overrun": "maintenance", "incident.declared": "incident",
+    "release.scheduled": "release",
+}
+
+# Instants an obligation window can be anchored at (fields of the moment).
+AnchorName = Literal["opened", "start", "end", "release_at", "next_update_by", "end_in_force"]
+
+# Conditions a `where` may test, per subject (the subject's attributes in
+# force at the moment, and the moment's own fields).
+WHERE_FIELDS: dict[str, dict[str, str]] = {
+    "maintenance": {
+        "emergency": "bool", "release": "bool", "notifiable": "bool",
+        "impact": "none|degraded|interruption", "next_update_by": "instant",
+        "end": "instant", "version": "int",
+    },
+    "incident": {"severity": "critical|major|minor"},
+    "release": {},
+}
+
+VoidWhen = Literal[
+    "superseded-before-deadline",  # a later version or a cancellation before not_after
+    "superseded-before-start",  # ... before the version's start
+    "cancelled-before-deadline",  # the maintenance was cancelled before not_after
+    "closed-before-deadline",  # the maintenance closed before not_after
+]
+
+# Built-in requirements of per-communication checks, and the problem codes
+# each can produce.
+REQUIREMENT_PROBLEMS: dict[str, tuple[str, ...]] = {
+    "states-window": ("window-missing", "window-mismatch"),
+    "states-impact": ("impact-missing",),
+    "states-reason": ("reason-missing",),
+    "states-next-step": ("next-step-missing",),
+    "states-end-in-force": ("end-mismatch",),
+    "sent-after-closed": ("premature",),
+    "sender": ("wrong-sender",),
+    "ticket-opened": ("missing", "late"),
+    "reply-includes-origin": ("origin-missing",),
+}
+REQUIREMENT_ARGS: dict[str, dict[str, str]] = {
+    "sender": {"support": "email", "releases": "email"},
+    "ticket-opened": {"within_minutes": "minutes"},
+}
+
+# Placeholders a problem message may use.
+MESSAGE_FIELDS = frozenset({
+    "rule", "customer", "subject", "communication", "kind", "deadline", "due", "sent",
+    "lateness", "earliness", "stated", "expected", "count_found", "end_in_force",
+})
+
+PARAM_REF = re.compile(r"^\$([a-z][a-z0-9_]*)$")
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+Number = Annotated[int, Field(ge=0)]
+ParamRef = Annotated[str, Field(pattern=PARAM_REF.pattern)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Param(_Strict):
+    """A named, typed value the rule's logic uses; edit `value` to change behaviour."""
+
+    type: Literal["business_days", "minutes", "email"] = Field(description="what the value is")
+    value: int | str = Field(description="the value in force")
+    description: str = Field(min_length=1, description="what the value controls")
+
+    @model_validator(mode="after")
+    def _typed(self) -> Param:
+        if self.type in ("business_days", "minutes"):
+            if not isinstance(self.value, int) or isinstance(self.value, bool) or self.value < 0:
+                raise ValueError(f"a {self.type} parameter needs a whole number >= 0")
+            if self.type == "business_days" and self.value < 1:
+                raise ValueError("business_days must be at least 1")
+        elif not isinstance(self.value, str) or not EMAIL.match(self.value):
+            raise ValueError("an email parameter needs an e-mail address")
+        return self
+
+
+class Metadata(_Strict):
+    """The clause of the policy document the rule enforces."""
+
+    section: str = Field(min_length=1, description="section of the policy document")
+    clause: str = Field(min_length=1, description="the sentence quoted from the document")
+    also: str | None = Field(None, description="another section the rule draws on")
+
+
+class Anchor(_Strict):
+    """An instant relative to a field of the triggering moment."""
+
+    at: AnchorName = Field(description="the moment's instant the window is measured from")
+    business_days_before: Number | ParamRef | None = Field(None, description="N business days before")
+    minutes_before: Number | ParamRef | None = None
+    minutes_after: Number | ParamRef | None = None
+
+    @model_validator(mode="after")
+    def _one_offset(self) -> Anchor:
+        offsets = [self.business_days_before, self.minutes_before, self.minutes_after]
+        if sum(o is not None for o in offsets) > 1:
+            raise ValueError("give at most one of business_days_before, minutes_before, minutes_after")
+        return self
+
+
+class Window(_Strict):
+    """When a matching communication counts: [not_before, not_after]."""
+
+    not_before: Anchor
+    not_after: Anchor
+
+
+WhereValue = bool | int | str | list[str] | dict[str, bool]
+
+
+class Obligation(_Strict):
+    """Per affected enterprise customer: communications of `kinds` due in `window`."""
+
+    subject: SubjectKind
+    trigger: list[Trigger] = Field(min_length=1, description="lifecycle moments that open it")
+    where: dict[str, WhereValue] = Field(default_factory=dict)
+    kinds: list[Kind] = Field(min_length=1, description="communication kinds that fulfil it")
+    count: int = Field(1, ge=1, description="how many communications it needs")
+    window: Window
+    void_when: list[VoidWhen] = Field(default_factory=list)
+
+
+class Alarm(_Strict):
+    """A finding for every affected customer when a timer fires with no progress."""
+
+    subject: Literal["maintenance"]
+    trigger: list[AlarmTrigger] = Field(min_length=1, description="the timer moment")
+    after: Anchor
+    where: dict[str, WhereValue] = Field(default_factory=dict)
+    problem: str = Field(pattern=r"^[a-z][a-z-]*$")
+
+
+Requirement = str | dict[str, dict[str, int | str]]
+
+
+class Check(_Strict):
+    """A test every matching communication (or reply) must pass."""
+
+    kinds: list[Kind] | Literal["all"] | None = None
+    about: SubjectKind | None = None
+    where: dict[str, WhereValue] = Field(default_factory=dict)
+    replies: bool = False
+    require: list[Requirement] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _target(self) -> Check:
+        if self.replies == (self.kinds is not None):
+            raise ValueError("a check applies either to `kinds` of communications or to `replies: true`")
+        if self.where and self.about is None:
+            raise ValueError("`where` tests the subject: give `about` too")
+        return self
+
+    def requirements(self) -> list[tuple[str, dict[str, int | str]]]:
+        out: list[tuple[str, dict[str, int | str]]] = []
+        for item in self.require:
+            if isinstance(item, str):
+                out.append((item, {}))
+            else:
+                out.extend(item.items())
+        return out
+
+
+class RuleFile(_Strict):
+    """One rule of the policy, as written in rules/<id>.yaml."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", description="kebab-case, = file name")
+    title: str = Field(min_length=1)
+    severity: Severity
+    message: str = Field(min_length=1, description="what was found, why it matters, what to do")
+    metadata: Metadata
+    params: dict[str, Param] = Field(default_factory=dict)
+    obligation: Obligation | None = None
+    alarm: Alarm | None = None
+    checks: list[Check] = Field(default_factory=list)
+    problems: dict[str, str] = Field(min_length=1, description="problem code -> finding message")
+
+    @field_validator("params")
+    @classmethod
+    def _param_names(cls, value: dict[str, Param]) -> dict[str, Param]:
+        for name in value:
+            if not re.match(r"^[a-z][a-z0-9_]*$", name):
+                raise ValueError(f"parameter name {name!r} must be snake_case")
+        return value
+
+
+def placeholders(template: str) -> list[str]:
+    """The `{name}` fields of a message template (raises ValueError if malformed)."""
+    return [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]

@@ -1,0 +1,72 @@
+"""Safe YAML with a line number for every key: no tags, no code, duplicate keys refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class YamlDoc:
+    """A parsed YAML document and where each of its keys and items stands."""
+
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+    duplicates: list[tuple[Path_, int]] = field(default_factory=list)
+
+    def line_of(self, path: Path_) -> int:
+        """The line of the longest prefix of `path` that is known (1 if none)."""
+        for n in range(len(path), -1, -1):
+            if path[:n] in self.lines:
+                return self.lines[path[:n]]
+        return 1
+
+
+class YamlError(Exception):
+    """The text is not YAML this loader accepts."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def load_yaml(text: str) -> YamlDoc:
+    """Parse `text` with the safe loader only, recording key lines and duplicate keys."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise YamlError(line, f"not valid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise YamlError(1, f"not valid YAML: {exc}") from None
+    doc = YamlDoc(data=None)
+    if node is None:
+        return doc
+    _walk(node, (), doc)
+    try:
+        doc.data = yaml.SafeLoader(text).get_single_data()
+    except yaml.YAMLError as exc:  # e.g. an explicit tag the safe loader refuses
+        raise YamlError(1, f"not valid YAML: {exc}") from None
+    return doc
+
+
+def _walk(node: yaml.Node, path: Path_, doc: YamlDoc) -> None:
+    doc.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                doc.duplicates.append((path + (key,), key_node.start_mark.line + 1))
+            seen.add(key)
+            doc.lines[path + (key,)] = key_node.start_mark.line + 1
+            _walk(value_node, path + (key,), doc)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, path + (i,), doc)
