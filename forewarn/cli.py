@@ -1,8 +1,294 @@
-"""The `forewarn` command line: one click command per stage."""
+"""The `forewarn` command line: one click command per stage; reports to stdout, the rest to stderr."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
+from forewarn import __version__
 
-@click.group()
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class Fail(click.ClickException):
+    """A clear error for the user, exit status 2, no traceback."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"forewarn: error: {self.format_message()}", err=True)
+
+
+def fail(message: str) -> NoReturn:
+    raise Fail(message)
+
+
+def parse_instant(value: str, option: str) -> datetime:
+    """An RFC 3339 timestamp with offset, a date (00:00 UTC), or 'now'."""
+    if value == "now":
+        return datetime.now(UTC).replace(microsecond=0)
+    text = value.strip().replace("z", "Z")
+    try:
+        if len(text) == 10:
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{option}: {value!r} is not a timestamp; use e.g. 2026-03-09T02:00:00Z or 2026-03-09")
+    if parsed.tzinfo is None:
+        fail(f"{option}: {value!r} has no UTC offset; add one, e.g. {value}Z")
+    return parsed.astimezone(UTC)
+
+
+def _db_path(db: str | None) -> str:
+    return db or os.environ.get("FOREWARN_DB") or "forewarn.db"
+
+
+def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--db", metavar="PATH", default=None,
+        help="The SQLite event log (default ./forewarn.db, or $FOREWARN_DB).",
+    )(f)
+
+
+def rules_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--rules", "rules_dir", metavar="DIR", default=None, type=click.Path(file_okay=False),
+        help="The policy: a directory of rule files (default: the project's rules/).",
+    )(f)
+
+
+def events_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--events", "events_files", metavar="FILE.jsonl", multiple=True,
+        type=click.Path(dir_okay=False),
+        help="Read the log from JSONL file(s) instead of --db (validated, kept in memory).",
+    )(f)
+
+
+def load_policy_or_fail(rules_dir: str | None) -> Any:
+    from forewarn.policy.loader import PolicyError, load_policy
+
+    try:
+        return load_policy(rules_dir)
+    except PolicyError as exc:
+        for e in exc.errors:
+            click.echo(str(e), err=True)
+        fail(f"the policy has {len(exc.errors)} problem(s); run `forewarn rules lint {rules_dir or ''}`".rstrip())
+
+
+def report_input_errors(errors: Sequence[object]) -> NoReturn:
+    for e in errors:
+        click.echo(str(e), err=True)
+    fail(f"{len(errors)} input error(s); nothing was changed")
+
+
+def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str], until: datetime | None) -> list[Any]:
+    """The log's events in evaluation order, from --events files or the --db."""
+    from forewarn.log.source import InputErrors, load_files, read_store
+    from forewarn.log.store import LogError, open_store
+
+    if events_files:
+        if db:
+            fail("give either --db or --events, not both")
+        _refuse_databases(events_files)
+        try:
+            events = load_files(events_files, rule_ids)
+        except InputErrors as exc:
+            report_input_errors(exc.errors)
+        return [e for e in events if until is None or e.at <= until]
+    path = _db_path(db)
+    if not Path(path).exists():
+        fail(f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`, or use --events FILE.jsonl")
+    if path.endswith((".jsonl", ".json")):
+        fail(f"{path} looks like a JSONL file, not a database: use --events {path}")
+    try:
+        store = open_store(path)
+        return read_store(store, until)
+    except LogError as exc:
+        fail(str(exc))
+
+
+def _refuse_databases(paths: Sequence[str]) -> None:
+    for p in paths:
+        try:
+            with open(p, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            fail(f"{p}: {exc.strerror}")
+        if head.startswith(b"SQLite format 3"):
+            fail(f"{p} is a SQLite database, not JSONL: use --db {p}")
+
+
+def write_output(text: str, output: str | None) -> None:
+    """The report to stdout, or to FILE atomically (never a half-written file)."""
+    if output is None or output == "-":
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    target = Path(output)
+    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- commands ----------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="forewarn")
 def main() -> None:
-    """forewarn: customer-notification policy as code."""
+    """forewarn: customer-notification policy as code.
+
+    \b
+    Exit status: 0 success, nothing to report; 1 the audit found violations;
+    2 bad input, bad usage or bad policy.
+    """
+
+
+@main.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@db_option
+@rules_option
+def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) -> None:
+    """Validate FILE... and append them to the log: all or nothing, idempotent."""
+    from forewarn.log.source import InputErrors, import_files
+    from forewarn.log.store import LogError, open_store
+
+    policy = load_policy_or_fail(rules_dir)
+    for f in files:
+        if not Path(f).exists():
+            fail(f"{f}: no such file")
+    path = _db_path(db)
+    try:
+        store = open_store(path)
+    except LogError as exc:
+        fail(str(exc))
+    try:
+        result = import_files(store, files, policy.ids)
+    except InputErrors as exc:
+        report_input_errors(exc.errors)
+    finally:
+        store.close()
+    if result.appended:
+        click.echo(f"forewarn: appended {result.appended} event(s) to {path}"
+                   + (f"; {result.unchanged} already there" if result.unchanged else ""), err=True)
+    else:
+        click.echo(f"forewarn: nothing to append: all {result.unchanged} event(s) already in {path}", err=True)
+
+
+FORMATS = ["table", "json"]
+SEVERITIES = ["low", "medium", "high", "critical"]
+
+
+@main.command("audit")
+@db_option
+@events_option
+@rules_option
+@click.option("--as-of", "as_of", metavar="T", default="now", help="Judge as of T (default now); later facts are ignored.")
+@click.option("--since", metavar="T", default=None, help="Review period start (inclusive, by due time).")
+@click.option("--until", metavar="T", default=None, help="Review period end (exclusive, by due time).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("-o", "--output", metavar="FILE", default=None, help="Write the report to FILE (only if the audit ran).")
+@click.option("--fail-on", "fail_on", type=click.Choice(SEVERITIES), default="low", show_default=True,
+              help="Exit 1 only for violations of this severity or higher.")
+def audit_cmd(db: str | None, events_files: tuple[str, ...], rules_dir: str | None, as_of: str,
+              since: str | None, until: str | None, fmt: str, output: str | None, fail_on: str) -> None:
+    """Judge the log against the policy: findings per policy.md."""
+    from forewarn.audit.findings import audit
+    from forewarn.audit.formats import render
+    from forewarn.policy.schema import SEVERITY_ORDER
+
+    policy = load_policy_or_fail(rules_dir)
+    t = parse_instant(as_of, "--as-of")
+    start = parse_instant(since, "--since") if since else None
+    end = parse_instant(until, "--until") if until else None
+    if start and end and start >= end:
+        fail("--since must be before --until")
+    events = read_log(db, events_files, policy.ids, t)
+    result = audit(events, policy, t, start, end)
+    text = render(fmt, result)
+    write_output(text, output)
+    s = result.summary
+    rate = 100.0 * s.met / (s.met + s.violated) if (s.met + s.violated) else 100.0
+    click.echo(
+        f"forewarn: {s.obligations} obligations, {s.met} met, {s.violated} violated, {s.waived} waived, "
+        f"{s.pending} pending; {s.findings} findings ({len(result.violations)} violations); "
+        f"compliance {rate:.1f}%", err=True,
+    )
+    threshold = SEVERITY_ORDER[fail_on]
+    if any(SEVERITY_ORDER[f.severity] >= threshold for f in result.violations):
+        sys.exit(EXIT_FINDINGS)
+
+
+@main.group("rules")
+def rules_group() -> None:
+    """The policy in force."""
+
+
+@rules_group.command("list")
+@rules_option
+def rules_list(rules_dir: str | None) -> None:
+    """Every rule: id, severity, title."""
+    from rich.console import Console
+    from rich.table import Table
+
+    policy = load_policy_or_fail(rules_dir)
+    table = Table("id", "severity", "title", "parameters", title=f"policy {policy.digest[:19]}…")
+    for rule in policy.rules:
+        params = ", ".join(f"{k}={v}" for k, v in rule.params().items())
+        table.add_row(rule.id, rule.severity, rule.spec.title, params)
+    Console().print(table)
+
+
+@rules_group.command("show")
+@click.argument("rule_id")
+@rules_option
+def rules_show(rule_id: str, rules_dir: str | None) -> None:
+    """One rule: its clause, message, parameters and logic."""
+    import difflib
+
+    policy = load_policy_or_fail(rules_dir)
+    rule = policy.get(rule_id)
+    if rule is None:
+        close = difflib.get_close_matches(rule_id, policy.ids, n=1)
+        fail(f"no rule {rule_id!r}" + (f"; did you mean {close[0]!r}?" if close else f"; rules: {', '.join(policy.ids)}"))
+    click.echo(Path(rule.path).read_text(encoding="utf-8"), nl=False)
+
+
+@rules_group.command("lint")
+@click.argument("directory", required=False, type=click.Path())
+def rules_lint(directory: str | None) -> None:
+    """Check rule files: every problem as file:line: code: message."""
+    from forewarn.policy.loader import lint_directory
+
+    rules, errors = lint_directory(directory)
+    for e in errors:
+        click.echo(str(e))
+    if errors:
+        click.echo(f"forewarn: {len(errors)} problem(s) in the policy", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(f"forewarn: {len(rules)} rules, no problems", err=True)
+
+
+@main.command("demo")
+@click.option("--dir", "workdir", default="forewarn-demo", show_default=True, help="Where to put the demo's files.")
+def demo_cmd(workdir: str) -> None:
+    """The main job on an embedded sample: import a realistic log and audit it."""
+    from forewarn.demo import run_demo
+
+    run_demo(Path(workdir))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

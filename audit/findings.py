@@ -1,0 +1,179 @@
+"""Findings: violations with severity, message and evidence, waivers applied, for a review period."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from forewarn import __version__
+from forewarn.calendar import holidays_version
+from forewarn.events import Event, WaiverGranted
+from forewarn.evaluate.evaluation import Evaluation, evaluate
+from forewarn.evaluate.model import Obligation, Outcome, Violation
+from forewarn.policy.model import Policy
+
+
+def utc(t: datetime | None) -> str | None:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding, with exactly the fields of policy.md."""
+
+    rule: str
+    status: str  # violation | waived
+    severity: str
+    problem: str
+    subject: str
+    customer: str
+    communication: str | None
+    due: datetime
+    sent: datetime | None
+    waiver: str | None
+    retroactive: bool
+    message: str
+    evidence: tuple[str, ...]
+    waiver_reason: str | None = field(default=None, compare=False)
+    waiver_approved_by: str | None = field(default=None, compare=False)
+
+    def sort_key(self) -> tuple[str, str, str, str, str, str]:
+        return (utc(self.due) or "", self.rule, self.subject, self.customer, self.problem, self.communication or "")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "rule": self.rule, "status": self.status, "severity": self.severity,
+            "problem": self.problem, "subject": self.subject, "customer": self.customer,
+            "communication": self.communication, "due": utc(self.due), "sent": utc(self.sent),
+            "waiver": self.waiver, "retroactive": self.retroactive, "message": self.message,
+            "evidence": list(self.evidence),
+        }
+
+
+@dataclass(frozen=True)
+class Summary:
+    obligations: int
+    met: int
+    violated: int
+    waived: int
+    pending: int
+    findings: int
+
+    def to_json(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """The auditor's verdict on a log, as of an instant, for a review period."""
+
+    as_of: datetime
+    since: datetime | None
+    until: datetime | None
+    policy: Policy
+    summary: Summary
+    findings: list[Finding]
+    pending: list[Outcome]
+    outcomes: list[Outcome]  # every non-void obligation of the period
+    evaluation: Evaluation
+
+    @property
+    def violations(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == "violation"]
+
+    def pending_json(self) -> list[dict[str, object]]:
+        return [obligation_json(o.obligation, self.evaluation) for o in self.pending]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "as_of": utc(self.as_of),
+            "since": utc(self.since),
+            "until": utc(self.until),
+            "policy": {"rules": self.policy.ids, "digest": self.policy.digest},
+            "versions": {"forewarn": __version__, "holidays": holidays_version()},
+            "summary": self.summary.to_json(),
+            "findings": [f.to_json() for f in self.findings],
+            "pending": self.pending_json(),
+        }
+
+
+def obligation_json(ob: Obligation, evaluation: Evaluation) -> dict[str, object]:
+    """An obligation in the shape of cli.md."""
+    return {
+        "rule": ob.rule, "subject": ob.subject, "customer": ob.customer, "kind": ob.kinds[0],
+        "from": evaluation.sender(ob), "to": evaluation.contacts(ob),
+        "not_before": utc(max(ob.not_before, ob.opened)), "not_after": utc(ob.not_after),
+    }
+
+
+def _message(template: str, fields: dict[str, str], params: dict[str, object]) -> str:
+    class Blank(dict):  # a placeholder the situation cannot fill reads as "?"
+        def __missing__(self, key: str) -> str:
+            return "?"
+
+    return template.format_map(Blank({**{k: str(v) for k, v in params.items()}, **fields}))
+
+
+def _waiver_for(v: Violation, waivers: Sequence[WaiverGranted]) -> WaiverGranted | None:
+    for w in waivers:
+        if w.rule == v.rule and w.subject == v.subject and (w.customer is None or w.customer == v.customer):
+            return w
+    return None
+
+
+def to_finding(v: Violation, policy: Policy, waivers: Sequence[WaiverGranted]) -> Finding:
+    rule = policy.by_id[v.rule]
+    waiver = _waiver_for(v, waivers)
+    return Finding(
+        rule=v.rule, status="waived" if waiver else "violation", severity=rule.severity,
+        problem=v.problem, subject=v.subject, customer=v.customer, communication=v.communication,
+        due=v.due, sent=v.sent, waiver=waiver.waiver if waiver else None,
+        retroactive=bool(waiver and waiver.at > v.due),
+        message=_message(rule.spec.problems[v.problem], v.fields, rule.params()),
+        evidence=tuple(dict.fromkeys((*v.evidence, *((waiver.id,) if waiver else ())))),
+        waiver_reason=waiver.reason if waiver else None,
+        waiver_approved_by=waiver.approved_by if waiver else None,
+    )
+
+
+def _in_period(t: datetime, since: datetime | None, until: datetime | None) -> bool:
+    return (since is None or t >= since) and (until is None or t < until)
+
+
+def audit(
+    events: Sequence[Event],
+    policy: Policy,
+    as_of: datetime,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> AuditResult:
+    """Judge the log; the period [since, until) selects findings and obligations by due time."""
+    evaluation = evaluate(events, policy, as_of)
+    waivers = sorted((w for _pos, w in evaluation.index.waivers), key=lambda w: (w.at, w.waiver))
+    findings = sorted(
+        (to_finding(v, policy, waivers) for v in evaluation.violations if _in_period(v.due, since, until)),
+        key=Finding.sort_key,
+    )
+    outcomes = [
+        o for o in evaluation.outcomes
+        if o.status != "void" and _in_period(o.obligation.not_after, since, until)
+    ]
+    waived_keys = {(f.rule, f.subject, f.customer, utc(f.due)) for f in findings if f.status == "waived"}
+    violated = waived = 0
+    for o in outcomes:
+        if o.status == "violated":
+            ob = o.obligation
+            if (ob.rule, ob.subject, ob.customer, utc(ob.not_after)) in waived_keys:
+                waived += 1
+            else:
+                violated += 1
+    pending = sorted(
+        (o for o in outcomes if o.status == "pending"),
+        key=lambda o: (o.obligation.not_after, o.obligation.rule, o.obligation.subject, o.obligation.customer),
+    )
+    summary = Summary(
+        obligations=len(outcomes), met=sum(o.status == "met" for o in outcomes),
+        violated=violated, waived=waived, pending=len(pending), findings=len(findings),
+    )
+    return AuditResult(as_of, since, until, policy, summary, findings, pending, outcomes, evaluation)

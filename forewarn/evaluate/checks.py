@@ -1,0 +1,230 @@
+"""Per-communication and per-reply checks (content, sender, ticket, premature closing, routing)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from forewarn.evaluate.index import LogIndex, Sent
+from forewarn.evaluate.lifecycle import SubjectHistory
+from forewarn.evaluate.model import Violation
+from forewarn.policy.model import Policy, Rule
+from forewarn.policy.schema import Check
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What every check may look at."""
+
+    index: LogIndex
+    histories: Mapping[tuple[str, str], SubjectHistory]
+    as_of: datetime
+
+
+def where_matches(where: Mapping[str, object], attrs: Mapping[str, object]) -> bool:
+    """The `where` mini-language on a subject's attributes (for checks, which run in bulk)."""
+    for key, spec in where.items():
+        value = attrs.get(key)
+        if isinstance(spec, dict):
+            if bool(spec.get("exists")) != (value is not None):
+                return False
+        elif isinstance(spec, list):
+            if value not in spec:
+                return False
+        elif type(value) is not type(spec) or value != spec:
+            return False
+    return True
+
+
+def _fmt(t: datetime | None) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else "nothing"
+
+
+def run_checks(policy: Policy, ctx: CheckContext) -> list[Violation]:
+    """Every violation of the policy's per-communication and per-reply checks."""
+    out: list[Violation] = []
+    comm_checks = [(r, c) for r in policy.rules for c in r.spec.checks if not c.replies]
+    reply_checks = [(r, c) for r in policy.rules for c in r.spec.checks if c.replies]
+    for sent in ctx.index.sent:
+        comm = sent.comm
+        if ctx.index.enterprise_at(comm.customer, sent.pos) is None:
+            continue  # out of scope: the policy covers enterprise customers only
+        subject = sent.subject
+        history = ctx.histories.get(subject) if subject else None
+        for rule, check in comm_checks:
+            if not _applies(check, sent, subject, history):
+                continue
+            for req, args in check.requirements():
+                out.extend(_COMM_REQUIREMENTS[req](rule, args, sent, history, ctx))
+    for pos, reply in ctx.index.replies:
+        if ctx.index.enterprise_at(reply.customer, pos) is None:
+            continue
+        for rule, check in reply_checks:
+            for req, _args in check.requirements():
+                if req == "reply-includes-origin":
+                    out.extend(_reply_origin(rule, reply, ctx))
+    return out
+
+
+def _applies(check: Check, sent: Sent, subject: tuple[str, str] | None, history: SubjectHistory | None) -> bool:
+    if check.kinds != "all" and (check.kinds is None or sent.comm.kind not in check.kinds):
+        return False
+    if check.about is not None:
+        if subject is None or subject[0] != check.about or history is None:
+            return False
+        if check.where and not where_matches(check.where, history.attrs):
+            return False
+    return True
+
+
+def _violation(rule: Rule, problem: str, sent: Sent, due: datetime, evidence: tuple[str, ...], **fields: str) -> Violation:
+    comm = sent.comm
+    subject = sent.subject
+    base = {
+        "communication": comm.communication, "customer": comm.customer, "kind": comm.kind.replace("_", " "),
+        "subject": subject[1] if subject else comm.communication,
+    }
+    return Violation(
+        rule=rule.id, problem=problem, subject=comm.communication, customer=comm.customer,
+        communication=comm.communication, due=due, sent=comm.at, fields={**base, **fields},
+        evidence=evidence,
+    )
+
+
+Found = Iterator[Violation]
+
+
+def _states(sent: Sent, name: str) -> object:
+    states = sent.comm.states
+    return getattr(states, name, None) if states is not None else None
+
+
+def _filled(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _evidence(sent: Sent, history: SubjectHistory | None, *more: str | None) -> tuple[str, ...]:
+    ids = [history.defined_event] if history else []
+    ids.append(sent.comm.id)
+    ids.extend(m for m in more if m)
+    return tuple(dict.fromkeys(ids))
+
+
+def _states_window(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
+    start, end = _states(sent, "window_start"), _states(sent, "window_end")
+    if history is None:
+        return
+    version = history.version_at(sent.pos)
+    ev = _evidence(sent, history, version.event_id if version else None)
+    if start is None or end is None:
+        yield _violation(rule, "window-missing", sent, sent.comm.at, ev)
+    elif version is not None and (start, end) != (version.start, version.end):
+        yield _violation(
+            rule, "window-mismatch", sent, sent.comm.at, ev,
+            stated=f"{_fmt(start)} to {_fmt(end)}",  # type: ignore[arg-type]
+            expected=f"{_fmt(version.start)} to {_fmt(version.end)}",
+        )
+
+
+def _states_impact(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
+    if not _filled(_states(sent, "impact")):
+        yield _violation(rule, "impact-missing", sent, sent.comm.at, _evidence(sent, history))
+
+
+def _states_reason(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
+    if not _filled(_states(sent, "reason")):
+        yield _violation(rule, "reason-missing", sent, sent.comm.at, _evidence(sent, history))
+
+
+def _states_next_step(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
+    if _states(sent, "end") is None and _states(sent, "next_update_by") is None:
+        yield _violation(rule, "next-step-missing", sent, sent.comm.at, _evidence(sent, history))
+
+
+def _states_end(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
+    stated = _states(sent, "end")
+    if history is None or stated is None or not history.latest_extension_gave_end(sent.pos):
+        return
+    expected = history.end_in_force_at(sent.pos)
+    if stated != expected:
+        yield _violation(
+            rule, "end-mismatch", sent, sent.comm.at, _evidence(sent, history),
+            stated=_fmt(stated), expected=_fmt(expected),  # type: ignore[arg-type]
+        )
+
+
+def _after_closed(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
+    if history is not None and not history.closed_by(sent.pos):
+        yield _violation(rule, "premature", sent, sent.comm.at, _evidence(sent, history), sent=_fmt(sent.comm.at))
+
+
+def _sender(rule: Rule, args: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
+    release = history.release_related if history is not None else False
+    expected = str(rule.resolve(args["releases" if release else "support"]))
+    if sent.comm.from_.lower() != expected.lower():
+        yield _violation(
+            rule, "wrong-sender", sent, sent.comm.at, _evidence(sent, None),
+            stated=sent.comm.from_, expected=expected,
+        )
+
+
+def _ticket(rule: Rule, args: Mapping, sent: Sent, _h: SubjectHistory | None, ctx: CheckContext) -> Found:
+    minutes = int(rule.resolve(args["within_minutes"]) or 0)
+    due = sent.comm.at + timedelta(minutes=minutes)
+    tickets = ctx.index.tickets.get(sent.comm.communication, [])
+    if tickets:
+        _pos, ticket = min(tickets, key=lambda t: (t[1].at, t[0]))
+        if ticket.at > due:
+            late = ticket.at - due
+            yield _violation(
+                rule, "late", sent, due, (sent.comm.id, ticket.id),
+                lateness=humanize(late), deadline=f"{minutes} min after it was sent",
+            )
+    elif due <= ctx.as_of:
+        yield _violation(rule, "missing", sent, due, (sent.comm.id,), deadline=f"{minutes} min after it was sent")
+
+
+def _reply_origin(rule: Rule, reply: object, ctx: CheckContext) -> Found:
+    origin = ctx.index.sent_by_id.get(reply.in_reply_to)  # type: ignore[attr-defined]
+    if origin is None:
+        return
+    address = origin.comm.from_
+    if address.lower() not in {a.lower() for a in reply.to}:  # type: ignore[attr-defined]
+        yield Violation(
+            rule=rule.id, problem="origin-missing", subject=reply.reply,  # type: ignore[attr-defined]
+            customer=reply.customer, communication=origin.comm.communication,  # type: ignore[attr-defined]
+            due=reply.at, sent=None,  # type: ignore[attr-defined]
+            fields={
+                "subject": reply.reply, "customer": reply.customer,  # type: ignore[attr-defined]
+                "communication": origin.comm.communication, "expected": address,
+            },
+            evidence=(origin.comm.id, reply.id),  # type: ignore[attr-defined]
+        )
+
+
+_COMM_REQUIREMENTS = {
+    "states-window": _states_window,
+    "states-impact": _states_impact,
+    "states-reason": _states_reason,
+    "states-next-step": _states_next_step,
+    "states-end-in-force": _states_end,
+    "sent-after-closed": _after_closed,
+    "sender": _sender,
+    "ticket-opened": _ticket,
+}
+
+
+def humanize(delta: timedelta) -> str:
+    """A duration as a reviewer reads it: 8h12m, 2d3h, 45m, 30s."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, _ = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
+    return f"{minutes}m"

@@ -1,0 +1,114 @@
+"""The one evaluation path: log + policy + as-of -> outcomes and violations (engine and audit share it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from forewarn.calendar import format_local
+from forewarn.events import Event
+from forewarn.evaluate.checks import CheckContext, humanize, run_checks
+from forewarn.evaluate.index import LogIndex, build_index
+from forewarn.evaluate.lifecycle import SubjectHistory
+from forewarn.evaluate.matching import communications_by_key, count_in_window, match
+from forewarn.evaluate.model import Obligation, Outcome, Violation
+from forewarn.evaluate.obligations import affected, derive, void_reason
+from forewarn.policy.model import Policy
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything the policy says about a log as of an instant."""
+
+    as_of: datetime
+    policy: Policy
+    index: LogIndex
+    histories: dict[tuple[str, str], SubjectHistory]
+    outcomes: list[Outcome]  # every obligation with its status
+    violations: list[Violation]  # obligation, alarm and check violations, unsorted
+
+    def sender(self, ob: Obligation) -> str | None:
+        history = self.histories.get((ob.subject_kind, ob.subject))
+        return self.policy.sender(history.release_related if history else False)
+
+    def contacts(self, ob: Obligation) -> list[str]:
+        attrs = self.index.customer_at(ob.customer, ob.moment.pos)
+        return list(attrs.contacts) if attrs is not None else []
+
+
+def evaluate(events: Sequence[Event], policy: Policy, as_of: datetime) -> Evaluation:
+    """Judge `events` (in evaluation order) against `policy` as of `as_of`.
+
+    Facts after `as_of` are ignored; obligations whose deadline is later and
+    are not yet met are pending.
+    """
+    index = build_index(e for e in events if e.at <= as_of)
+    derivation = derive(index, policy, as_of)
+    obligations = derivation.obligations
+    void: dict[int, str] = {}
+    for i, ob in enumerate(obligations):
+        reason = void_reason(ob, policy.by_id[ob.rule], derivation.histories[(ob.subject_kind, ob.subject)])
+        if reason is not None:
+            void[i] = reason
+    allowed = {r.id: frozenset(r.spec.problems) for r in policy.rules}
+    comms = communications_by_key(index)
+    outcomes = match(obligations, void, allowed, comms, as_of)
+
+    violations = [_obligation_violation(o, comms) for o in outcomes if o.status == "violated"]
+    for rule, moment in derivation.alarms:
+        history = derivation.histories[("maintenance", moment.subject)]
+        end = moment.instant("end_in_force")
+        for customer in affected(history, moment.pos, index):
+            attrs = index.enterprise_at(customer, moment.pos)
+            tz = attrs.timezone if attrs else "UTC"
+            unit, amount = rule.anchor_offset(rule.spec.alarm.after)  # type: ignore[union-attr]
+            violations.append(Violation(
+                rule=rule.id, problem=rule.spec.alarm.problem,  # type: ignore[union-attr]
+                subject=moment.subject, customer=customer, communication=None,
+                due=moment.at, sent=None,
+                fields={
+                    "subject": moment.subject, "customer": customer,
+                    "end_in_force": format_local(end, tz) if end else "?",
+                    "due": format_local(moment.at, tz),
+                },
+                evidence=tuple(dict.fromkeys((history.defined_event, moment.event_id))),
+            ))
+    violations.extend(run_checks(policy, CheckContext(index, derivation.histories, as_of)))
+    return Evaluation(as_of, policy, index, derivation.histories, outcomes, violations)
+
+
+def deadline_text(ob: Obligation) -> str:
+    """How the deadline was computed, in the customer's local time."""
+    unit, amount = ob.offset
+    anchor = format_local(ob.anchor_at, ob.timezone)
+    if unit == "business_days" and amount:
+        n = -amount
+        return f"{n} business day{'s' if n != 1 else ''} before {anchor}"
+    if amount > 0:
+        return f"{amount} min after {anchor}"
+    if amount < 0:
+        return f"{-amount} min before {anchor}"
+    return f"by {anchor}"
+
+
+def _obligation_violation(outcome: Outcome, comms: dict) -> Violation:
+    ob = outcome.obligation
+    fields = {
+        "subject": ob.subject, "customer": ob.customer, "kind": ob.kinds[0].replace("_", " "),
+        "deadline": deadline_text(ob), "due": format_local(ob.not_after, ob.timezone),
+        "communication": outcome.communication or "",
+    }
+    if outcome.sent is not None:
+        fields["sent"] = format_local(outcome.sent, ob.timezone)
+        if outcome.problem == "late":
+            fields["lateness"] = humanize(outcome.sent - ob.not_after)
+        elif outcome.problem == "early":
+            fields["earliness"] = humanize(ob.not_before - outcome.sent)
+    if ob.count > 1:
+        fields["count_found"] = str(min(count_in_window(ob, comms), ob.count - 1))
+    return Violation(
+        rule=ob.rule, problem=outcome.problem or "missing", subject=ob.subject, customer=ob.customer,
+        communication=outcome.communication, due=ob.not_after, sent=outcome.sent, fields=fields,
+        evidence=tuple(dict.fromkeys((*ob.evidence, *outcome.matched_events))),
+    )

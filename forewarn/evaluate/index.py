@@ -1,0 +1,110 @@
+"""One pass over the log in evaluation order: lookups by customer, subject and communication."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from forewarn.events import (
+    CommunicationSent,
+    CustomerUpserted,
+    Event,
+    ReplyReceived,
+    TicketOpened,
+    WaiverGranted,
+)
+
+SUBJECT_FIELDS = ("maintenance", "incident", "release")
+LIFECYCLE_TYPES = frozenset({
+    "maintenance.scheduled", "maintenance.rescheduled", "maintenance.cancelled",
+    "maintenance.started", "maintenance.extended", "maintenance.completed",
+    "maintenance.healthy", "incident.declared", "incident.resolved", "release.scheduled",
+})
+
+
+@dataclass
+class CustomerTimeline:
+    """Every version of one customer's attributes, by evaluation position."""
+
+    positions: list[int] = field(default_factory=list)
+    versions: list[CustomerUpserted] = field(default_factory=list)
+
+    def at(self, pos: int) -> CustomerUpserted | None:
+        """The attributes in force at position `pos` (the latest upsert at or before it)."""
+        i = bisect_right(self.positions, pos)
+        return self.versions[i - 1] if i else None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A communication and its position in evaluation order."""
+
+    pos: int
+    comm: CommunicationSent
+
+    @property
+    def subject(self) -> tuple[str, str] | None:
+        for name in SUBJECT_FIELDS:
+            value = getattr(self.comm, name, None)
+            if value:
+                return name, value
+        return None
+
+
+@dataclass
+class LogIndex:
+    """The log, split by what each stage needs."""
+
+    customers: dict[str, CustomerTimeline] = field(default_factory=dict)
+    subjects: dict[tuple[str, str], list[tuple[int, Event]]] = field(default_factory=dict)
+    sent: list[Sent] = field(default_factory=list)
+    sent_by_id: dict[str, Sent] = field(default_factory=dict)
+    tickets: dict[str, list[tuple[int, TicketOpened]]] = field(default_factory=dict)
+    replies: list[tuple[int, ReplyReceived]] = field(default_factory=list)
+    waivers: list[tuple[int, WaiverGranted]] = field(default_factory=list)
+    ats: list[datetime] = field(default_factory=list)  # `at` of every event, by position
+
+    def customer_at(self, customer: str, pos: int) -> CustomerUpserted | None:
+        timeline = self.customers.get(customer)
+        return timeline.at(pos) if timeline else None
+
+    def enterprise_at(self, customer: str, pos: int) -> CustomerUpserted | None:
+        """The customer's attributes at `pos` if it is in scope (enterprise) then."""
+        version = self.customer_at(customer, pos)
+        return version if version is not None and version.plan == "enterprise" else None
+
+    def enterprise_customers_at(self, pos: int) -> list[str]:
+        return sorted(c for c in self.customers if self.enterprise_at(c, pos) is not None)
+
+
+def build_index(events: Iterable[Event]) -> LogIndex:
+    """Index events given in evaluation order (position = index in that order)."""
+    index = LogIndex()
+    subjects: dict[tuple[str, str], list[tuple[int, Event]]] = defaultdict(list)
+    tickets: dict[str, list[tuple[int, TicketOpened]]] = defaultdict(list)
+    for pos, event in enumerate(events):
+        index.ats.append(event.at)
+        kind = event.type
+        if isinstance(event, CustomerUpserted):
+            timeline = index.customers.setdefault(event.customer, CustomerTimeline())
+            timeline.positions.append(pos)
+            timeline.versions.append(event)
+        elif kind in LIFECYCLE_TYPES:
+            subject_kind = kind.split(".", 1)[0]
+            subjects[(subject_kind, getattr(event, subject_kind))].append((pos, event))
+        elif isinstance(event, CommunicationSent):
+            sent = Sent(pos, event)
+            index.sent.append(sent)
+            index.sent_by_id[event.communication] = sent
+        elif isinstance(event, TicketOpened):
+            tickets[event.communication].append((pos, event))
+        elif isinstance(event, ReplyReceived):
+            index.replies.append((pos, event))
+        elif isinstance(event, WaiverGranted):
+            index.waivers.append((pos, event))
+    index.subjects = dict(subjects)
+    index.tickets = dict(tickets)
+    return index

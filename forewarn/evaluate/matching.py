@@ -1,0 +1,102 @@
+"""Match communications to obligations, in bulk: each fulfils at most one obligation per rule."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+from forewarn.evaluate.index import LogIndex, Sent
+from forewarn.evaluate.model import Obligation, Outcome
+
+CommKey = tuple[str, str, str, str]  # subject kind, subject, customer, kind
+
+
+def communications_by_key(index: LogIndex) -> dict[CommKey, list[Sent]]:
+    """Communications grouped by what they are about, to whom, of which kind (in send order)."""
+    groups: dict[CommKey, list[Sent]] = defaultdict(list)
+    for sent in index.sent:
+        subject = sent.subject
+        if subject is not None:
+            groups[(subject[0], subject[1], sent.comm.customer, sent.comm.kind)].append(sent)
+    return groups
+
+
+def match(
+    obligations: Sequence[Obligation],
+    void: dict[int, str],
+    allowed: dict[str, frozenset[str]],
+    comms: dict[CommKey, list[Sent]],
+    as_of: datetime,
+) -> list[Outcome]:
+    """The outcome of every obligation (same order as given).
+
+    `void` maps an obligation's index to why it is void; `allowed` gives each
+    rule's problem codes (late / early are only reported where listed).
+    Per (rule, subject, customer), obligations are taken in deadline order:
+    first every one that can be met on time takes the earliest fitting unused
+    communications; then each remaining one past its deadline is late (an
+    unused one sent after the interval), early (one sent before it), or missing.
+    """
+    outcomes: list[Outcome | None] = [None] * len(obligations)
+    groups: dict[tuple[str, str, str, str], list[int]] = defaultdict(list)
+    for i, ob in enumerate(obligations):
+        if i in void:
+            outcomes[i] = Outcome(ob, "void", void_reason=void[i])
+        else:
+            groups[(ob.rule, ob.subject_kind, ob.subject, ob.customer)].append(i)
+
+    for (_rule, kind, subject, customer), members in groups.items():
+        members.sort(key=lambda i: (obligations[i].not_after, obligations[i].opened, i))
+        first = obligations[members[0]]
+        candidates = sorted(
+            (s for k in first.kinds for s in comms.get((kind, subject, customer, k), ())),
+            key=lambda s: s.pos,
+        )
+        used: set[int] = set()
+        # Pass 1: on time.
+        for i in members:
+            ob = obligations[i]
+            fitting = [
+                s for s in candidates
+                if s.pos not in used and ob.opened <= s.comm.at and ob.not_before <= s.comm.at <= ob.not_after
+            ][: ob.count]
+            if len(fitting) == ob.count:
+                used.update(s.pos for s in fitting)
+                outcomes[i] = Outcome(
+                    ob, "met", sent=fitting[-1].comm.at,
+                    matched=tuple(s.comm.communication for s in fitting),
+                    matched_events=tuple(s.comm.id for s in fitting),
+                )
+        # Pass 2: what is left is pending (deadline ahead) or violated.
+        for i in members:
+            if outcomes[i] is not None:
+                continue
+            ob = obligations[i]
+            if ob.not_after > as_of:
+                outcomes[i] = Outcome(ob, "pending")
+                continue
+            codes = allowed[ob.rule]
+            unused = [s for s in candidates if s.pos not in used and s.comm.at >= ob.opened]
+            late = next((s for s in unused if s.comm.at > ob.not_after), None) if "late" in codes else None
+            early = next((s for s in unused if s.comm.at < ob.not_before), None) if "early" in codes else None
+            chosen, problem = (late, "late") if late else (early, "early") if early else (None, "missing")
+            if chosen is not None:
+                used.add(chosen.pos)
+                outcomes[i] = Outcome(
+                    ob, "violated", problem=problem, communication=chosen.comm.communication,
+                    sent=chosen.comm.at, matched_events=(chosen.comm.id,),
+                )
+            else:
+                outcomes[i] = Outcome(ob, "violated", problem="missing")
+    return [o for o in outcomes if o is not None]
+
+
+def count_in_window(ob: Obligation, comms: dict[CommKey, list[Sent]]) -> int:
+    """How many matching communications went out inside the obligation's interval."""
+    return sum(
+        1
+        for k in ob.kinds
+        for s in comms.get((ob.subject_kind, ob.subject, ob.customer, k), ())
+        if ob.opened <= s.comm.at and ob.not_before <= s.comm.at <= ob.not_after
+    )

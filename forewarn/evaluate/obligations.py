@@ -1,0 +1,182 @@
+"""The policy compiled onto durable_rules: lifecycle moments in, obligations with deadlines out."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from forewarn.calendar import business_days_before
+from forewarn.evaluate.index import LogIndex
+from forewarn.evaluate.lifecycle import SubjectHistory, Timer, fold_subject
+from forewarn.evaluate.model import Moment, Obligation
+from forewarn.evaluate.rete import Rule as ReteRule
+from forewarn.evaluate.rete import Session
+from forewarn.policy.model import Policy, Rule
+from forewarn.policy.schema import WHERE_FIELDS, Anchor
+
+ALARM_SUFFIX = ".alarm"
+_FACT_FIELDS = frozenset(f for fields in WHERE_FIELDS.values() for f in fields) | {"timer"}
+
+
+@dataclass
+class Derivation:
+    """Everything the lifecycle stage derived from the log."""
+
+    histories: dict[tuple[str, str], SubjectHistory] = field(default_factory=dict)
+    obligations: list[Obligation] = field(default_factory=list)
+    alarms: list[tuple[Rule, Moment]] = field(default_factory=list)
+
+
+def compile_rules(policy: Policy, fired: list[tuple[str, str]]) -> list[ReteRule]:
+    """durable_rules rules for the policy's obligation and alarm triggers.
+
+    Each action records (rule name, fact id) in `fired`; the caller turns
+    that into obligations once the subject's moments are all asserted.
+    """
+
+    def record(name: str):  # noqa: ANN202 - a closure per rule
+        def action(_sid: str, fact: Mapping[str, object]) -> None:
+            fired.append((name, str(fact["id"])))
+
+        return action
+
+    compiled: list[ReteRule] = []
+    for rule in policy.rules:
+        ob = rule.spec.obligation
+        if ob is not None:
+            where = {"type": list(ob.trigger), **ob.where}
+            compiled.append(ReteRule(rule.id, where, record(rule.id)))
+        alarm = rule.spec.alarm
+        if alarm is not None:
+            where = {"type": list(alarm.trigger), "timer": rule.id, **alarm.where}
+            compiled.append(ReteRule(rule.id + ALARM_SUFFIX, where, record(rule.id + ALARM_SUFFIX)))
+    return compiled
+
+
+def timers_of(policy: Policy) -> list[Timer]:
+    """The alarm timers the lifecycle must run (one per alarm rule)."""
+    out = []
+    for rule in policy.rules:
+        if rule.spec.alarm is not None:
+            unit, amount = rule.anchor_offset(rule.spec.alarm.after)
+            out.append(Timer(rule.id, amount if unit == "minutes" else 0))
+    return out
+
+
+def _fact(moment: Moment, fact_id: str) -> dict[str, object]:
+    """The moment as a flat durable_rules fact: only fields a `where` can test."""
+    fact: dict[str, object] = {"id": fact_id, "type": moment.type}
+    for key, value in moment.attrs.items():
+        if key not in _FACT_FIELDS or value is None:
+            continue
+        fact[key] = value.isoformat() if isinstance(value, datetime) else value
+    return fact
+
+
+def derive(index: LogIndex, policy: Policy, as_of: datetime) -> Derivation:
+    """Fold every subject's lifecycle and open the obligations its moments trigger."""
+    out = Derivation()
+    fired: list[tuple[str, str]] = []
+    timers = timers_of(policy)
+    ats = index.ats
+
+    def pos_at(t: datetime) -> int:
+        return bisect_right(ats, t) - 1
+
+    with Session(compile_rules(policy, fired)) as session:
+        for (kind, subject), events in index.subjects.items():
+            history = fold_subject(kind, subject, events, timers, as_of, pos_at)
+            if history is None:
+                continue
+            out.histories[(kind, subject)] = history
+            sid = f"{kind}:{subject}"
+            fired.clear()
+            for n, moment in enumerate(history.moments):
+                session.assert_fact(sid, _fact(moment, str(n)))
+            session.end_subject(sid)
+            for name, fact_id in fired:
+                moment = history.moments[int(fact_id)]
+                if name.endswith(ALARM_SUFFIX):
+                    rule = policy.by_id[name[: -len(ALARM_SUFFIX)]]
+                    out.alarms.append((rule, moment))
+                else:
+                    rule = policy.by_id[name]
+                    out.obligations.extend(expand(rule, moment, history, index))
+    return out
+
+
+def affected(history: SubjectHistory, pos: int, index: LogIndex) -> list[str]:
+    """Affected customers in scope at `pos`: the subject's list (or "all" at its
+    definition), restricted to customers on the enterprise plan at `pos`."""
+    if history.customers == "all":
+        candidates = index.enterprise_customers_at(history.defined_pos)
+    else:
+        candidates = list(dict.fromkeys(history.customers))
+    return [c for c in candidates if index.enterprise_at(c, pos) is not None]
+
+
+def expand(rule: Rule, moment: Moment, history: SubjectHistory, index: LogIndex) -> list[Obligation]:
+    """One obligation per affected enterprise customer, deadlines in their calendar."""
+    ob = rule.spec.obligation
+    assert ob is not None
+    out: list[Obligation] = []
+    for customer in affected(history, moment.pos, index):
+        attrs = index.enterprise_at(customer, moment.pos)
+        assert attrs is not None
+        tz, country, sub = attrs.timezone, attrs.country, attrs.subdivision
+        not_before = _instant(rule, ob.window.not_before, moment, tz, country, sub)
+        not_after = _instant(rule, ob.window.not_after, moment, tz, country, sub)
+        if not_before is None or not_after is None:
+            continue
+        out.append(Obligation(
+            rule=rule.id, subject_kind=history.kind, subject=history.id, customer=customer,
+            kinds=tuple(ob.kinds), count=ob.count, opened=moment.at,
+            not_before=not_before, not_after=not_after,
+            anchor=ob.window.not_after.at,
+            anchor_at=moment.instant(ob.window.not_after.at) or moment.at,
+            offset=rule.anchor_offset(ob.window.not_after),
+            moment=moment,
+            evidence=tuple(dict.fromkeys((history.defined_event, moment.event_id, attrs.id))),
+            timezone=tz, country=country, subdivision=sub,
+        ))
+    return out
+
+
+def _instant(
+    rule: Rule, anchor: Anchor, moment: Moment, tz: str, country: str | None, sub: str | None
+) -> datetime | None:
+    base = moment.instant(anchor.at)
+    if base is None:
+        return None
+    unit, amount = rule.anchor_offset(anchor)
+    if unit == "business_days" and amount:
+        return _business_days_before(base, -amount, tz, country, sub)
+    return base + timedelta(minutes=amount)
+
+
+@lru_cache(maxsize=200_000)
+def _business_days_before(t: datetime, n: int, tz: str, country: str | None, sub: str | None) -> datetime:
+    return business_days_before(t, n, tz, country, sub)
+
+
+def void_reason(ob: Obligation, rule: Rule, history: SubjectHistory) -> str | None:
+    """Why the obligation no longer stands (per the rule's `void_when`), or None."""
+    spec = rule.spec.obligation
+    if spec is None:
+        return None
+    version_no = ob.moment.attrs.get("version")
+    version = history.versions[int(version_no) - 1] if isinstance(version_no, int) else None
+    superseded = version.superseded_at if version is not None else None
+    for cond in spec.void_when:
+        if cond == "superseded-before-deadline" and superseded is not None and superseded <= ob.not_after:
+            return f"window superseded at {superseded.isoformat()} before its deadline"
+        if cond == "superseded-before-start" and superseded is not None and version is not None and superseded < version.start:
+            return f"window superseded at {superseded.isoformat()} before its start"
+        if cond == "cancelled-before-deadline" and history.cancelled_at is not None and history.cancelled_at < ob.not_after:
+            return f"maintenance cancelled at {history.cancelled_at.isoformat()}"
+        if cond == "closed-before-deadline" and history.closed_at is not None and history.closed_at < ob.not_after:
+            return f"maintenance closed at {history.closed_at.isoformat()} before the promised update"
+    return None
