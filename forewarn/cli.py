@@ -187,7 +187,7 @@ def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) ->
         click.echo(f"forewarn: nothing to append: all {result.unchanged} event(s) already in {path}", err=True)
 
 
-FORMATS = ["table", "json"]
+FORMATS = ["table", "json", "markdown", "html", "sarif", "junit", "csv"]
 SEVERITIES = ["low", "medium", "high", "critical"]
 
 
@@ -279,6 +279,105 @@ def rules_lint(directory: str | None) -> None:
         click.echo(f"forewarn: {len(errors)} problem(s) in the policy", err=True)
         sys.exit(EXIT_BAD_INPUT)
     click.echo(f"forewarn: {len(rules)} rules, no problems", err=True)
+
+
+@main.command("plan")
+@db_option
+@events_option
+@rules_option
+@click.option("--as-of", "as_of", metavar="T", default="now", help="Plan as of T (default now).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--propose", metavar="start=T,end=T,customers=a|b|all,impact=I", default=None,
+              help="What-if: when must each notice go out for this proposed window?")
+def plan_cmd(db: str | None, events_files: tuple[str, ...], rules_dir: str | None, as_of: str,
+             fmt: str, propose: str | None) -> None:
+    """What the engine must send: obligations due now, upcoming ones, and alerts for people."""
+    from forewarn.engine.planner import make_plan
+    from forewarn.engine.propose import ProposalError, parse_proposal, propose_window
+    from forewarn.engine.views import plan_json, plan_table, proposal_json, proposal_table
+    from forewarn.evaluate.evaluation import evaluate
+
+    policy = load_policy_or_fail(rules_dir)
+    t = parse_instant(as_of, "--as-of")
+    events = read_log(db, events_files, policy.ids, t)
+    if propose is not None:
+        try:
+            proposal = parse_proposal(propose, t)
+            answer = propose_window(events, policy, proposal, t)
+        except ProposalError as exc:
+            fail(f"--propose: {exc}")
+        write_output(proposal_json(answer) if fmt == "json" else proposal_table(answer), None)
+        return
+    plan = make_plan(evaluate(events, policy, t))
+    evaluation_text = plan_json(plan) if fmt == "json" else plan_table(plan)
+    write_output(evaluation_text, None)
+    click.echo(f"forewarn: {len(plan.due)} due, {len(plan.upcoming)} upcoming, {len(plan.alerts)} alert(s)", err=True)
+
+
+@main.command("run")
+@db_option
+@rules_option
+@click.option("--once", is_flag=True, help="One pass, then exit.")
+@click.option("--now", "now", metavar="T", default=None, help="Act as if it were T (tests and replays).")
+@click.option("--outbox", "outbox_dir", metavar="DIR", default=None, type=click.Path(file_okay=False),
+              help="Write each message as a .eml file into DIR (the default: ./outbox).")
+@click.option("--smtp", metavar="HOST:PORT", default=None, help="Deliver over SMTP instead.")
+@click.option("--starttls", is_flag=True, help="SMTP: upgrade the connection with STARTTLS.")
+@click.option("--smtp-user", metavar="USER", default=None, help="SMTP: log in as USER ($FOREWARN_SMTP_PASSWORD).")
+@click.option("--ticket-webhook", metavar="URL", default=None, help="Also open each ticket in an external system.")
+@click.option("--poll", metavar="SECONDS", type=float, default=30.0, show_default=True,
+              help="Without --once: longest sleep between passes.")
+def run_cmd(db: str | None, rules_dir: str | None, once: bool, now: str | None, outbox_dir: str | None,
+            smtp: str | None, starttls: bool, smtp_user: str | None, ticket_webhook: str | None,
+            poll: float) -> None:
+    """Decide and send what is due, and record it in the log."""
+    from forewarn.engine.delivery import OutboxDirectory, SmtpDelivery, parse_smtp_target
+    from forewarn.engine.runner import Engine
+    from forewarn.engine.tickets import TicketWebhook
+    from forewarn.log.store import LogError, open_store
+
+    policy = load_policy_or_fail(rules_dir)
+    if smtp and outbox_dir:
+        fail("give either --outbox or --smtp, not both")
+    t = parse_instant(now, "--now") if now else None
+    if t is not None and not once:
+        fail("--now replays one instant: use it with --once")
+    path = _db_path(db)
+    if not Path(path).exists():
+        fail(f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`")
+    try:
+        store = open_store(path)
+    except LogError as exc:
+        fail(str(exc))
+    if smtp:
+        try:
+            host, port = parse_smtp_target(smtp)
+        except ValueError as exc:
+            fail(f"--smtp: {exc}")
+        delivery = SmtpDelivery(host, port, starttls=starttls, username=smtp_user,
+                                password=os.environ.get("FOREWARN_SMTP_PASSWORD"))
+    else:
+        delivery = OutboxDirectory(Path(outbox_dir or "outbox"))
+    webhook = TicketWebhook(ticket_webhook) if ticket_webhook else None
+    engine = Engine(store, policy, delivery, webhook)
+
+    def report(result: Any) -> None:
+        click.echo(f"forewarn: sent {len(result.sent)}, failed {len(result.failed)}, "
+                   f"held by another process {result.skipped}", err=True)
+        for message_id, error in result.failed:
+            click.echo(f"forewarn: delivery of {message_id} failed: {error}", err=True)
+
+    try:
+        if once:
+            result = engine.run_once(t)
+            report(result)
+            if result.failed:
+                sys.exit(EXIT_FINDINGS)
+        else:
+            engine.run_forever(poll=poll, report=report)
+    finally:
+        delivery.close()
+        store.close()
 
 
 @main.command("demo")

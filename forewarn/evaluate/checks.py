@@ -78,9 +78,9 @@ def _applies(check: Check, sent: Sent, subject: tuple[str, str] | None, history:
     return True
 
 
-def _violation(rule: Rule, problem: str, sent: Sent, due: datetime, evidence: tuple[str, ...], **fields: str) -> Violation:
-    comm = sent.comm
-    subject = sent.subject
+def _violation(rule: Rule, problem: str, item: Sent, due: datetime, evidence: tuple[str, ...], **fields: str) -> Violation:
+    comm = item.comm
+    subject = item.subject
     base = {
         "communication": comm.communication, "customer": comm.customer, "kind": comm.kind.replace("_", " "),
         "subject": subject[1] if subject else comm.communication,

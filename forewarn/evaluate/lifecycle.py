@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from forewarn.events import Event
+from forewarn.events import Event, MaintenanceExtended
 from forewarn.evaluate.model import Moment
 
 
@@ -48,6 +48,8 @@ class SubjectHistory:
     ends: list[tuple[datetime, bool]] = field(default_factory=list)
     extension_positions: list[int] = field(default_factory=list)
     extension_gave_end: list[bool] = field(default_factory=list)
+    extensions: list[MaintenanceExtended] = field(default_factory=list)
+    context: dict[str, object] = field(default_factory=dict)  # customer-visible text, not for decisions
     cancelled_at: datetime | None = None
     completed_at: datetime | None = None
     closed_at: datetime | None = None
@@ -76,6 +78,10 @@ class SubjectHistory:
         """Whether the latest extension at or before `pos` gave an end (None: no extension)."""
         i = bisect_right(self.extension_positions, pos)
         return self.extension_gave_end[i - 1] if i else None
+
+    def latest_extension(self, pos: int) -> MaintenanceExtended | None:
+        i = bisect_right(self.extension_positions, pos)
+        return self.extensions[i - 1] if i else None
 
     def closed_by(self, pos: int) -> bool:
         return self.closed_pos is not None and self.closed_pos <= pos
@@ -108,13 +114,15 @@ def fold_subject(
         customers=first.customers,  # type: ignore[union-attr]
     )
     if kind == "incident" and first.type == "incident.declared":
-        history.attrs = {"severity": first.severity}  # type: ignore[union-attr]
+        history.attrs = {"severity": first.severity, "title": first.title}  # type: ignore[union-attr]
+        history.context = {"summary": first.summary, "severity": first.severity}  # type: ignore[union-attr]
         history.moments.append(Moment(
             first.type, kind, subject, first.at, first_pos, first.id,
             {"opened": first.at, "severity": first.severity},  # type: ignore[union-attr]
         ))
     elif kind == "release" and first.type == "release.scheduled":
-        history.attrs = {"release": True}
+        history.attrs = {"release": True, "title": first.title}  # type: ignore[union-attr]
+        history.context = {"release_at": first.release_at}  # type: ignore[union-attr]
         history.moments.append(Moment(
             first.type, kind, subject, first.at, first_pos, first.id,
             {"opened": first.at, "release_at": first.release_at},  # type: ignore[union-attr]
@@ -142,6 +150,10 @@ def _fold_maintenance(
             "release": bool(first.release),  # type: ignore[union-attr]
             "notifiable": _notifiable(impact, emergency),
             "title": first.title,  # type: ignore[union-attr]
+        },
+        context={
+            "impact_summary": first.impact_summary,  # type: ignore[union-attr]
+            "emergency_reason": first.reason,  # type: ignore[union-attr]
         },
     )
     # The alarm state: which event set the end in force, and whether the
@@ -188,6 +200,7 @@ def _fold_maintenance(
             new_end = ev.end  # type: ignore[union-attr]
             h.extension_positions.append(pos)
             h.extension_gave_end.append(new_end is not None)
+            h.extensions.append(ev)  # type: ignore[arg-type]
             attrs = {**base, "reason": ev.reason}  # type: ignore[union-attr]
             if new_end is not None:
                 h.end_positions.append(pos)

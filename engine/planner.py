@@ -1,0 +1,196 @@
+"""What must be sent now: the policy's pending obligations turned into drafts (and alerts for people)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from forewarn.evaluate.evaluation import Evaluation
+from forewarn.evaluate.lifecycle import SubjectHistory
+from forewarn.evaluate.matching import communications_by_key, count_in_window
+from forewarn.evaluate.model import Obligation, Outcome
+
+from forewarn.engine.draft import Draft, Invitation
+
+# A second communication an obligation needs (update-cadence's promised
+# update) goes out this long before its deadline, not straight after the first.
+UPDATE_LEAD = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Something no e-mail can fix: a person must act."""
+
+    rule: str
+    subject: str
+    problem: str
+    message: str
+    customer: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"rule": self.rule, "subject": self.subject, "problem": self.problem,
+                                  "message": self.message}
+        if self.customer is not None:
+            out["customer"] = self.customer
+        return out
+
+
+@dataclass(frozen=True)
+class Due:
+    """A pending obligation and the instant from which the engine should send for it."""
+
+    outcome: Outcome
+    send_from: datetime
+    sent_so_far: int  # matching communications already inside its interval
+    sender: str | None = None  # From: per the policy
+    to: tuple[str, ...] = ()  # the customer's contacts
+
+    @property
+    def obligation(self) -> Obligation:
+        return self.outcome.obligation
+
+
+@dataclass(frozen=True)
+class Plan:
+    as_of: datetime
+    due: list[Due]
+    upcoming: list[Due]
+    alerts: list[Alert] = field(default_factory=list)
+
+    def next_wake(self) -> datetime | None:
+        """When the next upcoming obligation becomes due."""
+        return min((d.send_from for d in self.upcoming), default=None)
+
+
+def make_plan(evaluation: Evaluation) -> Plan:
+    """Split the evaluation's pending obligations into due now and upcoming; add alerts."""
+    now = evaluation.as_of
+    comms = communications_by_key(evaluation.index)
+    due: list[Due] = []
+    upcoming: list[Due] = []
+    for outcome in evaluation.outcomes:
+        if outcome.status != "pending":
+            continue
+        ob = outcome.obligation
+        sent = count_in_window(ob, comms)
+        start = max(ob.opened, ob.not_before)
+        if sent:  # a further communication (the promised update): late in the interval
+            start = max(start, ob.not_after - UPDATE_LEAD)
+        entry = Due(outcome, start, sent, evaluation.sender(ob), tuple(evaluation.contacts(ob)))
+        (due if start <= now else upcoming).append(entry)
+    key = lambda d: (d.send_from, d.obligation.not_after, d.obligation.rule, d.obligation.subject, d.obligation.customer)  # noqa: E731
+    return Plan(now, sorted(due, key=key), sorted(upcoming, key=key), alerts(evaluation))
+
+
+def alerts(evaluation: Evaluation) -> list[Alert]:
+    """Overruns and missed deadlines: what needs a person, not an e-mail."""
+    now = evaluation.as_of
+    out: list[Alert] = []
+    for (kind, subject), h in sorted(evaluation.histories.items()):
+        if kind != "maintenance" or h.cancelled_at or h.completed_at or not h.ends:
+            continue
+        end = h.ends[-1][0]
+        last_end_pos = h.end_positions[-1]
+        extended_since = bool(h.extension_positions) and h.extension_positions[-1] > last_end_pos
+        if end < now and not extended_since:
+            out.append(Alert(
+                "extension-notice", subject, "overrun",
+                f"{subject} passed its end {end:%Y-%m-%d %H:%M}Z with no completion or extension recorded: "
+                "record a maintenance.extended with the reason (and a new end or next update time), "
+                "or a maintenance.completed",
+            ))
+    for outcome in evaluation.outcomes:
+        if outcome.status == "violated" and outcome.problem == "missing":
+            ob = outcome.obligation
+            out.append(Alert(
+                ob.rule, ob.subject, "missed",
+                f"{ob.rule}: nothing was sent to {ob.customer} for {ob.subject} by {ob.not_after:%Y-%m-%d %H:%M}Z; "
+                "contact the customer and record a waiver with the reason",
+                customer=ob.customer,
+            ))
+    return out
+
+
+# -- drafts -----------------------------------------------------------------------------
+
+
+def obligation_key(ob: Obligation) -> str:
+    """A stable name for one obligation: rule/subject/customer/opened/deadline."""
+    return f"{ob.rule}/{ob.subject_kind}:{ob.subject}/{ob.customer}/{ob.opened:%Y%m%dT%H%M%S}/{ob.not_after:%Y%m%dT%H%M%S}"
+
+
+def drafts_for(evaluation: Evaluation, due: list[Due]) -> list[Draft]:
+    """One draft per (subject, customer, kind) that covers the due obligations; a draft
+    covers at most one obligation per rule (a communication fulfils one per rule)."""
+    groups: dict[tuple[str, str, str], list[tuple[str, set[str], list[Due]]]] = defaultdict(list)
+    for d in due:
+        ob = d.obligation
+        slots = groups[(ob.subject_kind, ob.subject, ob.customer)]
+        for kind, rules, members in slots:
+            if kind in ob.kinds and ob.rule not in rules:
+                rules.add(ob.rule)
+                members.append(d)
+                break
+        else:
+            slots.append((ob.kinds[0], {ob.rule}, [d]))
+    drafts = []
+    for (subject_kind, subject, customer), slots in groups.items():
+        history = evaluation.histories[(subject_kind, subject)]
+        for kind, _rules, members in slots:
+            drafts.append(_draft(evaluation, history, customer, kind, members))
+    return drafts
+
+
+def _draft(evaluation: Evaluation, history: SubjectHistory, customer: str, kind: str, members: list[Due]) -> Draft:
+    now = evaluation.as_of
+    last = len(evaluation.index.ats) - 1
+    attrs = evaluation.index.customer_at(customer, last)
+    assert attrs is not None
+    primary = members[0]
+    seed = f"{obligation_key(primary.obligation)}#{primary.sent_so_far}"
+    digest = hashlib.sha256(seed.encode()).hexdigest()[:20]
+    communication = f"fw-{digest}"
+    sender = evaluation.policy.sender(history.release_related) or "enterprise-support@example.com"
+    domain = sender.rsplit("@", 1)[-1]
+    states, context, invitation = _content(history, kind, last, now)
+    return Draft(
+        communication=communication, message_id=f"<{communication}@{domain}>", kind=kind,
+        subject_kind=history.kind, subject=history.id, subject_title=str(history.attrs.get("title") or history.id),
+        customer=customer, customer_name=attrs.name, timezone=attrs.timezone,
+        sender=sender, to=tuple(attrs.contacts),
+        support_contact=evaluation.policy.sender(False) or sender,
+        states=states, context=context, invitation=invitation,
+        reasons=tuple(obligation_key(d.obligation) for d in members),
+        policy_digest=evaluation.policy.digest,
+    )
+
+
+def _content(history: SubjectHistory, kind: str, pos: int, now: datetime) -> tuple[dict, dict, Invitation | None]:
+    """What a message of `kind` states about the subject now (per the notice-content rule)."""
+    states: dict[str, object] = {}
+    context: dict[str, object] = dict(history.context)
+    invitation = None
+    if history.kind == "maintenance":
+        version = history.version_at(pos)
+        impact = str(history.attrs.get("impact"))
+        summary = history.context.get("impact_summary") or ("No customer impact expected" if impact == "none" else impact)
+        if version is not None and kind in ("advance_notice", "emergency", "start_reminder"):
+            states.update(window_start=version.start, window_end=version.end, impact=summary)
+        if kind == "extension":
+            ext = history.latest_extension(pos)
+            if ext is not None:
+                states["reason"] = ext.reason
+                if ext.end is not None:
+                    states["end"] = history.end_in_force_at(pos)
+                if ext.next_update_by is not None:
+                    states["next_update_by"] = ext.next_update_by
+        if version is not None and kind in ("advance_notice", "emergency", "extension", "start_reminder"):
+            end = history.end_in_force_at(pos) or version.end
+            invitation = Invitation(
+                uid=f"{history.id}@forewarn", sequence=len(history.versions) - 1 + len(history.extension_positions),
+                method="REQUEST", start=version.start, end=end,
+                summary=str(history.attrs.get("title") or history.id),
+            )
+    return states, context, invitation

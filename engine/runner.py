@@ -1,0 +1,181 @@
+"""`forewarn run`: evaluate, plan, claim, render, deliver, open the ticket, record; once or forever."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from forewarn import __version__
+from forewarn.engine import outbox
+from forewarn.engine.delivery import Delivery, DeliveryError, with_retries
+from forewarn.engine.draft import Draft
+from forewarn.engine.planner import Plan, drafts_for, make_plan
+from forewarn.engine.render import render
+from forewarn.engine.tickets import TicketStore, TicketWebhook
+from forewarn.evaluate.evaluation import evaluate
+from forewarn.events import parse_lines
+from forewarn.log.source import read_store
+from forewarn.log.store import EventStore
+from forewarn.policy.model import Policy
+
+
+def _utc(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if t.microsecond else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class PassResult:
+    """What one pass of the engine did."""
+
+    sent: list[str] = field(default_factory=list)  # communication ids recorded
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (message id, error)
+    skipped: int = 0  # due drafts another process holds
+    plan: Plan | None = None
+
+
+def _events_for(draft: Draft, ticket: str, at: datetime, subject_line: str) -> list[dict[str, object]]:
+    """The communication.sent and ticket.opened events that record a delivered draft."""
+    states = {k: (_utc(v) if isinstance(v, datetime) else v) for k, v in draft.states.items()}
+    comm: dict[str, object] = {
+        "id": f"evt-{draft.communication}", "type": "communication.sent", "at": _utc(at),
+        "communication": draft.communication, "customer": draft.customer, "to": list(draft.to),
+        "from": draft.sender, "kind": draft.kind, draft.subject_kind: draft.subject,
+        "subject": subject_line, "message_id": draft.message_id, "states": states,
+        "meta": {"forewarn": {"engine": __version__, "policy": draft.policy_digest, "because": list(draft.reasons)}},
+    }
+    opened = {
+        "id": f"evt-{ticket}", "type": "ticket.opened", "at": _utc(at),
+        "ticket": ticket, "communication": draft.communication,
+    }
+    return [comm, opened]
+
+
+class Engine:
+    """Sends what the policy says is due, exactly once per obligation, recording it in the log."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        policy: Policy,
+        delivery: Delivery,
+        webhook: TicketWebhook | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        attempts: int = 3,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.delivery = delivery
+        self.webhook = webhook
+        self.clock = clock
+        self.attempts = attempts
+        self.conn = store.db.conn
+        outbox.ensure_schema(self.conn)
+        self.tickets = TicketStore(store.db)
+
+    def plan(self, now: datetime) -> Plan:
+        """What is due and upcoming as of `now` (no side effects)."""
+        return make_plan(evaluate(read_store(self.store, now), self.policy, now))
+
+    def run_once(self, now: datetime | None = None) -> PassResult:
+        """One pass: everything due at `now` (default: the clock) is sent and recorded."""
+        at = now or self.clock()
+        evaluation = evaluate(read_store(self.store, at), self.policy, at)
+        plan = make_plan(evaluation)
+        drafts = drafts_for(evaluation, plan.due)
+        deadlines = {
+            d.message_id: min(due.obligation.not_after for due in plan.due if _covers(d, due))
+            for d in drafts
+        }
+        self.store.begin_exclusive()
+        try:
+            claimed = outbox.claim(self.conn, drafts, deadlines)
+        except BaseException:
+            self.store.rollback()
+            raise
+        self.store.commit()
+        result = PassResult(plan=plan, skipped=len(drafts) - len(claimed))
+        for entry in claimed:
+            self._send(entry, now or self.clock(), result)
+        return result
+
+    def _send(self, entry: outbox.Entry, at: datetime, result: PassResult) -> None:
+        draft = entry.draft
+        message = render(draft, at)
+        if entry.state != outbox.DELIVERED:
+            try:
+                with_retries(lambda: self.delivery.deliver(message), attempts=self.attempts)
+            except DeliveryError as exc:
+                self._commit(lambda: outbox.mark(self.conn, draft.message_id, outbox.FAILED if not exc.transient else outbox.INTENT, str(exc)))
+                result.failed.append((draft.message_id, str(exc)))
+                return
+            self._commit(lambda: outbox.mark(self.conn, draft.message_id, outbox.DELIVERED))
+        self._record(draft, at, str(message["Subject"]))
+        result.sent.append(draft.communication)
+
+    def _record(self, draft: Draft, at: datetime, subject_line: str) -> None:
+        """Append the communication and its ticket to the log and close the outbox entry, atomically."""
+        self.store.begin_exclusive()
+        try:
+            ticket = self.tickets.open(draft, at)
+            lines = [json.dumps(e) for e in _events_for(draft, ticket, at, subject_line)]
+            events, errors = parse_lines(lines, "<engine>")
+            if errors:
+                raise RuntimeError("; ".join(str(e) for e in errors))
+            known = self.store.known_events(e.event.id for e in events)
+            fresh = [e for e in events if e.event.id not in known]
+            self.store.append_in_transaction(fresh)
+            outbox.mark(self.conn, draft.message_id, outbox.RECORDED)
+        except BaseException:
+            self.store.rollback()
+            raise
+        self.store.commit()
+        if self.webhook is not None:
+            self.webhook.post(draft, ticket, at)
+
+    def _commit(self, fn: Callable[[], None]) -> None:
+        self.store.begin_exclusive()
+        try:
+            fn()
+        except BaseException:
+            self.store.rollback()
+            raise
+        self.store.commit()
+
+    def run_forever(self, poll: float = 30.0, stop: threading.Event | None = None,
+                    report: Callable[[PassResult], None] | None = None) -> None:
+        """Pass after pass, sleeping until the next due time or `poll` seconds; stops on SIGTERM/SIGINT."""
+        stop = stop or threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.is_set():
+            result = self.run_once()
+            if report:
+                report(result)
+            wake = result.plan.next_wake() if result.plan else None
+            delay = poll
+            if wake is not None:
+                delay = max(0.0, min(poll, (wake - self.clock()).total_seconds()))
+            if result.failed:
+                delay = min(delay, 5.0)
+            stop.wait(delay)
+
+
+def _covers(draft: Draft, due: object) -> bool:
+    from forewarn.engine.planner import obligation_key
+
+    return obligation_key(due.obligation) in draft.reasons  # type: ignore[attr-defined]
+
+
+def step_through(engine: Engine, start: datetime, end: datetime, step: timedelta) -> int:
+    """Replay: run the engine at every `step` from `start` to `end` (tests and demos drive the clock)."""
+    sent = 0
+    t = start
+    while t <= end:
+        sent += len(engine.run_once(t).sent)
+        t += step
+    return sent
