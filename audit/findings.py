@@ -8,9 +8,9 @@ from datetime import datetime
 
 from forewarn import __version__
 from forewarn.calendar import holidays_version
-from forewarn.events import Event, WaiverGranted
 from forewarn.evaluate.evaluation import Evaluation, evaluate
 from forewarn.evaluate.model import Obligation, Outcome, Violation
+from forewarn.events import Event, WaiverGranted
 from forewarn.policy.model import Policy
 
 
@@ -43,10 +43,18 @@ class Finding:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "rule": self.rule, "status": self.status, "severity": self.severity,
-            "problem": self.problem, "subject": self.subject, "customer": self.customer,
-            "communication": self.communication, "due": utc(self.due), "sent": utc(self.sent),
-            "waiver": self.waiver, "retroactive": self.retroactive, "message": self.message,
+            "rule": self.rule,
+            "status": self.status,
+            "severity": self.severity,
+            "problem": self.problem,
+            "subject": self.subject,
+            "customer": self.customer,
+            "communication": self.communication,
+            "due": utc(self.due),
+            "sent": utc(self.sent),
+            "waiver": self.waiver,
+            "retroactive": self.retroactive,
+            "message": self.message,
             "evidence": list(self.evidence),
         }
 
@@ -101,9 +109,14 @@ class AuditResult:
 def obligation_json(ob: Obligation, evaluation: Evaluation) -> dict[str, object]:
     """An obligation in the shape of cli.md."""
     return {
-        "rule": ob.rule, "subject": ob.subject, "customer": ob.customer, "kind": ob.kinds[0],
-        "from": evaluation.sender(ob), "to": evaluation.contacts(ob),
-        "not_before": utc(max(ob.not_before, ob.opened)), "not_after": utc(ob.not_after),
+        "rule": ob.rule,
+        "subject": ob.subject,
+        "customer": ob.customer,
+        "kind": ob.kinds[0],
+        "from": evaluation.sender(ob),
+        "to": evaluation.contacts(ob),
+        "not_before": utc(max(ob.not_before, ob.opened)),
+        "not_after": utc(ob.not_after),
     }
 
 
@@ -126,9 +139,16 @@ def to_finding(v: Violation, policy: Policy, waivers: Sequence[WaiverGranted]) -
     rule = policy.by_id[v.rule]
     waiver = _waiver_for(v, waivers)
     return Finding(
-        rule=v.rule, status="waived" if waiver else "violation", severity=rule.severity,
-        problem=v.problem, subject=v.subject, customer=v.customer, communication=v.communication,
-        due=v.due, sent=v.sent, waiver=waiver.waiver if waiver else None,
+        rule=v.rule,
+        status="waived" if waiver else "violation",
+        severity=rule.severity,
+        problem=v.problem,
+        subject=v.subject,
+        customer=v.customer,
+        communication=v.communication,
+        due=v.due,
+        sent=v.sent,
+        waiver=waiver.waiver if waiver else None,
         retroactive=bool(waiver and waiver.at > v.due),
         message=_message(rule.spec.problems[v.problem], v.fields, rule.params()),
         evidence=tuple(dict.fromkeys((*v.evidence, *((waiver.id,) if waiver else ())))),
@@ -156,8 +176,7 @@ def audit(
         key=Finding.sort_key,
     )
     outcomes = [
-        o for o in evaluation.outcomes
-        if o.status != "void" and _in_period(o.obligation.not_after, since, until)
+        o for o in evaluation.outcomes if o.status != "void" and _in_period(o.obligation.not_after, since, until)
     ]
     waived_keys = {(f.rule, f.subject, f.customer, utc(f.due)) for f in findings if f.status == "waived"}
     violated = waived = 0
@@ -173,7 +192,11 @@ def audit(
         key=lambda o: (o.obligation.not_after, o.obligation.rule, o.obligation.subject, o.obligation.customer),
     )
     summary = Summary(
-        obligations=len(outcomes), met=sum(o.status == "met" for o in outcomes),
-        violated=violated, waived=waived, pending=len(pending), findings=len(findings),
+        obligations=len(outcomes),
+        met=sum(o.status == "met" for o in outcomes),
+        violated=violated,
+        waived=waived,
+        pending=len(pending),
+        findings=len(findings),
     )
     return AuditResult(as_of, since, until, policy, summary, findings, pending, outcomes, evaluation)

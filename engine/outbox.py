@@ -78,10 +78,19 @@ def claim(conn: sqlite3.Connection, drafts: Sequence[Draft], deadlines: dict[str
             deadline = deadlines.get(draft.message_id)
             not_after = deadline.strftime("%Y-%m-%dT%H:%M:%SZ") if deadline else None
             conn.execute(
-                "INSERT INTO outbox (message_id, communication, draft, state, owner, lease_until, not_after, created, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (draft.message_id, draft.communication, json.dumps(draft_to_json(draft)), INTENT, me,
-                 now + LEASE_SECONDS, not_after, now, now),
+                "INSERT INTO outbox (message_id, communication, draft, state, owner, lease_until,"
+                " not_after, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    draft.message_id,
+                    draft.communication,
+                    json.dumps(draft_to_json(draft)),
+                    INTENT,
+                    me,
+                    now + LEASE_SECONDS,
+                    not_after,
+                    now,
+                    now,
+                ),
             )
             taken.append(Entry(draft.message_id, draft, INTENT, 0, None, not_after))
             continue
@@ -94,7 +103,9 @@ def claim(conn: sqlite3.Connection, drafts: Sequence[Draft], deadlines: dict[str
             "UPDATE outbox SET owner = ?, lease_until = ?, updated = ? WHERE message_id = ?",
             (me, now + LEASE_SECONDS, now, draft.message_id),
         )
-        taken.append(Entry(draft.message_id, draft_from_json(json.loads(stored)), state, attempts, last_error, not_after))
+        taken.append(
+            Entry(draft.message_id, draft_from_json(json.loads(stored)), state, attempts, last_error, not_after)
+        )
     return taken
 
 
@@ -108,9 +119,7 @@ def mark(conn: sqlite3.Connection, message_id: str, state: str, error: str | Non
             (state, error[:500], now, message_id),
         )
     else:
-        conn.execute(
-            "UPDATE outbox SET state = ?, updated = ? WHERE message_id = ?", (state, now, message_id)
-        )
+        conn.execute("UPDATE outbox SET state = ?, updated = ? WHERE message_id = ?", (state, now, message_id))
 
 
 def failing(conn: sqlite3.Connection) -> list[Entry]:

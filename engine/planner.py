@@ -7,12 +7,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from forewarn.engine.draft import Draft, Invitation
 from forewarn.evaluate.evaluation import Evaluation
 from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.matching import communications_by_key, count_in_window
 from forewarn.evaluate.model import Obligation, Outcome
-
-from forewarn.engine.draft import Draft, Invitation
 
 # A second communication an obligation needs (update-cadence's promised
 # update) goes out this long before its deadline, not straight after the first.
@@ -30,8 +29,12 @@ class Alert:
     customer: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {"rule": self.rule, "subject": self.subject, "problem": self.problem,
-                                  "message": self.message}
+        out: dict[str, object] = {
+            "rule": self.rule,
+            "subject": self.subject,
+            "problem": self.problem,
+            "message": self.message,
+        }
         if self.customer is not None:
             out["customer"] = self.customer
         return out
@@ -80,8 +83,12 @@ def make_plan(evaluation: Evaluation) -> Plan:
             start = max(start, ob.not_after - UPDATE_LEAD)
         entry = Due(outcome, start, sent, evaluation.sender(ob), tuple(evaluation.contacts(ob)))
         (due if start <= now else upcoming).append(entry)
-    key = lambda d: (d.send_from, d.obligation.not_after, d.obligation.rule, d.obligation.subject, d.obligation.customer)  # noqa: E731
-    return Plan(now, sorted(due, key=key), sorted(upcoming, key=key), alerts(evaluation))
+    return Plan(now, sorted(due, key=_due_order), sorted(upcoming, key=_due_order), alerts(evaluation))
+
+
+def _due_order(d: Due) -> tuple[datetime, datetime, str, str, str]:
+    ob = d.obligation
+    return (d.send_from, ob.not_after, ob.rule, ob.subject, ob.customer)
 
 
 def alerts(evaluation: Evaluation) -> list[Alert]:
@@ -95,21 +102,29 @@ def alerts(evaluation: Evaluation) -> list[Alert]:
         last_end_pos = h.end_positions[-1]
         extended_since = bool(h.extension_positions) and h.extension_positions[-1] > last_end_pos
         if end < now and not extended_since:
-            out.append(Alert(
-                "extension-notice", subject, "overrun",
-                f"{subject} passed its end {end:%Y-%m-%d %H:%M}Z with no completion or extension recorded: "
-                "record a maintenance.extended with the reason (and a new end or next update time), "
-                "or a maintenance.completed",
-            ))
+            out.append(
+                Alert(
+                    "extension-notice",
+                    subject,
+                    "overrun",
+                    f"{subject} passed its end {end:%Y-%m-%d %H:%M}Z with no completion or extension recorded: "
+                    "record a maintenance.extended with the reason (and a new end or next update time), "
+                    "or a maintenance.completed",
+                )
+            )
     for outcome in evaluation.outcomes:
         if outcome.status == "violated" and outcome.problem == "missing":
             ob = outcome.obligation
-            out.append(Alert(
-                ob.rule, ob.subject, "missed",
-                f"{ob.rule}: nothing was sent to {ob.customer} for {ob.subject} by {ob.not_after:%Y-%m-%d %H:%M}Z; "
-                "contact the customer and record a waiver with the reason",
-                customer=ob.customer,
-            ))
+            out.append(
+                Alert(
+                    ob.rule,
+                    ob.subject,
+                    "missed",
+                    f"{ob.rule}: nothing was sent to {ob.customer} for {ob.subject} by {ob.not_after:%Y-%m-%d %H:%M}Z; "
+                    "contact the customer and record a waiver with the reason",
+                    customer=ob.customer,
+                )
+            )
     return out
 
 
@@ -118,7 +133,9 @@ def alerts(evaluation: Evaluation) -> list[Alert]:
 
 def obligation_key(ob: Obligation) -> str:
     """A stable name for one obligation: rule/subject/customer/opened/deadline."""
-    return f"{ob.rule}/{ob.subject_kind}:{ob.subject}/{ob.customer}/{ob.opened:%Y%m%dT%H%M%S}/{ob.not_after:%Y%m%dT%H%M%S}"
+    return (
+        f"{ob.rule}/{ob.subject_kind}:{ob.subject}/{ob.customer}/{ob.opened:%Y%m%dT%H%M%S}/{ob.not_after:%Y%m%dT%H%M%S}"
+    )
 
 
 def drafts_for(evaluation: Evaluation, due: list[Due]) -> list[Draft]:
@@ -156,12 +173,21 @@ def _draft(evaluation: Evaluation, history: SubjectHistory, customer: str, kind:
     domain = sender.rsplit("@", 1)[-1]
     states, context, invitation = _content(history, kind, last, now)
     return Draft(
-        communication=communication, message_id=f"<{communication}@{domain}>", kind=kind,
-        subject_kind=history.kind, subject=history.id, subject_title=str(history.attrs.get("title") or history.id),
-        customer=customer, customer_name=attrs.name, timezone=attrs.timezone,
-        sender=sender, to=tuple(attrs.contacts),
+        communication=communication,
+        message_id=f"<{communication}@{domain}>",
+        kind=kind,
+        subject_kind=history.kind,
+        subject=history.id,
+        subject_title=str(history.attrs.get("title") or history.id),
+        customer=customer,
+        customer_name=attrs.name,
+        timezone=attrs.timezone,
+        sender=sender,
+        to=tuple(attrs.contacts),
         support_contact=evaluation.policy.sender(False) or sender,
-        states=states, context=context, invitation=invitation,
+        states=states,
+        context=context,
+        invitation=invitation,
         reasons=tuple(obligation_key(d.obligation) for d in members),
         policy_digest=evaluation.policy.digest,
     )
@@ -175,7 +201,9 @@ def _content(history: SubjectHistory, kind: str, pos: int, now: datetime) -> tup
     if history.kind == "maintenance":
         version = history.version_at(pos)
         impact = str(history.attrs.get("impact"))
-        summary = history.context.get("impact_summary") or ("No customer impact expected" if impact == "none" else impact)
+        summary = history.context.get("impact_summary") or (
+            "No customer impact expected" if impact == "none" else impact
+        )
         if version is not None and kind in ("advance_notice", "emergency", "start_reminder"):
             states.update(window_start=version.start, window_end=version.end, impact=summary)
         if kind == "extension":
@@ -189,8 +217,11 @@ def _content(history: SubjectHistory, kind: str, pos: int, now: datetime) -> tup
         if version is not None and kind in ("advance_notice", "emergency", "extension", "start_reminder"):
             end = history.end_in_force_at(pos) or version.end
             invitation = Invitation(
-                uid=f"{history.id}@forewarn", sequence=len(history.versions) - 1 + len(history.extension_positions),
-                method="REQUEST", start=version.start, end=end,
+                uid=f"{history.id}@forewarn",
+                sequence=len(history.versions) - 1 + len(history.extension_positions),
+                method="REQUEST",
+                start=version.start,
+                end=end,
                 summary=str(history.attrs.get("title") or history.id),
             )
     return states, context, invitation

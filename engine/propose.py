@@ -8,9 +8,9 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from forewarn.events import EVENT_ADAPTER, Event
 from forewarn.evaluate.evaluation import deadline_text, evaluate
 from forewarn.evaluate.model import Obligation
+from forewarn.events import EVENT_ADAPTER, Event
 from forewarn.policy.model import Policy
 
 PROPOSAL_ID = "proposed-window"
@@ -52,12 +52,17 @@ def parse_proposal(text: str, as_of: datetime) -> Proposal:
         raise ProposalError(f"unknown key(s) {', '.join(sorted(unknown))}; use start, end, customers, impact")
     customers = fields.get("customers", "all")
     raw = {
-        "id": PROPOSAL_ID, "type": "maintenance.scheduled", "at": as_of.isoformat(),
-        "maintenance": PROPOSAL_ID, "title": "proposed window",
-        "start": fields.get("start"), "end": fields.get("end"),
+        "id": PROPOSAL_ID,
+        "type": "maintenance.scheduled",
+        "at": as_of.isoformat(),
+        "maintenance": PROPOSAL_ID,
+        "title": "proposed window",
+        "start": fields.get("start"),
+        "end": fields.get("end"),
         "customers": "all" if customers == "all" else customers.split("|"),
         "impact": fields.get("impact", "interruption"),
-        "impact_summary": "proposed", "emergency": fields.get("emergency", "false") == "true",
+        "impact_summary": "proposed",
+        "emergency": fields.get("emergency", "false") == "true",
         "reason": "proposed",
     }
     try:
@@ -76,12 +81,22 @@ def propose_window(events: Sequence[Event], policy: Policy, proposal: Proposal, 
     missing = [c for c in ([] if customers == "all" else customers) if c not in known]
     if missing:
         raise ProposalError(f"unknown customer(s): {', '.join(missing)}")
-    scheduled = EVENT_ADAPTER.validate_python({
-        "id": PROPOSAL_ID, "type": "maintenance.scheduled", "at": as_of.isoformat(),
-        "maintenance": PROPOSAL_ID, "title": "proposed window", "start": proposal.start.isoformat(),
-        "end": proposal.end.isoformat(), "customers": customers, "impact": proposal.impact,
-        "impact_summary": "proposed", "emergency": proposal.emergency, "reason": "proposed",
-    })
+    scheduled = EVENT_ADAPTER.validate_python(
+        {
+            "id": PROPOSAL_ID,
+            "type": "maintenance.scheduled",
+            "at": as_of.isoformat(),
+            "maintenance": PROPOSAL_ID,
+            "title": "proposed window",
+            "start": proposal.start.isoformat(),
+            "end": proposal.end.isoformat(),
+            "customers": customers,
+            "impact": proposal.impact,
+            "impact_summary": "proposed",
+            "emergency": proposal.emergency,
+            "reason": "proposed",
+        }
+    )
     evaluation = evaluate([*events, scheduled], policy, as_of)
     obligations = sorted(
         (o.obligation for o in evaluation.outcomes if o.obligation.subject == PROPOSAL_ID and o.status != "void"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,15 +41,26 @@ def _events_for(draft: Draft, ticket: str, at: datetime, subject_line: str) -> l
     """The communication.sent and ticket.opened events that record a delivered draft."""
     states = {k: (_utc(v) if isinstance(v, datetime) else v) for k, v in draft.states.items()}
     comm: dict[str, object] = {
-        "id": f"evt-{draft.communication}", "type": "communication.sent", "at": _utc(at),
-        "communication": draft.communication, "customer": draft.customer, "to": list(draft.to),
-        "from": draft.sender, "kind": draft.kind, draft.subject_kind: draft.subject,
-        "subject": subject_line, "message_id": draft.message_id, "states": states,
+        "id": f"evt-{draft.communication}",
+        "type": "communication.sent",
+        "at": _utc(at),
+        "communication": draft.communication,
+        "customer": draft.customer,
+        "to": list(draft.to),
+        "from": draft.sender,
+        "kind": draft.kind,
+        draft.subject_kind: draft.subject,
+        "subject": subject_line,
+        "message_id": draft.message_id,
+        "states": states,
         "meta": {"forewarn": {"engine": __version__, "policy": draft.policy_digest, "because": list(draft.reasons)}},
     }
     opened = {
-        "id": f"evt-{ticket}", "type": "ticket.opened", "at": _utc(at),
-        "ticket": ticket, "communication": draft.communication,
+        "id": f"evt-{ticket}",
+        "type": "ticket.opened",
+        "at": _utc(at),
+        "ticket": ticket,
+        "communication": draft.communication,
     }
     return [comm, opened]
 
@@ -87,10 +97,7 @@ class Engine:
         evaluation = evaluate(read_store(self.store, at), self.policy, at)
         plan = make_plan(evaluation)
         drafts = drafts_for(evaluation, plan.due)
-        deadlines = {
-            d.message_id: min(due.obligation.not_after for due in plan.due if _covers(d, due))
-            for d in drafts
-        }
+        deadlines = {d.message_id: min(due.obligation.not_after for due in plan.due if _covers(d, due)) for d in drafts}
         self.store.begin_exclusive()
         try:
             claimed = outbox.claim(self.conn, drafts, deadlines)
@@ -110,8 +117,10 @@ class Engine:
             try:
                 with_retries(lambda: self.delivery.deliver(message), attempts=self.attempts)
             except DeliveryError as exc:
-                self._commit(lambda: outbox.mark(self.conn, draft.message_id, outbox.FAILED if not exc.transient else outbox.INTENT, str(exc)))
-                result.failed.append((draft.message_id, str(exc)))
+                state = outbox.INTENT if exc.transient else outbox.FAILED
+                error = str(exc)
+                self._commit(lambda: outbox.mark(self.conn, draft.message_id, state, error))
+                result.failed.append((draft.message_id, error))
                 return
             self._commit(lambda: outbox.mark(self.conn, draft.message_id, outbox.DELIVERED))
         self._record(draft, at, str(message["Subject"]))
@@ -146,8 +155,12 @@ class Engine:
             raise
         self.store.commit()
 
-    def run_forever(self, poll: float = 30.0, stop: threading.Event | None = None,
-                    report: Callable[[PassResult], None] | None = None) -> None:
+    def run_forever(
+        self,
+        poll: float = 30.0,
+        stop: threading.Event | None = None,
+        report: Callable[[PassResult], None] | None = None,
+    ) -> None:
         """Pass after pass, sleeping until the next due time or `poll` seconds; stops on SIGTERM/SIGINT."""
         stop = stop or threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,9 +17,14 @@ from forewarn.engine.propose import ProposalAnswer, describe
 def _obligation(d: Due, plan: Plan) -> dict[str, object]:
     ob = d.obligation
     return {
-        "rule": ob.rule, "subject": ob.subject, "customer": ob.customer, "kind": ob.kinds[0],
-        "from": d.sender, "to": list(d.to),
-        "not_before": utc(d.send_from), "not_after": utc(ob.not_after),
+        "rule": ob.rule,
+        "subject": ob.subject,
+        "customer": ob.customer,
+        "kind": ob.kinds[0],
+        "from": d.sender,
+        "to": list(d.to),
+        "not_before": utc(d.send_from),
+        "not_after": utc(ob.not_after),
     }
 
 
@@ -46,8 +51,14 @@ def plan_table(plan: Plan) -> str:
             table.add_column(col)
         for d in rows[:200]:
             ob = d.obligation
-            table.add_row(ob.rule, ob.subject, ob.customer, ob.kinds[0], utc(d.send_from) or "",
-                          format_local(ob.not_after, ob.timezone))
+            table.add_row(
+                ob.rule,
+                ob.subject,
+                ob.customer,
+                ob.kinds[0],
+                utc(d.send_from) or "",
+                format_local(ob.not_after, ob.timezone),
+            )
         if len(rows) > 200:
             table.add_row("…", f"{len(rows) - 200} more", "", "", "", "")
         console.print(table)
@@ -64,13 +75,22 @@ def plan_table(plan: Plan) -> str:
 def proposal_json(answer: ProposalAnswer) -> str:
     body = {
         "as_of": utc(answer.as_of),
-        "window": {"start": utc(answer.proposal.start), "end": utc(answer.proposal.end),
-                   "impact": answer.proposal.impact},
+        "window": {
+            "start": utc(answer.proposal.start),
+            "end": utc(answer.proposal.end),
+            "impact": answer.proposal.impact,
+        },
         "notices": [
-            {"rule": ob.rule, "customer": ob.customer, "kind": ob.kinds[0],
-             "not_before": utc(max(ob.opened, ob.not_before)), "not_after": utc(ob.not_after),
-             "not_after_local": format_local(ob.not_after, ob.timezone), "deadline": describe(ob),
-             "too_late": answer.too_late(ob)}
+            {
+                "rule": ob.rule,
+                "customer": ob.customer,
+                "kind": ob.kinds[0],
+                "not_before": utc(max(ob.opened, ob.not_before)),
+                "not_after": utc(ob.not_after),
+                "not_after_local": format_local(ob.not_after, ob.timezone),
+                "deadline": describe(ob),
+                "too_late": answer.too_late(ob),
+            }
             for ob in answer.obligations
         ],
     }
@@ -80,14 +100,23 @@ def proposal_json(answer: ProposalAnswer) -> str:
 def proposal_table(answer: ProposalAnswer) -> str:
     console, buffer = _console()
     p = answer.proposal
-    table = Table(title=f"proposed window {utc(p.start)} to {utc(p.end)} ({p.impact}), as of {utc(answer.as_of)}",
-                  title_justify="left")
+    table = Table(
+        title=f"proposed window {utc(p.start)} to {utc(p.end)} ({p.impact}), as of {utc(answer.as_of)}",
+        title_justify="left",
+    )
     for col in ("rule", "customer", "kind", "latest send (customer's time)", "UTC", "how", "verdict"):
         table.add_column(col)
     for ob in answer.obligations:
         verdict = "TOO LATE" if answer.too_late(ob) else "ok"
-        table.add_row(ob.rule, ob.customer, ob.kinds[0], format_local(ob.not_after, ob.timezone),
-                      utc(ob.not_after) or "", describe(ob), verdict)
+        table.add_row(
+            ob.rule,
+            ob.customer,
+            ob.kinds[0],
+            format_local(ob.not_after, ob.timezone),
+            utc(ob.not_after) or "",
+            describe(ob),
+            verdict,
+        )
     if not answer.obligations:
         console.print("This window obliges no notice (no affected enterprise customer, or no impact).")
     console.print(table)

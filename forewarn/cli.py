@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from rich.console import Console
 
 from forewarn import __version__
 
@@ -52,21 +54,30 @@ def _db_path(db: str | None) -> str:
 
 def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--db", metavar="PATH", default=None,
+        "--db",
+        metavar="PATH",
+        default=None,
         help="The SQLite event log (default ./forewarn.db, or $FOREWARN_DB).",
     )(f)
 
 
 def rules_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--rules", "rules_dir", metavar="DIR", default=None, type=click.Path(file_okay=False),
+        "--rules",
+        "rules_dir",
+        metavar="DIR",
+        default=None,
+        type=click.Path(file_okay=False),
         help="The policy: a directory of rule files (default: the project's rules/).",
     )(f)
 
 
 def events_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--events", "events_files", metavar="FILE.jsonl", multiple=True,
+        "--events",
+        "events_files",
+        metavar="FILE.jsonl",
+        multiple=True,
         type=click.Path(dir_okay=False),
         help="Read the log from JSONL file(s) instead of --db (validated, kept in memory).",
     )(f)
@@ -105,7 +116,10 @@ def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str
         return [e for e in events if until is None or e.at <= until]
     path = _db_path(db)
     if not Path(path).exists():
-        fail(f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`, or use --events FILE.jsonl")
+        fail(
+            f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`,"
+            " or use --events FILE.jsonl"
+        )
     if path.endswith((".jsonl", ".json")):
         fail(f"{path} looks like a JSONL file, not a database: use --events {path}")
     try:
@@ -175,16 +189,35 @@ def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) ->
     except LogError as exc:
         fail(str(exc))
     try:
-        result = import_files(store, files, policy.ids)
+        with import_progress(files) as progress:
+            result = import_files(store, files, policy.ids, progress)
     except InputErrors as exc:
         report_input_errors(exc.errors)
     finally:
         store.close()
     if result.appended:
-        click.echo(f"forewarn: appended {result.appended} event(s) to {path}"
-                   + (f"; {result.unchanged} already there" if result.unchanged else ""), err=True)
+        click.echo(
+            f"forewarn: appended {result.appended} event(s) to {path}"
+            + (f"; {result.unchanged} already there" if result.unchanged else ""),
+            err=True,
+        )
     else:
         click.echo(f"forewarn: nothing to append: all {result.unchanged} event(s) already in {path}", err=True)
+
+
+@contextmanager
+def import_progress(files: Sequence[str]) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr for large imports, only when stderr is a terminal."""
+    total = sum(Path(f).stat().st_size for f in files)
+    if total < 5_000_000 or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    columns = ("validating", BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("import", total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 FORMATS = ["table", "json", "markdown", "html", "sarif", "junit", "csv"]
@@ -195,15 +228,32 @@ SEVERITIES = ["low", "medium", "high", "critical"]
 @db_option
 @events_option
 @rules_option
-@click.option("--as-of", "as_of", metavar="T", default="now", help="Judge as of T (default now); later facts are ignored.")
+@click.option(
+    "--as-of", "as_of", metavar="T", default="now", help="Judge as of T (default now); later facts are ignored."
+)
 @click.option("--since", metavar="T", default=None, help="Review period start (inclusive, by due time).")
 @click.option("--until", metavar="T", default=None, help="Review period end (exclusive, by due time).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", metavar="FILE", default=None, help="Write the report to FILE (only if the audit ran).")
-@click.option("--fail-on", "fail_on", type=click.Choice(SEVERITIES), default="low", show_default=True,
-              help="Exit 1 only for violations of this severity or higher.")
-def audit_cmd(db: str | None, events_files: tuple[str, ...], rules_dir: str | None, as_of: str,
-              since: str | None, until: str | None, fmt: str, output: str | None, fail_on: str) -> None:
+@click.option(
+    "--fail-on",
+    "fail_on",
+    type=click.Choice(SEVERITIES),
+    default="low",
+    show_default=True,
+    help="Exit 1 only for violations of this severity or higher.",
+)
+def audit_cmd(
+    db: str | None,
+    events_files: tuple[str, ...],
+    rules_dir: str | None,
+    as_of: str,
+    since: str | None,
+    until: str | None,
+    fmt: str,
+    output: str | None,
+    fail_on: str,
+) -> None:
     """Judge the log against the policy: findings per policy.md."""
     from forewarn.audit.findings import audit
     from forewarn.audit.formats import render
@@ -224,7 +274,8 @@ def audit_cmd(db: str | None, events_files: tuple[str, ...], rules_dir: str | No
     click.echo(
         f"forewarn: {s.obligations} obligations, {s.met} met, {s.violated} violated, {s.waived} waived, "
         f"{s.pending} pending; {s.findings} findings ({len(result.violations)} violations); "
-        f"compliance {rate:.1f}%", err=True,
+        f"compliance {rate:.1f}%",
+        err=True,
     )
     threshold = SEVERITY_ORDER[fail_on]
     if any(SEVERITY_ORDER[f.severity] >= threshold for f in result.violations):
@@ -262,7 +313,9 @@ def rules_show(rule_id: str, rules_dir: str | None) -> None:
     rule = policy.get(rule_id)
     if rule is None:
         close = difflib.get_close_matches(rule_id, policy.ids, n=1)
-        fail(f"no rule {rule_id!r}" + (f"; did you mean {close[0]!r}?" if close else f"; rules: {', '.join(policy.ids)}"))
+        fail(
+            f"no rule {rule_id!r}" + (f"; did you mean {close[0]!r}?" if close else f"; rules: {', '.join(policy.ids)}")
+        )
     click.echo(Path(rule.path).read_text(encoding="utf-8"), nl=False)
 
 
@@ -287,10 +340,15 @@ def rules_lint(directory: str | None) -> None:
 @rules_option
 @click.option("--as-of", "as_of", metavar="T", default="now", help="Plan as of T (default now).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--propose", metavar="start=T,end=T,customers=a|b|all,impact=I", default=None,
-              help="What-if: when must each notice go out for this proposed window?")
-def plan_cmd(db: str | None, events_files: tuple[str, ...], rules_dir: str | None, as_of: str,
-             fmt: str, propose: str | None) -> None:
+@click.option(
+    "--propose",
+    metavar="start=T,end=T,customers=a|b|all,impact=I",
+    default=None,
+    help="What-if: when must each notice go out for this proposed window?",
+)
+def plan_cmd(
+    db: str | None, events_files: tuple[str, ...], rules_dir: str | None, as_of: str, fmt: str, propose: str | None
+) -> None:
     """What the engine must send: obligations due now, upcoming ones, and alerts for people."""
     from forewarn.engine.planner import make_plan
     from forewarn.engine.propose import ProposalError, parse_proposal, propose_window
@@ -319,17 +377,38 @@ def plan_cmd(db: str | None, events_files: tuple[str, ...], rules_dir: str | Non
 @rules_option
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 @click.option("--now", "now", metavar="T", default=None, help="Act as if it were T (tests and replays).")
-@click.option("--outbox", "outbox_dir", metavar="DIR", default=None, type=click.Path(file_okay=False),
-              help="Write each message as a .eml file into DIR (the default: ./outbox).")
+@click.option(
+    "--outbox",
+    "outbox_dir",
+    metavar="DIR",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Write each message as a .eml file into DIR (the default: ./outbox).",
+)
 @click.option("--smtp", metavar="HOST:PORT", default=None, help="Deliver over SMTP instead.")
 @click.option("--starttls", is_flag=True, help="SMTP: upgrade the connection with STARTTLS.")
 @click.option("--smtp-user", metavar="USER", default=None, help="SMTP: log in as USER ($FOREWARN_SMTP_PASSWORD).")
 @click.option("--ticket-webhook", metavar="URL", default=None, help="Also open each ticket in an external system.")
-@click.option("--poll", metavar="SECONDS", type=float, default=30.0, show_default=True,
-              help="Without --once: longest sleep between passes.")
-def run_cmd(db: str | None, rules_dir: str | None, once: bool, now: str | None, outbox_dir: str | None,
-            smtp: str | None, starttls: bool, smtp_user: str | None, ticket_webhook: str | None,
-            poll: float) -> None:
+@click.option(
+    "--poll",
+    metavar="SECONDS",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Without --once: longest sleep between passes.",
+)
+def run_cmd(
+    db: str | None,
+    rules_dir: str | None,
+    once: bool,
+    now: str | None,
+    outbox_dir: str | None,
+    smtp: str | None,
+    starttls: bool,
+    smtp_user: str | None,
+    ticket_webhook: str | None,
+    poll: float,
+) -> None:
     """Decide and send what is due, and record it in the log."""
     from forewarn.engine.delivery import OutboxDirectory, SmtpDelivery, parse_smtp_target
     from forewarn.engine.runner import Engine
@@ -354,16 +433,19 @@ def run_cmd(db: str | None, rules_dir: str | None, once: bool, now: str | None, 
             host, port = parse_smtp_target(smtp)
         except ValueError as exc:
             fail(f"--smtp: {exc}")
-        delivery = SmtpDelivery(host, port, starttls=starttls, username=smtp_user,
-                                password=os.environ.get("FOREWARN_SMTP_PASSWORD"))
+        delivery = SmtpDelivery(
+            host, port, starttls=starttls, username=smtp_user, password=os.environ.get("FOREWARN_SMTP_PASSWORD")
+        )
     else:
         delivery = OutboxDirectory(Path(outbox_dir or "outbox"))
     webhook = TicketWebhook(ticket_webhook) if ticket_webhook else None
     engine = Engine(store, policy, delivery, webhook)
 
     def report(result: Any) -> None:
-        click.echo(f"forewarn: sent {len(result.sent)}, failed {len(result.failed)}, "
-                   f"held by another process {result.skipped}", err=True)
+        click.echo(
+            f"forewarn: sent {len(result.sent)}, failed {len(result.failed)}, held by another process {result.skipped}",
+            err=True,
+        )
         for message_id, error in result.failed:
             click.echo(f"forewarn: delivery of {message_id} failed: {error}", err=True)
 

@@ -28,9 +28,7 @@ def test_fixture(case: Path) -> None:
     from forewarn.cli import parse_instant
 
     result = audit(events, POLICY, parse_instant(expected["as_of"], "as_of"))
-    got = sorted(
-        (f.rule, f.problem, f.subject, f.customer) for f in result.findings if f.rule == rule
-    )
+    got = sorted((f.rule, f.problem, f.subject, f.customer) for f in result.findings if f.rule == rule)
     want = sorted((f["rule"], f["problem"], f["subject"], f["customer"]) for f in expected["findings"])
     assert got == want
     if case.stem.startswith("ok-"):
@@ -43,7 +41,5 @@ def test_every_rule_has_fixtures_for_each_problem_and_an_ok_case() -> None:
     for rule in POLICY.rules:
         cases = sorted((FIXTURES / rule.id).glob("*.jsonl"))
         assert any(c.stem.startswith("ok-") for c in cases), f"{rule.id}: no ok- fixture"
-        triggered = {
-            f["problem"] for c in cases if c.stem.startswith("ruleid-") for f in _expected(c)["findings"]
-        }
+        triggered = {f["problem"] for c in cases if c.stem.startswith("ruleid-") for f in _expected(c)["findings"]}
         assert triggered == set(rule.spec.problems), f"{rule.id}: fixtures cover {triggered}"

@@ -78,16 +78,26 @@ def _applies(check: Check, sent: Sent, subject: tuple[str, str] | None, history:
     return True
 
 
-def _violation(rule: Rule, problem: str, item: Sent, due: datetime, evidence: tuple[str, ...], **fields: str) -> Violation:
+def _violation(
+    rule: Rule, problem: str, item: Sent, due: datetime, evidence: tuple[str, ...], **fields: str
+) -> Violation:
     comm = item.comm
     subject = item.subject
     base = {
-        "communication": comm.communication, "customer": comm.customer, "kind": comm.kind.replace("_", " "),
+        "communication": comm.communication,
+        "customer": comm.customer,
+        "kind": comm.kind.replace("_", " "),
         "subject": subject[1] if subject else comm.communication,
     }
     return Violation(
-        rule=rule.id, problem=problem, subject=comm.communication, customer=comm.customer,
-        communication=comm.communication, due=due, sent=comm.at, fields={**base, **fields},
+        rule=rule.id,
+        problem=problem,
+        subject=comm.communication,
+        customer=comm.customer,
+        communication=comm.communication,
+        due=due,
+        sent=comm.at,
+        fields={**base, **fields},
         evidence=evidence,
     )
 
@@ -121,7 +131,11 @@ def _states_window(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory 
         yield _violation(rule, "window-missing", sent, sent.comm.at, ev)
     elif version is not None and (start, end) != (version.start, version.end):
         yield _violation(
-            rule, "window-mismatch", sent, sent.comm.at, ev,
+            rule,
+            "window-mismatch",
+            sent,
+            sent.comm.at,
+            ev,
             stated=f"{_fmt(start)} to {_fmt(end)}",  # type: ignore[arg-type]
             expected=f"{_fmt(version.start)} to {_fmt(version.end)}",
         )
@@ -149,8 +163,13 @@ def _states_end(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | N
     expected = history.end_in_force_at(sent.pos)
     if stated != expected:
         yield _violation(
-            rule, "end-mismatch", sent, sent.comm.at, _evidence(sent, history),
-            stated=_fmt(stated), expected=_fmt(expected),  # type: ignore[arg-type]
+            rule,
+            "end-mismatch",
+            sent,
+            sent.comm.at,
+            _evidence(sent, history),
+            stated=_fmt(stated),
+            expected=_fmt(expected),  # type: ignore[arg-type]
         )
 
 
@@ -164,8 +183,13 @@ def _sender(rule: Rule, args: Mapping, sent: Sent, history: SubjectHistory | Non
     expected = str(rule.resolve(args["releases" if release else "support"]))
     if sent.comm.from_.lower() != expected.lower():
         yield _violation(
-            rule, "wrong-sender", sent, sent.comm.at, _evidence(sent, None),
-            stated=sent.comm.from_, expected=expected,
+            rule,
+            "wrong-sender",
+            sent,
+            sent.comm.at,
+            _evidence(sent, None),
+            stated=sent.comm.from_,
+            expected=expected,
         )
 
 
@@ -178,8 +202,13 @@ def _ticket(rule: Rule, args: Mapping, sent: Sent, _h: SubjectHistory | None, ct
         if ticket.at > due:
             late = ticket.at - due
             yield _violation(
-                rule, "late", sent, due, (sent.comm.id, ticket.id),
-                lateness=humanize(late), deadline=f"{minutes} min after it was sent",
+                rule,
+                "late",
+                sent,
+                due,
+                (sent.comm.id, ticket.id),
+                lateness=humanize(late),
+                deadline=f"{minutes} min after it was sent",
             )
     elif due <= ctx.as_of:
         yield _violation(rule, "missing", sent, due, (sent.comm.id,), deadline=f"{minutes} min after it was sent")
@@ -192,12 +221,18 @@ def _reply_origin(rule: Rule, reply: object, ctx: CheckContext) -> Found:
     address = origin.comm.from_
     if address.lower() not in {a.lower() for a in reply.to}:  # type: ignore[attr-defined]
         yield Violation(
-            rule=rule.id, problem="origin-missing", subject=reply.reply,  # type: ignore[attr-defined]
-            customer=reply.customer, communication=origin.comm.communication,  # type: ignore[attr-defined]
-            due=reply.at, sent=None,  # type: ignore[attr-defined]
+            rule=rule.id,
+            problem="origin-missing",
+            subject=reply.reply,  # type: ignore[attr-defined]
+            customer=reply.customer,
+            communication=origin.comm.communication,  # type: ignore[attr-defined]
+            due=reply.at,
+            sent=None,  # type: ignore[attr-defined]
             fields={
-                "subject": reply.reply, "customer": reply.customer,  # type: ignore[attr-defined]
-                "communication": origin.comm.communication, "expected": address,
+                "subject": reply.reply,
+                "customer": reply.customer,  # type: ignore[attr-defined]
+                "communication": origin.comm.communication,
+                "expected": address,
             },
             evidence=(origin.comm.id, reply.id),  # type: ignore[attr-defined]
         )

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from forewarn.calendar import format_local
-from forewarn.events import Event
 from forewarn.evaluate.checks import CheckContext, humanize, run_checks
 from forewarn.evaluate.index import LogIndex, build_index
 from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.matching import communications_by_key, count_in_window, match
 from forewarn.evaluate.model import Obligation, Outcome, Violation
 from forewarn.evaluate.obligations import affected, derive, void_reason
+from forewarn.events import Event
 from forewarn.policy.model import Policy
 
 
@@ -62,18 +62,24 @@ def evaluate(events: Sequence[Event], policy: Policy, as_of: datetime) -> Evalua
         for customer in affected(history, moment.pos, index):
             attrs = index.enterprise_at(customer, moment.pos)
             tz = attrs.timezone if attrs else "UTC"
-            unit, amount = rule.anchor_offset(rule.spec.alarm.after)  # type: ignore[union-attr]
-            violations.append(Violation(
-                rule=rule.id, problem=rule.spec.alarm.problem,  # type: ignore[union-attr]
-                subject=moment.subject, customer=customer, communication=None,
-                due=moment.at, sent=None,
-                fields={
-                    "subject": moment.subject, "customer": customer,
-                    "end_in_force": format_local(end, tz) if end else "?",
-                    "due": format_local(moment.at, tz),
-                },
-                evidence=tuple(dict.fromkeys((history.defined_event, moment.event_id))),
-            ))
+            violations.append(
+                Violation(
+                    rule=rule.id,
+                    problem=rule.spec.alarm.problem,  # type: ignore[union-attr]
+                    subject=moment.subject,
+                    customer=customer,
+                    communication=None,
+                    due=moment.at,
+                    sent=None,
+                    fields={
+                        "subject": moment.subject,
+                        "customer": customer,
+                        "end_in_force": format_local(end, tz) if end else "?",
+                        "due": format_local(moment.at, tz),
+                    },
+                    evidence=tuple(dict.fromkeys((history.defined_event, moment.event_id))),
+                )
+            )
     violations.extend(run_checks(policy, CheckContext(index, derivation.histories, as_of)))
     return Evaluation(as_of, policy, index, derivation.histories, outcomes, violations)
 
@@ -95,8 +101,11 @@ def deadline_text(ob: Obligation) -> str:
 def _obligation_violation(outcome: Outcome, comms: dict) -> Violation:
     ob = outcome.obligation
     fields = {
-        "subject": ob.subject, "customer": ob.customer, "kind": ob.kinds[0].replace("_", " "),
-        "deadline": deadline_text(ob), "due": format_local(ob.not_after, ob.timezone),
+        "subject": ob.subject,
+        "customer": ob.customer,
+        "kind": ob.kinds[0].replace("_", " "),
+        "deadline": deadline_text(ob),
+        "due": format_local(ob.not_after, ob.timezone),
         "communication": outcome.communication or "",
     }
     if outcome.sent is not None:
@@ -108,7 +117,13 @@ def _obligation_violation(outcome: Outcome, comms: dict) -> Violation:
     if ob.count > 1:
         fields["count_found"] = str(min(count_in_window(ob, comms), ob.count - 1))
     return Violation(
-        rule=ob.rule, problem=outcome.problem or "missing", subject=ob.subject, customer=ob.customer,
-        communication=outcome.communication, due=ob.not_after, sent=outcome.sent, fields=fields,
+        rule=ob.rule,
+        problem=outcome.problem or "missing",
+        subject=ob.subject,
+        customer=ob.customer,
+        communication=outcome.communication,
+        due=ob.not_after,
+        sent=outcome.sent,
+        fields=fields,
         evidence=tuple(dict.fromkeys((*ob.evidence, *outcome.matched_events))),
     )

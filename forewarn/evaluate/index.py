@@ -18,11 +18,20 @@ from forewarn.events import (
 )
 
 SUBJECT_FIELDS = ("maintenance", "incident", "release")
-LIFECYCLE_TYPES = frozenset({
-    "maintenance.scheduled", "maintenance.rescheduled", "maintenance.cancelled",
-    "maintenance.started", "maintenance.extended", "maintenance.completed",
-    "maintenance.healthy", "incident.declared", "incident.resolved", "release.scheduled",
-})
+LIFECYCLE_TYPES = frozenset(
+    {
+        "maintenance.scheduled",
+        "maintenance.rescheduled",
+        "maintenance.cancelled",
+        "maintenance.started",
+        "maintenance.extended",
+        "maintenance.completed",
+        "maintenance.healthy",
+        "incident.declared",
+        "incident.resolved",
+        "release.scheduled",
+    }
+)
 
 
 @dataclass

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from forewarn.events import Event, MaintenanceExtended
 from forewarn.evaluate.model import Moment
+from forewarn.events import Event, MaintenanceExtended
 
 
 @dataclass
@@ -110,23 +110,40 @@ def fold_subject(
     if kind == "maintenance":
         return _fold_maintenance(subject, events, timers, as_of, pos_at)
     history = SubjectHistory(
-        kind=kind, id=subject, defined_pos=first_pos, defined_event=first.id,
+        kind=kind,
+        id=subject,
+        defined_pos=first_pos,
+        defined_event=first.id,
         customers=first.customers,  # type: ignore[union-attr]
     )
     if kind == "incident" and first.type == "incident.declared":
         history.attrs = {"severity": first.severity, "title": first.title}  # type: ignore[union-attr]
         history.context = {"summary": first.summary, "severity": first.severity}  # type: ignore[union-attr]
-        history.moments.append(Moment(
-            first.type, kind, subject, first.at, first_pos, first.id,
-            {"opened": first.at, "severity": first.severity},  # type: ignore[union-attr]
-        ))
+        history.moments.append(
+            Moment(
+                first.type,
+                kind,
+                subject,
+                first.at,
+                first_pos,
+                first.id,
+                {"opened": first.at, "severity": first.severity},  # type: ignore[union-attr]
+            )
+        )
     elif kind == "release" and first.type == "release.scheduled":
         history.attrs = {"release": True, "title": first.title}  # type: ignore[union-attr]
         history.context = {"release_at": first.release_at}  # type: ignore[union-attr]
-        history.moments.append(Moment(
-            first.type, kind, subject, first.at, first_pos, first.id,
-            {"opened": first.at, "release_at": first.release_at},  # type: ignore[union-attr]
-        ))
+        history.moments.append(
+            Moment(
+                first.type,
+                kind,
+                subject,
+                first.at,
+                first_pos,
+                first.id,
+                {"opened": first.at, "release_at": first.release_at},  # type: ignore[union-attr]
+            )
+        )
     return history
 
 
@@ -143,10 +160,14 @@ def _fold_maintenance(
     impact = first.impact  # type: ignore[union-attr]
     emergency = bool(first.emergency)  # type: ignore[union-attr]
     h = SubjectHistory(
-        kind="maintenance", id=subject, defined_pos=first_pos, defined_event=first.id,
+        kind="maintenance",
+        id=subject,
+        defined_pos=first_pos,
+        defined_event=first.id,
         customers=first.customers,  # type: ignore[union-attr]
         attrs={
-            "impact": impact, "emergency": emergency,
+            "impact": impact,
+            "emergency": emergency,
             "release": bool(first.release),  # type: ignore[union-attr]
             "notifiable": _notifiable(impact, emergency),
             "title": first.title,  # type: ignore[union-attr]
@@ -171,10 +192,17 @@ def _fold_maintenance(
             if (timer.rule, spos) in fired or due > as_of or (until is not None and due >= until):
                 continue
             fired.add((timer.rule, spos))
-            h.moments.append(Moment(
-                "maintenance.overrun", "maintenance", subject, due, pos_at(due), sid,
-                {**h.attrs, "opened": due, "end_in_force": end, "timer": timer.rule},
-            ))
+            h.moments.append(
+                Moment(
+                    "maintenance.overrun",
+                    "maintenance",
+                    subject,
+                    due,
+                    pos_at(due),
+                    sid,
+                    {**h.attrs, "opened": due, "end_in_force": end, "timer": timer.rule},
+                )
+            )
 
     for pos, ev in events:
         # Timers due strictly before this event fire first; an event at the
@@ -192,10 +220,23 @@ def _fold_maintenance(
             h.end_positions.append(pos)
             h.ends.append((version.end, False))
             setter = (pos, ev.id, version.end)
-            h.moments.append(Moment(t, "maintenance", subject, ev.at, pos, ev.id, {
-                **base, "start": version.start, "end": version.end,
-                "end_in_force": version.end, "version": version.number,
-            }))
+            h.moments.append(
+                Moment(
+                    t,
+                    "maintenance",
+                    subject,
+                    ev.at,
+                    pos,
+                    ev.id,
+                    {
+                        **base,
+                        "start": version.start,
+                        "end": version.end,
+                        "end_in_force": version.end,
+                        "version": version.number,
+                    },
+                )
+            )
         elif t == "maintenance.extended":
             new_end = ev.end  # type: ignore[union-attr]
             h.extension_positions.append(pos)
@@ -232,6 +273,17 @@ def _close(h: SubjectHistory, ev: Event, pos: int, base: dict[str, object]) -> N
     if h.closed_at is not None:
         return
     h.closed_at, h.closed_pos, h.closed_event = ev.at, pos, ev.id
-    h.moments.append(Moment("maintenance.closed", "maintenance", h.id, ev.at, pos, ev.id, {
-        **base, "end_in_force": h.end_in_force_at(pos),
-    }))
+    h.moments.append(
+        Moment(
+            "maintenance.closed",
+            "maintenance",
+            h.id,
+            ev.at,
+            pos,
+            ev.id,
+            {
+                **base,
+                "end_in_force": h.end_in_force_at(pos),
+            },
+        )
+    )

@@ -58,13 +58,16 @@ def match(
         for i in members:
             ob = obligations[i]
             fitting = [
-                s for s in candidates
+                s
+                for s in candidates
                 if s.pos not in used and ob.opened <= s.comm.at and ob.not_before <= s.comm.at <= ob.not_after
             ][: ob.count]
             if len(fitting) == ob.count:
                 used.update(s.pos for s in fitting)
                 outcomes[i] = Outcome(
-                    ob, "met", sent=fitting[-1].comm.at,
+                    ob,
+                    "met",
+                    sent=fitting[-1].comm.at,
                     matched=tuple(s.comm.communication for s in fitting),
                     matched_events=tuple(s.comm.id for s in fitting),
                 )
@@ -84,8 +87,12 @@ def match(
             if chosen is not None:
                 used.add(chosen.pos)
                 outcomes[i] = Outcome(
-                    ob, "violated", problem=problem, communication=chosen.comm.communication,
-                    sent=chosen.comm.at, matched_events=(chosen.comm.id,),
+                    ob,
+                    "violated",
+                    problem=problem,
+                    communication=chosen.comm.communication,
+                    sent=chosen.comm.at,
+                    matched_events=(chosen.comm.id,),
                 )
             else:
                 outcomes[i] = Outcome(ob, "violated", problem="missing")

@@ -37,7 +37,7 @@ def compile_rules(policy: Policy, fired: list[tuple[str, str]]) -> list[ReteRule
     that into obligations once the subject's moments are all asserted.
     """
 
-    def record(name: str):  # noqa: ANN202 - a closure per rule
+    def record(name: str):
         def action(_sid: str, fact: Mapping[str, object]) -> None:
             fired.append((name, str(fact["id"])))
 
@@ -131,17 +131,27 @@ def expand(rule: Rule, moment: Moment, history: SubjectHistory, index: LogIndex)
         not_after = _instant(rule, ob.window.not_after, moment, tz, country, sub)
         if not_before is None or not_after is None:
             continue
-        out.append(Obligation(
-            rule=rule.id, subject_kind=history.kind, subject=history.id, customer=customer,
-            kinds=tuple(ob.kinds), count=ob.count, opened=moment.at,
-            not_before=not_before, not_after=not_after,
-            anchor=ob.window.not_after.at,
-            anchor_at=moment.instant(ob.window.not_after.at) or moment.at,
-            offset=rule.anchor_offset(ob.window.not_after),
-            moment=moment,
-            evidence=tuple(dict.fromkeys((history.defined_event, moment.event_id, attrs.id))),
-            timezone=tz, country=country, subdivision=sub,
-        ))
+        out.append(
+            Obligation(
+                rule=rule.id,
+                subject_kind=history.kind,
+                subject=history.id,
+                customer=customer,
+                kinds=tuple(ob.kinds),
+                count=ob.count,
+                opened=moment.at,
+                not_before=not_before,
+                not_after=not_after,
+                anchor=ob.window.not_after.at,
+                anchor_at=moment.instant(ob.window.not_after.at) or moment.at,
+                offset=rule.anchor_offset(ob.window.not_after),
+                moment=moment,
+                evidence=tuple(dict.fromkeys((history.defined_event, moment.event_id, attrs.id))),
+                timezone=tz,
+                country=country,
+                subdivision=sub,
+            )
+        )
     return out
 
 
@@ -173,9 +183,18 @@ def void_reason(ob: Obligation, rule: Rule, history: SubjectHistory) -> str | No
     for cond in spec.void_when:
         if cond == "superseded-before-deadline" and superseded is not None and superseded <= ob.not_after:
             return f"window superseded at {superseded.isoformat()} before its deadline"
-        if cond == "superseded-before-start" and superseded is not None and version is not None and superseded < version.start:
+        if (
+            cond == "superseded-before-start"
+            and superseded is not None
+            and version is not None
+            and superseded < version.start
+        ):
             return f"window superseded at {superseded.isoformat()} before its start"
-        if cond == "cancelled-before-deadline" and history.cancelled_at is not None and history.cancelled_at < ob.not_after:
+        if (
+            cond == "cancelled-before-deadline"
+            and history.cancelled_at is not None
+            and history.cancelled_at < ob.not_after
+        ):
             return f"maintenance cancelled at {history.cancelled_at.isoformat()}"
         if cond == "closed-before-deadline" and history.closed_at is not None and history.closed_at < ob.not_after:
             return f"maintenance closed at {history.closed_at.isoformat()} before the promised update"

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from forewarn.events import EVENT_ADAPTER, Event, InputError, SourcedEvent, check_log, parse_files
+from forewarn.events import (
+    EVENT_ADAPTER,
+    Event,
+    InputError,
+    SourcedEvent,
+    check_log,
+    parse_files,
+    parse_lines,
+)
 from forewarn.log.store import EventStore
 
 
@@ -26,6 +34,38 @@ class ImportResult:
 
 
 Progress = Callable[[int], None]
+"""Called with the number of bytes read since the last call."""
+
+
+def _counted(handle: Iterable[bytes], progress: Progress, every: int = 5_000) -> Iterator[bytes]:
+    pending = 0
+    for n, line in enumerate(handle, 1):
+        pending += len(line)
+        if n % every == 0:
+            progress(pending)
+            pending = 0
+        yield line
+    progress(pending)
+
+
+def parse_with_progress(
+    paths: Sequence[str | Path], progress: Progress | None
+) -> tuple[list[SourcedEvent], list[InputError]]:
+    """parse_files, reporting bytes read as it goes (for a progress bar)."""
+    if progress is None:
+        return parse_files(paths)
+    events: list[SourcedEvent] = []
+    errors: list[InputError] = []
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                found, problems = parse_lines(_counted(handle, progress), str(path))
+        except OSError as exc:
+            errors.append(InputError(str(path), 0, None, None, None, f"cannot read: {exc.strerror}"))
+            continue
+        events.extend(found)
+        errors.extend(problems)
+    return events, errors
 
 
 def _evaluation_order(events: Sequence[SourcedEvent]) -> list[SourcedEvent]:
@@ -34,10 +74,13 @@ def _evaluation_order(events: Sequence[SourcedEvent]) -> list[SourcedEvent]:
 
 
 def import_files(
-    store: EventStore, paths: Sequence[str | Path], rule_ids: Collection[str] | None = None
+    store: EventStore,
+    paths: Sequence[str | Path],
+    rule_ids: Collection[str] | None = None,
+    progress: Progress | None = None,
 ) -> ImportResult:
     """Validate every file, then append everything in one transaction, or nothing."""
-    parsed, errors = parse_files(paths)
+    parsed, errors = parse_with_progress(paths, progress)
     if errors:
         raise InputErrors(errors)
     store.begin_exclusive()  # validation and append see the same log

@@ -154,8 +154,7 @@ class EventStore:
     def known_entities(self) -> Iterator[KnownEntity]:
         """Every entity defined in the log, with when and in which order."""
         rows = self.db.execute(
-            "SELECT entity_kind, entity_id, at, seq FROM events"
-            " WHERE entity_kind IS NOT NULL ORDER BY at_us, seq"
+            "SELECT entity_kind, entity_id, at, seq FROM events WHERE entity_kind IS NOT NULL ORDER BY at_us, seq"
         )
         for kind, entity_id, at, seq in rows:
             yield KnownEntity(kind=kind, id=entity_id, at=datetime.fromisoformat(at), seq=seq)

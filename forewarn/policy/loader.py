@@ -83,7 +83,9 @@ def lint_directory(directory: str | Path | None = None) -> tuple[list[Rule], lis
         if rule is None:
             continue
         if rule.id in seen:
-            errors.append(LintError(str(path), 1, "duplicate-id", f"rule id {rule.id!r} is also defined in {seen[rule.id]}"))
+            errors.append(
+                LintError(str(path), 1, "duplicate-id", f"rule id {rule.id!r} is also defined in {seen[rule.id]}")
+            )
             continue
         seen[rule.id] = str(path)
         rules.append(rule)
@@ -218,7 +220,11 @@ def _semantic_errors(name: str, doc: YamlDoc, rule: RuleFile, stem: str) -> list
         used.add(pname)
         param = rule.params.get(pname)
         if param is None:
-            err(loc, "undefined-param", f"parameter {pname!r} is not defined in params{_did_you_mean(pname, list(rule.params))}")
+            err(
+                loc,
+                "undefined-param",
+                f"parameter {pname!r} is not defined in params{_did_you_mean(pname, list(rule.params))}",
+            )
         elif param.type != want:
             err(loc, "param-type", f"parameter {pname!r} is a {param.type}; this needs {want}")
 
@@ -263,7 +269,11 @@ def _semantic_errors(name: str, doc: YamlDoc, rule: RuleFile, stem: str) -> list
             wanted = REQUIREMENT_ARGS.get(req, {})
             for arg, value in args.items():
                 if arg not in wanted:
-                    err((*base, "require", j, req), "unknown-key", f"{req} takes no argument {arg!r}{_did_you_mean(arg, list(wanted))}")
+                    err(
+                        (*base, "require", j, req),
+                        "unknown-key",
+                        f"{req} takes no argument {arg!r}{_did_you_mean(arg, list(wanted))}",
+                    )
                 elif isinstance(value, str) and PARAM_REF.match(value):
                     ref((*base, "require", j, req, arg), value, wanted[arg])
                 elif wanted[arg] == "email" and not (isinstance(value, str) and EMAIL.match(value)):
@@ -276,7 +286,11 @@ def _semantic_errors(name: str, doc: YamlDoc, rule: RuleFile, stem: str) -> list
 
     for code in rule.problems:
         if code not in producible:
-            err(("problems", code), "unknown-problem", f"this rule never reports {code!r}{_did_you_mean(code, sorted(producible))}")
+            err(
+                ("problems", code),
+                "unknown-problem",
+                f"this rule never reports {code!r}{_did_you_mean(code, sorted(producible))}",
+            )
     for code, template in rule.problems.items():
         _check_template(template, MESSAGE_FIELDS | set(rule.params), ("problems", code), err)
     _check_template(rule.message, set(rule.params), ("message",), err)
@@ -290,7 +304,11 @@ def _check_where(subject: str, where: dict[str, object], loc: tuple[str | int, .
     allowed = WHERE_FIELDS[subject]
     for key, value in where.items():
         if key not in allowed:
-            err((*loc, key), "unknown-key", f"a {subject} has no attribute {key!r} to test{_did_you_mean(key, list(allowed))}")
+            err(
+                (*loc, key),
+                "unknown-key",
+                f"a {subject} has no attribute {key!r} to test{_did_you_mean(key, list(allowed))}",
+            )
             continue
         kind = allowed[key]
         if isinstance(value, dict):
@@ -306,7 +324,11 @@ def _check_where(subject: str, where: dict[str, object], loc: tuple[str | int, .
             elif kind == "instant":
                 err((*loc, key), "invalid-value", f"{key}: an instant can only be tested with {{exists: true|false}}")
             elif "|" in kind and v not in kind.split("|"):
-                err((*loc, key), "invalid-value", f"{key}: {v!r} is not one of {kind.replace('|', ', ')}{_did_you_mean(str(v), kind.split('|'))}")
+                err(
+                    (*loc, key),
+                    "invalid-value",
+                    f"{key}: {v!r} is not one of {kind.replace('|', ', ')}{_did_you_mean(str(v), kind.split('|'))}",
+                )
 
 
 def _check_template(template: str, allowed: set[str], loc: tuple[str | int, ...], err: Any) -> None:

@@ -12,8 +12,14 @@ Severity = Literal["critical", "high", "medium", "low"]
 SEVERITY_ORDER: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 
 Kind = Literal[
-    "advance_notice", "start_reminder", "closing", "extension",
-    "emergency", "incident", "release", "other",
+    "advance_notice",
+    "start_reminder",
+    "closing",
+    "extension",
+    "emergency",
+    "incident",
+    "release",
+    "other",
 ]
 SubjectKind = Literal["maintenance", "incident", "release"]
 
@@ -22,14 +28,21 @@ SubjectKind = Literal["maintenance", "incident", "release"]
 # moments `maintenance.closed` (completed and healthy) and
 # `maintenance.overrun` (an alarm's timer fired with no progress).
 Trigger = Literal[
-    "maintenance.scheduled", "maintenance.rescheduled", "maintenance.extended",
-    "maintenance.closed", "incident.declared", "release.scheduled",
+    "maintenance.scheduled",
+    "maintenance.rescheduled",
+    "maintenance.extended",
+    "maintenance.closed",
+    "incident.declared",
+    "release.scheduled",
 ]
 AlarmTrigger = Literal["maintenance.overrun"]
 TRIGGER_SUBJECT: dict[str, str] = {
-    "maintenance.scheduled": "maintenance", "maintenance.rescheduled": "maintenance",
-    "maintenance.extended": "maintenance", "maintenance.closed": "maintenance",
-    "maintenance.overrun": "maintenance", "incident.declared": "incident",
+    "maintenance.scheduled": "maintenance",
+    "maintenance.rescheduled": "maintenance",
+    "maintenance.extended": "maintenance",
+    "maintenance.closed": "maintenance",
+    "maintenance.overrun": "maintenance",
+    "incident.declared": "incident",
     "release.scheduled": "release",
 }
 
@@ -40,9 +53,13 @@ AnchorName = Literal["opened", "start", "end", "release_at", "next_update_by", "
 # force at the moment, and the moment's own fields).
 WHERE_FIELDS: dict[str, dict[str, str]] = {
     "maintenance": {
-        "emergency": "bool", "release": "bool", "notifiable": "bool",
-        "impact": "none|degraded|interruption", "next_update_by": "instant",
-        "end": "instant", "version": "int",
+        "emergency": "bool",
+        "release": "bool",
+        "notifiable": "bool",
+        "impact": "none|degraded|interruption",
+        "next_update_by": "instant",
+        "end": "instant",
+        "version": "int",
     },
     "incident": {"severity": "critical|major|minor"},
     "release": {},
@@ -74,10 +91,24 @@ REQUIREMENT_ARGS: dict[str, dict[str, str]] = {
 }
 
 # Placeholders a problem message may use.
-MESSAGE_FIELDS = frozenset({
-    "rule", "customer", "subject", "communication", "kind", "deadline", "due", "sent",
-    "lateness", "earliness", "stated", "expected", "count_found", "end_in_force",
-})
+MESSAGE_FIELDS = frozenset(
+    {
+        "rule",
+        "customer",
+        "subject",
+        "communication",
+        "kind",
+        "deadline",
+        "due",
+        "sent",
+        "lateness",
+        "earliness",
+        "stated",
+        "expected",
+        "count_found",
+        "end_in_force",
+    }
+)
 
 PARAM_REF = re.compile(r"^\$([a-z][a-z0-9_]*)$")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")

@@ -63,10 +63,10 @@ def _walk(node: yaml.Node, path: Path_, doc: YamlDoc) -> None:
         for key_node, value_node in node.value:
             key = str(key_node.value)
             if key in seen:
-                doc.duplicates.append((path + (key,), key_node.start_mark.line + 1))
+                doc.duplicates.append(((*path, key), key_node.start_mark.line + 1))
             seen.add(key)
-            doc.lines[path + (key,)] = key_node.start_mark.line + 1
-            _walk(value_node, path + (key,), doc)
+            doc.lines[(*path, key)] = key_node.start_mark.line + 1
+            _walk(value_node, (*path, key), doc)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, path + (i,), doc)
+            _walk(item, (*path, i), doc)
