@@ -1,0 +1,142 @@
+"""Parse JSONL event logs into validated events, collecting every input error."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from pydantic import ValidationError
+
+from forewarn.events.errors import (
+    InputError,
+    describe_json_error,
+    errors_from_validation,
+)
+from forewarn.events.models import EVENT_ADAPTER, Event, canonical_json
+
+__all__ = ["MAX_LINE_BYTES", "SourcedEvent", "gc_paused", "parse_files", "parse_lines"]
+
+MAX_LINE_BYTES = 1 << 20
+"""Longest accepted line (1 MiB); an event is a few hundred bytes."""
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class SourcedEvent:
+    """A validated event and where it came from."""
+
+    event: Event
+    file: str
+    line: int
+    canonical: str
+
+    @property
+    def where(self) -> str:
+        """`file:line`, for messages."""
+        return f"{self.file}:{self.line}"
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while allocating many long-lived acyclic objects.
+
+    Without this, parsing 200k events triggers repeated full collections over
+    everything already parsed (measured: 44k -> 75k events/s).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def parse_lines(
+    lines: Iterable[bytes | str], file: str
+) -> tuple[list[SourcedEvent], list[InputError]]:
+    """Validate every line of one JSONL source; blank lines are skipped."""
+    events: list[SourcedEvent] = []
+    errors: list[InputError] = []
+    with gc_paused():
+        for number, line in enumerate(lines, 1):
+            result = _parse_line(line, file, number)
+            if type(result) is SourcedEvent:
+                events.append(result)
+            elif result is not None:
+                errors.extend(result)  # type: ignore[arg-type]
+    return events, errors
+
+
+def parse_files(paths: Sequence[str | Path]) -> tuple[list[SourcedEvent], list[InputError]]:
+    """Validate every line of every file, in order; the display name is the path as given."""
+    events: list[SourcedEvent] = []
+    errors: list[InputError] = []
+    for path in paths:
+        name = str(path)
+        try:
+            with open(path, "rb") as handle:
+                found, problems = parse_lines(handle, name)
+        except OSError as exc:
+            errors.append(InputError(name, 0, None, None, None, f"cannot read: {exc.strerror}"))
+            continue
+        events.extend(found)
+        errors.extend(problems)
+    return events, errors
+
+
+def _parse_line(
+    line: bytes | str, file: str, number: int
+) -> SourcedEvent | list[InputError] | None:
+    """One line: an event, its errors, or None when blank."""
+    if isinstance(line, str):
+        try:
+            line = line.encode("utf-8")
+        except UnicodeEncodeError:
+            return [_error(file, number, "not valid UTF-8 (unpaired surrogate)")]
+    if number == 1 and line.startswith(_BOM):
+        line = line[len(_BOM):]
+    if len(line) > MAX_LINE_BYTES:
+        return [_error(file, number, f"line too long: {len(line)} bytes "
+                                     f"(at most {MAX_LINE_BYTES})")]
+    try:
+        event = EVENT_ADAPTER.validate_json(line, by_name=False)
+    except ValidationError as exc:
+        if not line.strip():
+            return None
+        return _explain(exc, line, file, number)
+    try:
+        return SourcedEvent(event, file, number, canonical_json(event))
+    except (TypeError, ValueError) as exc:  # orjson: data JSON cannot hold, e.g. in `meta`
+        return [InputError(file, number, event.type, event.id, None, f"cannot be stored: {exc}")]
+
+
+def _stdlib_json(line: bytes) -> object:
+    """The JSON value by the more permissive standard library, or None."""
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _error(file: str, number: int, message: str) -> InputError:
+    return InputError(file, number, None, None, None, message)
+
+
+def _explain(exc: ValidationError, line: bytes, file: str, number: int) -> list[InputError]:
+    """InputErrors for a line that failed validation."""
+    details = exc.errors(include_url=False)
+    invalid = next((d for d in details if d["type"] == "json_invalid"), None)
+    if invalid is not None:
+        reason = str((invalid.get("ctx") or {}).get("error", ""))
+        return [_error(file, number, describe_json_error(line, reason))]
+    try:
+        raw = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raw = _stdlib_json(line)
+    return errors_from_validation(details, file, number, raw)

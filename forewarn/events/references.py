@@ -1,0 +1,169 @@
+"""Log-level checks of new events: id uniqueness, idempotence and references in time order."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from forewarn.events.errors import InputError
+from forewarn.events.models import (
+    REFERENCE_SOURCES,
+    Reference,
+    WaiverGranted,
+    did_you_mean,
+    format_timestamp,
+)
+from forewarn.events.parse import SourcedEvent, gc_paused
+
+__all__ = ["KnownEntity", "check_log", "evaluation_order"]
+
+_EMPTY: Mapping[str, str] = {}
+
+
+@dataclass(frozen=True)
+class KnownEntity:
+    """An entity defined by an event already in the log (seq = its recording sequence)."""
+
+    kind: str
+    id: str
+    at: datetime
+    seq: int
+
+
+def check_log(
+    new: Sequence[SourcedEvent],
+    known_entities: Iterable[KnownEntity] = (),
+    known_events: Mapping[str, str] = _EMPTY,
+    rule_ids: Collection[str] | None = None,
+) -> tuple[list[SourcedEvent], list[InputError]]:
+    """(events to append, errors) for new events against the log and each other.
+
+    Identical re-imports are dropped silently; the same id with other content is an
+    error; every reference must name an entity defined earlier in evaluation order
+    (`at`, then recording order: known events first, new ones in file/line order).
+    """
+    with gc_paused():
+        fresh, errors = _dedupe(new, known_events)
+        errors.extend(_check_references(fresh, known_entities))
+        if rule_ids is not None:
+            errors.extend(_check_rules(fresh, rule_ids))
+    return fresh, errors
+
+
+def evaluation_order(events: Sequence[SourcedEvent]) -> list[SourcedEvent]:
+    """New events in evaluation order: by `at`, ties in the given (recording) order."""
+    return sorted(events, key=lambda s: s.event.at)  # sorted() is stable
+
+
+# --------------------------------------------------------------------------- ids
+
+
+def _dedupe(
+    new: Sequence[SourcedEvent], known_events: Mapping[str, str]
+) -> tuple[list[SourcedEvent], list[InputError]]:
+    """Drop identical repeats; report the same id with different content."""
+    fresh: list[SourcedEvent] = []
+    errors: list[InputError] = []
+    first: dict[str, SourcedEvent] = {}
+    for item in new:
+        ident = item.event.id
+        stored = known_events.get(ident)
+        if stored is not None:
+            if stored != item.canonical:
+                errors.append(_id_clash(item, "an event already in the log"))
+            continue
+        earlier = first.get(ident)
+        if earlier is None:
+            first[ident] = item
+            fresh.append(item)
+        elif earlier.canonical != item.canonical:
+            errors.append(_id_clash(item, f"the event at {earlier.where}"))
+    return fresh, errors
+
+
+def _id_clash(item: SourcedEvent, other: str) -> InputError:
+    return _located(item, "id", f"same id as {other}, with different content")
+
+
+def _located(item: SourcedEvent, field: str | None, message: str) -> InputError:
+    event = item.event
+    return InputError(item.file, item.line, event.type, event.id, field, message)
+
+
+# --------------------------------------------------------------------------- references
+
+
+def _check_references(
+    fresh: Sequence[SourcedEvent], known_entities: Iterable[KnownEntity]
+) -> list[InputError]:
+    """Walk known definitions and new events in evaluation order."""
+    known = sorted(known_entities, key=lambda k: (k.at, k.seq))
+    ordered = evaluation_order(fresh)
+    defined: dict[str, set[str]] = {}
+    dangling: list[tuple[SourcedEvent, Reference]] = []
+    k = 0
+    for item in ordered:
+        at = item.event.at
+        while k < len(known) and known[k].at <= at:  # known events win ties
+            defined.setdefault(known[k].kind, set()).add(known[k].id)
+            k += 1
+        for ref in item.event.references():
+            if not any(ref.id in defined.get(kind, ()) for kind in ref.kinds):
+                dangling.append((item, ref))
+        entity = item.event.defines()
+        if entity is not None:
+            defined.setdefault(entity[0], set()).add(entity[1])
+    if not dangling:
+        return []
+    later = _definitions(ordered)
+    return [_dangling(item, ref, later) for item, ref in dangling]
+
+
+def _definitions(ordered: Sequence[SourcedEvent]) -> dict[tuple[str, str], SourcedEvent]:
+    """First new event (in evaluation order) defining each (kind, id)."""
+    found: dict[tuple[str, str], SourcedEvent] = {}
+    for item in ordered:
+        entity = item.event.defines()
+        if entity is not None:
+            found.setdefault(entity, item)
+    return found
+
+
+def _dangling(
+    item: SourcedEvent, ref: Reference, later: Mapping[tuple[str, str], SourcedEvent]
+) -> InputError:
+    """`unknown maintenance 'mx-9' (no maintenance.scheduled for it at or before T)`."""
+    when = format_timestamp(item.event.at)
+    if len(ref.kinds) == 1:
+        kind = ref.kinds[0]
+        message = (f"unknown {kind} '{ref.id}' (no {REFERENCE_SOURCES[kind]} "
+                   f"for it at or before {when})")
+    else:
+        message = (f"unknown {ref.field} '{ref.id}' (no {_or(ref.kinds)} "
+                   f"with that id at or before {when})")
+    for kind in ref.kinds:
+        definer = later.get((kind, ref.id))
+        if definer is not None:
+            message += (f"; it is defined later, at {format_timestamp(definer.event.at)} "
+                        f"({definer.where})")
+            break
+    return _located(item, ref.field, message)
+
+
+def _or(words: Sequence[str]) -> str:
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _check_rules(fresh: Sequence[SourcedEvent], rule_ids: Collection[str]) -> list[InputError]:
+    """A waiver's rule must name a rule of the policy in force."""
+    errors: list[InputError] = []
+    for item in fresh:
+        event = item.event
+        if isinstance(event, WaiverGranted) and event.rule not in rule_ids:
+            hint = did_you_mean(event.rule, sorted(rule_ids))
+            errors.append(_located(item, "rule", f"unknown rule '{event.rule}'{hint}"))
+    return errors
