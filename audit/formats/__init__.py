@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from forewarn.audit.findings import AuditResult
-from forewarn.audit.formats import json_format, table
+from forewarn.audit.formats import csv_format, html, json_format, junit, markdown, sarif, table
 
 FORMATTERS: dict[str, Callable[[AuditResult], str]] = {
     "json": json_format.render,
     "table": table.render,
+    "markdown": markdown.render,
+    "html": html.render,
+    "sarif": sarif.render,
+    "junit": junit.render,
+    "csv": csv_format.render,
 }
 
 

@@ -1,63 +1,121 @@
-"""`--format table`: the terminal view (rich): summary per rule, then findings by rule."""
+"""`--format table`: the terminal view (rich): verdict, summary per rule, then findings by rule."""
 
 from __future__ import annotations
 
 import io
-from collections import Counter
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from forewarn.audit.findings import AuditResult, utc
-from forewarn.evaluate.checks import humanize
+from forewarn.audit.findings import AuditResult, Finding, utc
+from forewarn.audit.formats.stats import Report, build, findings_by_rule, rate_text, timing
 
-
-def per_rule(result: AuditResult) -> list[tuple[str, str, int, int, int, int, int, str]]:
-    """(rule, severity, obligations, met, violated, waived, pending, compliance %) per rule."""
-    counts: dict[str, Counter[str]] = {r.id: Counter() for r in result.policy.rules}
-    for o in result.outcomes:
-        counts[o.obligation.rule][o.status] += 1
-        counts[o.obligation.rule]["obligations"] += 1
-    for f in result.findings:
-        key = "finding_waived" if f.status == "waived" else "finding_violation"
-        counts[f.rule][key] += 1
-    rows = []
-    for rule in result.policy.rules:
-        c = counts[rule.id]
-        violated = c["violated"] or 0
-        waived = c["finding_waived"]
-        violations = c["finding_violation"]
-        judged = c["met"] + max(violated, violations)
-        rate = f"{100.0 * c['met'] / judged:.1f}" if judged else "-"
-        if not c["obligations"] and not (violations or waived):
-            rate = "100.0" if rule.spec.checks else "-"
-        rows.append((rule.id, rule.severity, c["obligations"], c["met"], violations, waived, c["pending"], rate))
-    return rows
+MAX_ROWS_PER_RULE = 200
+SUMMARY_COLUMNS = (
+    "rule",
+    "severity",
+    "obligations",
+    "met",
+    "violated",
+    "waived",
+    "pending",
+    "compliance",
+)
+FINDING_COLUMNS = ("status", "subject", "customer", "problem", "due", "sent", "lateness", "message")
+STYLE = {"high": "bold red", "critical": "bold red", "medium": "yellow", "low": "cyan"}
 
 
-def render(result: AuditResult) -> str:
+def header(report: Report) -> str:
+    r = report.result
+    return f"forewarn audit as of {utc(r.as_of)}: {report.period}"
+
+
+def verdict(report: Report) -> str:
+    """One line: the compliance rate and the violations by severity."""
+    t = report.total.tally
+    by_sev = ", ".join(f"{n} {s}" for s, n in sorted_severities(report))
+    violations = sum(report.total.violations.values())
+    return (
+        f"compliance {rate_text(t.rate)} ({t.met} of {t.judged} judged cases met); "
+        f"{violations} violations" + (f" ({by_sev})" if by_sev else "") + f"; {t.waived} waived; {t.pending} pending"
+    )
+
+
+def sorted_severities(report: Report) -> list[tuple[str, int]]:
+    order = ("critical", "high", "medium", "low")
+    return [(s, report.total.violations[s]) for s in order if report.total.violations.get(s)]
+
+
+def _summary_table(report: Report) -> Table:
+    table = Table(title="Compliance by rule", title_justify="left")
+    for col in SUMMARY_COLUMNS:
+        table.add_column(col, justify="left" if col in ("rule", "severity") else "right")
+    for rule, g in report.rules:
+        t = g.tally
+        table.add_row(
+            Text(rule.id),
+            Text(rule.severity, style=STYLE.get(rule.severity, "")),
+            str(t.cases),
+            str(t.met),
+            str(t.violated),
+            str(t.waived),
+            str(t.pending),
+            rate_text(t.rate),
+        )
+    t = report.total.tally
+    table.add_section()
+    table.add_row(
+        "all rules",
+        "",
+        str(t.cases),
+        str(t.met),
+        str(t.violated),
+        str(t.waived),
+        str(t.pending),
+        rate_text(t.rate),
+        style="bold",
+    )
+    return table
+
+
+def _finding_row(f: Finding) -> list[str]:
+    return [
+        f.status + (f" ({f.waiver})" if f.waiver else ""),
+        f.subject,
+        f.customer,
+        f.problem,
+        utc(f.due) or "",
+        utc(f.sent) or "",
+        timing(f),
+        f.message,
+    ]
+
+
+def _findings_table(rule_id: str, severity: str, findings: list[Finding]) -> Table:
+    noun = "finding" if len(findings) == 1 else "findings"
+    title = Text(f"{rule_id} ({severity}): {len(findings)} {noun}")
+    table = Table(title=title, title_justify="left")
+    for col in FINDING_COLUMNS:
+        table.add_column(col, overflow="fold")
+    for f in findings[:MAX_ROWS_PER_RULE]:
+        table.add_row(*map(Text, _finding_row(f)), style="dim" if f.status == "waived" else "")
+    if len(findings) > MAX_ROWS_PER_RULE:
+        more = len(findings) - MAX_ROWS_PER_RULE
+        table.add_row("…", f"{more} more", "", "", "", "", "", "see --format csv or html for all")
+    return table
+
+
+def render(result: AuditResult, width: int = 160, color: bool = False) -> str:
+    report = build(result)
     buffer = io.StringIO()
-    console = Console(file=buffer, width=160, force_terminal=False, color_system=None)
-    period = ""
-    if result.since or result.until:
-        period = f", period {utc(result.since) or '…'} to {utc(result.until) or '…'}"
-    summary = Table(title=f"forewarn audit as of {utc(result.as_of)}{period}")
-    for col in ("rule", "severity", "obligations", "met", "violations", "waived", "pending", "compliance %"):
-        summary.add_column(col, justify="left" if col in ("rule", "severity") else "right")
-    for row in per_rule(result):
-        summary.add_row(*(str(x) for x in row))
-    console.print(summary)
-    by_rule: dict[str, list] = {}
-    for f in result.findings:
-        by_rule.setdefault(f.rule, []).append(f)
-    for rule_id, findings in by_rule.items():
-        t = Table(title=f"{rule_id} ({len(findings)} findings)", title_justify="left")
-        for col in ("status", "subject", "customer", "problem", "due", "sent", "lateness", "message"):
-            t.add_column(col)
-        for f in findings:
-            late = humanize(f.sent - f.due) if f.sent and f.sent > f.due else ""
-            t.add_row(f.status, f.subject, f.customer, f.problem, utc(f.due) or "", utc(f.sent) or "", late, f.message)
-        console.print(t)
+    console = Console(file=buffer, width=width, force_terminal=color, color_system="standard" if color else None)
+    console.print(Text(header(report), style="bold"))
+    console.print(Text(verdict(report)))
+    console.print(_summary_table(report))
+    for rule_id, findings in findings_by_rule(result).items():
+        rule = result.policy.by_id.get(rule_id)
+        console.print(_findings_table(rule_id, rule.severity if rule else "?", findings))
     if not result.findings:
         console.print("No findings.")
     return buffer.getvalue()

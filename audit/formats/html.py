@@ -1,0 +1,355 @@
+"""`--format html`: one self-contained page (Jinja2, autoescaped): verdict, charts, findings."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from functools import cache
+from importlib import resources
+from itertools import pairwise
+from typing import Any
+
+import orjson
+from jinja2 import Environment, FunctionLoader, select_autoescape
+from markupsafe import Markup
+
+from forewarn import __version__
+from forewarn.audit.findings import AuditResult, Finding, utc
+from forewarn.audit.formats import charts
+from forewarn.audit.formats.evidence import event_book, explain
+from forewarn.audit.formats.stats import (
+    Case,
+    Group,
+    Report,
+    build,
+    lead_times,
+    rate_text,
+    timing,
+)
+from forewarn.calendar import holidays_version
+from forewarn.evaluate.lifecycle import SubjectHistory
+
+MAX_TIMELINES = 30
+MAX_TABLE_ROWS = 300
+LEAD_EDGES = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)  # multiples of the required N business days
+FINDING_FIELDS = (
+    "rule", "status", "severity", "problem", "subject", "customer", "communication", "due", "sent",
+    "timing", "message", "evidence", "waiver", "retroactive", "explain", "about",
+)  # fmt: skip
+
+
+def _template_source(name: str) -> str:
+    return resources.files("forewarn.templates").joinpath(name).read_text(encoding="utf-8")
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FunctionLoader(_template_source),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["rate"] = rate_text
+    env.filters["when"] = when
+    env.filters["colour"] = charts.rate_colour
+    return env
+
+
+def when(t: datetime | None, last: bool = False) -> str:
+    """A period bound for people: a date if midnight UTC (for an exclusive end, the day before)."""
+    if t is None:
+        return ""
+    if (t.hour, t.minute, t.second) == (0, 0, 0):
+        return (t - timedelta(days=1) if last else t).strftime("%Y-%m-%d")
+    return t.strftime("%Y-%m-%d %H:%M UTC")
+
+
+# -- charts -------------------------------------------------------------------------------
+
+
+def _bar(label: str, g: Group) -> charts.Bar:
+    t = g.tally
+    return charts.Bar(label, t.rate, t.met, t.judged, f"{t.violated} violated" if t.violated else "")
+
+
+def _lead_bins(n: int, leads: list[float | None]) -> tuple[list[charts.Bin], int]:
+    edges = [e * n for e in LEAD_EDGES]
+    labels = ["after start"] + [f"{_num(a)}–{_num(b)}" for a, b in pairwise(edges)]
+    labels += [f"{_num(edges[-1])}+", "none sent"]
+    counts = [0] * len(labels)
+    for lead in leads:
+        if lead is None:
+            counts[-1] += 1
+        elif lead < 0:
+            counts[0] += 1
+        else:
+            i = sum(lead >= e for e in edges)
+            counts[min(i, len(edges))] += 1
+    line_after = edges.index(float(n))  # bins before it are short of the notice
+    bins = [
+        charts.Bin(label, c, i <= line_after or i == len(labels) - 1)
+        for i, (label, c) in enumerate(zip(labels, counts, strict=True))
+    ]
+    return bins, line_after
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _charts(report: Report) -> dict[str, Any]:
+    by_rule = [_bar(rule.id, g) for rule, g in report.rules if g.tally.cases]
+    by_month = [_bar(g.key, g) for g in report.months]
+    leads = []
+    for rule_id, (n, values) in lead_times(report).items():
+        bins, line_after = _lead_bins(n, values)
+        svg = charts.lead_histogram(
+            f"Lead time of {rule_id} notices",
+            bins,
+            line_after,
+            f"{n} business day{'s' if n != 1 else ''} required",
+        )
+        short = sum(1 for v in values if v is None or v < n)
+        leads.append({"rule": rule_id, "svg": Markup(svg), "n": n, "total": len(values), "short": short})
+    return {
+        "by_rule": Markup(charts.rate_bars("Compliance by rule", by_rule)),
+        "by_month": Markup(charts.month_columns("Compliance by month (by due date)", by_month)),
+        "leads": leads,
+    }
+
+
+# -- timelines ----------------------------------------------------------------------------
+
+
+def _bad_communications(cases: Iterable[Case]) -> set[str]:
+    return {f.communication for c in cases for f in c.findings if f.communication and f.status == "violation"}
+
+
+def _spans(h: SubjectHistory) -> list[charts.Span]:
+    spans = []
+    for i, v in enumerate(h.versions):
+        current = i == len(h.versions) - 1 and h.cancelled_at is None
+        label = f"version {v.number}: {utc(v.start)} to {utc(v.end)} (set {utc(v.opened)})"
+        spans.append(charts.Span(v.start, v.end, label, "window" if current else "superseded"))
+    previous = None
+    for end, by_extension in h.ends:
+        if by_extension and previous is not None and end > previous:
+            spans.append(charts.Span(previous, end, f"extended to {utc(end)}", "extension"))
+        previous = end
+    return spans
+
+
+LIFECYCLE_LABELS = {
+    "maintenance.scheduled": "scheduled", "maintenance.rescheduled": "rescheduled",
+    "maintenance.extended": "extended", "maintenance.closed": "closed (completed and healthy)",
+    "maintenance.overrun": "overran its end",
+}  # fmt: skip
+
+
+def _marks(h: SubjectHistory, comms: list[Any], cases: list[Case]) -> list[charts.Mark]:
+    bad = _bad_communications(cases)
+    marks = [
+        charts.Mark(
+            m.at,
+            "lifecycle",
+            f"{LIFECYCLE_LABELS.get(m.type, m.type)} at {utc(m.at)}",
+            bad=m.type == "maintenance.overrun",
+        )
+        for m in h.moments
+        if m.type in LIFECYCLE_LABELS
+    ]
+    if h.cancelled_at is not None:
+        marks.append(charts.Mark(h.cancelled_at, "lifecycle", f"cancelled at {utc(h.cancelled_at)}"))
+    for comm in comms:
+        kind = comm.kind.replace("_", " ")
+        what = f"{comm.communication}: {kind} to {comm.customer}, sent {utc(comm.at)}"
+        marks.append(charts.Mark(comm.at, comm.kind, what, bad=comm.communication in bad))
+    for c in cases:
+        if c.outcome is not None and c.status in ("violated", "waived") and c.outcome.sent is None:
+            kind = c.outcome.obligation.kinds[0]
+            marks.append(
+                charts.Mark(
+                    c.due,
+                    kind,
+                    f"missing: {kind.replace('_', ' ')} to {c.customer}, due {utc(c.due)}",
+                    missing=True,
+                )
+            )
+    return marks
+
+
+def _bands(report: Report, wanted: set[str]) -> dict[str, list[charts.Band]]:
+    """Per maintenance: when each kind of notice was due, earliest to latest customer deadline."""
+    spans: dict[tuple[str, str], list[datetime]] = {}
+    for o in report.result.outcomes:
+        ob = o.obligation
+        if ob.subject_kind == "maintenance" and ob.subject in wanted:
+            lo_hi = spans.setdefault((ob.subject, ob.kinds[0]), [ob.not_after, ob.not_after])
+            lo_hi[0], lo_hi[1] = min(lo_hi[0], ob.not_after), max(lo_hi[1], ob.not_after)
+    out: dict[str, list[charts.Band]] = defaultdict(list)
+    for (mid, kind), (lo, hi) in spans.items():
+        when = utc(lo) if lo == hi else f"{utc(lo)} to {utc(hi)}"
+        out[mid].append(charts.Band(kind, lo, hi, f"{kind.replace('_', ' ')} due by {when}"))
+    return out
+
+
+def _maintenances(report: Report, flagged: dict[str, list[Case]]) -> list[dict[str, Any]]:
+    ev = report.result.evaluation
+    groups = {g.key: g for g in report.subjects}
+    comms: dict[str, list[Any]] = defaultdict(list)
+    for sent in ev.index.sent:
+        if sent.comm.maintenance in groups:
+            comms[sent.comm.maintenance].append(sent.comm)
+    rows = []
+    for (kind, mid), h in ev.histories.items():
+        if kind != "maintenance" or mid not in groups or not h.versions:
+            continue
+        g = groups[mid]
+        rows.append({"id": mid, "h": h, "g": g, "start": h.versions[-1].start, "bad": g.tally.violated})
+    rows.sort(key=lambda r: (-r["bad"], r["start"], r["id"]))
+    bands = _bands(report, {r["id"] for r in rows[:MAX_TIMELINES]})
+    for i, row in enumerate(rows):
+        h, g = row["h"], row["g"]
+        row.update(
+            title=h.attrs.get("title") or row["id"],
+            impact=h.attrs.get("impact"),
+            emergency=h.attrs.get("emergency"),
+            rate=g.tally.rate,
+            tally=g.tally,
+            findings=g.findings,
+            end=h.versions[-1].end,
+            closed=h.closed_at,
+            cancelled=h.cancelled_at,
+        )
+        if i < MAX_TIMELINES:
+            marks = _marks(h, comms.get(row["id"], []), flagged.get(row["id"], []))
+            title = f"Timeline of {row['id']}"
+            svg = charts.timeline(title, _spans(h), marks, h.versions[-1].start, bands[row["id"]])
+            row["svg"] = Markup(svg)
+    return rows
+
+
+# -- findings data ------------------------------------------------------------------------
+
+
+def _timezones(report: Report) -> dict[str, str]:
+    index = report.result.evaluation.index
+    out = {}
+    for cid, timeline in index.customers.items():
+        out[cid] = timeline.versions[-1].timezone if timeline.versions else "UTC"
+    return out
+
+
+def _finding_row(f: Finding, case: Case, text: str) -> list[Any]:
+    return [
+        f.rule,
+        f.status,
+        f.severity,
+        f.problem,
+        f.subject,
+        f.customer,
+        f.communication,
+        utc(f.due),
+        utc(f.sent),
+        timing(f),
+        f.message,
+        list(f.evidence),
+        f.waiver,
+        1 if f.retroactive else 0,
+        text,
+        case.about,
+    ]
+
+
+def _data(report: Report) -> dict[str, Any]:
+    """Everything the page's script renders: findings as rows of FINDING_FIELDS, events, waivers."""
+    tz = _timezones(report)
+    rows, wanted, waivers = [], set(), {}
+    for case in report.flagged:
+        text = explain(case, tz.get(case.customer, "UTC"))
+        for f in case.findings:
+            rows.append(_finding_row(f, case, text))
+            wanted.update(f.evidence)
+            if f.waiver:
+                waivers[f.waiver] = [f.waiver_reason, f.waiver_approved_by]
+    rows.sort(key=lambda r: (r[7], r[0], r[4], r[5], r[3]))
+    return {
+        "fields": FINDING_FIELDS,
+        "findings": rows,
+        "events": event_book(report.result.evaluation.index, wanted),
+        "waivers": waivers,
+    }
+
+
+def _script_json(data: dict[str, Any]) -> Markup:
+    """JSON safe inside <script type="application/json">: every '<' escaped as \\u003c."""
+    return Markup(orjson.dumps(data).decode("utf-8").replace("<", "\\u003c"))
+
+
+# -- page ---------------------------------------------------------------------------------
+
+
+def _customers(report: Report) -> list[dict[str, Any]]:
+    index = report.result.evaluation.index
+    rows = []
+    for g in report.customers:
+        timeline = index.customers.get(g.key)
+        attrs = timeline.versions[-1] if timeline and timeline.versions else None
+        rows.append(
+            {
+                "id": g.key,
+                "g": g,
+                "name": attrs.name if attrs else g.key,
+                "tz": attrs.timezone if attrs else "",
+                "country": attrs.country if attrs else "",
+            }
+        )
+    rows.sort(key=lambda r: (-r["g"].tally.violated, r["id"]))
+    return rows
+
+
+def _policy(report: Report) -> list[dict[str, Any]]:
+    return [{"rule": r, "params": r.params(), "g": g} for r, g in report.rules]
+
+
+def context(result: AuditResult) -> dict[str, Any]:
+    report = build(result)
+    flagged: dict[str, list[Case]] = defaultdict(list)
+    for case in report.flagged:
+        if case.about is not None:
+            flagged[case.about].append(case)
+    customers = _customers(report)
+    maintenances = _maintenances(report, flagged)
+    worst = sorted(((g.tally.violated, r.id) for r, g in report.rules if g.tally.violated), reverse=True)
+    return {
+        "r": result,
+        "report": report,
+        "t": report.total.tally,
+        "period": report.period,
+        "as_of": utc(result.as_of),
+        "since": utc(result.since),
+        "until": utc(result.until),
+        "severities": [
+            (s, report.total.violations.get(s, 0))
+            for s in ("critical", "high", "medium", "low")
+            if s != "critical" or report.total.violations.get(s)
+        ],
+        "worst": worst[:3],
+        "charts": _charts(report),
+        "customers": customers[:MAX_TABLE_ROWS],
+        "customers_more": max(0, len(customers) - MAX_TABLE_ROWS),
+        "maintenances": maintenances[:MAX_TABLE_ROWS],
+        "maintenances_more": max(0, len(maintenances) - MAX_TABLE_ROWS),
+        "timelines": [m for m in maintenances if "svg" in m],
+        "policy": _policy(report),
+        "digest": result.policy.digest,
+        "versions": {"forewarn": __version__, "holidays": holidays_version()},
+        "data": _script_json(_data(report)),
+        "rules": result.policy.ids,
+    }
+
+
+def render(result: AuditResult) -> str:
+    return environment().get_template("report.html.j2").render(context(result))

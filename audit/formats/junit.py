@@ -1,0 +1,112 @@
+"""`--format junit`: a test case per obligation and per communication check; violations fail."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from xml.sax.saxutils import escape, quoteattr
+
+from forewarn import __version__
+from forewarn.audit.findings import AuditResult, Finding, utc
+from forewarn.audit.formats.stats import Case, iter_cases, period_text
+from forewarn.calendar import holidays_version
+
+
+def _attrs(**values: object) -> str:
+    return "".join(f" {k}={quoteattr(str(v))}" for k, v in values.items())
+
+
+def case_name(case: Case) -> str:
+    """A stable, readable test name: what, for whom, when due."""
+    if case.kind == "obligation" and case.outcome is not None:
+        kind = case.outcome.obligation.kinds[0].replace("_", " ")
+        return f"{case.subject} {kind} to {case.customer}, due {utc(case.due)}"
+    if case.kind == "alarm":
+        return f"{case.subject} overrun, {case.customer}, due {utc(case.due)}"
+    return f"{case.subject} to {case.customer}" + (f" about {case.about}" if case.about else "")
+
+
+def _details(findings: Iterable[Finding]) -> str:
+    lines = []
+    for f in findings:
+        lines.append(f"[{f.severity}] {f.problem}: {f.message}")
+        lines.append(f"  due {utc(f.due)}; sent {utc(f.sent) or '-'}; communication {f.communication or '-'}")
+        lines.append(f"  evidence: {' '.join(f.evidence)}")
+    return "\n".join(lines)
+
+
+def _waiver_text(f: Finding) -> str:
+    by = f" (approved by {f.waiver_approved_by})" if f.waiver_approved_by else ""
+    late = ", granted after the due time" if f.retroactive else ""
+    return f"waived by {f.waiver}{late}: {f.waiver_reason or ''}{by}"
+
+
+def _body(case: Case) -> str:
+    if case.status == "violated":
+        first = next((f for f in case.findings if f.status == "violation"), None)
+        message, problem = (first.message, first.problem) if first else ("violated", "violated")
+        text = escape(_details(case.findings))
+        return f"<failure{_attrs(message=message, type=problem)}>{text}</failure>"
+    if case.status == "waived":
+        return f"<skipped{_attrs(message=_waiver_text(case.findings[0]))}/>"
+    if case.status == "pending":
+        return f"<skipped{_attrs(message=f'pending: due {utc(case.due)}, after the audit instant')}/>"
+    return ""
+
+
+def _testcase(case: Case) -> str:
+    head = f"<testcase{_attrs(classname=f'forewarn.{case.rule}', name=case_name(case), time='0')}"
+    body = _body(case)
+    return f"    {head}>{body}</testcase>" if body else f"    {head}/>"
+
+
+def _suite(result: AuditResult, rule_id: str, cases: list[Case]) -> Iterator[str]:
+    rule = result.policy.by_id.get(rule_id)
+    failures = sum(c.status == "violated" for c in cases)
+    skipped = sum(c.status in ("waived", "pending") for c in cases)
+    attrs = _attrs(
+        name=rule_id,
+        tests=len(cases),
+        failures=failures,
+        errors=0,
+        skipped=skipped,
+        time="0",
+        timestamp=(utc(result.as_of) or "").rstrip("Z"),
+    )
+    yield f"  <testsuite{attrs}>"
+    yield "    <properties>"
+    props = {
+        "severity": rule.severity if rule else "?",
+        "title": rule.spec.title if rule else "",
+        "period": period_text(result),
+        "policy-digest": result.policy.digest,
+    }
+    for name, value in props.items():
+        yield f"      <property{_attrs(name=name, value=value)}/>"
+    yield "    </properties>"
+    yield from (_testcase(c) for c in cases)
+    yield "  </testsuite>"
+
+
+def render(result: AuditResult) -> str:
+    by_rule: dict[str, list[Case]] = defaultdict(list)
+    for case in iter_cases(result):
+        by_rule[case.rule].append(case)
+    order = [r.id for r in result.policy.rules if r.id in by_rule]
+    order += [r for r in by_rule if r not in order]
+    cases = [c for r in order for c in by_rule[r]]
+    versions = f"forewarn {__version__}, holidays {holidays_version()}"
+    name = f"forewarn audit ({period_text(result)}; {versions})"
+    attrs = _attrs(
+        name=name,
+        tests=len(cases),
+        failures=sum(c.status == "violated" for c in cases),
+        errors=0,
+        skipped=sum(c.status in ("waived", "pending") for c in cases),
+        time="0",
+    )
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', f"<testsuites{attrs}>"]
+    for rule_id in order:
+        lines.extend(_suite(result, rule_id, by_rule[rule_id]))
+    lines.append("</testsuites>")
+    return "\n".join(lines) + "\n"
