@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
+
+import orjson
 
 from forewarn import __version__
 from forewarn.audit.findings import AuditResult, Finding, utc
@@ -163,4 +164,4 @@ def sarif_log(result: AuditResult) -> dict[str, object]:
 
 
 def render(result: AuditResult) -> str:
-    return json.dumps(sarif_log(result), indent=2, ensure_ascii=False) + "\n"
+    return orjson.dumps(sarif_log(result), option=orjson.OPT_INDENT_2).decode("utf-8") + "\n"

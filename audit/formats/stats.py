@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from forewarn.audit.findings import AuditResult, Finding, utc
@@ -27,8 +27,7 @@ Plain = Counter[tuple[tuple[str, ...], tuple[int, int], str, str | None]]  # met
 Applies = tuple[tuple[str, ...], dict[str, int]]
 
 
-@dataclass(frozen=True)
-class Case:
+class Case(NamedTuple):
     """One judged unit: an obligation, a communication (or reply) under a check, or an alarm."""
 
     rule: str
