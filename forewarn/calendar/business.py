@@ -263,7 +263,9 @@ def _check_n(n: int) -> None:
         raise ValueError(f"n must be >= 1 business day, got {n}")
 
 
+@lru_cache(maxsize=None)
 def _zone(tz: str) -> ZoneInfo:
+    """The zone, kept: zoneinfo's own strong cache holds only 8 zones."""
     if not is_valid_timezone(tz):
         raise ValueError(f"unknown time zone {tz!r}")
     return ZoneInfo(tz)
