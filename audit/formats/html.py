@@ -148,6 +148,19 @@ LIFECYCLE_LABELS = {
 }  # fmt: skip
 
 
+def _thinned(comms: list[Any], bad: set[str]) -> list[Any]:
+    """Every communication with a finding; the others at most charts.MAX_GOOD_MARKS per kind, evenly."""
+    keep = [c for c in comms if c.communication in bad]
+    by_kind: dict[str, list[Any]] = defaultdict(list)
+    for c in comms:
+        if c.communication not in bad:
+            by_kind[c.kind].append(c)
+    for good in by_kind.values():
+        step = max(1, -(-len(good) // charts.MAX_GOOD_MARKS))
+        keep.extend(sorted(good, key=lambda c: c.at)[::step])
+    return keep
+
+
 def _marks(h: SubjectHistory, comms: list[Any], cases: list[Case]) -> list[charts.Mark]:
     bad = _bad_communications(cases)
     marks = [
@@ -162,7 +175,7 @@ def _marks(h: SubjectHistory, comms: list[Any], cases: list[Case]) -> list[chart
     ]
     if h.cancelled_at is not None:
         marks.append(charts.Mark(h.cancelled_at, "lifecycle", f"cancelled at {utc(h.cancelled_at)}"))
-    for comm in comms:
+    for comm in _thinned(comms, bad):
         kind = comm.kind.replace("_", " ")
         what = f"{comm.communication}: {kind} to {comm.customer}, sent {utc(comm.at)}"
         marks.append(charts.Mark(comm.at, comm.kind, what, bad=comm.communication in bad))
@@ -266,19 +279,18 @@ def _finding_row(f: Finding, case: Case, text: str) -> list[Any]:
 def _data(report: Report) -> dict[str, Any]:
     """Everything the page's script renders: findings as rows of FINDING_FIELDS, events, waivers."""
     tz = _timezones(report)
-    rows, wanted, waivers = [], set(), {}
+    rows, waivers = [], {}
     for case in report.flagged:
         text = explain(case, tz.get(case.customer, "UTC"))
         for f in case.findings:
             rows.append(_finding_row(f, case, text))
-            wanted.update(f.evidence)
             if f.waiver:
                 waivers[f.waiver] = [f.waiver_reason, f.waiver_approved_by]
     rows.sort(key=lambda r: (r[7], r[0], r[4], r[5], r[3]))
     return {
         "fields": FINDING_FIELDS,
         "findings": rows,
-        "events": event_book(report.result.evaluation.index, wanted),
+        "events": event_book(report.result.evaluation.index, report.result.findings),
         "waivers": waivers,
     }
 

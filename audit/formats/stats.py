@@ -419,7 +419,11 @@ def _key(case: Case) -> CountKey:
 
 
 def _counted_cases(result: AuditResult) -> tuple[Counter[CountKey], Plain, list[Case], list[Case]]:
-    """Case counts by key, the cases with findings, and the judged business-day obligations."""
+    """Case counts by key, the cases with findings, and the judged business-day obligations.
+
+    Obligations are counted under about=None with their subject as a key of its
+    own (("subject", id), status): few distinct keys, however many customers.
+    """
     counts: Counter[CountKey] = Counter()
     flagged: list[Case] = []
     timed: list[Case] = []
@@ -435,7 +439,8 @@ def _counted_cases(result: AuditResult) -> tuple[Counter[CountKey], Plain, list[
                 Case(ob.rule, "obligation", ob.subject, ob.customer, ob.not_after, status, ob.subject, found, o)
             )
         month = (ob.not_after.year, ob.not_after.month)
-        counts[("obligation", ob.rule, month, ob.customer, ob.subject, status)] += 1
+        counts[("obligation", ob.rule, month, ob.customer, None, status)] += 1
+        counts[("subject", "", month, "", ob.subject, status)] += 1
         if status != "pending" and ob.offset[0] == "business_days":
             timed.append(Case(ob.rule, "obligation", ob.subject, ob.customer, ob.not_after, status, ob.subject, (), o))
     by_subject = _by_subject(by_key)
@@ -455,6 +460,9 @@ def _rollup(counts: Counter[CountKey], plain: Plain) -> tuple[Counter[str], list
     dims: list[Counter[tuple[Any, str]]] = [Counter(), Counter(), Counter(), Counter()]
     by_rule, by_month, by_customer, by_about = dims
     for (kind, rule, month, customer, about, status), n in counts.items():
+        if kind == "subject":  # an obligation's subject, counted apart
+            by_about[(about, status)] += n
+            continue
         kinds[kind] += n
         by_rule[(rule, status)] += n
         by_month[(month, status)] += n
