@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -139,8 +140,14 @@ def obligation_key(ob: Obligation) -> str:
 
 
 def drafts_for(evaluation: Evaluation, due: list[Due]) -> list[Draft]:
-    """One draft per (subject, customer, kind) that covers the due obligations; a draft
-    covers at most one obligation per rule (a communication fulfils one per rule)."""
+    """Drafts for what is due now, stating the subject as it stands now."""
+    return drafts_at(evaluation, due, len(evaluation.index.ats) - 1, evaluation.as_of)
+
+
+def drafts_at(evaluation: Evaluation, due: list[Due], pos: int, now: datetime) -> list[Draft]:
+    """One draft per (subject, customer, kind) that covers the due obligations, stating the
+    subject as of position `pos`; a draft covers at most one obligation per rule (a
+    communication fulfils one per rule)."""
     groups: dict[tuple[str, str, str], list[tuple[str, set[str], list[Due]]]] = defaultdict(list)
     for d in due:
         ob = d.obligation
@@ -156,14 +163,20 @@ def drafts_for(evaluation: Evaluation, due: list[Due]) -> list[Draft]:
     for (subject_kind, subject, customer), slots in groups.items():
         history = evaluation.histories[(subject_kind, subject)]
         for kind, _rules, members in slots:
-            drafts.append(_draft(evaluation, history, customer, kind, members))
+            drafts.append(_draft(evaluation, history, customer, kind, members, pos, now))
     return drafts
 
 
-def _draft(evaluation: Evaluation, history: SubjectHistory, customer: str, kind: str, members: list[Due]) -> Draft:
-    now = evaluation.as_of
-    last = len(evaluation.index.ats) - 1
-    attrs = evaluation.index.customer_at(customer, last)
+def _draft(
+    evaluation: Evaluation,
+    history: SubjectHistory,
+    customer: str,
+    kind: str,
+    members: list[Due],
+    pos: int,
+    now: datetime,
+) -> Draft:
+    attrs = evaluation.index.customer_at(customer, pos)
     assert attrs is not None
     primary = members[0]
     seed = f"{obligation_key(primary.obligation)}#{primary.sent_so_far}"
@@ -171,7 +184,7 @@ def _draft(evaluation: Evaluation, history: SubjectHistory, customer: str, kind:
     communication = f"fw-{digest}"
     sender = evaluation.policy.sender(history.release_related) or "enterprise-support@example.com"
     domain = sender.rsplit("@", 1)[-1]
-    states, context, invitation = _content(history, kind, last, now)
+    states, context, invitation = _content(history, kind, pos, now)
     return Draft(
         communication=communication,
         message_id=f"<{communication}@{domain}>",
@@ -218,7 +231,7 @@ def _content(history: SubjectHistory, kind: str, pos: int, now: datetime) -> tup
             end = history.end_in_force_at(pos) or version.end
             invitation = Invitation(
                 uid=f"{history.id}@forewarn",
-                sequence=len(history.versions) - 1 + len(history.extension_positions),
+                sequence=version.number - 1 + bisect_right(history.extension_positions, pos),
                 method="REQUEST",
                 start=version.start,
                 end=end,

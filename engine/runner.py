@@ -87,6 +87,11 @@ class Engine:
         outbox.ensure_schema(self.conn)
         self.tickets = TicketStore(store.db)
 
+    def store_times(self) -> list[datetime]:
+        """The `at` of every event in the log (the instants a replay must visit)."""
+        rows = self.conn.execute("SELECT DISTINCT at FROM events")
+        return [datetime.fromisoformat(at.replace("Z", "+00:00")) for (at,) in rows]
+
     def plan(self, now: datetime) -> Plan:
         """What is due and upcoming as of `now` (no side effects)."""
         return make_plan(evaluate(read_store(self.store, now), self.policy, now))

@@ -1,0 +1,1 @@
+"""Synthetic logs: seeded lifecycles, run through the engine, with seeded violations."""
