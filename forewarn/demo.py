@@ -1,4 +1,4 @@
-"""`forewarn demo`: the main job on an embedded sample log, with every output's location printed."""
+"""`forewarn demo`: the main job on an embedded sample: engine into the outbox, audit, HTML report."""
 
 from __future__ import annotations
 
@@ -8,38 +8,76 @@ from pathlib import Path
 
 import click
 
-SAMPLE = "basic.jsonl"
-SAMPLE_AS_OF = datetime(2026, 10, 22, tzinfo=UTC)
+LIFECYCLE = "quarter-lifecycle.jsonl"  # a quarter's maintenances, incidents, releases: no mail sent yet
+START = datetime(2025, 12, 1, tzinfo=UTC)
+END = datetime(2026, 4, 15, tzinfo=UTC)
 
 
-def sample_path() -> Path:
-    """The bundled sample log."""
-    return Path(str(resources.files("forewarn") / "samples" / SAMPLE))
+def sample_path(name: str = LIFECYCLE) -> Path:
+    """A bundled sample log."""
+    return Path(str(resources.files("forewarn") / "samples" / name))
 
 
 def run_demo(workdir: Path) -> None:
-    """Import the sample into a fresh log in `workdir`, show what it holds, and audit it."""
+    """Import the sample, let the engine send everything due through the quarter, audit, report."""
     from forewarn.audit.findings import audit
     from forewarn.audit.formats import render
-    from forewarn.log.source import import_files, read_store
+    from forewarn.engine.delivery import OutboxDirectory
+    from forewarn.engine.replay import replay
+    from forewarn.engine.runner import Engine
+    from forewarn.log.source import import_files, load_files, read_store
     from forewarn.log.store import EventStore
     from forewarn.policy.loader import load_policy
 
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "forewarn.db"
-    for leftover in (db, db.with_suffix(".db-wal"), db.with_suffix(".db-shm")):
+    for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         leftover.unlink(missing_ok=True)
+    outbox_dir = workdir / "outbox"
+    for old in outbox_dir.glob("*.eml"):
+        old.unlink()
     policy = load_policy()
     store = EventStore(db)
-    result = import_files(store, [sample_path()], policy.ids)
-    click.echo(f"imported {result.appended} events from {sample_path().name} into {db}")
+    imported = import_files(store, [sample_path()], policy.ids)
+    click.echo(f"1. imported {imported.appended} lifecycle events from {LIFECYCLE}:")
     for event_type, n in store.counts_by_type().items():
-        click.echo(f"  {n:6d}  {event_type}")
-    events = read_store(store)
+        click.echo(f"     {n:5d}  {event_type}")
+
+    delivery = OutboxDirectory(outbox_dir)
+    engine = Engine(store, policy, delivery)
+    sent = replay(engine, START, END)
+    click.echo(f"2. the engine, its clock stepped through the quarter, sent {sent} e-mails (with tickets)")
+
+    result = audit(read_store(store), policy, END)
+    s = result.summary
+    click.echo(
+        f"3. the audit as of {END:%Y-%m-%d}: {s.obligations} obligations, {s.met} met, "
+        f"{len(result.violations)} violations"
+    )
+    reports = {
+        fmt: workdir / f"audit.{ext}"
+        for fmt, ext in (("html", "html"), ("json", "json"), ("sarif", "sarif"), ("markdown", "md"))
+    }
+    for fmt, path in reports.items():
+        path.write_text(render(fmt, result), encoding="utf-8")
     store.close()
-    verdict = audit(events, policy, SAMPLE_AS_OF)
-    report = workdir / "audit.json"
-    report.write_text(render("json", verdict), encoding="utf-8")
-    click.echo(render("table", verdict))
-    click.echo(f"event log:    {db}")
-    click.echo(f"audit (JSON): {report}")
+
+    # For contrast: the same kind of quarter with violations seeded (the sample the tests use).
+    seeded = audit(load_files([sample_path("quarter.jsonl")], policy.ids), policy, END)
+    reports["html, seeded"] = workdir / "audit-seeded-violations.html"
+    reports["html, seeded"].write_text(render("html", seeded), encoding="utf-8")
+    click.echo(
+        f"4. for contrast, a quarter with seeded violations: {len(seeded.violations)} violations, "
+        f"{sum(f.status == 'waived' for f in seeded.findings)} waived"
+    )
+
+    click.echo("")
+    click.echo(f"event log:      {db}")
+    click.echo(f"outbox:         {outbox_dir}/ ({len(list(outbox_dir.glob('*.eml')))} .eml files)")
+    for fmt, path in reports.items():
+        click.echo(f"{'audit (' + fmt + '):':<15} {path}")
+    click.echo(
+        f"next: forewarn audit --db {db} --as-of {END:%Y-%m-%d} ; "
+        f"forewarn plan --db {db} --propose 'start=2026-04-06T07:00:00Z,end=2026-04-06T09:00:00Z,"
+        "customers=all,impact=interruption' --as-of 2026-04-03T16:00:00Z"
+    )
