@@ -113,3 +113,20 @@ def test_lead_times_cover_every_judged_advance_notice() -> None:
     timed = [c for c in report.timed if c.rule == "advance-notice"]
     met_leads = [v for v, c in zip(values, timed, strict=True) if c.status == "met"]
     assert all(v is not None and v >= 1.0 - 1e-9 for v in met_leads)
+
+
+def test_bulk_business_times_equal_one_by_one() -> None:
+    report = stats.build(quarter_result())
+    groups: dict = {}
+    for case in report.timed:
+        o = case.outcome
+        if o.sent is not None:
+            ob = o.obligation
+            groups.setdefault((ob.timezone, ob.country, ob.subdivision), []).append((o.sent, ob.anchor_at))
+    pairs = [(datetime(2026, 3, 9, 7, tzinfo=UTC), datetime(2026, 3, 6, 1, tzinfo=UTC))]  # backwards
+    groups.setdefault(("Europe/Berlin", "DE", None), []).extend(pairs)
+    assert len(groups) >= 5
+    for where, items in groups.items():
+        bulk = stats.business_times(items, *where)
+        one = [stats.business_time(a, b, *where, cap=1e9) for a, b in items]
+        assert bulk.tolist() == pytest.approx(one), where

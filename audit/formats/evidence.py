@@ -6,6 +6,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from functools import lru_cache
 
+import orjson
+
 from forewarn.audit.findings import Finding, utc
 from forewarn.audit.formats.stats import Case
 from forewarn.calendar import explain_deadline, format_local
@@ -78,18 +80,18 @@ def _entry(event: object) -> list[str]:
 
 
 def _value(value: object) -> str:
-    if isinstance(value, datetime):
-        return utc(value) or ""
-    if isinstance(value, list | tuple):
-        return ", ".join(_value(v) for v in value)
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in value.items() if v is not None) + "}"
-    return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return ", ".join(map(_value, value))
+    return orjson.dumps(value).decode("utf-8")
 
 
 def summarize(event: object) -> str:
-    """The event's own fields, compact: 'maintenance: mx-1; start: ...; impact: interruption'."""
-    data = event.model_dump(by_alias=True, exclude_none=True, exclude=SKIP_FIELDS)  # type: ignore[attr-defined]
+    """The event's own fields, compact: 'maintenance: mx-1; start: 2026-...Z; impact: interruption'."""
+    data = event.model_dump(  # type: ignore[attr-defined]
+        mode="json", by_alias=True, exclude_none=True, exclude=SKIP_FIELDS, warnings=False
+    )
     text = "; ".join(f"{k}: {_value(v)}" for k, v in data.items())
     return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1] + "…"
 

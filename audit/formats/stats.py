@@ -6,10 +6,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from forewarn.audit.findings import AuditResult, Finding, utc
 from forewarn.calendar import calendar_for
@@ -598,25 +599,48 @@ def business_time(
     return min(total, cap)
 
 
-def _memo(country: str | None, subdivision: str | None) -> Callable[[date], bool]:
-    return lru_cache(maxsize=4096)(calendar_for(country, subdivision).is_business_day)
+def business_times(
+    pairs: list[tuple[datetime, datetime]], tz: str, country: str | None, subdivision: str | None
+) -> np.ndarray:
+    """`business_time(a, b, ...)` for many (a, b) pairs of one calendar, in bulk (uncapped)."""
+    if not pairs:
+        return np.zeros(0)
+    zone = ZoneInfo(tz)
+    cal = calendar_for(country, subdivision)
+    local = [(a.astimezone(zone), b.astimezone(zone)) for a, b in pairs]
+    sign = np.array([1.0 if a <= b else -1.0 for a, b in pairs])
+    early = [min(a, b) for a, b in local]
+    late = [max(a, b) for a, b in local]
+    oa = np.array([t.toordinal() for t in early])
+    ob = np.array([t.toordinal() for t in late])
+    fa = np.array([(t.hour * 3600 + t.minute * 60 + t.second) / 86400.0 for t in early])
+    fb = np.array([(t.hour * 3600 + t.minute * 60 + t.second) / 86400.0 for t in late])
+    lo = int(oa.min())
+    flags = np.array([cal.is_business_day(date.fromordinal(o)) for o in range(lo, int(ob.max()) + 1)], dtype=float)
+    cum = np.concatenate(([0.0], np.cumsum(flags)))  # cum[i]: business days among the first i days
+    ia, ib = oa - lo, ob - lo
+    same = ia == ib
+    between = cum[ib] - cum[np.minimum(ia + 1, ib)]
+    spread = (1.0 - fa) * flags[ia] + between + fb * flags[ib]
+    return sign * np.where(same, (fb - fa) * flags[ia], spread)
 
 
 def lead_times(report: Report, cap: float = 11.0) -> dict[str, tuple[int, list[float | None]]]:
-    """Per business-day rule: (required N, each judged obligation's lead; None: nothing sent)."""
+    """Per business-day rule: (required N, each judged obligation's lead, at most cap x N; None: none sent)."""
     out: dict[str, tuple[int, list[float | None]]] = {}
-    calendars: dict[tuple[str | None, str | None], Callable[[date], bool]] = {}
+    todo: dict[tuple[str, str | None, str | None], list[tuple[list[float | None], int, float, datetime, datetime]]] = {}
     for case in report.timed:
         assert case.outcome is not None
         ob = case.outcome.obligation
         n = -ob.offset[1]
         leads = out.setdefault(ob.rule, (n, []))[1]
         sent = case.outcome.sent
-        if sent is None or case.outcome.problem == "missing":
-            leads.append(None)
-        else:
-            where = (ob.country, ob.subdivision)
-            check = calendars.get(where) or calendars.setdefault(where, _memo(*where))
-            zone = (ob.timezone, ob.country, ob.subdivision)
-            leads.append(business_time(sent, ob.anchor_at, *zone, cap=cap * n, is_business=check))
+        leads.append(None)
+        if sent is not None and case.outcome.problem != "missing":
+            where = (ob.timezone, ob.country, ob.subdivision)
+            todo.setdefault(where, []).append((leads, len(leads) - 1, cap * n, sent, ob.anchor_at))
+    for where, items in todo.items():
+        values = business_times([(sent, anchor) for *_rest, sent, anchor in items], *where)
+        for (leads, i, most, _s, _a), value in zip(items, values.tolist(), strict=True):
+            leads[i] = min(value, most)
     return out
