@@ -122,11 +122,15 @@ def mark(conn: sqlite3.Connection, message_id: str, state: str, error: str | Non
         conn.execute("UPDATE outbox SET state = ?, updated = ? WHERE message_id = ?", (state, now, message_id))
 
 
-def failing(conn: sqlite3.Connection) -> list[Entry]:
-    """Entries whose delivery failed at least once and are not yet recorded."""
+def failing(conn: sqlite3.Connection) -> list[tuple[str, str, str | None, str | None, int]]:
+    """(message id, state, deadline, last error, attempts) of entries whose delivery failed
+    at least once and that are not recorded; none if the engine never ran on this log."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()
+    if not exists:
+        return []
     rows = conn.execute(
-        "SELECT message_id, draft, state, attempts, last_error, not_after FROM outbox"
-        " WHERE attempts > 0 AND state IN (?, ?, ?) ORDER BY not_after",
-        (INTENT, DELIVERED, FAILED),
+        "SELECT message_id, state, not_after, last_error, attempts FROM outbox"
+        " WHERE attempts > 0 AND state IN (?, ?) ORDER BY not_after, message_id",
+        (INTENT, FAILED),
     ).fetchall()
-    return [Entry(m, draft_from_json(json.loads(d)), s, a, e, n) for m, d, s, a, e, n in rows]
+    return [(m, s, n, e, int(a)) for m, s, n, e, a in rows]

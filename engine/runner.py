@@ -13,7 +13,7 @@ from forewarn import __version__
 from forewarn.engine import outbox
 from forewarn.engine.delivery import Delivery, DeliveryError, with_retries
 from forewarn.engine.draft import Draft
-from forewarn.engine.planner import Plan, drafts_for, make_plan
+from forewarn.engine.planner import Plan, delivery_alerts, drafts_for, make_plan
 from forewarn.engine.render import render
 from forewarn.engine.tickets import TicketStore, TicketWebhook
 from forewarn.evaluate.evaluation import evaluate
@@ -34,6 +34,7 @@ class PassResult:
     sent: list[str] = field(default_factory=list)  # communication ids recorded
     failed: list[tuple[str, str]] = field(default_factory=list)  # (message id, error)
     skipped: int = 0  # due drafts another process holds
+    ticket_errors: list[tuple[str, str]] = field(default_factory=list)  # (ticket, webhook error)
     plan: Plan | None = None
 
 
@@ -76,6 +77,7 @@ class Engine:
         webhook: TicketWebhook | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         attempts: int = 3,
+        retry_delay: float = 0.5,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -83,6 +85,7 @@ class Engine:
         self.webhook = webhook
         self.clock = clock
         self.attempts = attempts
+        self.retry_delay = retry_delay
         self.conn = store.db.conn
         outbox.ensure_schema(self.conn)
         self.tickets = TicketStore(store.db)
@@ -93,8 +96,10 @@ class Engine:
         return [datetime.fromisoformat(at.replace("Z", "+00:00")) for (at,) in rows]
 
     def plan(self, now: datetime) -> Plan:
-        """What is due and upcoming as of `now` (no side effects)."""
-        return make_plan(evaluate(read_store(self.store, now), self.policy, now))
+        """What is due and upcoming as of `now`, with delivery alerts (no side effects)."""
+        plan = make_plan(evaluate(read_store(self.store, now), self.policy, now))
+        plan.alerts.extend(delivery_alerts(outbox.failing(self.conn), now))
+        return plan
 
     def run_once(self, now: datetime | None = None) -> PassResult:
         """One pass: everything due at `now` (default: the clock) is sent and recorded."""
@@ -120,7 +125,9 @@ class Engine:
         message = render(draft, at)
         if entry.state != outbox.DELIVERED:
             try:
-                with_retries(lambda: self.delivery.deliver(message), attempts=self.attempts)
+                with_retries(
+                    lambda: self.delivery.deliver(message), attempts=self.attempts, base_delay=self.retry_delay
+                )
             except DeliveryError as exc:
                 state = outbox.INTENT if exc.transient else outbox.FAILED
                 error = str(exc)
@@ -128,10 +135,15 @@ class Engine:
                 result.failed.append((draft.message_id, error))
                 return
             self._commit(lambda: outbox.mark(self.conn, draft.message_id, outbox.DELIVERED))
-        self._record(draft, at, str(message["Subject"]))
+        ticket = self._record(draft, at, str(message["Subject"]))
         result.sent.append(draft.communication)
+        if self.webhook is not None:
+            try:  # the mail went out and is recorded; the external ticket is best effort, retried
+                self.webhook.post(draft, ticket, at)
+            except DeliveryError as exc:
+                result.ticket_errors.append((ticket, str(exc)))
 
-    def _record(self, draft: Draft, at: datetime, subject_line: str) -> None:
+    def _record(self, draft: Draft, at: datetime, subject_line: str) -> str:
         """Append the communication and its ticket to the log and close the outbox entry, atomically."""
         self.store.begin_exclusive()
         try:
@@ -148,8 +160,7 @@ class Engine:
             self.store.rollback()
             raise
         self.store.commit()
-        if self.webhook is not None:
-            self.webhook.post(draft, ticket, at)
+        return ticket
 
     def _commit(self, fn: Callable[[], None]) -> None:
         self.store.begin_exclusive()

@@ -367,6 +367,14 @@ def plan_cmd(
         write_output(proposal_json(answer) if fmt == "json" else proposal_table(answer), None)
         return
     plan = make_plan(evaluate(events, policy, t))
+    if not events_files:
+        from forewarn.engine.outbox import failing
+        from forewarn.engine.planner import delivery_alerts
+        from forewarn.log.store import open_store
+
+        store = open_store(_db_path(db))
+        plan.alerts.extend(delivery_alerts(failing(store.db.conn), t))
+        store.close()
     evaluation_text = plan_json(plan) if fmt == "json" else plan_table(plan)
     write_output(evaluation_text, None)
     click.echo(f"forewarn: {len(plan.due)} due, {len(plan.upcoming)} upcoming, {len(plan.alerts)} alert(s)", err=True)
@@ -448,6 +456,8 @@ def run_cmd(
         )
         for message_id, error in result.failed:
             click.echo(f"forewarn: delivery of {message_id} failed: {error}", err=True)
+        for ticket, error in result.ticket_errors:
+            click.echo(f"forewarn: ticket {ticket} is in the log but the ticket webhook failed: {error}", err=True)
 
     try:
         if once:
