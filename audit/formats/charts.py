@@ -25,6 +25,15 @@ def rate_colour(rate: float | None) -> str:
     return GREEN if rate >= 99.0 else AMBER if rate >= 95.0 else RED
 
 
+def compact(n: int) -> str:
+    """A count in at most five characters: 987, 12.3k, 128k, 1.2M."""
+    if n < 10_000:
+        return str(n)
+    if n < 100_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n // 1000}k" if n < 1_000_000 else f"{n / 1e6:.1f}M"
+
+
 def _text(
     x: float,
     y: float,
@@ -79,7 +88,7 @@ def rate_bars(title: str, bars: Sequence[Bar], width: int = 600) -> str:
                 f"{bar.rate:.1f}% ({bar.met} of {bar.judged} met)</title></rect>"
             )
         body.append(_text(left - 8, y + 12, bar.label, anchor="end"))
-        value = "no cases" if bar.rate is None else f"{bar.rate:.1f}%  ({bar.met}/{bar.judged})"
+        value = "no cases" if bar.rate is None else f"{bar.rate:.1f}%  ({compact(bar.met)}/{compact(bar.judged)})"
         body.append(_text(width - right + 8, y + 12, value, size=11))
     return _svg(width, height, title, body)
 
