@@ -182,10 +182,7 @@ def _country_nonbusiness(country: str, subdivision: str | None, year: int) -> di
 
 @lru_cache(maxsize=4096)
 def _year(country: str | None, subdivision: str | None, year: int) -> _Year:
-    if country is None:
-        nonbusiness = _weekdays_only(year)
-    else:
-        nonbusiness = _country_nonbusiness(country, subdivision, year)
+    nonbusiness = _weekdays_only(year) if country is None else _country_nonbusiness(country, subdivision, year)
     days = [d.toordinal() - _EPOCH_ORDINAL for d in _days_of(year) if d not in nonbusiness]
     return _Year(nonbusiness, np.array(days, dtype=np.int64))
 
@@ -263,7 +260,7 @@ def _check_n(n: int) -> None:
         raise ValueError(f"n must be >= 1 business day, got {n}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _zone(tz: str) -> ZoneInfo:
     """The zone, kept: zoneinfo's own strong cache holds only 8 zones."""
     if not is_valid_timezone(tz):
