@@ -257,6 +257,8 @@ def audit_cmd(
     """Judge the log against the policy: findings per policy.md."""
     from forewarn.audit.findings import audit
     from forewarn.audit.formats import render
+    from forewarn.audit.formats.stats import build as build_stats
+    from forewarn.audit.formats.stats import rate_text
     from forewarn.policy.schema import SEVERITY_ORDER
 
     policy = load_policy_or_fail(rules_dir)
@@ -270,11 +272,12 @@ def audit_cmd(
     text = render(fmt, result)
     write_output(text, output)
     s = result.summary
-    rate = 100.0 * s.met / (s.met + s.violated) if (s.met + s.violated) else 100.0
+    total = build_stats(result).total.tally
     click.echo(
-        f"forewarn: {s.obligations} obligations, {s.met} met, {s.violated} violated, {s.waived} waived, "
-        f"{s.pending} pending; {s.findings} findings ({len(result.violations)} violations); "
-        f"compliance {rate:.1f}%",
+        f"forewarn: {s.obligations} obligations ({s.met} met, {s.violated} violated, {s.waived} waived, "
+        f"{s.pending} pending), {s.findings} findings ({len(result.violations)} violations); "
+        f"compliance {rate_text(total.rate)} of {total.met + total.violated} judged cases "
+        "(obligations and per-communication checks)",
         err=True,
     )
     threshold = SEVERITY_ORDER[fail_on]

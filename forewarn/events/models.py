@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     StrictBool,
     StringConstraints,
@@ -186,6 +187,7 @@ def _customers(value: object) -> tuple[str, ...] | Literal["all"]:
 Customers = Annotated[
     tuple[str, ...] | Literal["all"],
     PlainValidator(_customers),
+    PlainSerializer(lambda v: v if v == "all" else list(v), return_type=list[str] | str),
     WithJsonSchema(
         {"anyOf": [{"type": "array", "items": {"type": "string"}, "minItems": 1},
                    {"const": "all"}]}
