@@ -113,7 +113,7 @@ class Scenario:
         end = start + timedelta(hours=rng.choice([1, 2, 3, 4]))
         emergency = rng.random() < 0.08
         impact = "interruption" if emergency else rng.choice(["interruption", "interruption", "degraded", "none"])
-        opened = start - (timedelta(minutes=rng.choice([20, 40])) if emergency else timedelta(days=rng.uniform(3, 12)))
+        opened = start - (timedelta(minutes=rng.choice([20, 40])) if emergency else timedelta(days=rng.uniform(8, 20)))
         fields: dict[str, object] = {
             "maintenance": mid,
             "title": f"Maintenance {mid}",
@@ -194,7 +194,7 @@ class Scenario:
     def _release(self, i: int) -> None:
         rid = f"rel-{i:04d}"
         at = self._when(3, self.shape.days - 15)
-        release_at = (at + timedelta(days=self.rng.uniform(4, 10))).replace(minute=0)
+        release_at = (at + timedelta(days=self.rng.uniform(8, 14))).replace(minute=0)
         self.add(
             "release.scheduled",
             at,
