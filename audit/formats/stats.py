@@ -14,7 +14,7 @@ import numpy as np
 
 from forewarn.audit.findings import AuditResult, Finding, utc
 from forewarn.calendar import calendar_for
-from forewarn.evaluate.checks import _applies, humanize  # _applies: the checks' own test
+from forewarn.evaluate.checks import applies, humanize
 from forewarn.evaluate.model import Outcome
 from forewarn.policy.model import Rule
 
@@ -179,7 +179,7 @@ def _check_cases(result: AuditResult, by_subject: BySubject) -> Iterator[Case]:
         history = ev.histories.get(subject) if subject else None
         about = subject[1] if subject else None
         for rule, checks, ticket_minutes in comm_rules:
-            if not any(_applies(c, sent, subject, history) for c in checks):
+            if not any(applies(c, sent, subject, history) for c in checks):
                 continue
             found = tuple(by_subject.pop((rule.id, comm.communication), ()))
             due = comm.at + timedelta(minutes=ticket_minutes or 0)
@@ -275,7 +275,7 @@ class _Applicable:
             rules = [
                 (rid, minutes)
                 for rid, checks, minutes in self.rules
-                if any(_applies(c, stand_in, subject, history) for c in checks)  # type: ignore[arg-type]
+                if any(applies(c, stand_in, subject, history) for c in checks)  # type: ignore[arg-type]
             ]
             ids = tuple(rid for rid, _m in rules)
             found = self.cache[(kind, subject)] = (ids, {rid: m for rid, m in rules if m})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,24 +41,44 @@ def _fmt(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else "nothing"
 
 
+Requirement = Callable[..., Iterator[Violation]]
+Compiled = list[tuple[Rule, Check, list[tuple[Requirement, Mapping[str, object]]]]]
+
+
+def compile_checks(policy: Policy) -> dict[str, Compiled]:
+    """For each communication kind, the checks that may apply and their requirement functions."""
+    kinds = ("advance_notice", "start_reminder", "closing", "extension", "emergency", "incident", "release", "other")
+    out: dict[str, Compiled] = {k: [] for k in kinds}
+    for rule in policy.rules:
+        for check in rule.spec.checks:
+            if check.replies:
+                continue
+            reqs = [(_COMM_REQUIREMENTS[req], args) for req, args in check.requirements()]
+            for kind in kinds:
+                if check.kinds == "all" or (check.kinds is not None and kind in check.kinds):
+                    out[kind].append((rule, check, reqs))
+    return out
+
+
 def run_checks(policy: Policy, ctx: CheckContext) -> list[Violation]:
     """Every violation of the policy's per-communication and per-reply checks."""
     out: list[Violation] = []
-    comm_checks = [(r, c) for r in policy.rules for c in r.spec.checks if not c.replies]
+    by_kind = compile_checks(policy)
     reply_checks = [(r, c) for r in policy.rules for c in r.spec.checks if c.replies]
+    enterprise_at = ctx.index.enterprise_at
     for sent in ctx.index.sent:
         comm = sent.comm
-        if ctx.index.enterprise_at(comm.customer, sent.pos) is None:
+        if enterprise_at(comm.customer, sent.pos) is None:
             continue  # out of scope: the policy covers enterprise customers only
         subject = sent.subject
         history = ctx.histories.get(subject) if subject else None
-        for rule, check in comm_checks:
-            if not _applies(check, sent, subject, history):
+        for rule, check, reqs in by_kind[comm.kind]:
+            if check.about is not None and not _about(check, subject, history):
                 continue
-            for req, args in check.requirements():
-                out.extend(_COMM_REQUIREMENTS[req](rule, args, sent, history, ctx))
+            for fn, args in reqs:
+                out.extend(fn(rule, args, sent, history, ctx))
     for pos, reply in ctx.index.replies:
-        if ctx.index.enterprise_at(reply.customer, pos) is None:
+        if enterprise_at(reply.customer, pos) is None:
             continue
         for rule, check in reply_checks:
             for req, _args in check.requirements():
@@ -67,15 +87,18 @@ def run_checks(policy: Policy, ctx: CheckContext) -> list[Violation]:
     return out
 
 
-def _applies(check: Check, sent: Sent, subject: tuple[str, str] | None, history: SubjectHistory | None) -> bool:
+def _about(check: Check, subject: tuple[str, str] | None, history: SubjectHistory | None) -> bool:
+    """Whether the communication's subject is of the check's kind and matches its `where`."""
+    if subject is None or subject[0] != check.about or history is None:
+        return False
+    return not check.where or where_matches(check.where, history.attrs)
+
+
+def applies(check: Check, sent: Sent, subject: tuple[str, str] | None, history: SubjectHistory | None) -> bool:
+    """Whether `check` applies to the communication `sent` (its kind, and its subject if `about`)."""
     if check.kinds != "all" and (check.kinds is None or sent.comm.kind not in check.kinds):
         return False
-    if check.about is not None:
-        if subject is None or subject[0] != check.about or history is None:
-            return False
-        if check.where and not where_matches(check.where, history.attrs):
-            return False
-    return True
+    return check.about is None or _about(check, subject, history)
 
 
 def _violation(

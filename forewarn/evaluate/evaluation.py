@@ -14,6 +14,7 @@ from forewarn.evaluate.matching import communications_by_key, count_in_window, m
 from forewarn.evaluate.model import Obligation, Outcome, Violation
 from forewarn.evaluate.obligations import affected, derive, void_reason
 from forewarn.events import Event
+from forewarn.events.parse import gc_paused
 from forewarn.policy.model import Policy
 
 
@@ -43,6 +44,11 @@ def evaluate(events: Sequence[Event], policy: Policy, as_of: datetime) -> Evalua
     Facts after `as_of` are ignored; obligations whose deadline is later and
     are not yet met are pending.
     """
+    with gc_paused():  # hundreds of thousands of acyclic objects: the cyclic GC only costs time here
+        return _evaluate(events, policy, as_of)
+
+
+def _evaluate(events: Sequence[Event], policy: Policy, as_of: datetime) -> Evaluation:
     index = build_index(e for e in events if e.at <= as_of)
     derivation = derive(index, policy, as_of)
     obligations = derivation.obligations

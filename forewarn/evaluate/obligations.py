@@ -122,31 +122,33 @@ def expand(rule: Rule, moment: Moment, history: SubjectHistory, index: LogIndex)
     """One obligation per affected enterprise customer, deadlines in their calendar."""
     ob = rule.spec.obligation
     assert ob is not None
+    before = _anchor(rule, ob.window.not_before, moment)
+    after = _anchor(rule, ob.window.not_after, moment)
+    if before is None or after is None:
+        return []
+    kinds = tuple(ob.kinds)
+    shared = (history.defined_event, moment.event_id)
     out: list[Obligation] = []
     for customer in affected(history, moment.pos, index):
         attrs = index.enterprise_at(customer, moment.pos)
         assert attrs is not None
         tz, country, sub = attrs.timezone, attrs.country, attrs.subdivision
-        not_before = _instant(rule, ob.window.not_before, moment, tz, country, sub)
-        not_after = _instant(rule, ob.window.not_after, moment, tz, country, sub)
-        if not_before is None or not_after is None:
-            continue
         out.append(
             Obligation(
                 rule=rule.id,
                 subject_kind=history.kind,
                 subject=history.id,
                 customer=customer,
-                kinds=tuple(ob.kinds),
+                kinds=kinds,
                 count=ob.count,
                 opened=moment.at,
-                not_before=not_before,
-                not_after=not_after,
+                not_before=_instant(before, tz, country, sub),
+                not_after=_instant(after, tz, country, sub),
                 anchor=ob.window.not_after.at,
-                anchor_at=moment.instant(ob.window.not_after.at) or moment.at,
-                offset=rule.anchor_offset(ob.window.not_after),
+                anchor_at=after[0],
+                offset=(after[1], after[2]),
                 moment=moment,
-                evidence=tuple(dict.fromkeys((history.defined_event, moment.event_id, attrs.id))),
+                evidence=tuple(dict.fromkeys((*shared, attrs.id))),
                 timezone=tz,
                 country=country,
                 subdivision=sub,
@@ -155,13 +157,21 @@ def expand(rule: Rule, moment: Moment, history: SubjectHistory, index: LogIndex)
     return out
 
 
-def _instant(
-    rule: Rule, anchor: Anchor, moment: Moment, tz: str, country: str | None, sub: str | None
-) -> datetime | None:
+Resolved = tuple[datetime, str, int]  # anchor instant, offset unit, signed amount
+
+
+def _anchor(rule: Rule, anchor: Anchor, moment: Moment) -> Resolved | None:
+    """The anchor's instant in the moment and its offset (the same for every customer)."""
     base = moment.instant(anchor.at)
     if base is None:
         return None
     unit, amount = rule.anchor_offset(anchor)
+    return base, unit, amount
+
+
+def _instant(resolved: Resolved, tz: str, country: str | None, sub: str | None) -> datetime:
+    """The anchor with its offset applied in one customer's calendar."""
+    base, unit, amount = resolved
     if unit == "business_days" and amount:
         return _business_days_before(base, -amount, tz, country, sub)
     return base + timedelta(minutes=amount)
