@@ -7,13 +7,13 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from forewarn import __version__
 from forewarn.engine import outbox
 from forewarn.engine.delivery import Delivery, DeliveryError, with_retries
 from forewarn.engine.draft import Draft
-from forewarn.engine.planner import Plan, delivery_alerts, drafts_for, make_plan
+from forewarn.engine.planner import Plan, delivery_alerts, drafts_for, make_plan, obligation_key
 from forewarn.engine.render import render
 from forewarn.engine.tickets import TicketStore, TicketWebhook
 from forewarn.evaluate.evaluation import evaluate
@@ -21,6 +21,8 @@ from forewarn.events import parse_lines
 from forewarn.log.source import read_store
 from forewarn.log.store import EventStore
 from forewarn.policy.model import Policy
+
+RECORD_BATCH = 50  # delivered messages recorded per transaction (each is marked delivered at once)
 
 
 def _utc(t: datetime) -> str:
@@ -87,6 +89,9 @@ class Engine:
         self.attempts = attempts
         self.retry_delay = retry_delay
         self.conn = store.db.conn
+        # WAL with synchronous=NORMAL: a commit survives a crash of this process (SIGKILL
+        # included), only an OS crash may lose the last ones; FULL costs an fsync per send.
+        self.conn.execute("PRAGMA synchronous=NORMAL")
         outbox.ensure_schema(self.conn)
         self.tickets = TicketStore(store.db)
 
@@ -107,7 +112,8 @@ class Engine:
         evaluation = evaluate(read_store(self.store, at), self.policy, at)
         plan = make_plan(evaluation)
         drafts = drafts_for(evaluation, plan.due)
-        deadlines = {d.message_id: min(due.obligation.not_after for due in plan.due if _covers(d, due)) for d in drafts}
+        due_by = {obligation_key(d.obligation): d.obligation.not_after for d in plan.due}
+        deadlines = {d.message_id: min(due_by[k] for k in d.reasons) for d in drafts}
         self.store.begin_exclusive()
         try:
             claimed = outbox.claim(self.conn, drafts, deadlines)
@@ -116,11 +122,20 @@ class Engine:
             raise
         self.store.commit()
         result = PassResult(plan=plan, skipped=len(drafts) - len(claimed))
+        delivered: list[tuple[Draft, str]] = []
         for entry in claimed:
-            self._send(entry, now or self.clock(), result)
+            sent = self._deliver(entry, now or self.clock(), result)
+            if sent is not None:
+                delivered.append(sent)
+            if len(delivered) >= RECORD_BATCH:
+                self._record(delivered, at, result)
+                delivered = []
+        if delivered:
+            self._record(delivered, at, result)
         return result
 
-    def _send(self, entry: outbox.Entry, at: datetime, result: PassResult) -> None:
+    def _deliver(self, entry: outbox.Entry, at: datetime, result: PassResult) -> tuple[Draft, str] | None:
+        """Render and deliver one claimed entry; (draft, Subject) once the server accepted it."""
         draft = entry.draft
         message = render(draft, at)
         if entry.state != outbox.DELIVERED:
@@ -133,34 +148,40 @@ class Engine:
                 error = str(exc)
                 self._commit(lambda: outbox.mark(self.conn, draft.message_id, state, error))
                 result.failed.append((draft.message_id, error))
-                return
+                return None
+            # Known delivered from here on: a crash before it is recorded records it
+            # on restart without sending it again.
             self._commit(lambda: outbox.mark(self.conn, draft.message_id, outbox.DELIVERED))
-        ticket = self._record(draft, at, str(message["Subject"]))
-        result.sent.append(draft.communication)
-        if self.webhook is not None:
-            try:  # the mail went out and is recorded; the external ticket is best effort, retried
-                self.webhook.post(draft, ticket, at)
-            except DeliveryError as exc:
-                result.ticket_errors.append((ticket, str(exc)))
+        return draft, str(message["Subject"])
 
-    def _record(self, draft: Draft, at: datetime, subject_line: str) -> str:
-        """Append the communication and its ticket to the log and close the outbox entry, atomically."""
+    def _record(self, delivered: list[tuple[Draft, str]], at: datetime, result: PassResult) -> None:
+        """Append the communications and their tickets to the log and close their outbox entries, atomically."""
         self.store.begin_exclusive()
         try:
-            ticket = self.tickets.open(draft, at)
-            lines = [json.dumps(e) for e in _events_for(draft, ticket, at, subject_line)]
+            tickets = []
+            lines = []
+            for draft, subject_line in delivered:
+                ticket = self.tickets.open(draft, at)
+                tickets.append(ticket)
+                lines.extend(json.dumps(e) for e in _events_for(draft, ticket, at, subject_line))
             events, errors = parse_lines(lines, "<engine>")
             if errors:
                 raise RuntimeError("; ".join(str(e) for e in errors))
             known = self.store.known_events(e.event.id for e in events)
-            fresh = [e for e in events if e.event.id not in known]
-            self.store.append_in_transaction(fresh)
-            outbox.mark(self.conn, draft.message_id, outbox.RECORDED)
+            self.store.append_in_transaction([e for e in events if e.event.id not in known])
+            for draft, _subject in delivered:
+                outbox.mark(self.conn, draft.message_id, outbox.RECORDED)
         except BaseException:
             self.store.rollback()
             raise
         self.store.commit()
-        return ticket
+        for (draft, _subject), ticket in zip(delivered, tickets, strict=True):
+            result.sent.append(draft.communication)
+            if self.webhook is not None:
+                try:  # the mail went out and is recorded; the external ticket is best effort, retried
+                    self.webhook.post(draft, ticket, at)
+                except DeliveryError as exc:
+                    result.ticket_errors.append((ticket, str(exc)))
 
     def _commit(self, fn: Callable[[], None]) -> None:
         self.store.begin_exclusive()
@@ -192,19 +213,3 @@ class Engine:
             if result.failed:
                 delay = min(delay, 5.0)
             stop.wait(delay)
-
-
-def _covers(draft: Draft, due: object) -> bool:
-    from forewarn.engine.planner import obligation_key
-
-    return obligation_key(due.obligation) in draft.reasons  # type: ignore[attr-defined]
-
-
-def step_through(engine: Engine, start: datetime, end: datetime, step: timedelta) -> int:
-    """Replay: run the engine at every `step` from `start` to `end` (tests and demos drive the clock)."""
-    sent = 0
-    t = start
-    while t <= end:
-        sent += len(engine.run_once(t).sent)
-        t += step
-    return sent

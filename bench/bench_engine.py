@@ -1,0 +1,165 @@
+"""Benchmark the engine: `run --once` sends/s into a loopback SMTP server, and `plan` latency.
+
+    .venv/bin/python bench/bench_engine.py --customers 1000 --runs 3
+    .venv/bin/python bench/bench_engine.py --plan --open 10000 --runs 5
+
+The send benchmark builds a log where, at one instant, a maintenance and a
+critical incident for every customer make 2 x customers notices due, then
+times `forewarn run --once --now T --smtp 127.0.0.1:PORT` as a subprocess
+(start-up, evaluation, rendering, delivery, tickets and recording included).
+The plan benchmark builds a log with about --open pending obligations and
+times `make_plan(evaluate(...))` in process (after one warm-up), and the
+whole `forewarn plan --format json` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_smtp import serve_in_child  # noqa: E402
+
+from forewarn.engine.planner import make_plan  # noqa: E402
+from forewarn.evaluate.evaluation import evaluate  # noqa: E402
+from forewarn.log.source import import_files, read_store  # noqa: E402
+from forewarn.log.store import EventStore  # noqa: E402
+from forewarn.policy.loader import load_policy  # noqa: E402
+
+T = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+ZONES = [("Europe/Berlin", "DE"), ("America/Chicago", "US"), ("Asia/Tokyo", "JP"), ("UTC", None)]
+
+
+def _customers(n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        tz, country = ZONES[i % len(ZONES)]
+        e = {"id": f"c{i}", "type": "customer.upserted", "at": "2026-01-01T00:00:00Z", "customer": f"cust-{i}",
+             "name": f"Customer {i}", "plan": "enterprise", "timezone": tz, "contacts": [f"ops@cust-{i}.example"]}
+        if country:
+            e["country"] = country
+        out.append(e)
+    return out
+
+
+def send_log(customers: int) -> list[dict]:
+    at = T.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [*_customers(customers),
+            {"id": "m", "type": "maintenance.scheduled", "at": at, "maintenance": "mx-1", "title": "Upgrade",
+             "start": "2026-03-12T08:00:00Z", "end": "2026-03-12T10:00:00Z", "customers": "all",
+             "impact": "degraded", "impact_summary": "Search may be slow"},
+            {"id": "i", "type": "incident.declared", "at": at, "incident": "inc-1", "title": "Login outage",
+             "severity": "critical", "customers": "all", "summary": "Users cannot log in"}]
+
+
+def plan_log(open_obligations: int, customers: int = 300) -> list[dict]:
+    """Maintenances announced before T, windows after T: their notices are sent, the rest is pending."""
+    events = _customers(customers)
+    per = customers * 2  # start reminder + closing pending per customer (advance notice sent)
+    for m in range(max(1, open_obligations // per)):
+        start = T + timedelta(days=3, hours=m)
+        scheduled = (T - timedelta(days=10) + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        events.append({"id": f"m{m}", "type": "maintenance.scheduled", "at": scheduled, "maintenance": f"mx-{m}",
+                       "title": "Upgrade", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                       "end": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                       "customers": "all", "impact": "interruption", "impact_summary": "Logins unavailable"})
+        for i in range(customers):
+            cid = f"n{m}-{i}"
+            events.append({"id": f"e-{cid}", "type": "communication.sent", "at": scheduled, "communication": cid,
+                           "customer": f"cust-{i}", "to": [f"ops@cust-{i}.example"],
+                           "from": "enterprise-support@example.com", "kind": "advance_notice",
+                           "maintenance": f"mx-{m}", "subject": "s",
+                           "states": {"window_start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                      "window_end": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                      "impact": "Logins unavailable"}})
+            events.append({"id": f"t-{cid}", "type": "ticket.opened", "at": scheduled, "ticket": f"t-{cid}",
+                           "communication": cid})
+    return events
+
+
+def make_db(events: list[dict], directory: Path) -> Path:
+    src = directory / "log.jsonl"
+    src.write_text("".join(json.dumps(e) + "\n" for e in sorted(events, key=lambda e: e["at"])))
+    db = directory / "log.db"
+    store = EventStore(db)
+    import_files(store, [src], load_policy().ids)
+    store.close()
+    return db
+
+
+def bench_send(customers: int, runs: int) -> None:
+    rates = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            db = make_db(send_log(customers), Path(tmp))
+            parent, child = mp.Pipe()
+            server = mp.Process(target=serve_in_child, args=(child,))
+            server.start()
+            port = parent.recv()
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "forewarn.cli", "run", "--once", "--now", T.isoformat(),
+                            "--db", str(db), "--smtp", f"127.0.0.1:{port}"], check=True)
+            elapsed = time.perf_counter() - started
+            parent.send("stop")
+            received = parent.recv()[0] if parent.poll(10) else None
+            server.join()
+            sent = 2 * customers
+            rates.append(sent / elapsed)
+            print(f"  {sent} sends in {elapsed:.2f} s = {sent / elapsed:.0f} sends/s (server got {received})")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"run --once: median {statistics.median(rates):.0f} sends/s, min {min(rates):.0f}, max {max(rates):.0f}; "
+          f"peak RSS of a child {peak:.0f} MiB")
+
+
+def bench_plan(open_obligations: int, runs: int) -> None:
+    policy = load_policy()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = make_db(plan_log(open_obligations), Path(tmp))
+        store = EventStore(db)
+        events = read_store(store, T)
+        plan = make_plan(evaluate(events, policy, T))
+        print(f"  {len(events)} events; {len(plan.due)} due, {len(plan.upcoming)} upcoming")
+        inproc = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            make_plan(evaluate(events, policy, T))
+            inproc.append(time.perf_counter() - started)
+        cli = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "forewarn.cli", "plan", "--db", str(db), "--as-of", T.isoformat(),
+                            "--format", "json"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cli.append(time.perf_counter() - started)
+    ms = [1000 * x for x in inproc]
+    print(f"plan (evaluate + plan, in process): median {statistics.median(ms):.0f} ms, min {min(ms):.0f}, "
+          f"max {max(ms):.0f}")
+    ms = [1000 * x for x in cli]
+    print(f"forewarn plan (whole command): median {statistics.median(ms):.0f} ms, min {min(ms):.0f}, max {max(ms):.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--plan", action="store_true", help="benchmark plan instead of run")
+    parser.add_argument("--open", type=int, default=10_000, help="pending obligations for --plan")
+    args = parser.parse_args()
+    if args.plan:
+        bench_plan(args.open, args.runs)
+    else:
+        bench_send(args.customers, args.runs)
+
+
+if __name__ == "__main__":
+    main()
