@@ -80,13 +80,16 @@ class Policy:
 
     def sender(self, release_related: bool) -> str | None:
         """The address a communication must come from (per the `sender` requirement)."""
+        return self._senders.get("releases" if release_related else "support")
+
+    @cached_property
+    def _senders(self) -> dict[str, str]:
         for rule in self.rules:
             for check in rule.spec.checks:
                 for req, args in check.requirements():
                     if req == "sender":
-                        key = "releases" if release_related else "support"
-                        return str(rule.resolve(args[key]))
-        return None
+                        return {key: str(rule.resolve(args[key])) for key in ("support", "releases")}
+        return {}
 
 
 def policy_digest(rules: Sequence[Rule]) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 Path_ = tuple[str | int, ...]
+_SAFE = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: same safe constructors, faster
 
 
 @dataclass
@@ -38,7 +39,7 @@ class YamlError(Exception):
 def load_yaml(text: str) -> YamlDoc:
     """Parse `text` with the safe loader only, recording key lines and duplicate keys."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_SAFE)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -50,7 +51,7 @@ def load_yaml(text: str) -> YamlDoc:
         return doc
     _walk(node, (), doc)
     try:
-        doc.data = yaml.SafeLoader(text).get_single_data()
+        doc.data = yaml.load(text, Loader=_SAFE)  # the safe loader: plain data only, no tags
     except yaml.YAMLError as exc:  # e.g. an explicit tag the safe loader refuses
         raise YamlError(1, f"not valid YAML: {exc}") from None
     return doc
