@@ -62,6 +62,9 @@ class Plan:
     due: list[Due]
     upcoming: list[Due]
     alerts: list[Alert] = field(default_factory=list)
+    cancellations: list[tuple[str, str]] = field(default_factory=list)
+    """(maintenance, customer): cancelled after the customer was told of it, not yet told of the
+    cancellation. Not a policy obligation: a courtesy, so the invitation leaves their calendar."""
 
     def next_wake(self) -> datetime | None:
         """When the next upcoming obligation becomes due."""
@@ -84,7 +87,73 @@ def make_plan(evaluation: Evaluation) -> Plan:
             start = max(start, ob.not_after - UPDATE_LEAD)
         entry = Due(outcome, start, sent, evaluation.sender(ob), tuple(evaluation.contacts(ob)))
         (due if start <= now else upcoming).append(entry)
-    return Plan(now, sorted(due, key=_due_order), sorted(upcoming, key=_due_order), alerts(evaluation))
+    return Plan(
+        now,
+        sorted(due, key=_due_order),
+        sorted(upcoming, key=_due_order),
+        alerts(evaluation),
+        cancellations(evaluation, comms),
+    )
+
+
+ANNOUNCING = ("advance_notice", "emergency", "start_reminder", "extension")
+
+
+def cancellations(evaluation: Evaluation, comms: dict) -> list[tuple[str, str]]:
+    """Customers told of a maintenance that was then cancelled, and not yet told of that."""
+    out = []
+    for (kind, subject), h in sorted(evaluation.histories.items()):
+        if kind != "maintenance" or h.cancelled_at is None:
+            continue
+        told = {c for (k, s, c, comm_kind) in comms if k == kind and s == subject and comm_kind in ANNOUNCING}
+        for customer in sorted(told):
+            after = [x for x in comms.get((kind, subject, customer, "other"), ()) if x.comm.at >= h.cancelled_at]
+            if not after and evaluation.index.enterprise_at(customer, len(evaluation.index.ats) - 1) is not None:
+                out.append((subject, customer))
+    return out
+
+
+def cancellation_drafts(evaluation: Evaluation, pairs: list[tuple[str, str]]) -> list[Draft]:
+    """`other` messages withdrawing the invitation (METHOD:CANCEL) of cancelled maintenances."""
+    pos = len(evaluation.index.ats) - 1
+    drafts = []
+    for subject, customer in pairs:
+        h = evaluation.histories[("maintenance", subject)]
+        attrs = evaluation.index.customer_at(customer, pos)
+        version = h.versions[-1] if h.versions else None
+        if attrs is None or version is None or h.cancelled_at is None:
+            continue
+        communication = "fw-" + hashlib.sha256(f"cancel/{subject}/{customer}".encode()).hexdigest()[:20]
+        sender = evaluation.policy.sender(h.release_related) or "enterprise-support@example.com"
+        title = str(h.attrs.get("title") or subject)
+        drafts.append(
+            Draft(
+                communication=communication,
+                message_id=f"<{communication}@{sender.rsplit('@', 1)[-1]}>",
+                kind="other",
+                subject_kind="maintenance",
+                subject=subject,
+                subject_title=title,
+                customer=customer,
+                customer_name=attrs.name,
+                timezone=attrs.timezone,
+                sender=sender,
+                to=tuple(attrs.contacts),
+                support_contact=evaluation.policy.sender(False) or sender,
+                context={"note": "This maintenance has been cancelled: no work will take place in this window."},
+                invitation=Invitation(
+                    uid=f"{subject}@forewarn",
+                    sequence=len(h.versions) + len(h.extension_positions),
+                    method="CANCEL",
+                    start=version.start,
+                    end=version.end,
+                    summary=title,
+                ),
+                reasons=(f"cancelled/maintenance:{subject}/{customer}",),
+                policy_digest=evaluation.policy.digest,
+            )
+        )
+    return drafts
 
 
 def _due_order(d: Due) -> tuple[datetime, datetime, str, str, str]:

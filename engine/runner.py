@@ -13,7 +13,14 @@ from forewarn import __version__
 from forewarn.engine import outbox
 from forewarn.engine.delivery import Delivery, DeliveryError, with_retries
 from forewarn.engine.draft import Draft
-from forewarn.engine.planner import Plan, delivery_alerts, drafts_for, make_plan, obligation_key
+from forewarn.engine.planner import (
+    Plan,
+    cancellation_drafts,
+    delivery_alerts,
+    drafts_for,
+    make_plan,
+    obligation_key,
+)
 from forewarn.engine.render import render
 from forewarn.engine.tickets import TicketStore, TicketWebhook
 from forewarn.evaluate.evaluation import evaluate
@@ -114,6 +121,7 @@ class Engine:
         drafts = drafts_for(evaluation, plan.due)
         due_by = {obligation_key(d.obligation): d.obligation.not_after for d in plan.due}
         deadlines = {d.message_id: min(due_by[k] for k in d.reasons) for d in drafts}
+        drafts += cancellation_drafts(evaluation, plan.cancellations)
         self.store.begin_exclusive()
         try:
             claimed = outbox.claim(self.conn, drafts, deadlines)

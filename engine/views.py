@@ -34,6 +34,7 @@ def plan_json(plan: Plan) -> str:
         "due": [_obligation(d, plan) for d in plan.due],
         "upcoming": [_obligation(d, plan) for d in plan.upcoming],
         "alerts": [a.to_json() for a in plan.alerts],
+        "cancellations": [{"subject": s, "customer": c} for s, c in plan.cancellations],
     }
     return json.dumps(body, indent=2) + "\n"
 
