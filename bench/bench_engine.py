@@ -29,13 +29,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_smtp import serve_in_child  # noqa: E402
+from bench_smtp import serve_in_child
 
-from forewarn.engine.planner import make_plan  # noqa: E402
-from forewarn.evaluate.evaluation import evaluate  # noqa: E402
-from forewarn.log.source import import_files, read_store  # noqa: E402
-from forewarn.log.store import EventStore  # noqa: E402
-from forewarn.policy.loader import load_policy  # noqa: E402
+from forewarn.engine.planner import make_plan
+from forewarn.evaluate.evaluation import evaluate
+from forewarn.log.source import import_files, read_store
+from forewarn.log.store import EventStore
+from forewarn.policy.loader import load_policy
 
 T = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 ZONES = [("Europe/Berlin", "DE"), ("America/Chicago", "US"), ("Asia/Tokyo", "JP"), ("UTC", None)]
@@ -45,8 +45,16 @@ def _customers(n: int) -> list[dict]:
     out = []
     for i in range(n):
         tz, country = ZONES[i % len(ZONES)]
-        e = {"id": f"c{i}", "type": "customer.upserted", "at": "2026-01-01T00:00:00Z", "customer": f"cust-{i}",
-             "name": f"Customer {i}", "plan": "enterprise", "timezone": tz, "contacts": [f"ops@cust-{i}.example"]}
+        e = {
+            "id": f"c{i}",
+            "type": "customer.upserted",
+            "at": "2026-01-01T00:00:00Z",
+            "customer": f"cust-{i}",
+            "name": f"Customer {i}",
+            "plan": "enterprise",
+            "timezone": tz,
+            "contacts": [f"ops@cust-{i}.example"],
+        }
         if country:
             e["country"] = country
         out.append(e)
@@ -55,12 +63,31 @@ def _customers(n: int) -> list[dict]:
 
 def send_log(customers: int) -> list[dict]:
     at = T.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return [*_customers(customers),
-            {"id": "m", "type": "maintenance.scheduled", "at": at, "maintenance": "mx-1", "title": "Upgrade",
-             "start": "2026-03-12T08:00:00Z", "end": "2026-03-12T10:00:00Z", "customers": "all",
-             "impact": "degraded", "impact_summary": "Search may be slow"},
-            {"id": "i", "type": "incident.declared", "at": at, "incident": "inc-1", "title": "Login outage",
-             "severity": "critical", "customers": "all", "summary": "Users cannot log in"}]
+    return [
+        *_customers(customers),
+        {
+            "id": "m",
+            "type": "maintenance.scheduled",
+            "at": at,
+            "maintenance": "mx-1",
+            "title": "Upgrade",
+            "start": "2026-03-12T08:00:00Z",
+            "end": "2026-03-12T10:00:00Z",
+            "customers": "all",
+            "impact": "degraded",
+            "impact_summary": "Search may be slow",
+        },
+        {
+            "id": "i",
+            "type": "incident.declared",
+            "at": at,
+            "incident": "inc-1",
+            "title": "Login outage",
+            "severity": "critical",
+            "customers": "all",
+            "summary": "Users cannot log in",
+        },
+    ]
 
 
 def plan_log(open_obligations: int, customers: int = 300) -> list[dict]:
@@ -70,21 +97,44 @@ def plan_log(open_obligations: int, customers: int = 300) -> list[dict]:
     for m in range(max(1, open_obligations // per)):
         start = T + timedelta(days=3, hours=m)
         scheduled = (T - timedelta(days=10) + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        events.append({"id": f"m{m}", "type": "maintenance.scheduled", "at": scheduled, "maintenance": f"mx-{m}",
-                       "title": "Upgrade", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                       "end": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                       "customers": "all", "impact": "interruption", "impact_summary": "Logins unavailable"})
+        events.append(
+            {
+                "id": f"m{m}",
+                "type": "maintenance.scheduled",
+                "at": scheduled,
+                "maintenance": f"mx-{m}",
+                "title": "Upgrade",
+                "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "end": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "customers": "all",
+                "impact": "interruption",
+                "impact_summary": "Logins unavailable",
+            }
+        )
         for i in range(customers):
             cid = f"n{m}-{i}"
-            events.append({"id": f"e-{cid}", "type": "communication.sent", "at": scheduled, "communication": cid,
-                           "customer": f"cust-{i}", "to": [f"ops@cust-{i}.example"],
-                           "from": "enterprise-support@example.com", "kind": "advance_notice",
-                           "maintenance": f"mx-{m}", "subject": "s",
-                           "states": {"window_start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                      "window_end": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                      "impact": "Logins unavailable"}})
-            events.append({"id": f"t-{cid}", "type": "ticket.opened", "at": scheduled, "ticket": f"t-{cid}",
-                           "communication": cid})
+            events.append(
+                {
+                    "id": f"e-{cid}",
+                    "type": "communication.sent",
+                    "at": scheduled,
+                    "communication": cid,
+                    "customer": f"cust-{i}",
+                    "to": [f"ops@cust-{i}.example"],
+                    "from": "enterprise-support@example.com",
+                    "kind": "advance_notice",
+                    "maintenance": f"mx-{m}",
+                    "subject": "s",
+                    "states": {
+                        "window_start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "window_end": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "impact": "Logins unavailable",
+                    },
+                }
+            )
+            events.append(
+                {"id": f"t-{cid}", "type": "ticket.opened", "at": scheduled, "ticket": f"t-{cid}", "communication": cid}
+            )
     return events
 
 
@@ -108,8 +158,22 @@ def bench_send(customers: int, runs: int) -> None:
             server.start()
             port = parent.recv()
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "forewarn.cli", "run", "--once", "--now", T.isoformat(),
-                            "--db", str(db), "--smtp", f"127.0.0.1:{port}"], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "forewarn.cli",
+                    "run",
+                    "--once",
+                    "--now",
+                    T.isoformat(),
+                    "--db",
+                    str(db),
+                    "--smtp",
+                    f"127.0.0.1:{port}",
+                ],
+                check=True,
+            )
             elapsed = time.perf_counter() - started
             parent.send("stop")
             received = parent.recv()[0] if parent.poll(10) else None
@@ -118,8 +182,10 @@ def bench_send(customers: int, runs: int) -> None:
             rates.append(sent / elapsed)
             print(f"  {sent} sends in {elapsed:.2f} s = {sent / elapsed:.0f} sends/s (server got {received})")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"run --once: median {statistics.median(rates):.0f} sends/s, min {min(rates):.0f}, max {max(rates):.0f}; "
-          f"peak RSS of a child {peak:.0f} MiB")
+    print(
+        f"run --once: median {statistics.median(rates):.0f} sends/s, min {min(rates):.0f}, max {max(rates):.0f}; "
+        f"peak RSS of a child {peak:.0f} MiB"
+    )
 
 
 def bench_plan(open_obligations: int, runs: int) -> None:
@@ -138,12 +204,29 @@ def bench_plan(open_obligations: int, runs: int) -> None:
         cli = []
         for _ in range(runs):
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "forewarn.cli", "plan", "--db", str(db), "--as-of", T.isoformat(),
-                            "--format", "json"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "forewarn.cli",
+                    "plan",
+                    "--db",
+                    str(db),
+                    "--as-of",
+                    T.isoformat(),
+                    "--format",
+                    "json",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             cli.append(time.perf_counter() - started)
     ms = [1000 * x for x in inproc]
-    print(f"plan (evaluate + plan, in process): median {statistics.median(ms):.0f} ms, min {min(ms):.0f}, "
-          f"max {max(ms):.0f}")
+    print(
+        f"plan (evaluate + plan, in process): median {statistics.median(ms):.0f} ms, min {min(ms):.0f}, "
+        f"max {max(ms):.0f}"
+    )
     ms = [1000 * x for x in cli]
     print(f"forewarn plan (whole command): median {statistics.median(ms):.0f} ms, min {min(ms):.0f}, max {max(ms):.0f}")
 
