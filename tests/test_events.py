@@ -31,7 +31,7 @@ from forewarn.events.parse import MAX_LINE_BYTES
 DATA = Path(__file__).parent / "data"
 BAD = DATA / "bad"
 GOOD = DATA / "good"
-BASIC = Path(__file__).parents[2] / "shared" / "examples" / "basic.jsonl"
+BASIC = Path(__file__).parents[1] / "forewarn" / "samples" / "basic.jsonl"  # a copy of shared/examples
 RULES = {"advance-notice", "closing-notice", "start-reminder"}
 BAD_FIXTURES = sorted(p.stem for p in BAD.glob("*.jsonl"))
 
