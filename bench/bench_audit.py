@@ -1,0 +1,106 @@
+"""Benchmark `forewarn audit` end to end on synthetic logs: time (median/min/max), peak RSS, findings checked.
+
+    .venv/bin/python bench/bench_audit.py                       # the year log at scale 1 (--events and --db)
+    .venv/bin/python bench/bench_audit.py --scales 1 2 4 --runs 1   # the growth curve
+
+Each scale's log is made once by `forewarn synth --size year --scale S --violations N` (cached in --dir),
+imported once into a database, then audited --runs times from the file and from the database, each as
+a separate process (/usr/bin/time -v gives the peak RSS). The audit must find exactly the seeded findings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FOREWARN = [sys.executable, "-m", "forewarn.cli"]
+
+
+def _timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS in MiB, stdout of one run of `cmd`."""
+    started = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    return elapsed, (int(rss.group(1)) / 1024 if rss else float("nan")), proc.stdout
+
+
+def _log(directory: Path, scale: float, violations: int) -> tuple[Path, Path]:
+    log = directory / f"year-x{scale:g}.jsonl"
+    expected = directory / f"year-x{scale:g}.expected.json"
+    if not log.exists() or not expected.exists():
+        subprocess.run(
+            [
+                *FOREWARN,
+                "synth",
+                "--size",
+                "year",
+                "--scale",
+                str(scale),
+                "--violations",
+                str(violations),
+                "-o",
+                str(log),
+                "--expected",
+                str(expected),
+            ],
+            check=True,
+        )
+    return log, expected
+
+
+def _check(report: str, expected_path: Path) -> str:
+    expected = json.loads(expected_path.read_text())
+    got = sorted(
+        (f["rule"], f["problem"], f["subject"], f["customer"], f["status"]) for f in json.loads(report)["findings"]
+    )
+    want = sorted((f["rule"], f["problem"], f["subject"], f["customer"], f["status"]) for f in expected["findings"])
+    if got == want:
+        return f"{len(got)} findings, exactly the seeded ones"
+    return f"{len(got)} findings: MISMATCH ({len(set(got) - set(want))} extra, {len(set(want) - set(got))} missing)"
+
+
+def _report(label: str, runs: list[tuple[float, float, str]], events: int) -> None:
+    times = [t for t, _, _ in runs]
+    rss = max(r for _, r, _ in runs)
+    print(
+        f"  {label}: median {statistics.median(times):.2f} s (min {min(times):.2f}, max {max(times):.2f}), "
+        f"{events / statistics.median(times):,.0f} events/s, peak RSS {rss:.0f} MiB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--violations", type=int, default=3, help="seeded violations of each kind")
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/forewarn-bench"))
+    parser.add_argument("--format", default="json", help="report format to render (json, html, ...)")
+    args = parser.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    for scale in args.scales:
+        log, expected = _log(args.dir, scale, args.violations)
+        as_of = json.loads(expected.read_text())["as_of"]
+        events = sum(1 for _ in log.open("rb"))
+        print(f"scale {scale:g}: {events:,} events ({log})")
+        db = args.dir / f"year-x{scale:g}.db"
+        if not db.exists():
+            subprocess.run([*FOREWARN, "import", str(log), "--db", str(db)], check=True)
+        for source, label in ((["--events", str(log)], "audit --events"), (["--db", str(db)], "audit --db")):
+            cmd = [*FOREWARN, "audit", *source, "--as-of", as_of, "--format", args.format]
+            runs = [_timed(cmd) for _ in range(args.runs)]
+            _report(label, runs, events)
+            if args.format == "json":
+                print(f"    {_check(runs[-1][2], expected)}")
+
+
+if __name__ == "__main__":
+    main()
