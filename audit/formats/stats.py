@@ -505,7 +505,19 @@ def _add_findings(cases: list[Case], dims: list[dict[Any, Group]], total: Group)
 
 
 def build(result: AuditResult) -> Report:
-    """Aggregate the audit's cases once (in bulk: met checks are counted, not listed)."""
+    """Aggregate the audit's cases once (in bulk: met checks are counted, not listed).
+
+    The report is kept on the result: the stderr summary and the format share one aggregation.
+    """
+    cached = result.__dict__.get("_stats")
+    if isinstance(cached, Report):
+        return cached
+    report = _build(result)
+    object.__setattr__(result, "_stats", report)  # a frozen dataclass: a cache, not state
+    return report
+
+
+def _build(result: AuditResult) -> Report:
     counts, plain, flagged, timed = _counted_cases(result)
     kinds, dims = _rollup(counts, plain)
     rules, months, customers, subjects = (
