@@ -53,7 +53,10 @@ def compile_checks(policy: Policy) -> dict[str, Compiled]:
         for check in rule.spec.checks:
             if check.replies:
                 continue
-            reqs = [(_COMM_REQUIREMENTS[req], args) for req, args in check.requirements()]
+            reqs = [
+                (_COMM_REQUIREMENTS[req], {k: rule.resolve(v) for k, v in args.items()})
+                for req, args in check.requirements()
+            ]
             for kind in kinds:
                 if check.kinds == "all" or (check.kinds is not None and kind in check.kinds):
                     out[kind].append((rule, check, reqs))
@@ -203,7 +206,7 @@ def _after_closed(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory |
 
 def _sender(rule: Rule, args: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
     release = history.release_related if history is not None else False
-    expected = str(rule.resolve(args["releases" if release else "support"]))
+    expected = str(args["releases" if release else "support"])  # resolved by compile_checks
     if sent.comm.from_.lower() != expected.lower():
         yield _violation(
             rule,
@@ -217,7 +220,7 @@ def _sender(rule: Rule, args: Mapping, sent: Sent, history: SubjectHistory | Non
 
 
 def _ticket(rule: Rule, args: Mapping, sent: Sent, _h: SubjectHistory | None, ctx: CheckContext) -> Found:
-    minutes = int(rule.resolve(args["within_minutes"]) or 0)
+    minutes = int(args["within_minutes"])  # resolved by compile_checks
     due = sent.comm.at + timedelta(minutes=minutes)
     tickets = ctx.index.tickets.get(sent.comm.communication, [])
     if tickets:

@@ -43,6 +43,8 @@ class CustomerTimeline:
 
     def at(self, pos: int) -> CustomerUpserted | None:
         """The attributes in force at position `pos` (the latest upsert at or before it)."""
+        if len(self.positions) == 1:  # most customers never change
+            return self.versions[0] if pos >= self.positions[0] else None
         i = bisect_right(self.positions, pos)
         return self.versions[i - 1] if i else None
 
