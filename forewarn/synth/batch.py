@@ -6,41 +6,176 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from forewarn.engine.draft import Draft
-from forewarn.engine.planner import UPDATE_LEAD, Due, drafts_at
+from forewarn.engine.planner import ANNOUNCING, UPDATE_LEAD, Due, cancellation_drafts, drafts_at
 from forewarn.engine.render import subject_line
 from forewarn.evaluate.evaluation import Evaluation, evaluate
+from forewarn.evaluate.index import Sent
+from forewarn.evaluate.matching import CommKey, count_in_window, match
+from forewarn.evaluate.model import Obligation
+from forewarn.evaluate.obligations import void_reason
 from forewarn.events import Event
-from forewarn.policy.model import Policy
+from forewarn.policy.model import Policy, Rule
 
 
 def _utc(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _void_from(evaluation: Evaluation, ob: Obligation) -> datetime | None:
+    """The instant from which a void obligation is void: the first event that voided it.
+
+    Before that instant the engine saw the obligation pending and served it.
+    """
+    rule = evaluation.policy.by_id[ob.rule]
+    spec = rule.spec.obligation
+    history = evaluation.histories.get((ob.subject_kind, ob.subject))
+    if spec is None or history is None:
+        return None
+    version_no = ob.moment.attrs.get("version")
+    version = history.versions[version_no - 1] if isinstance(version_no, int) else None
+    instants = {
+        "superseded-before-deadline": version.superseded_at if version else None,
+        "superseded-before-start": version.superseded_at if version else None,
+        "cancelled-before-deadline": history.cancelled_at,
+        "closed-before-deadline": history.closed_at,
+    }
+    found = []
+    for cond in spec.void_when:
+        only = spec.model_copy(update={"void_when": [cond]})
+        one = Rule(rule.spec.model_copy(update={"obligation": only}), rule.path)
+        at = instants.get(cond)
+        if at is not None and void_reason(ob, one, history) is not None:
+            found.append(at)
+    return min(found, default=None)
+
+
+class _Comm(NamedTuple):
+    """The fields of a planned communication that matching looks at."""
+
+    at: datetime
+    communication: str
+    id: str
+
+
 def sends(evaluation: Evaluation) -> list[tuple[datetime, Draft]]:
     """Every communication the engine would send, had it run at every instant of the period.
 
-    Each obligation that stands (not void) is served at the moment it becomes
-    sendable; one needing two communications gets the second shortly before its
-    deadline, as the engine's planner does.
+    The engine serves an obligation at the moment it becomes sendable, if its
+    deadline has not passed and nothing voided it yet (a window superseded later
+    got its notice all the same). One needing more communications (the promised
+    update) gets the next shortly before its deadline, while matching says it is
+    not yet met, as the engine's planner does.
     """
-    by_time: dict[datetime, list[Due]] = defaultdict(list)
-    for outcome in evaluation.outcomes:
-        if outcome.status == "void":
-            continue
+    firsts: dict[datetime, list[Due]] = defaultdict(list)  # pass 0 at each instant
+    further: list[tuple[datetime, int]] = []
+    void_from: dict[int, datetime | None] = {}
+    for i, outcome in enumerate(evaluation.outcomes):
         ob = outcome.obligation
+        void_from[i] = _void_from(evaluation, ob) if outcome.status == "void" else None
         first = max(ob.opened, ob.not_before)
-        by_time[first].append(Due(outcome, first, 0))
-        for k in range(1, ob.count):
+        if _live(ob, void_from[i], first):
+            firsts[first].append(Due(outcome, first, 0))
             later = max(first, ob.not_after - UPDATE_LEAD)
-            by_time[later].append(Due(outcome, later, k))
+            if ob.count > 1 and _live(ob, void_from[i], later):
+                further.append((later, i))
+    # The engine's passes: (instant, pass at that instant); a pass that sent is followed by another.
+    by_pass: dict[tuple[datetime, int], list[Due]] = {(when, 0): list(dues) for when, dues in firsts.items()}
+    planned: dict[tuple[str, str, str], list[tuple[datetime, int, Draft]]] = defaultdict(list)
+    for (when, n), d in _drafts(evaluation, by_pass):
+        planned[(d.subject_kind, d.subject, d.customer)].append((when, n, d))
+    groups: dict[tuple[str, str, str, str], list[int]] = defaultdict(list)
+    for i, outcome in enumerate(evaluation.outcomes):
+        ob = outcome.obligation
+        groups[(ob.rule, ob.subject_kind, ob.subject, ob.customer)].append(i)
+    allowed = {r.id: frozenset(r.spec.problems) for r in evaluation.policy.rules}
+    for later, i in sorted(further, key=lambda item: item[0]):
+        outcome = evaluation.outcomes[i]
+        ob = outcome.obligation
+        group = [
+            j
+            for j in groups[(ob.rule, ob.subject_kind, ob.subject, ob.customer)]
+            if evaluation.outcomes[j].obligation.opened <= later and _live_at(void_from[j], later)
+        ]
+        mine = planned[(ob.subject_kind, ob.subject, ob.customer)]
+        first_pass = 1 if max(ob.opened, ob.not_before) == later else 0  # after the pass that sent the first
+        for n in range(first_pass, first_pass + ob.count):
+            so_far = _unmet(evaluation, i, group, mine, later, n, allowed)
+            if so_far is None:
+                break
+            due = Due(outcome, later, so_far)
+            by_pass.setdefault((later, n), []).append(due)
+            mine.extend((when, k, d) for (when, k), d in _drafts(evaluation, {(later, n): [due]}))
+    out = [(when, d) for (when, _n), d in _drafts(evaluation, by_pass)]
+    return sorted(out + _cancellations(evaluation, out), key=lambda item: item[0])
+
+
+def _live_at(void_from: datetime | None, t: datetime) -> bool:
+    return void_from is None or t < void_from
+
+
+def _live(ob: Obligation, void_from: datetime | None, t: datetime) -> bool:
+    """Whether the engine, at `t`, still sees the obligation open: deadline ahead (or now), not yet void."""
+    return t <= ob.not_after and _live_at(void_from, t)
+
+
+def _unmet(
+    evaluation: Evaluation,
+    i: int,
+    group: list[int],
+    planned: list[tuple[datetime, int, Draft]],
+    now: datetime,
+    pass_no: int,
+    allowed: dict[str, frozenset[str]],
+) -> int | None:
+    """How many fitting communications obligation `i` has in pass `pass_no` at `now` if matching says
+    it is still unmet (given the sends before that pass), else None."""
+    comms: dict[CommKey, list[Sent]] = defaultdict(list)
+    for n, (when, k, d) in enumerate(sorted(planned, key=lambda item: item[:2])):  # recording order
+        if when < now or (when == now and k < pass_no):
+            comm = _Comm(when, d.communication, f"evt-{d.communication}")
+            comms[(d.subject_kind, d.subject, d.customer, d.kind)].append(Sent(n, comm))  # type: ignore[arg-type]
+    outcomes = match([evaluation.outcomes[j].obligation for j in group], {}, allowed, comms, now)
+    if outcomes[group.index(i)].status == "met":
+        return None
+    return count_in_window(evaluation.outcomes[i].obligation, comms)
+
+
+def _drafts(
+    evaluation: Evaluation, by_pass: dict[tuple[datetime, int], list[Due]]
+) -> list[tuple[tuple[datetime, int], Draft]]:
+    """The drafts of each pass's due obligations, stating the subjects as they stood then."""
     ats = evaluation.index.ats
-    out: list[tuple[datetime, Draft]] = []
-    for when in sorted(by_time):
+    out: list[tuple[tuple[datetime, int], Draft]] = []
+    for when, n in sorted(by_pass):
         pos = bisect_right(ats, when) - 1
-        out.extend((when, d) for d in drafts_at(evaluation, by_time[when], pos, when))
+        dues = sorted(by_pass[(when, n)], key=_plan_order)
+        out.extend(((when, n), d) for d in drafts_at(evaluation, dues, pos, when))
+    return out
+
+
+def _plan_order(d: Due) -> tuple[datetime, datetime, str, str, str]:
+    """The order of the planner's due list (drafts group obligations in this order)."""
+    ob = d.obligation
+    return (d.send_from, ob.not_after, ob.rule, ob.subject, ob.customer)
+
+
+def _cancellations(evaluation: Evaluation, planned: list[tuple[datetime, Draft]]) -> list[tuple[datetime, Draft]]:
+    """The engine's withdrawal of a cancelled maintenance, to each enterprise customer told of it before."""
+    out: list[tuple[datetime, Draft]] = []
+    for (kind, subject), h in sorted(evaluation.histories.items()):
+        if kind != "maintenance" or h.cancelled_at is None:
+            continue
+        told = {
+            d.customer
+            for when, d in planned
+            if (d.subject_kind, d.subject) == (kind, subject) and d.kind in ANNOUNCING and when < h.cancelled_at
+        }
+        pos = bisect_right(evaluation.index.ats, h.cancelled_at) - 1
+        pairs = [(subject, c) for c in sorted(told) if evaluation.index.enterprise_at(c, pos) is not None]
+        out.extend((h.cancelled_at, d) for d in cancellation_drafts(evaluation, pairs))
     return out
 
 
