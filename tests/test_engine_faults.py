@@ -154,33 +154,41 @@ def recorded(db: Path) -> list[str]:
 
 def test_sigkill_at_many_points_loses_nothing_and_duplicates_keep_their_message_id(tmp_path: Path, smtp) -> None:
     handler, port = smtp
-    customers = 150
+    customers = 400
     db = make_log(tmp_path, customers)
     rng = random.Random(7)
     kills = 0
-    for attempt in range(12):
+    for attempt in range(20):
         proc = engine_process(db, port)
-        if attempt < 8:
-            if attempt % 2 == 0:  # kill while the server is accepting the k-th message of this run
-                start = len(handler.ids)
-                k = rng.randint(1, 40)
+        start = len(handler.ids)
+        mode = attempt % 3 if attempt < 9 else None
+        if mode == 0:  # while the server accepts the k-th message of this run (sent, not yet recorded)
 
-                def hook(n: int, proc: subprocess.Popen = proc, start: int = start, k: int = k) -> None:
-                    if n - start == k:
-                        os.kill(proc.pid, signal.SIGKILL)
+            def hook(n: int, proc: subprocess.Popen = proc, start: int = start, k: int = rng.randint(1, 60)) -> None:
+                if n - start == k:
+                    os.kill(proc.pid, signal.SIGKILL)
 
-                handler.on_message = hook
-            else:  # kill after a random delay: during evaluation, claim, delivery or recording
-                threading.Timer(rng.uniform(0.3, 2.5), lambda p=proc: p.poll() is None and p.kill()).start()
+            handler.on_message = hook
+        elif mode == 1:  # a moment after sending began: marking, recording, rendering, the next send
+
+            def hook(
+                n: int, proc: subprocess.Popen = proc, start: int = start, delay: float = rng.uniform(0, 0.3)
+            ) -> None:
+                if n - start == 1:
+                    threading.Timer(delay, lambda: proc.poll() is None and proc.kill()).start()
+
+            handler.on_message = hook
+        elif mode == 2:  # during start-up, evaluation or the claim of the outbox
+            threading.Timer(rng.uniform(0.2, 1.5), lambda p=proc: p.poll() is None and p.kill()).start()
         code = proc.wait(timeout=120)
         handler.on_message = None
         if code == -signal.SIGKILL:
             kills += 1
             continue
         assert code == 0, proc.stderr.read().decode() if proc.stderr else code
-        if attempt >= 8:
+        if mode is None:
             break
-    assert kills >= 4
+    assert kills >= 6
     in_log = recorded(db)
     assert len(in_log) == len(set(in_log)) == 2 * customers
     received = handler.ids
