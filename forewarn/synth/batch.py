@@ -83,32 +83,59 @@ def sends(evaluation: Evaluation) -> list[tuple[datetime, Draft]]:
                 further.append((later, i))
     # The engine's passes: (instant, pass at that instant); a pass that sent is followed by another.
     by_pass: dict[tuple[datetime, int], list[Due]] = {(when, 0): list(dues) for when, dues in firsts.items()}
-    planned: dict[tuple[str, str, str], list[tuple[datetime, int, Draft]]] = defaultdict(list)
-    for (when, n), d in _drafts(evaluation, by_pass):
-        planned[(d.subject_kind, d.subject, d.customer)].append((when, n, d))
+    drafted: dict[tuple[datetime, int], list[Draft]] = defaultdict(list)
+    passes_of: dict[tuple[str, str, str], set[tuple[datetime, int]]] = defaultdict(set)
+
+    def redraft(key: tuple[datetime, int]) -> None:
+        drafted[key] = [d for _key, d in _drafts(evaluation, {key: by_pass[key]})]
+        for d in drafted[key]:
+            passes_of[(d.subject_kind, d.subject, d.customer)].add(key)
+
+    for key in by_pass:
+        redraft(key)
     groups: dict[tuple[str, str, str, str], list[int]] = defaultdict(list)
     for i, outcome in enumerate(evaluation.outcomes):
         ob = outcome.obligation
         groups[(ob.rule, ob.subject_kind, ob.subject, ob.customer)].append(i)
     allowed = {r.id: frozenset(r.spec.problems) for r in evaluation.policy.rules}
-    for later, i in sorted(further, key=lambda item: item[0]):
-        outcome = evaluation.outcomes[i]
-        ob = outcome.obligation
-        group = [
-            j
-            for j in groups[(ob.rule, ob.subject_kind, ob.subject, ob.customer)]
-            if evaluation.outcomes[j].obligation.opened <= later and _live_at(void_from[j], later)
-        ]
-        mine = planned[(ob.subject_kind, ob.subject, ob.customer)]
-        first_pass = 1 if max(ob.opened, ob.not_before) == later else 0  # after the pass that sent the first
-        for n in range(first_pass, first_pass + ob.count):
-            so_far = _unmet(evaluation, i, group, mine, later, n, allowed)
-            if so_far is None:
+    at_instant: dict[datetime, list[int]] = defaultdict(list)
+    for later, i in further:
+        at_instant[later].append(i)
+    for later in sorted(at_instant):
+        active = {
+            i: 1 if max(o.opened, o.not_before) == later else 0
+            for i in at_instant[later]
+            for o in [evaluation.outcomes[i].obligation]
+        }  # first pass: after the one that sent the first
+        for n in range(max(evaluation.outcomes[i].obligation.count for i in active) + 2):
+            dues = []
+            for i, first_pass in sorted(active.items()):
+                if first_pass > n:
+                    continue
+                ob = evaluation.outcomes[i].obligation
+                group = [
+                    j
+                    for j in groups[(ob.rule, ob.subject_kind, ob.subject, ob.customer)]
+                    if evaluation.outcomes[j].obligation.opened <= later and _live_at(void_from[j], later)
+                ]
+                scs = (ob.subject_kind, ob.subject, ob.customer)
+                planned = [
+                    (key[0], d)
+                    for key in sorted(k for k in passes_of[scs] if k < (later, n))
+                    for d in drafted[key]
+                    if (d.subject_kind, d.subject, d.customer) == scs
+                ]
+                so_far = _unmet(evaluation, i, group, planned, later, allowed)
+                if so_far is None:
+                    del active[i]
+                else:
+                    dues.append(Due(evaluation.outcomes[i], later, so_far))
+            if dues:
+                by_pass.setdefault((later, n), []).extend(dues)
+                redraft((later, n))
+            elif all(first_pass <= n for first_pass in active.values()):
                 break
-            due = Due(outcome, later, so_far)
-            by_pass.setdefault((later, n), []).append(due)
-            mine.extend((when, k, d) for (when, k), d in _drafts(evaluation, {(later, n): [due]}))
-    out = [(when, d) for (when, _n), d in _drafts(evaluation, by_pass)]
+    out = [(key[0], d) for key in sorted(drafted) for d in drafted[key]]
     return sorted(out + _cancellations(evaluation, out), key=lambda item: item[0])
 
 
@@ -125,18 +152,16 @@ def _unmet(
     evaluation: Evaluation,
     i: int,
     group: list[int],
-    planned: list[tuple[datetime, int, Draft]],
+    planned: list[tuple[datetime, Draft]],
     now: datetime,
-    pass_no: int,
     allowed: dict[str, frozenset[str]],
 ) -> int | None:
-    """How many fitting communications obligation `i` has in pass `pass_no` at `now` if matching says
-    it is still unmet (given the sends before that pass), else None."""
+    """How many fitting communications obligation `i` has at `now` if matching says it is still unmet
+    given the `planned` sends (in recording order), else None."""
     comms: dict[CommKey, list[Sent]] = defaultdict(list)
-    for n, (when, k, d) in enumerate(sorted(planned, key=lambda item: item[:2])):  # recording order
-        if when < now or (when == now and k < pass_no):
-            comm = _Comm(when, d.communication, f"evt-{d.communication}")
-            comms[(d.subject_kind, d.subject, d.customer, d.kind)].append(Sent(n, comm))  # type: ignore[arg-type]
+    for n, (when, d) in enumerate(planned):
+        comm = _Comm(when, d.communication, f"evt-{d.communication}")
+        comms[(d.subject_kind, d.subject, d.customer, d.kind)].append(Sent(n, comm))  # type: ignore[arg-type]
     outcomes = match([evaluation.outcomes[j].obligation for j in group], {}, allowed, comms, now)
     if outcomes[group.index(i)].status == "met":
         return None
