@@ -13,6 +13,7 @@ from forewarn.evaluate.evaluation import Evaluation
 from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.matching import communications_by_key, count_in_window
 from forewarn.evaluate.model import Obligation, Outcome
+from forewarn.events import CustomerUpserted
 
 # A second communication an obligation needs (update-cadence's promised
 # update) goes out this long before its deadline, not straight after the first.
@@ -123,34 +124,28 @@ def cancellation_drafts(evaluation: Evaluation, pairs: list[tuple[str, str]]) ->
         version = h.versions[-1] if h.versions else None
         if attrs is None or version is None or h.cancelled_at is None:
             continue
-        communication = "fw-" + hashlib.sha256(f"cancel/{subject}/{customer}".encode()).hexdigest()[:20]
-        sender = evaluation.policy.sender(h.release_related) or "enterprise-support@example.com"
         title = str(h.attrs.get("title") or subject)
+        invitation = Invitation(
+            uid=f"{subject}@forewarn",
+            sequence=len(h.versions) + len(h.extension_positions),
+            method="CANCEL",
+            start=version.start,
+            end=version.end,
+            summary=title,
+        )
+        note = {"note": "This maintenance has been cancelled: no work will take place in this window."}
         drafts.append(
-            Draft(
-                communication=communication,
-                message_id=f"<{communication}@{sender.rsplit('@', 1)[-1]}>",
-                kind="other",
-                subject_kind="maintenance",
-                subject=subject,
-                subject_title=title,
-                customer=customer,
-                customer_name=attrs.name,
-                timezone=attrs.timezone,
-                sender=sender,
-                to=tuple(attrs.contacts),
-                support_contact=evaluation.policy.sender(False) or sender,
-                context={"note": "This maintenance has been cancelled: no work will take place in this window."},
-                invitation=Invitation(
-                    uid=f"{subject}@forewarn",
-                    sequence=len(h.versions) + len(h.extension_positions),
-                    method="CANCEL",
-                    start=version.start,
-                    end=version.end,
-                    summary=title,
-                ),
-                reasons=(f"cancelled/maintenance:{subject}/{customer}",),
-                policy_digest=evaluation.policy.digest,
+            _new_draft(
+                evaluation,
+                h,
+                customer,
+                attrs,
+                "other",
+                f"cancel/{subject}/{customer}",
+                {},
+                note,
+                invitation,
+                (f"cancelled/maintenance:{subject}/{customer}",),
             )
         )
     return drafts
@@ -278,15 +273,30 @@ def _draft(
     attrs = evaluation.index.customer_at(customer, pos)
     assert attrs is not None
     primary = members[0]
-    seed = f"{obligation_key(primary.obligation)}#{primary.sent_so_far}"
-    digest = hashlib.sha256(seed.encode()).hexdigest()[:20]
-    communication = f"fw-{digest}"
-    sender = evaluation.policy.sender(history.release_related) or "enterprise-support@example.com"
-    domain = sender.rsplit("@", 1)[-1]
     states, context, invitation = _content(history, kind, pos, now)
+    reasons = tuple(obligation_key(d.obligation) for d in members)
+    seed = f"{obligation_key(primary.obligation)}#{primary.sent_so_far}"
+    return _new_draft(evaluation, history, customer, attrs, kind, seed, states, context, invitation, reasons)
+
+
+def _new_draft(
+    evaluation: Evaluation,
+    history: SubjectHistory,
+    customer: str,
+    attrs: CustomerUpserted,
+    kind: str,
+    seed: str,
+    states: dict[str, object],
+    context: dict[str, object],
+    invitation: Invitation | None,
+    reasons: tuple[str, ...],
+) -> Draft:
+    """A draft to one customer about `history`; its ids derive from `seed` (stable across retries)."""
+    communication = "fw-" + hashlib.sha256(seed.encode()).hexdigest()[:20]
+    sender = evaluation.policy.sender(history.release_related) or "enterprise-support@example.com"
     return Draft(
         communication=communication,
-        message_id=f"<{communication}@{domain}>",
+        message_id=f"<{communication}@{sender.rsplit('@', 1)[-1]}>",
         kind=kind,
         subject_kind=history.kind,
         subject=history.id,
@@ -300,7 +310,7 @@ def _draft(
         states=states,
         context=context,
         invitation=invitation,
-        reasons=tuple(obligation_key(d.obligation) for d in members),
+        reasons=reasons,
         policy_digest=evaluation.policy.digest,
     )
 
