@@ -19,7 +19,7 @@ from forewarn.events.errors import (
 )
 from forewarn.events.models import EVENT_ADAPTER, Event, canonical_json
 
-__all__ = ["MAX_LINE_BYTES", "SourcedEvent", "gc_paused", "parse_files", "parse_lines"]
+__all__ = ["MAX_LINE_BYTES", "SourcedEvent", "gc_paused", "parse_files", "parse_lines", "validate_line"]
 
 MAX_LINE_BYTES = 1 << 20
 """Longest accepted line (1 MiB); an event is a few hundred bytes."""
@@ -94,12 +94,26 @@ def _parse_line(
     line: bytes | str, file: str, number: int
 ) -> SourcedEvent | list[InputError] | None:
     """One line: an event, its errors, or None when blank."""
+    result = validate_line(line, file, number)
+    if type(result) is tuple:
+        return SourcedEvent(result[0], file, number, result[1])
+    return result  # type: ignore[return-value]
+
+
+def validate_line(
+    line: bytes | str, file: str, number: int, first: bool | None = None
+) -> tuple[Event, str] | list[InputError] | None:
+    """One line: (event, canonical JSON), its errors, or None when blank.
+
+    `first` says whether this is the first line of its file (where a UTF-8 BOM is
+    skipped); by default, when `number` is 1. Errors are located at `file`:`number`.
+    """
     if isinstance(line, str):
         try:
             line = line.encode("utf-8")
         except UnicodeEncodeError:
             return [_error(file, number, "not valid UTF-8 (unpaired surrogate)")]
-    if number == 1 and line.startswith(_BOM):
+    if (number == 1 if first is None else first) and line.startswith(_BOM):
         line = line[len(_BOM):]
     if len(line) > MAX_LINE_BYTES:
         return [_error(file, number, f"line too long: {len(line)} bytes "
@@ -111,7 +125,7 @@ def _parse_line(
             return None
         return _explain(exc, line, file, number)
     try:
-        return SourcedEvent(event, file, number, canonical_json(event))
+        return event, canonical_json(event)
     except (TypeError, ValueError) as exc:  # orjson: data JSON cannot hold, e.g. in `meta`
         return [InputError(file, number, event.type, event.id, None, f"cannot be stored: {exc}")]
 

@@ -16,7 +16,14 @@ from forewarn.events.models import (
 )
 from forewarn.events.parse import SourcedEvent, gc_paused
 
-__all__ = ["KnownEntity", "check_log", "evaluation_order"]
+__all__ = [
+    "KnownEntity",
+    "check_log",
+    "dangling_message",
+    "evaluation_order",
+    "id_clash_message",
+    "unknown_rule_message",
+]
 
 _EMPTY: Mapping[str, str] = {}
 
@@ -83,7 +90,12 @@ def _dedupe(
 
 
 def _id_clash(item: SourcedEvent, other: str) -> InputError:
-    return _located(item, "id", f"same id as {other}, with different content")
+    return _located(item, "id", id_clash_message(other))
+
+
+def id_clash_message(other: str) -> str:
+    """The message for an event whose id is taken by `other` (with different content)."""
+    return f"same id as {other}, with different content"
 
 
 def _located(item: SourcedEvent, field: str | None, message: str) -> InputError:
@@ -133,22 +145,30 @@ def _definitions(ordered: Sequence[SourcedEvent]) -> dict[tuple[str, str], Sourc
 def _dangling(
     item: SourcedEvent, ref: Reference, later: Mapping[tuple[str, str], SourcedEvent]
 ) -> InputError:
-    """`unknown maintenance 'mx-9' (no maintenance.scheduled for it at or before T)`."""
-    when = format_timestamp(item.event.at)
-    if len(ref.kinds) == 1:
-        kind = ref.kinds[0]
-        message = (f"unknown {kind} '{ref.id}' (no {REFERENCE_SOURCES[kind]} "
+    definer = next((later[(kind, ref.id)] for kind in ref.kinds if (kind, ref.id) in later), None)
+    where = None if definer is None else (definer.event.at, definer.where)
+    return _located(item, ref.field, dangling_message(ref.field, ref.kinds, ref.id, item.event.at, where))
+
+
+def dangling_message(
+    field: str, kinds: Sequence[str], ref_id: str, at: datetime, definer: tuple[datetime, str] | None
+) -> str:
+    """`unknown maintenance 'mx-9' (no maintenance.scheduled for it at or before T)`.
+
+    `definer` is (when, where) of the first new event, in evaluation order, that defines
+    the entity (for the first of `kinds` that has one), if any.
+    """
+    when = format_timestamp(at)
+    if len(kinds) == 1:
+        kind = kinds[0]
+        message = (f"unknown {kind} '{ref_id}' (no {REFERENCE_SOURCES[kind]} "
                    f"for it at or before {when})")
     else:
-        message = (f"unknown {ref.field} '{ref.id}' (no {_or(ref.kinds)} "
+        message = (f"unknown {field} '{ref_id}' (no {_or(kinds)} "
                    f"with that id at or before {when})")
-    for kind in ref.kinds:
-        definer = later.get((kind, ref.id))
-        if definer is not None:
-            message += (f"; it is defined later, at {format_timestamp(definer.event.at)} "
-                        f"({definer.where})")
-            break
-    return _located(item, ref.field, message)
+    if definer is not None:
+        message += f"; it is defined later, at {format_timestamp(definer[0])} ({definer[1]})"
+    return message
 
 
 def _or(words: Sequence[str]) -> str:
@@ -164,6 +184,10 @@ def _check_rules(fresh: Sequence[SourcedEvent], rule_ids: Collection[str]) -> li
     for item in fresh:
         event = item.event
         if isinstance(event, WaiverGranted) and event.rule not in rule_ids:
-            hint = did_you_mean(event.rule, sorted(rule_ids))
-            errors.append(_located(item, "rule", f"unknown rule '{event.rule}'{hint}"))
+            errors.append(_located(item, "rule", unknown_rule_message(event.rule, rule_ids)))
     return errors
+
+
+def unknown_rule_message(rule: str, rule_ids: Collection[str]) -> str:
+    """A waiver naming a rule that is not in the policy."""
+    return f"unknown rule '{rule}'{did_you_mean(rule, sorted(rule_ids))}"

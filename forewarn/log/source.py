@@ -16,6 +16,7 @@ from forewarn.events import (
     parse_files,
     parse_lines,
 )
+from forewarn.log.bulk import import_streaming
 from forewarn.log.store import EventStore
 
 
@@ -78,25 +79,17 @@ def import_files(
     paths: Sequence[str | Path],
     rule_ids: Collection[str] | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> ImportResult:
-    """Validate every file, then append everything in one transaction, or nothing."""
-    parsed, errors = parse_with_progress(paths, progress)
+    """Validate every file and append everything in one transaction, or nothing.
+
+    Streams (see `forewarn.log.bulk`): large inputs are validated by `workers` processes (default: one per
+    CPU, when the input is large), rows are inserted as they come and the transaction rolled back on error.
+    """
+    appended, unchanged, errors = import_streaming(store, paths, rule_ids, progress, workers)
     if errors:
         raise InputErrors(errors)
-    store.begin_exclusive()  # validation and append see the same log
-    try:
-        known_events = store.known_events(s.event.id for s in parsed)
-        to_append, errors = check_log(
-            parsed, known_entities=store.known_entities(), known_events=known_events, rule_ids=rule_ids
-        )
-        if errors:
-            raise InputErrors(errors)
-        appended = store.append_in_transaction(_evaluation_order(to_append))
-    except BaseException:
-        store.rollback()
-        raise
-    store.commit()
-    return ImportResult(appended=appended, unchanged=len(parsed) - appended)
+    return ImportResult(appended=appended, unchanged=unchanged)
 
 
 def load_files(paths: Sequence[str | Path], rule_ids: Collection[str] | None = None) -> list[Event]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import sqlite_utils
 
-from forewarn.events import ENTITY_OF, KnownEntity, SourcedEvent
+from forewarn.events import ENTITY_OF, Event, KnownEntity, SourcedEvent
 
 SCHEMA_VERSION = "1"
 
@@ -30,34 +31,55 @@ class StoredEvent:
     payload: str
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_UTC_Z = orjson.OPT_UTC_Z
+
+
 def _epoch_us(t: datetime) -> int:
     """Microseconds since the epoch of an aware datetime (exact, no float)."""
-    delta = t - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (t - _EPOCH) // _MICROSECOND
 
 
 def _utc_text(t: datetime) -> str:
+    if t.tzinfo is UTC:  # validated timestamps are held in UTC; orjson's RFC 3339 is isoformat's, with `Z`
+        return orjson.dumps(t, option=_UTC_Z).decode()[1:-1]
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+COLUMNS = ("id", "type", "at", "at_us", "subject", "customer", "entity_kind", "entity_id", "payload")
+"""The columns written for one event, in the order of `row_values`."""
+INSERT_SQL = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+def row_values(event: Event, canonical: str) -> tuple[object, ...]:
+    """The column values stored for one event (see `EventStore._create` and `COLUMNS`)."""
+    data = event.__dict__
+    subject = None
+    for field in _SUBJECT_FIELDS:
+        value = data.get(field)
+        if value:
+            subject = value
+            break
+    kind = event.type
+    at = event.at
+    entity_kind = ENTITY_OF.get(kind)
+    return (
+        event.id,
+        kind,
+        _utc_text(at),
+        _epoch_us(at),
+        subject,
+        data.get("customer"),
+        entity_kind,
+        data.get(entity_kind) if entity_kind else None,
+        canonical,
+    )
 
 
 def _row(sourced: SourcedEvent) -> tuple[object, ...]:
     """The column values stored for one event (see `EventStore._create`)."""
-    event = sourced.event
-    data = event.__dict__
-    subject = next((data[f] for f in _SUBJECT_FIELDS if data.get(f)), None)
-    entity_kind = ENTITY_OF.get(event.type)
-    entity_id = data.get(entity_kind) if entity_kind else None
-    return (
-        event.id,
-        event.type,
-        _utc_text(event.at),
-        _epoch_us(event.at),
-        subject,
-        data.get("customer"),
-        entity_kind,
-        entity_id,
-        sourced.canonical,
-    )
+    return row_values(sourced.event, sourced.canonical)
 
 
 class EventStore:
@@ -118,11 +140,7 @@ class EventStore:
 
     def append_in_transaction(self, events: Sequence[SourcedEvent]) -> int:
         """Append within the transaction opened by `begin_exclusive`."""
-        self.db.conn.executemany(
-            "INSERT INTO events (id, type, at, at_us, subject, customer, entity_kind,"
-            " entity_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (_row(e) for e in events),
-        )
+        self.db.conn.executemany(INSERT_SQL, (_row(e) for e in events))
         return len(events)
 
     def commit(self) -> None:
@@ -141,6 +159,64 @@ class EventStore:
             raise
         self.commit()
         return n
+
+    # -- bulk appends (forewarn.log.bulk) -------------------------------------
+
+    def last_seq(self) -> int:
+        """The highest recording sequence (= the number of events: the log is append-only)."""
+        return int(self.db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+    def secondary_indexes(self) -> list[tuple[str, str]]:
+        """(name, CREATE INDEX statement) of every index of the events table, in creation order."""
+        rows = self.db.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+            " AND sql IS NOT NULL ORDER BY rowid"
+        )
+        return [(name, sql) for name, sql in rows.fetchall()]
+
+    def stored_payloads(self, ids: Sequence[str], upto_seq: int) -> dict[str, str]:
+        """Payloads of the events among `ids` recorded at or before `upto_seq` (by the id index)."""
+        found: dict[str, str] = {}
+        chunk = 500  # stay well under SQLite's bound-parameter limit
+        for i in range(0, len(ids), chunk):
+            part = ids[i : i + chunk]
+            marks = ",".join("?" * len(part))
+            rows = self.db.execute(
+                f"SELECT id, payload FROM events WHERE id IN ({marks}) AND seq <= ?", [*part, upto_seq]
+            )
+            found.update(rows.fetchall())
+        return found
+
+    def stored_ids(self, upto_seq: int) -> dict[str, int]:
+        """id -> seq of every event recorded at or before `upto_seq`."""
+        return dict(self.db.execute("SELECT id, seq FROM events WHERE seq <= ?", [upto_seq]).fetchall())
+
+    def payload_at(self, seq: int) -> str:
+        return str(self.db.execute("SELECT payload FROM events WHERE seq = ?", [seq]).fetchone()[0])
+
+    def first_definitions(self, upto_seq: int) -> dict[tuple[str, str], int]:
+        """(entity kind, id) -> earliest `at` (epoch microseconds) among events up to `upto_seq`."""
+        rows = self.db.execute(
+            "SELECT entity_kind, entity_id, min(at_us) FROM events WHERE entity_kind IS NOT NULL AND seq <= ?"
+            " GROUP BY entity_kind, entity_id",
+            [upto_seq],
+        )
+        return {(kind, ident): at_us for kind, ident, at_us in rows.fetchall()}
+
+    def first_definitions_of(self, kind: str, ids: Sequence[str], upto_seq: int) -> dict[str, int]:
+        """id -> earliest `at` (epoch microseconds) of the definitions of `kind` entities among `ids`."""
+        found: dict[str, int] = {}
+        chunk = 500
+        for i in range(0, len(ids), chunk):
+            part = ids[i : i + chunk]
+            marks = ",".join("?" * len(part))
+            rows = self.db.execute(
+                f"SELECT entity_id, min(at_us) FROM events WHERE entity_kind = ? AND entity_id IN ({marks})"
+                " AND seq <= ? GROUP BY entity_id",
+                [kind, *part, upto_seq],
+            )
+            found.update(rows.fetchall())
+        return found
 
     # -- reading -------------------------------------------------------------
 

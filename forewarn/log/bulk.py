@@ -1,0 +1,782 @@
+"""Streaming import: validate files in chunks (across processes when large), append as it goes, one transaction.
+
+The rules are those of `check_log` + `EventStore.append_in_transaction` (all-or-nothing, every error reported,
+identical re-imports dropped, references checked in evaluation order, rows recorded in evaluation order); the
+differences are in how the work is done:
+
+- No models are kept: each line is validated, and only its row (the stored columns) and the light data the
+  checks need (line, references, waiver rule) are kept, the row only until it is inserted.
+- Large files are cut into byte ranges, validated by worker processes (fork) that return compact, marshalled
+  rows; the main process checks and inserts them, in file order, as they arrive.
+- Rows are inserted as they arrive inside the open transaction; a rejected import rolls it back. They must be
+  recorded in evaluation order (by `at`, ties in file order): that is file order as long as `at` does not go
+  back, the common case. Past the first step back, rows go to a scratch database and are inserted in
+  `at` order at the end (after the prefix if they all come after it, else everything is re-inserted).
+- A large append (more rows than the log holds, and at least `BULK_MIN_ROWS`) drops the events indexes and
+  recreates them after the insert, within the same transaction: building an index by sorting is far cheaper
+  than updating six B-trees row by row. Ids and entity definitions of the log are then read once into memory.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import io
+import marshal
+import multiprocessing
+import os
+import sqlite3
+import stat
+import tempfile
+from array import array
+from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from forewarn.events import EVENT_CLASSES, EventBase, InputError, WaiverGranted
+from forewarn.events.parse import gc_paused, validate_line
+from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
+from forewarn.log.store import COLUMNS, INSERT_SQL, EventStore, row_values
+
+__all__ = ["BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_streaming"]
+
+CHUNK_BYTES = 4 << 20
+"""Bytes of input per unit of work (about 10,000 events)."""
+PARALLEL_MIN_BYTES = 8 << 20
+"""Below this much input, validate in this process (starting workers would cost more than it saves)."""
+BULK_MIN_ROWS = 50_000
+"""Drop and recreate the indexes when appending at least this many rows, and more than the log holds."""
+EST_BYTES_PER_EVENT = 400
+"""A conservative guess of bytes per event, to decide on bulk mode before reading anything."""
+CACHE_KIB = 64 * 1024
+"""SQLite page cache during a large import (KiB)."""
+STREAM_LINES = 10_000
+"""Lines per unit of work for inputs that cannot be cut into byte ranges (pipes)."""
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes read since the last call."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# --------------------------------------------------------------------------- light data per event
+
+_CUSTOMER_KINDS = ("customer",)
+
+RefPlan = tuple[tuple[tuple[str, tuple[str, ...]], ...], bool]
+
+
+def _reference_plans() -> dict[type, RefPlan | None]:
+    """Per event class: (REFS, HAS_CUSTOMERS), or None where `references()` is overridden (then it is called)."""
+    return {
+        cls: (cls.REFS, cls.HAS_CUSTOMERS) if cls.references is EventBase.references else None
+        for cls in EVENT_CLASSES.values()
+    }
+
+
+_PLANS = _reference_plans()
+_STANDARD_DEFINES = {cls: cls.defines is EventBase.defines for cls in EVENT_CLASSES.values()}
+
+
+def _references(event: EventBase) -> list[tuple[str, tuple[str, ...], str]]:
+    """`event.references()` as (field, kinds, id) triples, in the same order."""
+    plan = _PLANS.get(type(event))
+    if plan is None:
+        return [(ref.field, ref.kinds, ref.id) for ref in event.references()]
+    fields, has_customers = plan
+    data = event.__dict__
+    out = [(name, kinds, value) for name, kinds in fields if (value := data[name]) is not None]
+    if has_customers:
+        customers = data["customers"]
+        if customers != "all":
+            out += [("customers", _CUSTOMER_KINDS, customer) for customer in customers]
+    return out
+
+
+# --------------------------------------------------------------------------- validating a chunk
+
+Defs = dict[str, tuple[list[str], list[int]]]
+"""entity kind -> (ids, row indexes) of the rows defining one."""
+Refs = dict[tuple[str, ...], tuple[list[str], list[str], list[int], list[int]]]
+"""entity kinds -> (fields, ids, row indexes, position among the row's references) of references."""
+
+Chunk = tuple[
+    list[tuple[Any, ...]],  # rows (COLUMNS), valid events in file order
+    list[int],  # line number (within the chunk) of each row
+    Defs,
+    Refs,
+    list[tuple[int, str]],  # (row index, rule) of each waiver
+    list[tuple[Any, ...]],  # errors as InputError fields, lines within the chunk
+    int,  # lines read
+    bool,  # whether `at` never goes back within the chunk
+]
+
+
+def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_start: bool) -> Chunk:
+    """Validate lines of one file: rows, light data and errors (line numbers counted from 1 in the chunk)."""
+    rows: list[tuple[Any, ...]] = []
+    numbers: list[int] = []
+    defs: Defs = {}
+    refs: Refs = {}
+    rules: list[tuple[int, str]] = []
+    errors: list[tuple[Any, ...]] = []
+    ordered = True
+    last = -(1 << 63)
+    number = 0
+    for number, line in enumerate(lines, 1):
+        result = validate_line(line, name, number, at_file_start and number == 1)
+        if type(result) is not tuple:
+            if result is not None:
+                errors.extend((e.file, e.line, e.event_type, e.event_id, e.field, e.message) for e in result)
+            continue
+        event, canonical = result
+        row = row_values(event, canonical)
+        i = len(rows)
+        rows.append(row)
+        numbers.append(number)
+        at_us = row[3]
+        if at_us < last:
+            ordered = False
+        last = at_us
+        defined = (row[6], row[7]) if row[6] else None
+        if not _STANDARD_DEFINES[type(event)]:
+            defined = event.defines()
+        if defined is not None:
+            group = defs.get(defined[0])
+            if group is None:
+                group = defs[defined[0]] = ([], [])
+            group[0].append(defined[1])
+            group[1].append(i)
+        for j, (field, kinds, ident) in enumerate(_references(event)):
+            entry = refs.get(kinds)
+            if entry is None:
+                entry = refs[kinds] = ([], [], [], [])
+            entry[0].append(field)
+            entry[1].append(ident)
+            entry[2].append(i)
+            entry[3].append(j)
+        if isinstance(event, WaiverGranted):
+            rules.append((i, event.rule))
+    return rows, numbers, defs, refs, rules, errors, number, ordered
+
+
+def _parse_range(path: str, name: str, start: int, end: int) -> bytes:
+    """Worker: validate the lines in bytes [start, end) of a file; the chunk, marshalled."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            data = handle.read(end - start)
+    except OSError as exc:
+        return marshal.dumps(exc.strerror or str(exc))
+    return marshal.dumps(parse_chunk(io.BytesIO(data), name, start == 0))
+
+
+def _init_worker() -> None:
+    import gc
+
+    gc.disable()  # the worker's objects are short-lived and acyclic
+
+
+# --------------------------------------------------------------------------- planning the work
+
+
+def _ranges(handle: Any, size: int, chunk: int) -> list[tuple[int, int]]:
+    """Byte ranges of about `chunk` bytes, each ending at a line end (or the end of the file)."""
+    ranges = []
+    start = 0
+    while start < size:
+        end = start + chunk
+        if end >= size:
+            end = size
+        else:
+            handle.seek(end)
+            handle.readline()
+            end = min(handle.tell(), size)
+        ranges.append((start, end))
+        start = end
+    return ranges
+
+
+Unit = tuple[str, int, Any]
+"""("range", file index, (start, end)) | ("stream", file index, None) | ("error", file index, message)."""
+
+
+def _plan(paths: Sequence[str | Path], chunk: int) -> tuple[list[Unit], int]:
+    """The units of work in file order, and the total bytes of the regular files."""
+    units: list[Unit] = []
+    total = 0
+    for index, path in enumerate(paths):
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe (opened once, later) or a directory
+                units.append(("stream", index, None))
+                continue
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                total += size
+                units.extend(("range", index, r) for r in _ranges(handle, size, chunk))
+        except OSError as exc:
+            units.append(("error", index, exc.strerror))
+    return units, total
+
+
+def _stream_chunks(path: str | Path, name: str) -> Iterator[tuple[Chunk | str, int]]:
+    """Chunks of a file that cannot be cut by offset (a pipe), validated here, with their byte counts."""
+    try:
+        with open(path, "rb") as handle:
+            first = True
+            while True:
+                lines = handle.readlines(STREAM_LINES * EST_BYTES_PER_EVENT)
+                if not lines:
+                    return
+                yield parse_chunk(lines, name, first), sum(map(len, lines))
+                first = False
+    except OSError as exc:
+        yield exc.strerror or str(exc), 0
+
+
+def _worker_count(requested: int | None, total: int) -> int:
+    if requested is not None:
+        return max(1, requested)
+    if total < PARALLEL_MIN_BYTES or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(cpus, 4)
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[Any]:
+    """A pool of `workers` forked processes, or None for validating in this process."""
+    if workers <= 1:
+        yield None
+        return
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+        yield pool
+
+
+def _chunks(
+    units: Sequence[Unit], paths: Sequence[str | Path], pool: Any, workers: int
+) -> Iterator[tuple[int, Chunk | str, int]]:
+    """(file index, chunk or "cannot read" reason, bytes) for every unit, in order.
+
+    With workers, ranges are validated by a pool of forked processes, a few units ahead of the consumer.
+    """
+    names = [str(p) for p in paths]
+    if pool is None:
+        for kind, index, arg in units:
+            if kind == "range":
+                blob = _parse_range(str(paths[index]), names[index], *arg)
+                yield index, marshal.loads(blob), arg[1] - arg[0]
+            elif kind == "stream":
+                for chunk, size in _stream_chunks(paths[index], names[index]):
+                    yield index, chunk, size
+            else:
+                yield index, arg, 0
+        return
+    ranges = [(i, u) for i, u in enumerate(units) if u[0] == "range"]
+    pending: dict[int, Any] = {}
+    ahead = 2 * workers + 2  # bounded read-ahead: finished chunks wait as compact blobs
+    submitted = 0
+
+    def submit_until(limit: int) -> None:
+        nonlocal submitted
+        while submitted < len(ranges) and len(pending) < limit:
+            position, (_, index, (start, end)) = ranges[submitted]
+            pending[position] = pool.apply_async(_parse_range, (str(paths[index]), names[index], start, end))
+            submitted += 1
+
+    submit_until(ahead)
+    for position, (kind, index, arg) in enumerate(units):
+        if kind == "range":
+            blob = pending.pop(position).get()
+            submit_until(ahead)
+            yield index, marshal.loads(blob), arg[1] - arg[0]
+        elif kind == "stream":
+            for chunk, size in _stream_chunks(paths[index], names[index]):
+                yield index, chunk, size
+        else:
+            yield index, arg, 0
+
+
+# --------------------------------------------------------------------------- staging out-of-order rows
+
+
+class _Staging:
+    """A scratch database (outside the import's transaction) for rows that arrive out of `at` order."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix="forewarn-import-")
+        self.conn = sqlite3.connect(os.path.join(self.dir.name, "staging.db"), isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode = OFF")
+        self.conn.execute("PRAGMA synchronous = OFF")
+        columns = ", ".join(COLUMNS)
+        self.conn.execute(f"CREATE TABLE rows (ord INTEGER PRIMARY KEY, {columns})")
+        self.insert_sql = f"INSERT INTO rows (ord, {columns}) VALUES ({', '.join('?' * (len(COLUMNS) + 1))})"
+        self.select_sql = f"SELECT {columns} FROM rows ORDER BY at_us, ord"
+        self.conn.execute("BEGIN")
+
+    def add(self, first: int, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.conn.executemany(self.insert_sql, [(first + i, *row) for i, row in enumerate(rows)])
+
+    def payload(self, ord_: int) -> str:
+        return str(self.conn.execute("SELECT payload FROM rows WHERE ord = ?", [ord_]).fetchone()[0])
+
+    def in_at_order(self, batch: int = 10_000) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows by `at`, ties by their order of arrival (`ord`)."""
+        cursor = self.conn.execute(self.select_sql)
+        while rows := cursor.fetchmany(batch):
+            yield rows
+
+    def close(self) -> None:
+        self.conn.close()
+        self.dir.cleanup()
+
+
+# --------------------------------------------------------------------------- the import
+
+
+class _Import:
+    """State of one streaming import (one transaction).
+
+    The fresh events (those to append) are numbered n = 0, 1, ... in file order; what the checks need of
+    them is kept in columns (and refs / definitions grouped by entity kind), the rows only until inserted.
+    """
+
+    def __init__(self, store: EventStore, names: Sequence[str], rule_ids: Collection[str] | None) -> None:
+        self.store = store
+        self.conn = store.db.conn
+        self.names = names
+        self.rule_ids = rule_ids
+        self.parse_errors: list[InputError] = []
+        self.clash_errors: list[InputError] = []
+        self.valid = 0  # valid events read (appended or unchanged)
+        # the log before the import
+        self.base = store.last_seq()
+        self.known_ids: dict[str, int] | None = None  # id -> seq of the log's events, once in bulk mode
+        self.known_definitions: dict[tuple[str, str], int] | None = None
+        # fresh events
+        self.seen: dict[str, int] = {}  # id -> n
+        self.ids: list[str] = []
+        self.types: list[str] = []
+        self.ats = array("q")
+        self.lines = array("q")
+        self.file_starts: list[tuple[int, int]] = []  # (first n, file index)
+        self.defs: dict[str, tuple[list[str], array[int]]] = {}  # kind -> (ids, n)
+        self.refs: dict[tuple[str, ...], tuple[list[str], list[str], array[int], array[int]]] = {}
+        self.rules: dict[int, str] = {}
+        # where rows went
+        self.indexes = store.secondary_indexes()
+        self.bulk = False
+        self.inserted = 0  # rows inserted into events, in file order (n < inserted)
+        self.last_at: int | None = None
+        self.staging: _Staging | None = None
+        self.staged_min: int | None = None
+
+    @property
+    def fresh(self) -> int:
+        return len(self.ids)
+
+    # -- modes ----------------------------------------------------------------------
+
+    def go_bulk(self) -> None:
+        """Drop the indexes (recreated by `create_indexes`); the log's ids and definitions are read first."""
+        if self.base:
+            self.known_ids = self.store.stored_ids(self.base)
+            self.known_definitions = self.store.first_definitions(self.base)
+        self.drop_indexes()
+        self.bulk = True
+
+    def drop_indexes(self) -> None:
+        existing = {name for name, _ in self.store.secondary_indexes()}
+        for name, _ in self.indexes:
+            if name in existing:
+                self.conn.execute(f'DROP INDEX "{name}"')
+
+    def create_indexes(self) -> None:
+        existing = {name for name, _ in self.store.secondary_indexes()}
+        for name, sql in self.indexes:
+            if name not in existing:
+                self.conn.execute(sql)
+
+    # -- one chunk -------------------------------------------------------------------
+
+    def take(self, file_index: int, line_base: int, chunk: Chunk) -> None:
+        rows, numbers, defs, refs, rules, errors, _, ordered = chunk
+        self.valid += len(rows)
+        if errors:
+            self.parse_errors.extend(
+                InputError(file, line + line_base, kind, ident, field, message)
+                for file, line, kind, ident, field, message in errors
+            )
+        if self.parse_errors or not rows:
+            return  # the import fails: only the input errors are reported, nothing else to check
+        keep = self.dedupe(rows, self.names[file_index], [line_base + number for number in numbers])
+        if keep is not None:
+            rows, numbers, defs, refs, rules = _select(keep, rows, numbers, defs, refs, rules)
+            ordered = all(rows[i][3] <= rows[i + 1][3] for i in range(len(rows) - 1))
+            if not rows:
+                return
+        n = self.fresh
+        if not self.file_starts or self.file_starts[-1][1] != file_index:
+            self.file_starts.append((n, file_index))
+        self.ids.extend([row[0] for row in rows])
+        self.types.extend([row[1] for row in rows])
+        self.ats.extend([row[3] for row in rows])
+        self.lines.extend([line_base + number for number in numbers])
+        for kind, (ids, indexes) in defs.items():
+            group = self.defs.get(kind)
+            if group is None:
+                group = self.defs[kind] = ([], array("q"))
+            group[0].extend(ids)
+            group[1].extend([n + i for i in indexes])
+        for kinds, (fields, ids, indexes, positions) in refs.items():
+            entry = self.refs.get(kinds)
+            if entry is None:
+                entry = self.refs[kinds] = ([], [], array("q"), array("q"))
+            entry[0].extend(fields)
+            entry[1].extend(ids)
+            entry[2].extend([n + i for i in indexes])
+            entry[3].extend(positions)
+        for i, rule in rules:
+            self.rules[n + i] = rule
+        if not self.bulk and self.fresh >= max(BULK_MIN_ROWS, self.base):
+            self.go_bulk()
+        self.insert(n, rows, ordered)
+
+    def dedupe(self, rows: list[tuple[Any, ...]], file: str, lines: list[int]) -> list[int] | None:
+        """Record the chunk's ids; None if every row is fresh, else the indexes of the fresh rows.
+
+        Identical repeats (of the log's events or of earlier lines) are dropped; the same id with other
+        content is an error (and the row is dropped too).
+        """
+        ids = [row[0] for row in rows]
+        known = self.lookup_known(ids)
+        seen = self.seen
+        if not known and seen.keys().isdisjoint(ids):
+            before = len(seen)
+            seen.update(zip(ids, range(self.fresh, self.fresh + len(ids)), strict=True))
+            if len(seen) - before == len(ids):
+                return None
+            for ident in ids:  # repeats within the chunk: undo, go one by one
+                seen.pop(ident, None)
+        keep: list[int] = []
+        local: dict[int, str] = {}  # n -> payload, for the rows of this chunk
+        n = self.fresh
+        for i, row in enumerate(rows):
+            ident = row[0]
+            stored = known.get(ident)
+            if stored is not None:
+                if stored != row[8]:
+                    self.clash(file, lines[i], row, "an event already in the log")
+                continue
+            first = seen.get(ident)
+            if first is None:
+                seen[ident] = n
+                local[n] = row[8]
+                keep.append(i)
+                n += 1
+            elif (local[first] if first in local else self.payload_of(first)) != row[8]:
+                where = f"{file}:{lines[keep[first - self.fresh]]}" if first in local else self.where(first)
+                self.clash(file, lines[i], row, f"the event at {where}")
+        return keep
+
+    def clash(self, file: str, line: int, row: tuple[Any, ...], other: str) -> None:
+        self.clash_errors.append(InputError(file, line, row[1], row[0], "id", id_clash_message(other)))
+
+    def lookup_known(self, ids: list[str]) -> dict[str, str]:
+        """Payloads of the log's events (before this import) among `ids`."""
+        if not self.base:
+            return {}
+        if self.known_ids is None:
+            return self.store.stored_payloads(ids, self.base)
+        known_ids = self.known_ids
+        return {ident: self.store.payload_at(known_ids[ident]) for ident in ids if ident in known_ids}
+
+    def payload_of(self, n: int) -> str:
+        """Payload of fresh event n, wherever its row went."""
+        if n < self.inserted:
+            return self.store.payload_at(self.base + 1 + n)
+        assert self.staging is not None
+        return self.staging.payload(n)
+
+    def where(self, n: int) -> str:
+        """`file:line` of fresh event n."""
+        return f"{self.names[self.file_of(n)]}:{self.lines[n]}"
+
+    def file_of(self, n: int) -> int:
+        return self.file_starts[bisect.bisect_right(self.file_starts, (n, 1 << 62)) - 1][1]
+
+    def insert(self, n: int, rows: list[tuple[Any, ...]], ordered: bool) -> None:
+        if self.staging is None and ordered and (self.last_at is None or rows[0][3] >= self.last_at):
+            self.conn.executemany(INSERT_SQL, rows)
+            self.inserted += len(rows)
+            self.last_at = rows[-1][3]
+            return
+        if self.staging is None:
+            self.staging = _Staging()
+        self.staging.add(n, rows)
+        low = min(row[3] for row in rows)
+        self.staged_min = low if self.staged_min is None else min(self.staged_min, low)
+
+    # -- after the last chunk ---------------------------------------------------------------
+
+    def evaluation_order(self) -> list[int] | None:
+        """Fresh events (n) in evaluation order (`at`, ties in file order); None when that is file order."""
+        if self.staging is None:
+            return None  # rows went straight in: `at` never went back
+        return sorted(range(self.fresh), key=self.ats.__getitem__)  # stable
+
+    def check_references(self, order: list[int] | None) -> list[InputError]:
+        """Every reference names an entity defined earlier in evaluation order (log events win ties).
+
+        By positions in evaluation order: a reference is satisfied by a new definition at an earlier position
+        (so not by the event itself), or by a definition in the log at or before its `at`.
+        """
+        if order is None:
+            position = None
+        else:
+            position = array("q", bytes(8 * self.fresh))
+            for pos, n in enumerate(order):
+                position[n] = pos
+        first = self.first_definitions(position)
+        never = 1 << 62
+        pending: list[tuple[int, int, str, tuple[str, ...], str]] = []  # (position, j, field, kinds, id)
+        for kinds, (fields, ids, ns, js) in self.refs.items():
+            at_of = position.__getitem__ if position is not None else None
+            if len(kinds) == 1:
+                get = first.get(kinds[0], {}).get
+                if at_of is None:
+                    bad = [k for k, ident, n in zip(range(len(ids)), ids, ns, strict=True) if get(ident, never) >= n]
+                else:
+                    bad = [k for k, ident, n in zip(range(len(ids)), ids, ns, strict=True)
+                           if get(ident, never) >= at_of(n)]
+            else:
+                gets = [first.get(kind, {}).get for kind in kinds]
+                bad = [
+                    k for k, ident, n in zip(range(len(ids)), ids, ns, strict=True)
+                    if min(g(ident, never) for g in gets) >= (n if at_of is None else at_of(n))
+                ]
+            for k in bad:
+                n = ns[k]
+                pending.append((n if position is None else position[n], js[k], fields[k], kinds, ids[k]))
+        if pending and self.base:  # the log's definitions count when at or before the reference
+            known = self.known_definitions
+            if known is None:
+                known = self.lookup_definitions(pending)
+            ats = self.ats
+            n_at = (lambda pos: pos) if order is None else order.__getitem__
+            pending = [
+                p for p in pending if not any(known.get((kind, p[4]), never) <= ats[n_at(p[0])] for kind in p[3])
+            ]
+        if not pending:
+            return []
+        pending.sort()
+        return self.dangling_errors(first, order, pending)
+
+    def first_definitions(self, position: array[int] | None) -> dict[str, dict[str, int]]:
+        """kind -> id -> position (in evaluation order) of its first new definition."""
+        first: dict[str, dict[str, int]] = {}
+        for kind, (ids, ns) in self.defs.items():
+            if position is None:  # n ascending: the first occurrence must win, so insert in reverse
+                first[kind] = dict(zip(reversed(ids), reversed(ns), strict=True))
+            else:
+                pairs = sorted(zip(ids, [position[n] for n in ns], strict=True), key=lambda p: -p[1])
+                first[kind] = dict(pairs)
+        return first
+
+    def lookup_definitions(
+        self, refs: list[tuple[int, int, str, tuple[str, ...], str]]
+    ) -> dict[tuple[str, str], int]:
+        """The log's first definitions of the entities `refs` name (by the entity index)."""
+        wanted: dict[str, set[str]] = {}
+        for *_, kinds, ident in refs:
+            for kind in kinds:
+                wanted.setdefault(kind, set()).add(ident)
+        found: dict[tuple[str, str], int] = {}
+        for kind, ids in wanted.items():
+            for ident, at_us in self.store.first_definitions_of(kind, sorted(ids), self.base).items():
+                found[(kind, ident)] = at_us
+        return found
+
+    def dangling_errors(
+        self,
+        first: dict[str, dict[str, int]],
+        order: list[int] | None,
+        dangling: list[tuple[int, int, str, tuple[str, ...], str]],
+    ) -> list[InputError]:
+        errors = []
+        for pos, _, field, kinds, ident in dangling:
+            n = pos if order is None else order[pos]
+            found = next((first[kind][ident] for kind in kinds if ident in first.get(kind, {})), None)
+            where = None
+            if found is not None:
+                definer = found if order is None else order[found]
+                where = (_datetime(self.ats[definer]), self.where(definer))
+            message = dangling_message(field, kinds, ident, _datetime(self.ats[n]), where)
+            errors.append(self.located(n, field, message))
+        return errors
+
+    def check_rules(self) -> list[InputError]:
+        if self.rule_ids is None:
+            return []
+        return [
+            self.located(n, "rule", unknown_rule_message(rule, self.rule_ids))
+            for n, rule in sorted(self.rules.items())
+            if rule not in self.rule_ids
+        ]
+
+    def located(self, n: int, field: str | None, message: str) -> InputError:
+        return InputError(self.names[self.file_of(n)], self.lines[n], self.types[n], self.ids[n], field, message)
+
+    def place_staged_rows(self) -> None:
+        """Insert the staged rows so that the log records every new row in evaluation order."""
+        staging = self.staging
+        assert staging is not None
+        low, high = self.staged_min, self.last_at
+        if self.inserted and low is not None and high is not None and low < high:
+            # some staged rows go before some of the prefix: take the prefix back, re-insert everything
+            columns = ", ".join(COLUMNS)
+            cursor = self.conn.execute(f"SELECT {columns} FROM events WHERE seq > ? ORDER BY seq", [self.base])
+            n = 0
+            while rows := cursor.fetchmany(10_000):
+                staging.add(n, rows)
+                n += len(rows)
+            self.conn.execute("ROLLBACK TO forewarn_import")
+            if self.bulk:
+                self.drop_indexes()
+        for rows in staging.in_at_order():
+            self.conn.executemany(INSERT_SQL, rows)
+
+    def close(self) -> None:
+        if self.staging is not None:
+            self.staging.close()
+            self.staging = None
+
+
+def _select(
+    keep: list[int],
+    rows: list[tuple[Any, ...]],
+    numbers: list[int],
+    defs: Defs,
+    refs: Refs,
+    rules: list[tuple[int, str]],
+) -> tuple[list[tuple[Any, ...]], list[int], Defs, Refs, list[tuple[int, str]]]:
+    """The chunk restricted to the rows `keep` (renumbered)."""
+    new = {old: i for i, old in enumerate(keep)}
+    kept_defs: Defs = {}
+    for kind, (ids, indexes) in defs.items():
+        pairs = [(ident, new[i]) for ident, i in zip(ids, indexes, strict=True) if i in new]
+        kept_defs[kind] = ([p[0] for p in pairs], [p[1] for p in pairs])
+    kept_refs: Refs = {}
+    for kinds, (fields, ids, indexes, positions) in refs.items():
+        ks = [k for k, i in enumerate(indexes) if i in new]
+        kept_refs[kinds] = ([fields[k] for k in ks], [ids[k] for k in ks], [new[indexes[k]] for k in ks],
+                            [positions[k] for k in ks])
+    return (
+        [rows[i] for i in keep],
+        [numbers[i] for i in keep],
+        kept_defs,
+        kept_refs,
+        [(new[i], rule) for i, rule in rules if i in new],
+    )
+
+
+def _datetime(at_us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=at_us)
+
+
+@contextlib.contextmanager
+def _bulk_settings(conn: sqlite3.Connection) -> Iterator[None]:
+    """A larger page cache and sorter threads for the duration of an import (restored after)."""
+    cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+    threads = conn.execute("PRAGMA threads").fetchone()[0]
+    conn.execute(f"PRAGMA cache_size = {-CACHE_KIB}")
+    conn.execute("PRAGMA threads = 2")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA cache_size = {int(cache)}")
+        conn.execute(f"PRAGMA threads = {int(threads)}")
+
+
+def import_streaming(
+    store: EventStore,
+    paths: Sequence[str | Path],
+    rule_ids: Collection[str] | None = None,
+    progress: Progress | None = None,
+    workers: int | None = None,
+    chunk_bytes: int | None = None,
+) -> tuple[int, int, list[InputError]]:
+    """(appended, unchanged, errors); with errors, nothing was changed."""
+    units, total = _plan(paths, chunk_bytes or CHUNK_BYTES)
+    names = [str(p) for p in paths]
+    workers = _worker_count(workers, total)
+    with gc_paused(), _pool(workers) as pool, _bulk_settings(store.db.conn):  # workers fork before the transaction
+        chunks = _chunks(units, paths, pool, workers)
+        try:
+            return _run(store, names, rule_ids, progress, chunks, total)
+        finally:
+            chunks.close()
+
+
+def _run(
+    store: EventStore,
+    names: Sequence[str],
+    rule_ids: Collection[str] | None,
+    progress: Progress | None,
+    chunks: Iterator[tuple[int, Chunk | str, int]],
+    total: int,
+) -> tuple[int, int, list[InputError]]:
+    store.begin_exclusive()  # validation and append see the same log
+    try:
+        state = _Import(store, names, rule_ids)
+    except BaseException:
+        store.rollback()
+        raise
+    unreadable: set[int] = set()
+    try:
+        if total // EST_BYTES_PER_EVENT >= max(BULK_MIN_ROWS, state.base):
+            state.go_bulk()
+        store.db.conn.execute("SAVEPOINT forewarn_import")
+        line_base = 0
+        current = -1
+        for file_index, chunk, size in chunks:
+            if file_index != current:
+                current, line_base = file_index, 0
+            if isinstance(chunk, str):
+                if file_index not in unreadable:
+                    unreadable.add(file_index)
+                    state.parse_errors.append(
+                        InputError(names[file_index], 0, None, None, None, f"cannot read: {chunk}")
+                    )
+            else:
+                state.take(file_index, line_base, chunk)
+                line_base += chunk[6]
+            if progress is not None:
+                progress(size)
+        if state.parse_errors:
+            store.rollback()
+            return 0, 0, state.parse_errors
+        order = state.evaluation_order()
+        errors = [*state.clash_errors, *state.check_references(order), *state.check_rules()]
+        if errors:
+            store.rollback()
+            return 0, 0, errors
+        if state.staging is not None:
+            state.place_staged_rows()
+        store.db.conn.execute("RELEASE forewarn_import")
+        appended = state.fresh
+        if not appended:
+            store.rollback()  # nothing to append: leave the log exactly as it was
+            return 0, state.valid, []
+        if state.bulk:
+            state.create_indexes()
+    except BaseException:
+        store.rollback()
+        raise
+    finally:
+        state.close()
+    store.commit()
+    return appended, state.valid - appended, []
