@@ -411,3 +411,24 @@ def test_timestamp_columns_match_the_plain_formulas() -> None:
         assert _utc_text(t) == t.isoformat().replace("+00:00", "Z")
         delta = t - datetime(1970, 1, 1, tzinfo=UTC)
         assert _epoch_us(t) == (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def test_fast_canonical_form_is_canonical_json() -> None:
+    from forewarn.events import EVENT_ADAPTER, canonical_json
+    from forewarn.events.parse import _canonical
+
+    paths = [QUARTER, SAMPLES / "quarter-lifecycle.jsonl", SAMPLES / "basic.jsonl", *(DATA / "good").glob("*.jsonl")]
+    for path in paths:
+        for raw in path.read_bytes().splitlines():
+            event = EVENT_ADAPTER.validate_json(raw)
+            assert _canonical(event) == canonical_json(event)
+
+
+def test_fast_canonical_form_defers_to_canonical_json_if_they_ever_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    from forewarn.events import EVENT_ADAPTER, parse
+
+    monkeypatch.setattr(parse, "canonical_json", lambda event: "changed")
+    monkeypatch.setattr(parse, "_calls", 0)
+    monkeypatch.setattr(parse, "_fast", True)
+    event = EVENT_ADAPTER.validate_json(QUARTER_LINES[0])
+    assert [parse._canonical(event) for _ in range(3)] == ["changed"] * 3

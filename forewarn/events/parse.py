@@ -125,9 +125,37 @@ def validate_line(
             return None
         return _explain(exc, line, file, number)
     try:
-        return event, canonical_json(event)
+        return event, _canonical(event)
     except (TypeError, ValueError) as exc:  # orjson: data JSON cannot hold, e.g. in `meta`
         return [InputError(file, number, event.type, event.id, None, f"cannot be stored: {exc}")]
+
+
+_CANONICAL_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z
+_CHECK_EVERY = 4096
+_calls = 0
+_fast = True
+
+
+def _canonical(event: Event) -> str:
+    """`canonical_json(event)`, without `model_dump`'s per-call overhead (about 0.8 us of 3).
+
+    `model_dump(by_alias=True, exclude_defaults=True)` is this serializer call; every few thousand events
+    (and the first) the result is compared with `canonical_json` itself, and should they ever differ
+    (`canonical_json` changed), `canonical_json` is used from then on.
+    """
+    global _calls, _fast
+    if _fast:
+        data = event.__pydantic_serializer__.to_python(event, by_alias=True, exclude_defaults=True)
+        text = orjson.dumps(data, option=_CANONICAL_OPTIONS).decode()
+        _calls += 1
+        if _calls % _CHECK_EVERY != 1:
+            return text
+        slow = canonical_json(event)
+        if slow == text:
+            return text
+        _fast = False
+        return slow
+    return canonical_json(event)
 
 
 def _stdlib_json(line: bytes) -> object:
