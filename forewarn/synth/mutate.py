@@ -47,6 +47,7 @@ class Log:
     touched: set[str] = field(default_factory=set)  # communication ids already mutated
     subjects_touched: set[tuple[str, str, str]] = field(default_factory=set)  # (subject, customer, rule)
     _lifecycles: dict[str, list[dict[str, object]]] | None = field(default=None, repr=False)
+    _upserts: dict[str, list[tuple[datetime, str]]] | None = field(default=None, repr=False)
 
     def comms(self, kind: str) -> list[dict[str, object]]:
         return [
@@ -103,10 +104,15 @@ class Log:
 
     def enterprise_at(self, customer: str, t: datetime) -> bool:
         """Whether the customer's latest upsert at or before `t` puts it on the enterprise plan."""
+        if self._upserts is None:  # mutations never change customers: index them once
+            self._upserts = {}
+            for e in self.events:
+                if e["type"] == "customer.upserted":
+                    self._upserts.setdefault(str(e["customer"]), []).append((_at(e), str(e["plan"])))
         plan = None
-        for e in self.events:
-            if e["type"] == "customer.upserted" and e["customer"] == customer and _at(e) <= t:
-                plan = e["plan"]
+        for at, p in self._upserts.get(customer, ()):
+            if at <= t:
+                plan = p
         return plan == "enterprise"
 
     def remove(self, *events: dict[str, object] | None) -> None:
@@ -149,13 +155,16 @@ def _pick(
     log: Log, rng: random.Random, kind: str, rule: str, ok: Callable[[dict[str, object]], bool] = lambda c: True
 ) -> dict[str, object] | None:
     """A random unclaimed communication of `kind` that `ok` accepts, claimed for `rule`."""
-    candidates = [
-        c
-        for c in log.comms(kind)
-        if ok(c) and (rule not in PER_COMMUNICATION or log.enterprise_at(str(c["customer"]), _at(c)))
-    ]
+    candidates = log.comms(kind)
     rng.shuffle(candidates)
-    return next((c for c in candidates if log.claim(c, rule)), None)
+    # Tested lazily, in random order: the first acceptable one is taken (the same choice as filtering
+    # all first, without testing every communication of a large log).
+    fits = (
+        c
+        for c in candidates
+        if ok(c) and (rule not in PER_COMMUNICATION or log.enterprise_at(str(c["customer"]), _at(c)))
+    )
+    return next((c for c in fits if log.claim(c, rule)), None)
 
 
 def _drop(kind: str, rule: str, needs_stable: bool = True, no_updates: bool = False) -> Mutation:
