@@ -117,7 +117,7 @@ def _references(event: EventBase) -> list[tuple[str, tuple[str, ...], str]]:
         return [(ref.field, ref.kinds, ref.id) for ref in event.references()]
     fields, has_customers = plan
     data = event.__dict__
-    out = [(name, kinds, value) for name, kinds in fields if (value := data[name]) is not None]
+    out = [(name, kinds, data[name]) for name, kinds in fields if data[name] is not None]
     if has_customers:
         customers = data["customers"]
         if customers != "all":
@@ -179,7 +179,8 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
                 group = defs[defined[0]] = ([], [])
             group[0].append(defined[1])
             group[1].append(i)
-        for j, (field, kinds, ident) in enumerate(_references(event)):
+        j = 0
+        for field, kinds, ident in _references(event):
             entry = refs.get(kinds)
             if entry is None:
                 entry = refs[kinds] = ([], [], [], [])
@@ -187,6 +188,7 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
             entry[1].append(ident)
             entry[2].append(i)
             entry[3].append(j)
+            j += 1
         if isinstance(event, WaiverGranted):
             rules.append((i, event.rule))
     return rows, numbers, defs, refs, rules, errors, number, ordered

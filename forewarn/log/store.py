@@ -52,6 +52,20 @@ COLUMNS = ("id", "type", "at", "at_us", "subject", "customer", "entity_kind", "e
 INSERT_SQL = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
+_AT_COLUMNS: dict[datetime, tuple[str, int]] = {}
+_AT_COLUMNS_LIMIT = 4096
+
+
+def _at_columns(at: datetime) -> tuple[str, int]:
+    """(`at` text, `at_us`) of an instant, memoised (bounded): many events share their `at`."""
+    hit = _AT_COLUMNS.get(at)  # aware datetimes are equal (and hash alike) when the instant is: exact
+    if hit is None:
+        if len(_AT_COLUMNS) >= _AT_COLUMNS_LIMIT:
+            _AT_COLUMNS.clear()
+        hit = _AT_COLUMNS[at] = (_utc_text(at), _epoch_us(at))
+    return hit
+
+
 def row_values(event: Event, canonical: str) -> tuple[object, ...]:
     """The column values stored for one event (see `EventStore._create` and `COLUMNS`)."""
     data = event.__dict__
@@ -62,13 +76,13 @@ def row_values(event: Event, canonical: str) -> tuple[object, ...]:
             subject = value
             break
     kind = event.type
-    at = event.at
+    at_text, at_us = _at_columns(event.at)
     entity_kind = ENTITY_OF.get(kind)
     return (
         event.id,
         kind,
-        _utc_text(at),
-        _epoch_us(at),
+        at_text,
+        at_us,
         subject,
         data.get("customer"),
         entity_kind,
