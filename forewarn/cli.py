@@ -143,8 +143,11 @@ def _refuse_databases(paths: Sequence[str]) -> None:
 
 def batch_process() -> None:
     """A command that loads a whole log and exits: the cyclic GC only costs time here (millions of
-    acyclic objects are scanned again and again), and the process's memory is returned at exit."""
-    gc.disable()
+    acyclic objects are scanned again and again), and the process's memory is returned at exit.
+    Re-enabled when the command ends, for callers that run commands in process (tests)."""
+    if gc.isenabled():
+        gc.disable()
+        click.get_current_context().call_on_close(gc.enable)
 
 
 def write_output(text: str, output: str | None) -> None:
