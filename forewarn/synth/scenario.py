@@ -136,7 +136,7 @@ class Scenario:
             return
         if not emergency and roll < 0.2:  # rescheduled (before or after the notice deadline)
             when = opened + timedelta(days=1) if roll < 0.15 else start - timedelta(hours=10)
-            start = start + timedelta(days=rng.choice([5, 7, 9]))
+            start = start + timedelta(days=rng.choice([10, 12, 14]))  # more than any holiday stretch
             end = start + timedelta(hours=2)
             self.add("maintenance.rescheduled", when, maintenance=mid, start=_t(start), end=_t(end))
         self.add("maintenance.started", start, maintenance=mid)
