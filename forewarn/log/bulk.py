@@ -59,6 +59,8 @@ CACHE_KIB = 64 * 1024
 """SQLite page cache while inserting (KiB)."""
 INDEX_CACHE_KIB = 2_000
 """SQLite page cache while building the indexes (KiB): the sorter's runs stay small."""
+LOCAL_AHEAD = 2
+"""Ranges validated by the main process while it waits for a worker, at most (each is held until its turn)."""
 STREAM_LINES = 10_000
 """Lines per unit of work for inputs that cannot be cut into byte ranges (pipes)."""
 
@@ -179,8 +181,7 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
                 group = defs[defined[0]] = ([], [])
             group[0].append(defined[1])
             group[1].append(i)
-        j = 0
-        for field, kinds, ident in _references(event):
+        for j, (field, kinds, ident) in enumerate(_references(event)):
             entry = refs.get(kinds)
             if entry is None:
                 entry = refs[kinds] = ([], [], [], [])
@@ -188,7 +189,6 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
             entry[1].append(ident)
             entry[2].append(i)
             entry[3].append(j)
-            j += 1
         if isinstance(event, WaiverGranted):
             rules.append((i, event.rule))
     return rows, numbers, defs, refs, rules, errors, number, ordered
@@ -274,7 +274,8 @@ def _stream_chunks(path: str | Path, name: str) -> Iterator[tuple[Chunk | str, i
 
 
 def _worker_count(requested: int | None, total: int) -> int:
-    """Worker processes: as requested, or $FOREWARN_IMPORT_WORKERS, or one per CPU (up to 4) for large inputs."""
+    """Processes that validate, this one included: as requested, or $FOREWARN_IMPORT_WORKERS, or for large
+    inputs one per CPU (up to 4). This process inserts, and validates too whenever it would wait."""
     if requested is None and os.environ.get("FOREWARN_IMPORT_WORKERS", "").isdigit():
         requested = int(os.environ["FOREWARN_IMPORT_WORKERS"])
     if requested is not None:
@@ -285,16 +286,16 @@ def _worker_count(requested: int | None, total: int) -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return min(cpus, 4)
+    return max(1, min(cpus, 4))
 
 
 @contextlib.contextmanager
 def _pool(workers: int) -> Iterator[Any]:
-    """A pool of `workers` forked processes, or None for validating in this process."""
+    """A pool of `workers - 1` forked processes, or None for validating in this process only."""
     if workers <= 1:
         yield None
         return
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+    with multiprocessing.get_context("fork").Pool(workers - 1, initializer=_init_worker) as pool:
         yield pool
 
 
@@ -303,7 +304,8 @@ def _chunks(
 ) -> Iterator[tuple[int, Chunk | str, int]]:
     """(file index, chunk or "cannot read" reason, bytes) for every unit, in order.
 
-    With workers, ranges are validated by a pool of forked processes, a few units ahead of the consumer.
+    With workers, ranges are validated by a pool of forked processes, a few units ahead of the consumer;
+    rather than wait for one, this process validates the next unclaimed range itself (no marshalling then).
     """
     names = [str(p) for p in paths]
     if pool is None:
@@ -316,26 +318,41 @@ def _chunks(
             else:
                 yield index, arg, 0
         return
-    ranges = [(i, u) for i, u in enumerate(units) if u[0] == "range"]
-    pending: dict[int, Any] = {}
-    ahead = 2 * workers + 2  # bounded read-ahead: finished chunks wait as compact blobs
-    submitted = 0
+    ranges = [i for i, unit in enumerate(units) if unit[0] == "range"]  # positions, in order
+    futures: dict[int, Any] = {}  # validated by a worker
+    local: dict[int, Chunk | str] = {}  # validated here, while waiting for a worker
+    claimed = 0  # ranges[:claimed] are with a worker, here, or done
 
-    def submit_until(limit: int) -> None:
-        nonlocal submitted
-        while submitted < len(ranges) and len(pending) < limit:
-            position, (_, index, (start, end)) = ranges[submitted]
-            pending[position] = pool.apply_async(_parse_range_marshalled, (str(paths[index]), names[index], start, end))
-            submitted += 1
+    def parse_here(position: int) -> Chunk | str:
+        _, index, (start, end) = units[position]
+        return _parse_range(str(paths[index]), names[index], start, end)
 
-    submit_until(ahead)
+    def submit() -> None:
+        nonlocal claimed
+        while claimed < len(ranges) and len(futures) < 2 * (workers - 1):
+            position = ranges[claimed]
+            _, index, (start, end) = units[position]
+            futures[position] = pool.apply_async(_parse_range_marshalled, (str(paths[index]), names[index], start, end))
+            claimed += 1
+
+    submit()
     for position, (kind, index, arg) in enumerate(units):
         if kind == "range":
-            waiting = time.perf_counter()
-            blob = pending.pop(position).get()
-            _trace.waited += time.perf_counter() - waiting
-            submit_until(ahead)
-            yield index, marshal.loads(blob), arg[1] - arg[0]
+            if position in local:
+                chunk = local.pop(position)
+            elif position in futures:
+                future = futures.pop(position)
+                while not future.ready() and claimed < len(ranges) and len(local) < LOCAL_AHEAD:
+                    local[ranges[claimed]] = parse_here(ranges[claimed])  # rather than wait: the next unclaimed
+                    claimed += 1
+                waiting = time.perf_counter()
+                chunk = marshal.loads(future.get())
+                _trace.waited += time.perf_counter() - waiting
+            else:  # the next unclaimed one
+                claimed += 1
+                chunk = parse_here(position)
+            submit()
+            yield index, chunk, arg[1] - arg[0]
         elif kind == "stream":
             for chunk, size in _stream_chunks(paths[index], names[index]):
                 yield index, chunk, size

@@ -83,8 +83,9 @@ def import_files(
 ) -> ImportResult:
     """Validate every file and append everything in one transaction, or nothing.
 
-    Streams (see `forewarn.log.bulk`): large inputs are validated by `workers` processes (default: one per
-    CPU, when the input is large), rows are inserted as they come and the transaction rolled back on error.
+    Streams (see `forewarn.log.bulk`): large inputs are validated by `workers` processes, this one included
+    (default: one per CPU when the input is large; 1: this process only), rows are inserted as they come and
+    the transaction is rolled back on error.
     """
     appended, unchanged, errors = import_streaming(store, paths, rule_ids, progress, workers)
     if errors:
