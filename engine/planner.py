@@ -79,9 +79,10 @@ def make_plan(evaluation: Evaluation) -> Plan:
     due: list[Due] = []
     upcoming: list[Due] = []
     for outcome in evaluation.outcomes:
-        if outcome.status != "pending":
-            continue
         ob = outcome.obligation
+        on_time_now = outcome.status == "violated" and outcome.problem == "missing" and ob.not_after == now
+        if outcome.status != "pending" and not on_time_now:  # sent at its deadline, a notice is on time
+            continue
         sent = count_in_window(ob, comms)
         start = max(ob.opened, ob.not_before)
         if sent:  # a further communication (the promised update): late in the interval
@@ -227,9 +228,11 @@ def delivery_alerts(
 
 
 def obligation_key(ob: Obligation) -> str:
-    """A stable name for one obligation: rule/subject/customer/opened/deadline."""
+    """A stable name for one obligation: rule/subject/customer/trigger event/opened/deadline (two
+    extensions recorded at the same instant are two obligations, and get two communications)."""
     return (
-        f"{ob.rule}/{ob.subject_kind}:{ob.subject}/{ob.customer}/{ob.opened:%Y%m%dT%H%M%S}/{ob.not_after:%Y%m%dT%H%M%S}"
+        f"{ob.rule}/{ob.subject_kind}:{ob.subject}/{ob.customer}/{ob.moment.event_id}"
+        f"/{ob.opened:%Y%m%dT%H%M%S}/{ob.not_after:%Y%m%dT%H%M%S}"
     )
 
 
@@ -338,6 +341,8 @@ def _content(history: SubjectHistory, kind: str, pos: int, now: datetime) -> tup
                     states["next_update_by"] = ext.next_update_by
         if version is not None and kind in ("advance_notice", "emergency", "extension", "start_reminder"):
             end = history.end_in_force_at(pos) or version.end
+            if end <= version.start:  # an extension "ending" before the window began: keep the window's end
+                end = version.end
             invitation = Invitation(
                 uid=f"{history.id}@forewarn",
                 sequence=version.number - 1 + bisect_right(history.extension_positions, pos),

@@ -37,6 +37,10 @@ def replay(engine: Engine, start: datetime, end: datetime, max_passes: int = 100
         result = engine.run_once(t)
         passes += 1
         sent += len(result.sent)
+        while result.sent and passes < max_passes:  # what it sent may make more due at the same instant
+            result = engine.run_once(t)
+            passes += 1
+            sent += len(result.sent)
         while i < len(times) and times[i] <= t:
             i += 1
         candidates = [times[i]] if i < len(times) else []

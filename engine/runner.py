@@ -145,7 +145,13 @@ class Engine:
     def _deliver(self, entry: outbox.Entry, at: datetime, result: PassResult) -> tuple[Draft, str] | None:
         """Render and deliver one claimed entry; (draft, Subject) once the server accepted it."""
         draft = entry.draft
-        message = render(draft, at)
+        try:
+            message = render(draft, at)
+        except ValueError as exc:  # RenderError: this draft cannot be sent; the others still are
+            error = f"cannot render: {exc}"
+            self._commit(lambda: outbox.mark(self.conn, draft.message_id, outbox.FAILED, error))
+            result.failed.append((draft.message_id, error))
+            return None
         if entry.state != outbox.DELIVERED:
             try:
                 with_retries(

@@ -1,0 +1,94 @@
+"""Shrunk counterexamples the property tests found, as plain tests (each fixed at its root)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from forewarn.audit.findings import AuditResult, audit
+from forewarn.engine.replay import MemoryDelivery, replay
+from forewarn.engine.runner import Engine
+from forewarn.events import check_log, evaluation_order, parse_lines
+from forewarn.log.source import read_store
+from forewarn.log.store import EventStore
+from forewarn.policy.loader import load_policy
+
+HERE = Path(__file__).parent
+POLICY = load_policy()
+
+
+def engine_made(case: str, settle: bool = False) -> tuple[AuditResult, Engine]:
+    """Import the case's lifecycle, step the real engine through it (engine/replay.py, or as `run_forever`
+    drives it when `settle`), and audit what it left, three days after the last event."""
+    lines = (HERE / case).read_text(encoding="utf-8").splitlines()
+    parsed, errors = parse_lines(lines, case)
+    assert not errors, errors
+    fresh, errors = check_log(parsed, rule_ids=POLICY.ids)
+    assert not errors, errors
+    store = EventStore.memory()
+    store.append(evaluation_order(fresh))
+    engine = Engine(store, POLICY, MemoryDelivery())
+    first, last = fresh[0].event.at, max(s.event.at for s in fresh) + timedelta(days=3)
+    if settle:
+        settled(engine, first, last)
+    else:
+        replay(engine, first, last)
+    return audit(read_store(store), POLICY, last), engine
+
+
+def settled(engine: Engine, start: datetime, end: datetime) -> None:
+    """A pass at every event time and every wake; after a pass that sent, plan afresh (as `run_forever` does)."""
+    times = sorted({t for t in engine.store_times() if start <= t <= end} | {start})
+    t: datetime | None = start
+    while t is not None and t <= end:
+        while engine.run_once(t).sent:
+            pass
+        wake = engine.plan(t).next_wake()
+        t = min([x for x in times if x > t] + ([wake] if wake is not None and wake > t else []), default=None)
+
+
+def problems(result: AuditResult) -> list[tuple[str, str, str, str]]:
+    return sorted((f.rule, f.problem, f.subject, f.customer) for f in result.findings)
+
+
+# Fixed: BUG-1 (engine/planner.py make_plan): an obligation whose deadline is the instant it opens is never pending
+# (matching: pending iff not_after > as_of), so the engine sends nothing although a notice sent then is on time
+# (policy.md: s <= deadline)
+def test_bug1_a_notice_that_opens_at_its_deadline_is_sent_then() -> None:
+    # Tue 2026-03-03 09:00 UTC, no country: one business day before is Mon 09:00, the very instant it is scheduled.
+    result, _ = engine_made("bug1-notice-opened-at-its-deadline.jsonl")
+    assert problems(result) == []  # actual: advance-notice missing mx-1 cust-1
+
+
+# Fixed: BUG-2 (engine/replay.py): after a pass that sent the extension notice, replay takes its next wake from the
+# plan made before sending, where the promised update was 'due', so it never wakes for it
+def test_bug2_replay_sends_the_promised_update() -> None:
+    result, _ = engine_made("bug2-replay-forgets-the-promised-update.jsonl")
+    assert problems(result) == []  # actual: update-cadence missing mx-1 cust-1 (1 of 2)
+
+
+def test_bug2_the_engine_run_as_run_forever_runs_it_sends_the_promised_update() -> None:
+    """The same log driven pass after pass: the engine itself plans the update right."""
+    result, _ = engine_made("bug2-replay-forgets-the-promised-update.jsonl", settle=True)
+    assert problems(result) == []
+
+
+# Fixed: BUG-3 (engine/planner.py _content + engine/runner.py run_once): an extension whose new end is not after the
+# window start gives an invitation with end <= start; render raises RenderError, uncaught, and every pass aborts:
+# nothing else due is sent either
+def test_bug3_an_extension_ending_before_the_window_starts_does_not_stop_the_engine() -> None:
+    result, _ = engine_made("bug3-extension-ending-before-the-window-crashes-the-engine.jsonl")
+    # scheduled after its notice deadline, and never completed: only what no sender could prevent
+    assert {(rule, problem) for rule, problem, _s, _c in problems(result)} <= {
+        ("advance-notice", "missing"),
+        ("extension-notice", "overrun"),
+    }
+
+
+# Fixed: BUG-4 (engine/planner.py obligation_key / _draft ids, engine/runner.py _record): two obligations with the
+# same rule, subject, customer, opening and deadline (two extensions recorded at the same instant with the same next
+# update) get one communication id; the batch record then inserts it twice: sqlite3.IntegrityError, and every later
+# pass fails the same way (delivered, never recorded)
+def test_bug4_two_identical_extensions_at_once_are_both_served() -> None:
+    result, _ = engine_made("bug4-identical-extensions-crash-the-engine.jsonl", settle=True)
+    assert problems(result) == []
