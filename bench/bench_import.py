@@ -1,6 +1,7 @@
 """Benchmark `forewarn import`: a JSONL file into a fresh database, N times, in a subprocess.
 
     .venv/bin/python bench/bench_import.py /tmp/big/year.jsonl -n 5
+    .venv/bin/python bench/bench_import.py /tmp/big/year.jsonl -n 5 --env FOREWARN_IMPORT_WORKERS=1
 
 Prints, per run and as median/min/max: events/s (appended events / wall time of the whole command,
 interpreter start-up and policy loading included), wall seconds, CPU seconds (user+sys of the command and
@@ -108,6 +109,9 @@ def main() -> None:
     parser.add_argument(
         "--forewarn", default=None, help="command to run instead of .venv/bin/forewarn (e.g. an older checkout)"
     )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="e.g. FOREWARN_IMPORT_WORKERS=1 (repeatable)"
+    )
     args = parser.parse_args()
     if args.forewarn:
         FOREWARN[:] = args.forewarn.split()
@@ -116,7 +120,7 @@ def main() -> None:
     runs = []
     try:
         for i in range(args.runs):
-            r = run_once(args.jsonl, workdir, {})
+            r = run_once(args.jsonl, workdir, dict(item.split("=", 1) for item in args.env))
             runs.append(r)
             print(
                 f"run {i + 1}: {r['events']} events in {r['wall_s']:.2f} s = {r['events_per_s']:,.0f} events/s;"

@@ -131,6 +131,15 @@ def test_sample_in_one_import(tmp_path: Path, mode: int) -> None:
     same(tmp_path, [[QUARTER], [QUARTER], [SAMPLES / "basic.jsonl"]], mode)
 
 
+@pytest.mark.parametrize("chunk", [500, 5_000])
+def test_more_workers_than_cpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    monkeypatch.setattr(bulk, "CHUNK_BYTES", chunk)
+    lines = list(QUARTER_LINES)
+    random.Random(chunk).shuffle(lines)
+    shuffled = write(tmp_path / "shuffled.jsonl", lines)
+    same(tmp_path, [[QUARTER], [shuffled, QUARTER]], 4)
+
+
 def test_shuffled_lines_are_recorded_in_evaluation_order(tmp_path: Path, mode: int) -> None:
     lines = list(QUARTER_LINES)
     random.Random(7).shuffle(lines)

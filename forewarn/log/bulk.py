@@ -86,8 +86,11 @@ class _Trace:
     def __call__(self, label: str) -> None:
         if self.on:
             wall, cpu = time.perf_counter(), time.process_time()
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
             print(f"import: {label:<28} {wall - self.wall:7.2f} s wall {cpu - self.cpu:7.2f} s cpu"
-                  f"  (total {wall - self.start:.2f} s)", file=sys.stderr)
+                  f"  (total {wall - self.start:.2f} s, peak RSS {peak} MiB)", file=sys.stderr)
             self.wall, self.cpu = wall, cpu
 
 
@@ -426,6 +429,7 @@ class _Import:
         self.defs: dict[str, tuple[list[str], array[int]]] = {}  # kind -> (ids, n)
         self.refs: dict[tuple[str, ...], tuple[list[str], list[str], array[int], array[int]]] = {}
         self.rules: dict[int, str] = {}
+        self.shared: dict[str, str] = {}  # one string per referenced id (customers are named by many events)
         # where rows went
         self.indexes = store.secondary_indexes()
         self.bulk = False
@@ -496,12 +500,13 @@ class _Import:
                 group = self.defs[kind] = ([], array("q"))
             group[0].extend(ids)
             group[1].extend(map(n.__add__, indexes))
+        shared = self.shared.setdefault
         for kinds, (fields, ids, indexes, positions) in refs.items():
             entry = self.refs.get(kinds)
             if entry is None:
                 entry = self.refs[kinds] = ([], [], array("q"), array("q"))
             entry[0].extend(fields)
-            entry[1].extend(ids)
+            entry[1].extend(map(shared, ids, ids))
             entry[2].extend(map(n.__add__, indexes))
             entry[3].extend(positions)
         for i, rule in rules:
