@@ -563,7 +563,8 @@ class _Import:
         if self.known_ids is None:
             return self.store.stored_payloads(ids, self.base)
         known_ids = self.known_ids
-        return {ident: self.store.payload_at(known_ids[ident]) for ident in ids if ident in known_ids}
+        seqs = {known_ids[ident]: ident for ident in ids if ident in known_ids}
+        return {seqs[seq]: payload for seq, payload in self.store.payloads_at(list(seqs)).items()}
 
     def payload_of(self, n: int) -> str:
         """Payload of fresh event n, wherever its row went."""

@@ -208,6 +208,16 @@ class EventStore:
     def payload_at(self, seq: int) -> str:
         return str(self.db.execute("SELECT payload FROM events WHERE seq = ?", [seq]).fetchone()[0])
 
+    def payloads_at(self, seqs: Sequence[int]) -> dict[int, str]:
+        """seq -> payload of the events recorded as `seqs`."""
+        found: dict[int, str] = {}
+        chunk = 500
+        for i in range(0, len(seqs), chunk):
+            part = seqs[i : i + chunk]
+            rows = self.db.execute(f"SELECT seq, payload FROM events WHERE seq IN ({','.join('?' * len(part))})", part)
+            found.update(rows.fetchall())
+        return found
+
     def first_definitions(self, upto_seq: int) -> dict[tuple[str, str], int]:
         """(entity kind, id) -> earliest `at` (epoch microseconds) among events up to `upto_seq`."""
         rows = self.db.execute(
