@@ -47,7 +47,9 @@ class PassResult:
     plan: Plan | None = None
 
 
-def _events_for(draft: Draft, ticket: str, at: datetime, subject_line: str) -> list[dict[str, object]]:
+def recorded_events(
+    draft: Draft, ticket: str, at: datetime, subject_line: str, ticket_at: datetime | None = None
+) -> list[dict[str, object]]:
     """The communication.sent and ticket.opened events that record a delivered draft."""
     states = {k: (_utc(v) if isinstance(v, datetime) else v) for k, v in draft.states.items()}
     comm: dict[str, object] = {
@@ -68,7 +70,7 @@ def _events_for(draft: Draft, ticket: str, at: datetime, subject_line: str) -> l
     opened = {
         "id": f"evt-{ticket}",
         "type": "ticket.opened",
-        "at": _utc(at),
+        "at": _utc(ticket_at or at),
         "ticket": ticket,
         "communication": draft.communication,
     }
@@ -177,7 +179,7 @@ class Engine:
             for draft, subject_line in delivered:
                 ticket = self.tickets.open(draft, at)
                 tickets.append(ticket)
-                lines.extend(json.dumps(e) for e in _events_for(draft, ticket, at, subject_line))
+                lines.extend(json.dumps(e) for e in recorded_events(draft, ticket, at, subject_line))
             events, errors = parse_lines(lines, "<engine>")
             if errors:
                 raise RuntimeError("; ".join(str(e) for e in errors))

@@ -11,6 +11,7 @@ from typing import NamedTuple
 from forewarn.engine.draft import Draft
 from forewarn.engine.planner import ANNOUNCING, UPDATE_LEAD, Due, cancellation_drafts, drafts_at
 from forewarn.engine.render import subject_line
+from forewarn.engine.runner import recorded_events
 from forewarn.evaluate.evaluation import Evaluation, evaluate
 from forewarn.evaluate.index import Sent
 from forewarn.evaluate.matching import CommKey, count_in_window, match
@@ -18,10 +19,6 @@ from forewarn.evaluate.model import Obligation
 from forewarn.evaluate.obligations import void_reason
 from forewarn.events import Event
 from forewarn.policy.model import Policy, Rule
-
-
-def _utc(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _void_from(evaluation: Evaluation, ob: Obligation) -> datetime | None:
@@ -209,31 +206,8 @@ def engine_events(lifecycle: Sequence[Event], policy: Policy, until: datetime) -
     evaluation = evaluate(lifecycle, policy, until)
     out: list[dict[str, object]] = []
     for when, draft in sends(evaluation):
-        ticket_at = when + timedelta(minutes=1)
-        states = {k: (_utc(v) if isinstance(v, datetime) else v) for k, v in draft.states.items()}
-        out.append(
-            {
-                "id": f"evt-{draft.communication}",
-                "type": "communication.sent",
-                "at": _utc(when),
-                "communication": draft.communication,
-                "customer": draft.customer,
-                "to": list(draft.to),
-                "from": draft.sender,
-                "kind": draft.kind,
-                draft.subject_kind: draft.subject,
-                "subject": subject_line(draft),
-                "message_id": draft.message_id,
-                "states": states,
-            }
-        )
-        out.append(
-            {
-                "id": f"evt-t-{draft.communication}",
-                "type": "ticket.opened",
-                "at": _utc(ticket_at),
-                "ticket": f"t-{draft.communication}",
-                "communication": draft.communication,
-            }
+        # as the engine records them; the ticket a minute later
+        out.extend(
+            recorded_events(draft, f"t-{draft.communication}", when, subject_line(draft), when + timedelta(minutes=1))
         )
     return out
