@@ -277,8 +277,12 @@ def _stream_chunks(path: str | Path, name: str) -> Iterator[tuple[Chunk | str, i
 
 
 def _worker_count(requested: int | None, total: int) -> int:
-    """Processes that validate, this one included: as requested, or $FOREWARN_IMPORT_WORKERS, or for large
-    inputs one per CPU (up to 4). This process inserts, and validates too whenever it would wait."""
+    """Processes that validate, this one included (which inserts, and validates too whenever it would wait).
+
+    As requested, or $FOREWARN_IMPORT_WORKERS; else 1 for small inputs, and for large ones one per CPU that is
+    idle right now (up to 4): a worker costs more CPU in all (marshalling, a second process), which only
+    pays when a CPU is free to run it (measured on 2 CPUs shared with other jobs: slower when they are busy).
+    """
     if requested is None and os.environ.get("FOREWARN_IMPORT_WORKERS", "").isdigit():
         requested = int(os.environ["FOREWARN_IMPORT_WORKERS"])
     if requested is not None:
@@ -289,7 +293,27 @@ def _worker_count(requested: int | None, total: int) -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 4))
+    idle = _idle_cpus(cpus)
+    return max(1, min(cpus, 4, int(idle + 0.5)))
+
+
+def _idle_cpus(cpus: int, sample: float = 0.1) -> float:
+    """How many CPUs were idle over a short sample (/proc/stat); all of them where that cannot be read."""
+
+    def times() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        return sum(values[:8]), values[3] + values[4]  # all but guest time; idle + iowait
+
+    try:
+        total0, idle0 = times()
+        time.sleep(sample)
+        total1, idle1 = times()
+    except (OSError, ValueError, IndexError):
+        return float(cpus)
+    if total1 <= total0:
+        return float(cpus)
+    return cpus * (idle1 - idle0) / (total1 - total0)
 
 
 @contextlib.contextmanager
@@ -779,9 +803,11 @@ def import_streaming(
     chunk_bytes: int | None = None,
 ) -> tuple[int, int, list[InputError]]:
     """(appended, unchanged, errors); with errors, nothing was changed."""
+    _trace.reset()
     units, total = _plan(paths, chunk_bytes or CHUNK_BYTES)
     names = [str(p) for p in paths]
     workers = _worker_count(workers, total)
+    _trace(f"plan: {len(units)} units, {workers} process(es)")
     with gc_paused(), _pool(workers) as pool, _bulk_settings(store.db.conn):  # workers fork before the transaction
         chunks = _chunks(units, paths, pool, workers)
         try:
@@ -798,7 +824,6 @@ def _run(
     chunks: Iterator[tuple[int, Chunk | str, int]],
     total: int,
 ) -> tuple[int, int, list[InputError]]:
-    _trace.reset()
     store.begin_exclusive()  # validation and append see the same log
     try:
         state = _Import(store, names, rule_ids)

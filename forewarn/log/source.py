@@ -84,8 +84,8 @@ def import_files(
     """Validate every file and append everything in one transaction, or nothing.
 
     Streams (see `forewarn.log.bulk`): large inputs are validated by `workers` processes, this one included
-    (default: one per CPU when the input is large; 1: this process only), rows are inserted as they come and
-    the transaction is rolled back on error.
+    (default: for a large input, one per CPU idle at the start; 1: this process only), rows are inserted as they
+    come and the transaction is rolled back on error.
     """
     appended, unchanged, errors = import_streaming(store, paths, rule_ids, progress, workers)
     if errors:
