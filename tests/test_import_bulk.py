@@ -441,3 +441,18 @@ def test_fast_canonical_form_defers_to_canonical_json_if_they_ever_differ(monkey
     monkeypatch.setattr(parse, "_fast", True)
     event = EVENT_ADAPTER.validate_json(QUARTER_LINES[0])
     assert [parse._canonical(event) for _ in range(3)] == ["changed"] * 3
+
+
+def test_how_many_processes_validate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FOREWARN_IMPORT_WORKERS", raising=False)
+    assert 0.0 <= bulk._idle_cpus(2, sample=0.01) <= 2.0
+    assert bulk._worker_count(3, 0) == 3
+    assert bulk._worker_count(0, 10**12) == 1
+    assert bulk._worker_count(None, bulk.PARALLEL_MIN_BYTES - 1) == 1  # small input: this process only
+    assert 1 <= bulk._worker_count(None, 10**12) <= 4
+    monkeypatch.setattr(bulk, "_idle_cpus", lambda cpus: float(cpus))
+    assert bulk._worker_count(None, 10**12) == min(len(os.sched_getaffinity(0)), 4)
+    monkeypatch.setattr(bulk, "_idle_cpus", lambda cpus: 0.2)
+    assert bulk._worker_count(None, 10**12) == 1
+    monkeypatch.setenv("FOREWARN_IMPORT_WORKERS", "2")
+    assert bulk._worker_count(None, 0) == 2
