@@ -127,3 +127,12 @@ def test_not_a_database(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     code, _, err = run("import", str(tmp_path / "nope.jsonl"), "--db", str(tmp_path / "x.db"))
     assert code == 2 and "no such file" in err
+
+
+def test_timestamps_outside_the_calendars_range_are_input_errors(tmp_path: Path) -> None:
+    """Found by fuzzing: year 0001 passed validation and crashed the business calendar."""
+    bad = tmp_path / "edge.jsonl"
+    first = json.loads(lines()[0])
+    bad.write_text(json.dumps({**first, "at": "0001-01-01T00:00:00Z"}) + "\n")
+    code, _, err = run("audit", "--events", str(bad))
+    assert code == 2 and "edge.jsonl:1: customer.upserted 'e1': field 'at': must be between 1900 and 2199" in err

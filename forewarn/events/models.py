@@ -110,14 +110,21 @@ def format_timestamp(value: datetime) -> str:
     return orjson.dumps(value, option=orjson.OPT_UTC_Z).decode()[1:-1]
 
 
+FIRST_YEAR, LAST_YEAR = 1900, 2199
+"""Instants the business calendar handles (holidays, zone tables); others are input errors."""
+
+
 def _to_utc(value: datetime) -> datetime:
     """Normalise an aware datetime to UTC; naive or out of range is an error."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise problem(WITH_OFFSET)
     try:
-        return value.astimezone(UTC)
+        utc = value.astimezone(UTC)
     except OverflowError:
         raise problem("out of range once converted to UTC") from None
+    if not FIRST_YEAR <= utc.year <= LAST_YEAR:  # the business calendar's range
+        raise problem(f"must be between {FIRST_YEAR} and {LAST_YEAR}")
+    return utc
 
 
 def _parse_timestamp_text(value: str) -> datetime:
@@ -129,7 +136,7 @@ def _parse_timestamp_text(value: str) -> datetime:
         parsed = datetime.fromisoformat(value.upper())
     except ValueError as exc:
         raise problem(f"not a valid timestamp: {exc}") from None
-    return parsed if parsed.tzinfo is UTC else _to_utc(parsed)
+    return _to_utc(parsed)
 
 
 _SEEN_TIMESTAMPS: dict[str, datetime] = {}
