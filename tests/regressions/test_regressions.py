@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from forewarn.audit.findings import AuditResult, audit
 from forewarn.engine.replay import MemoryDelivery, replay
 from forewarn.engine.runner import Engine
@@ -92,3 +94,49 @@ def test_bug3_an_extension_ending_before_the_window_starts_does_not_stop_the_eng
 def test_bug4_two_identical_extensions_at_once_are_both_served() -> None:
     result, _ = engine_made("bug4-identical-extensions-crash-the-engine.jsonl", settle=True)
     assert problems(result) == []
+
+
+# Fixed: BUG-5 (forewarn/events/models.py parse_timestamp vs forewarn/calendar/business.py): a timestamp in years
+# 1-1899 or 2200-9999 was accepted as valid input, but the calendar supports 1900-2199 only; a window start (or
+# release_at) there made every audit, plan and run of the log fail with a ValueError traceback (and the log is
+# append-only: an imported database stayed broken). Found by tests/test_fuzz.py (edge timestamps).
+def test_bug5_a_window_start_the_calendar_cannot_place_is_an_input_error_not_a_traceback(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from forewarn.cli import main
+
+    case = HERE / "bug5-window-in-year-1-crashes-the-audit.jsonl"
+    audited = CliRunner().invoke(main, ["audit", "--events", str(case), "--as-of", "2026-06-01T00:00:00Z"])
+    assert audited.exception is None or isinstance(audited.exception, SystemExit), repr(audited.exception)
+    imported = CliRunner().invoke(main, ["import", str(case), "--db", str(tmp_path / "log.db")])
+    # the contract: bad input is reported with file:line and changes nothing (exit 2), like any other
+    assert imported.exit_code == audited.exit_code == 2
+    assert f"{case}:2: maintenance.scheduled 'e02': field 'start'" in audited.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG-6 (forewarn/policy/yamlsrc.py load_yaml): a YAML error raised outside `compose` (a control "
+    "character: ReaderError; a tag the safe loader refuses, e.g. !!python/name: ConstructorError) is reported at "
+    "line 1 whatever its line, with str(exc) as message, which runs onto a second line "
+    "('  in \"<unicode string>\", ...'): no longer one `file:line: code: message` per problem",
+)
+@pytest.mark.parametrize(
+    "text",
+    ["id: advance-notice\n\x07title: x\n", "id: advance-notice\ntitle: !!python/name:os.system\n"],
+    ids=["control-character", "unsafe-tag"],
+)
+def test_bug6_a_yaml_error_in_a_rule_file_is_one_lint_line_at_its_line(tmp_path: Path, text: str) -> None:
+    from click.testing import CliRunner
+
+    from forewarn.cli import main
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for path in (HERE.parent.parent / "rules").glob("*.yaml"):
+        (rules / path.name).write_bytes(path.read_bytes())
+    (rules / "advance-notice.yaml").write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(main, ["rules", "lint", str(rules)])
+    assert result.exit_code == 2
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{rules}/advance-notice.yaml:2: yaml-syntax: "), lines
