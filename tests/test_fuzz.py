@@ -285,7 +285,7 @@ def check_errors(result: Result, files: dict[str, int], corruptions: list[Corrup
 # --------------------------------------------------------------------------- the log properties
 
 
-@scaled(ci=60, thorough=10_000)
+@scaled(ci=80, thorough=10_000)
 @given(corrupted_logs())
 def test_a_bad_import_exits_2_names_file_and_line_and_leaves_the_database_alone(
     case: tuple[Lines, list[Corruption]],
@@ -308,7 +308,7 @@ def test_a_bad_import_exits_2_names_file_and_line_and_leaves_the_database_alone(
         assert snapshot(db) == before
 
 
-@scaled(ci=60, thorough=10_000)
+@scaled(ci=80, thorough=10_000)
 @given(corrupted_logs())
 def test_a_bad_log_given_to_audit_exits_2_naming_file_and_line(case: tuple[Lines, list[Corruption]]) -> None:
     lines, corruptions = case
@@ -345,7 +345,7 @@ def edgy_logs(draw: st.DrawFn) -> tuple[Lines, str]:
     return lines, f"line {i + 1}: {field} = {obj[field]}"
 
 
-@scaled(ci=40, thorough=10_000)
+@scaled(ci=60, thorough=10_000)
 @given(edgy_logs(), st.sampled_from([AS_OF, "9999-12-31T23:59:59Z", "0001-01-02T00:00:00Z", "now"]))
 def test_timestamps_at_the_edges_never_break_import_or_audit(case: tuple[Lines, str], as_of: str) -> None:
     """Valid or not, an edge timestamp gives a verdict (0, 1) or file:line errors (2): never a traceback."""
@@ -484,7 +484,7 @@ def known_bug6(lines: list[str]) -> list[str]:
     return out
 
 
-@scaled(ci=60, thorough=10_000)
+@scaled(ci=80, thorough=10_000)
 @given(st.data())
 def test_rules_lint_on_mutated_rule_files_exits_0_or_2_with_file_line_code_message(data: st.DataObject) -> None:
     """Lint never crashes; a policy it passes also loads and audits a log without a traceback."""
