@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,7 +41,7 @@ def _fmt(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else "nothing"
 
 
-Requirement = Callable[..., Iterator[Violation]]
+Requirement = Callable[..., Violation | None]
 Compiled = list[tuple[Rule, Check, list[tuple[Requirement, Mapping[str, object]]]]]
 
 
@@ -69,6 +69,7 @@ def run_checks(policy: Policy, ctx: CheckContext) -> list[Violation]:
     by_kind = compile_checks(policy)
     reply_checks = [(r, c) for r in policy.rules for c in r.spec.checks if c.replies]
     enterprise_at = ctx.index.enterprise_at
+    about: dict[tuple[int, tuple[str, str] | None], bool] = {}  # _about per (check, subject): fixed per subject
     for sent in ctx.index.sent:
         comm = sent.comm
         if enterprise_at(comm.customer, sent.pos) is None:
@@ -76,17 +77,24 @@ def run_checks(policy: Policy, ctx: CheckContext) -> list[Violation]:
         subject = sent.subject
         history = ctx.histories.get(subject) if subject else None
         for rule, check, reqs in by_kind[comm.kind]:
-            if check.about is not None and not _about(check, subject, history):
-                continue
+            if check.about is not None:
+                key = (id(check), subject)
+                fits = about.get(key)
+                if fits is None:
+                    fits = about[key] = _about(check, subject, history)
+                if not fits:
+                    continue
             for fn, args in reqs:
-                out.extend(fn(rule, args, sent, history, ctx))
+                found = fn(rule, args, sent, history, ctx)
+                if found is not None:
+                    out.append(found)
     for pos, reply in ctx.index.replies:
         if enterprise_at(reply.customer, pos) is None:
             continue
         for rule, check in reply_checks:
             for req, _args in check.requirements():
-                if req == "reply-includes-origin":
-                    out.extend(_reply_origin(rule, reply, ctx))
+                if req == "reply-includes-origin" and (found := _reply_origin(rule, reply, ctx)) is not None:
+                    out.append(found)
     return out
 
 
@@ -128,7 +136,8 @@ def _violation(
     )
 
 
-Found = Iterator[Violation]
+Found = Violation | None
+"""A requirement's verdict on one communication: its violation, or None."""
 
 
 def _states(sent: Sent, name: str) -> object:
@@ -154,9 +163,9 @@ def _states_window(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory 
     version = history.version_at(sent.pos)
     ev = _evidence(sent, history, version.event_id if version else None)
     if start is None or end is None:
-        yield _violation(rule, "window-missing", sent, sent.comm.at, ev)
+        return _violation(rule, "window-missing", sent, sent.comm.at, ev)
     elif version is not None and (start, end) != (version.start, version.end):
-        yield _violation(
+        return _violation(
             rule,
             "window-mismatch",
             sent,
@@ -169,17 +178,17 @@ def _states_window(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory 
 
 def _states_impact(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
     if not _filled(_states(sent, "impact")):
-        yield _violation(rule, "impact-missing", sent, sent.comm.at, _evidence(sent, history))
+        return _violation(rule, "impact-missing", sent, sent.comm.at, _evidence(sent, history))
 
 
 def _states_reason(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
     if not _filled(_states(sent, "reason")):
-        yield _violation(rule, "reason-missing", sent, sent.comm.at, _evidence(sent, history))
+        return _violation(rule, "reason-missing", sent, sent.comm.at, _evidence(sent, history))
 
 
 def _states_next_step(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
     if _states(sent, "end") is None and _states(sent, "next_update_by") is None:
-        yield _violation(rule, "next-step-missing", sent, sent.comm.at, _evidence(sent, history))
+        return _violation(rule, "next-step-missing", sent, sent.comm.at, _evidence(sent, history))
 
 
 def _states_end(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
@@ -188,7 +197,7 @@ def _states_end(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | N
         return
     expected = history.end_in_force_at(sent.pos)
     if stated != expected:
-        yield _violation(
+        return _violation(
             rule,
             "end-mismatch",
             sent,
@@ -201,14 +210,14 @@ def _states_end(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | N
 
 def _after_closed(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
     if history is not None and not history.closed_by(sent.pos):
-        yield _violation(rule, "premature", sent, sent.comm.at, _evidence(sent, history), sent=_fmt(sent.comm.at))
+        return _violation(rule, "premature", sent, sent.comm.at, _evidence(sent, history), sent=_fmt(sent.comm.at))
 
 
 def _sender(rule: Rule, args: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
     release = history.release_related if history is not None else False
     expected = str(args["releases" if release else "support"])  # resolved by compile_checks
     if sent.comm.from_.lower() != expected.lower():
-        yield _violation(
+        return _violation(
             rule,
             "wrong-sender",
             sent,
@@ -222,12 +231,12 @@ def _sender(rule: Rule, args: Mapping, sent: Sent, history: SubjectHistory | Non
 def _ticket(rule: Rule, args: Mapping, sent: Sent, _h: SubjectHistory | None, ctx: CheckContext) -> Found:
     minutes = int(args["within_minutes"])  # resolved by compile_checks
     due = sent.comm.at + timedelta(minutes=minutes)
-    tickets = ctx.index.tickets.get(sent.comm.communication, [])
+    tickets = ctx.index.tickets.get(sent.comm.communication)
     if tickets:
-        _pos, ticket = min(tickets, key=lambda t: (t[1].at, t[0]))
+        _pos, ticket = tickets[0] if len(tickets) == 1 else min(tickets, key=lambda t: (t[1].at, t[0]))
         if ticket.at > due:
             late = ticket.at - due
-            yield _violation(
+            return _violation(
                 rule,
                 "late",
                 sent,
@@ -237,7 +246,7 @@ def _ticket(rule: Rule, args: Mapping, sent: Sent, _h: SubjectHistory | None, ct
                 deadline=f"{minutes} min after it was sent",
             )
     elif due <= ctx.as_of:
-        yield _violation(rule, "missing", sent, due, (sent.comm.id,), deadline=f"{minutes} min after it was sent")
+        return _violation(rule, "missing", sent, due, (sent.comm.id,), deadline=f"{minutes} min after it was sent")
 
 
 def _reply_origin(rule: Rule, reply: object, ctx: CheckContext) -> Found:
@@ -246,7 +255,7 @@ def _reply_origin(rule: Rule, reply: object, ctx: CheckContext) -> Found:
         return
     address = origin.comm.from_
     if address.lower() not in {a.lower() for a in reply.to}:  # type: ignore[attr-defined]
-        yield Violation(
+        return Violation(
             rule=rule.id,
             problem="origin-missing",
             subject=reply.reply,  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from forewarn.events import (
     TicketOpened,
     WaiverGranted,
 )
+from forewarn.record import record
 
 SUBJECT_FIELDS = ("maintenance", "incident", "release")
 LIFECYCLE_TYPES = frozenset(
@@ -49,20 +50,22 @@ class CustomerTimeline:
         return self.versions[i - 1] if i else None
 
 
-@dataclass(frozen=True)
+@record
 class Sent:
-    """A communication and its position in evaluation order."""
+    """A communication, its position in evaluation order, and what it is about."""
 
     pos: int
     comm: CommunicationSent
+    subject: tuple[str, str] | None  # e.g. ("maintenance", "mx-1"); None for a comm about nothing
 
-    @property
-    def subject(self) -> tuple[str, str] | None:
-        for name in SUBJECT_FIELDS:
-            value = getattr(self.comm, name, None)
-            if value:
-                return name, value
-        return None
+    @staticmethod
+    def of(pos: int, comm: CommunicationSent) -> Sent:
+        """The communication at `pos`, its subject resolved once (every rule reads it)."""
+        if comm.maintenance:
+            return Sent(pos, comm, ("maintenance", comm.maintenance))
+        if comm.incident:
+            return Sent(pos, comm, ("incident", comm.incident))
+        return Sent(pos, comm, ("release", comm.release) if comm.release else None)
 
 
 @dataclass
@@ -84,7 +87,15 @@ class LogIndex:
 
     def enterprise_at(self, customer: str, pos: int) -> CustomerUpserted | None:
         """The customer's attributes at `pos` if it is in scope (enterprise) then."""
-        version = self.customer_at(customer, pos)
+        timeline = self.customers.get(customer)  # customer_at, inlined: called for every communication
+        if timeline is None:
+            return None
+        positions = timeline.positions
+        if len(positions) == 1:
+            version = timeline.versions[0] if pos >= positions[0] else None
+        else:
+            i = bisect_right(positions, pos)
+            version = timeline.versions[i - 1] if i else None
         return version if version is not None and version.plan == "enterprise" else None
 
     def enterprise_customers_at(self, pos: int) -> list[str]:
@@ -96,26 +107,28 @@ def build_index(events: Iterable[Event]) -> LogIndex:
     index = LogIndex()
     subjects: dict[tuple[str, str], list[tuple[int, Event]]] = defaultdict(list)
     tickets: dict[str, list[tuple[int, TicketOpened]]] = defaultdict(list)
+    ats = index.ats
+    sent, sent_by_id, replies, waivers = index.sent, index.sent_by_id, index.replies, index.waivers
     for pos, event in enumerate(events):
-        index.ats.append(event.at)
-        kind = event.type
-        if isinstance(event, CustomerUpserted):
-            timeline = index.customers.setdefault(event.customer, CustomerTimeline())
+        ats.append(event.at)
+        kind = event.type  # dispatch on the type string, commonest first: this loop sees every event
+        if kind == "communication.sent":
+            item = Sent.of(pos, event)  # type: ignore[arg-type]
+            sent.append(item)
+            sent_by_id[event.communication] = item  # type: ignore[union-attr]
+        elif kind == "ticket.opened":
+            tickets[event.communication].append((pos, event))  # type: ignore[union-attr, arg-type]
+        elif kind == "reply.received":
+            replies.append((pos, event))  # type: ignore[arg-type]
+        elif kind == "customer.upserted":
+            timeline = index.customers.setdefault(event.customer, CustomerTimeline())  # type: ignore[union-attr]
             timeline.positions.append(pos)
-            timeline.versions.append(event)
+            timeline.versions.append(event)  # type: ignore[arg-type]
         elif kind in LIFECYCLE_TYPES:
             subject_kind = kind.split(".", 1)[0]
             subjects[(subject_kind, getattr(event, subject_kind))].append((pos, event))
-        elif isinstance(event, CommunicationSent):
-            sent = Sent(pos, event)
-            index.sent.append(sent)
-            index.sent_by_id[event.communication] = sent
-        elif isinstance(event, TicketOpened):
-            tickets[event.communication].append((pos, event))
-        elif isinstance(event, ReplyReceived):
-            index.replies.append((pos, event))
-        elif isinstance(event, WaiverGranted):
-            index.waivers.append((pos, event))
+        elif kind == "waiver.granted":
+            waivers.append((pos, event))  # type: ignore[arg-type]
     index.subjects = dict(subjects)
     index.tickets = dict(tickets)
     return index

@@ -47,12 +47,18 @@ def match(
             groups[(ob.rule, ob.subject_kind, ob.subject, ob.customer)].append(i)
 
     for (_rule, kind, subject, customer), members in groups.items():
-        members.sort(key=lambda i: (obligations[i].not_after, obligations[i].opened, i))
+        if len(members) > 1:
+            members.sort(key=lambda i: (obligations[i].not_after, obligations[i].opened, i))
         first = obligations[members[0]]
-        candidates = sorted(
-            (s for k in first.kinds for s in comms.get((kind, subject, customer, k), ())),
-            key=lambda s: s.pos,
-        )
+        if len(first.kinds) == 1:  # one group, already in send order
+            candidates = comms.get((kind, subject, customer, first.kinds[0]), [])
+        else:
+            candidates = sorted(
+                (s for k in first.kinds for s in comms.get((kind, subject, customer, k), ())),
+                key=lambda s: s.pos,
+            )
+        if len(members) == 1 and first.count == 1 and _met_by_one(first, members[0], candidates, outcomes):
+            continue  # the common case: one obligation, met on time by its first fitting communication
         used: set[int] = set()
         # Pass 1: on time.
         for i in members:
@@ -97,6 +103,18 @@ def match(
             else:
                 outcomes[i] = Outcome(ob, "violated", problem="missing")
     return [o for o in outcomes if o is not None]
+
+
+def _met_by_one(ob: Obligation, i: int, candidates: Sequence[Sent], outcomes: list[Outcome | None]) -> bool:
+    """Pass 1 for a lone obligation needing one communication: met by the first that fits, if any."""
+    low = ob.opened if ob.opened > ob.not_before else ob.not_before
+    high = ob.not_after
+    for s in candidates:
+        at = s.comm.at
+        if low <= at <= high:
+            outcomes[i] = Outcome(ob, "met", None, None, at, (s.comm.communication,), (s.comm.id,))
+            return True
+    return False
 
 
 def count_in_window(ob: Obligation, comms: dict[CommKey, list[Sent]]) -> int:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Literal
+
+from forewarn.record import record
 
 Status = Literal["met", "violated", "pending", "void"]
 
 
-@dataclass(frozen=True)
+@record
 class Moment:
     """A point in a subject's lifecycle that policy rules can trigger on."""
 
@@ -28,7 +30,7 @@ class Moment:
         return value if isinstance(value, datetime) else None
 
 
-@dataclass(frozen=True)
+@record
 class Obligation:
     """Communications a customer must get about a subject, and when."""
 
@@ -51,7 +53,7 @@ class Obligation:
     subdivision: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Outcome:
     """An obligation's status as of the evaluation instant."""
 
@@ -65,7 +67,7 @@ class Outcome:
     void_reason: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Violation:
     """One rule broken once: becomes a finding (or a waived one)."""
 

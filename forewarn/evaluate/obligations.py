@@ -14,6 +14,7 @@ from forewarn.evaluate.lifecycle import SubjectHistory, Timer, fold_subject
 from forewarn.evaluate.model import Moment, Obligation
 from forewarn.evaluate.rete import Rule as ReteRule
 from forewarn.evaluate.rete import Session
+from forewarn.events import CustomerUpserted
 from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import WHERE_FIELDS, Anchor
 
@@ -111,11 +112,17 @@ def derive(index: LogIndex, policy: Policy, as_of: datetime) -> Derivation:
 def affected(history: SubjectHistory, pos: int, index: LogIndex) -> list[str]:
     """Affected customers in scope at `pos`: the subject's list (or "all" at its
     definition), restricted to customers on the enterprise plan at `pos`."""
+    return [customer for customer, _attrs in affected_versions(history, pos, index)]
+
+
+def affected_versions(history: SubjectHistory, pos: int, index: LogIndex) -> list[tuple[str, CustomerUpserted]]:
+    """`affected`, each customer with its attributes in force at `pos`."""
     if history.customers == "all":
         candidates = index.enterprise_customers_at(history.defined_pos)
     else:
         candidates = list(dict.fromkeys(history.customers))
-    return [c for c in candidates if index.enterprise_at(c, pos) is not None]
+    enterprise_at = index.enterprise_at
+    return [(c, attrs) for c in candidates if (attrs := enterprise_at(c, pos)) is not None]
 
 
 def expand(rule: Rule, moment: Moment, history: SubjectHistory, index: LogIndex) -> list[Obligation]:
@@ -127,31 +134,32 @@ def expand(rule: Rule, moment: Moment, history: SubjectHistory, index: LogIndex)
     if before is None or after is None:
         return []
     kinds = tuple(ob.kinds)
-    shared = (history.defined_event, moment.event_id)
+    shared = tuple(dict.fromkeys((history.defined_event, moment.event_id)))
+    offset = (after[1], after[2])
+    window: dict[tuple[str, str | None, str | None], tuple[datetime, datetime]] = {}  # by calendar
     out: list[Obligation] = []
-    for customer in affected(history, moment.pos, index):
-        attrs = index.enterprise_at(customer, moment.pos)
-        assert attrs is not None
-        tz, country, sub = attrs.timezone, attrs.country, attrs.subdivision
+    for customer, attrs in affected_versions(history, moment.pos, index):
+        calendar = (attrs.timezone, attrs.country, attrs.subdivision)
+        bounds = window.get(calendar)
+        if bounds is None:
+            bounds = window[calendar] = (_instant(before, *calendar), _instant(after, *calendar))
         out.append(
             Obligation(
-                rule=rule.id,
-                subject_kind=history.kind,
-                subject=history.id,
-                customer=customer,
-                kinds=kinds,
-                count=ob.count,
-                opened=moment.at,
-                not_before=_instant(before, tz, country, sub),
-                not_after=_instant(after, tz, country, sub),
-                anchor=ob.window.not_after.at,
-                anchor_at=after[0],
-                offset=(after[1], after[2]),
-                moment=moment,
-                evidence=tuple(dict.fromkeys((*shared, attrs.id))),
-                timezone=tz,
-                country=country,
-                subdivision=sub,
+                rule.id,
+                history.kind,
+                history.id,
+                customer,
+                kinds,
+                ob.count,
+                moment.at,
+                bounds[0],
+                bounds[1],
+                ob.window.not_after.at,
+                after[0],
+                offset,
+                moment,
+                (*shared, attrs.id) if attrs.id not in shared else shared,
+                *calendar,
             )
         )
     return out

@@ -158,7 +158,7 @@ def _unmet(
     comms: dict[CommKey, list[Sent]] = defaultdict(list)
     for n, (when, d) in enumerate(planned):
         comm = _Comm(when, d.communication, f"evt-{d.communication}")
-        comms[(d.subject_kind, d.subject, d.customer, d.kind)].append(Sent(n, comm))  # type: ignore[arg-type]
+        comms[(d.subject_kind, d.subject, d.customer, d.kind)].append(Sent(n, comm, (d.subject_kind, d.subject)))  # type: ignore[arg-type]
     outcomes = match([evaluation.outcomes[j].obligation for j in group], {}, allowed, comms, now)
     if outcomes[group.index(i)].status == "met":
         return None
