@@ -448,3 +448,30 @@ def test_errors_of_one_line_are_capped() -> None:
     _, errors = parse_lines([raw], "x.jsonl")
     assert len(errors) == 20
     assert str(errors[-1]) == "x.jsonl:1: customer.upserted 'e1': ... and 981 more errors on this line"
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_parsed_events_compute_their_canonical_form_on_demand() -> None:
+    events, errors = parse_lines([_line(**COMMUNICATION).encode()], "x.jsonl")
+    assert errors == [] and events[0].stored is None
+    assert events[0].canonical == canonical_json(events[0].event)
+    with_meta, _ = parse_lines([_line(**{**COMMUNICATION, "meta": {"n": 1}}).encode()], "x.jsonl")
+    assert with_meta[0].stored == canonical_json(with_meta[0].event)  # free-form data: checked at parse time
+
+
+def test_parsed_events_share_equal_fields_sets_and_stay_equal() -> None:
+    other = {**COMMUNICATION, "id": "e4", "communication": "c-2"}
+    fewer = {k: v for k, v in {**COMMUNICATION, "id": "e5"}.items() if k != "maintenance"}
+    fewer["kind"] = "other"
+    events, errors = parse_lines([_line(**raw).encode() for raw in (COMMUNICATION, other, fewer)], "x.jsonl")
+    assert errors == []
+    a, b, c = (s.event for s in events)
+    fresh = [EVENT_ADAPTER.validate_python(raw) for raw in (COMMUNICATION, other, fewer)]
+    assert a.model_fields_set is b.model_fields_set  # shared
+    assert [e.model_fields_set for e in (a, b, c)] == [e.model_fields_set for e in fresh]  # same content
+    assert [a, b, c] == fresh
+    assert [e.model_dump(exclude_unset=True) for e in (a, b, c)] == [e.model_dump(exclude_unset=True) for e in fresh]
+    copied = a.model_copy(update={"body": "text"})  # copies the set before adding to it
+    assert "body" in copied.model_fields_set and "body" not in b.model_fields_set

@@ -29,6 +29,7 @@ from forewarn.events.models import (
     canonical_json,
     format_timestamp,
     parse_timestamp,
+    share_fields_sets,
 )
 from forewarn.events.parse import SourcedEvent, parse_files, parse_lines
 from forewarn.events.references import KnownEntity, check_log, evaluation_order
@@ -68,4 +69,5 @@ __all__ = [
     "parse_files",
     "parse_lines",
     "parse_timestamp",
+    "share_fields_sets",
 ]

@@ -17,7 +17,7 @@ from forewarn.events.errors import (
     describe_json_error,
     errors_from_validation,
 )
-from forewarn.events.models import EVENT_ADAPTER, Event, canonical_json
+from forewarn.events.models import EVENT_ADAPTER, Event, canonical_json, share_fields_sets
 
 __all__ = ["MAX_LINE_BYTES", "SourcedEvent", "gc_paused", "parse_files", "parse_lines", "validate_line"]
 
@@ -33,7 +33,13 @@ class SourcedEvent:
     event: Event
     file: str
     line: int
-    canonical: str
+    stored: str | None = None
+    """Its canonical JSON when computed at parse time (None: computed on demand, see `canonical`)."""
+
+    @property
+    def canonical(self) -> str:
+        """Compact JSON, sorted keys, UTC timestamps: what the log stores and ids are compared by."""
+        return self.stored if self.stored is not None else _canonical(self.event)
 
     @property
     def where(self) -> str:
@@ -93,20 +99,28 @@ def parse_files(paths: Sequence[str | Path]) -> tuple[list[SourcedEvent], list[I
 def _parse_line(
     line: bytes | str, file: str, number: int
 ) -> SourcedEvent | list[InputError] | None:
-    """One line: an event, its errors, or None when blank."""
-    result = validate_line(line, file, number)
+    """One line: an event, its errors, or None when blank.
+
+    The canonical JSON is not kept (it is only compared when an id repeats, and the log
+    computes its own on import); it is computed here only where it can fail: a `\\u`
+    escape may decode to a lone surrogate, which no JSON encoder stores, and `meta` is free-form.
+    """
+    eager = b"\\u" in line or b'"meta"' in line if type(line) is bytes else True
+    result = validate_line(line, file, number, canonical=eager)
     if type(result) is tuple:
+        share_fields_sets(result[0])  # parsed events are kept (a log in memory): a third less memory
         return SourcedEvent(result[0], file, number, result[1])
     return result  # type: ignore[return-value]
 
 
 def validate_line(
-    line: bytes | str, file: str, number: int, first: bool | None = None
-) -> tuple[Event, str] | list[InputError] | None:
+    line: bytes | str, file: str, number: int, first: bool | None = None, canonical: bool = True
+) -> tuple[Event, str | None] | list[InputError] | None:
     """One line: (event, canonical JSON), its errors, or None when blank.
 
     `first` says whether this is the first line of its file (where a UTF-8 BOM is
     skipped); by default, when `number` is 1. Errors are located at `file`:`number`.
+    With `canonical=False` the canonical JSON is not computed (None).
     """
     if isinstance(line, str):
         try:
@@ -124,6 +138,8 @@ def validate_line(
         if not line.strip():
             return None
         return _explain(exc, line, file, number)
+    if not canonical:
+        return event, None
     try:
         return event, _canonical(event)
     except (TypeError, ValueError) as exc:  # orjson: data JSON cannot hold, e.g. in `meta`

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,20 +113,31 @@ def _check_references(
     """Walk known definitions and new events in evaluation order."""
     known = sorted(known_entities, key=lambda k: (k.at, k.seq))
     ordered = evaluation_order(fresh)
-    defined: dict[str, set[str]] = {}
+    defined: defaultdict[str, set[str]] = defaultdict(set)
     dangling: list[tuple[SourcedEvent, Reference]] = []
-    k = 0
+    k, n_known = 0, len(known)
     for item in ordered:
-        at = item.event.at
-        while k < len(known) and known[k].at <= at:  # known events win ties
-            defined.setdefault(known[k].kind, set()).add(known[k].id)
+        event = item.event
+        at = event.at
+        while k < n_known and known[k].at <= at:  # known events win ties
+            defined[known[k].kind].add(known[k].id)
             k += 1
-        for ref in item.event.references():
-            if not any(ref.id in defined.get(kind, ()) for kind in ref.kinds):
-                dangling.append((item, ref))
-        entity = item.event.defines()
-        if entity is not None:
-            defined.setdefault(entity[0], set()).add(entity[1])
+        # event.references(), without building a Reference for every reference that resolves
+        for name, kinds in event.REFS:
+            value = getattr(event, name)
+            if value is not None and not (
+                value in defined[kinds[0]] or any(value in defined[kind] for kind in kinds[1:])
+            ):
+                dangling.append((item, Reference(name, kinds, value)))
+        if event.HAS_CUSTOMERS and event.customers != "all":  # type: ignore[attr-defined]
+            customers = defined["customer"]
+            dangling.extend(
+                (item, Reference("customers", ("customer",), c))
+                for c in event.customers  # type: ignore[attr-defined]
+                if c not in customers
+            )
+        if event.ENTITY is not None:
+            defined[event.ENTITY].add(getattr(event, event.ENTITY))
     if not dangling:
         return []
     later = _definitions(ordered)

@@ -15,7 +15,9 @@ from forewarn.events import (
     check_log,
     parse_files,
     parse_lines,
+    share_fields_sets,
 )
+from forewarn.events.parse import gc_paused
 from forewarn.log.bulk import import_streaming
 from forewarn.log.store import EventStore
 
@@ -107,4 +109,10 @@ def load_files(paths: Sequence[str | Path], rule_ids: Collection[str] | None = N
 def read_store(store: EventStore, until: datetime | None = None) -> list[Event]:
     """The log's events in evaluation order (up to `until`)."""
     validate = EVENT_ADAPTER.validate_json
-    return [validate(payload) for payload in store.payloads(until)]
+    events = []
+    with gc_paused():
+        for payload in store.payloads(until):
+            event = validate(payload)
+            share_fields_sets(event)
+            events.append(event)
+    return events
