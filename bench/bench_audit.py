@@ -1,7 +1,7 @@
 """Benchmark `forewarn audit` end to end on synthetic logs: time (median/min/max), peak RSS, findings checked.
 
-    .venv/bin/python bench/bench_audit.py                       # the year log at scale 1 (--events and --db)
-    .venv/bin/python bench/bench_audit.py --scales 1 2 4 --runs 1   # the growth curve
+    .venv/bin/python bench/bench_audit.py                  # the reference log: scale 1.25, about 800k events
+    .venv/bin/python bench/bench_audit.py --scales 1.25 2.5 5 --runs 1   # the growth curve: 1x, 2x, 4x
 
 Each scale's log is made once by `forewarn synth --size year --scale S --violations N` (cached in --dir),
 imported once into a database, then audited --runs times from the file and from the database, each as
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -22,15 +23,16 @@ from pathlib import Path
 FOREWARN = [sys.executable, "-m", "forewarn.cli"]
 
 
-def _timed(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MiB, stdout of one run of `cmd`."""
+def _timed(cmd: list[str]) -> tuple[float, float, str, float]:
+    """Wall seconds, peak RSS in MiB, stdout, CPU seconds (user + system) of one run of `cmd`."""
     started = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    return elapsed, (int(rss.group(1)) / 1024 if rss else float("nan")), proc.stdout
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
+    return elapsed, (int(rss.group(1)) / 1024 if rss else float("nan")), proc.stdout, cpu
 
 
 def _log(directory: Path, scale: float, violations: int) -> tuple[Path, Path]:
@@ -68,18 +70,22 @@ def _check(report: str, expected_path: Path) -> str:
     return f"{len(got)} findings: MISMATCH ({len(set(got) - set(want))} extra, {len(set(want) - set(got))} missing)"
 
 
-def _report(label: str, runs: list[tuple[float, float, str]], events: int) -> None:
-    times = [t for t, _, _ in runs]
-    rss = max(r for _, r, _ in runs)
+def _report(label: str, runs: list[tuple[float, float, str, float]], events: int) -> None:
+    times = [t for t, _, _, _ in runs]
+    rss = max(r for _, r, _, _ in runs)
+    cpu = statistics.median(c for _, _, _, c in runs)
     print(
         f"  {label}: median {statistics.median(times):.2f} s (min {min(times):.2f}, max {max(times):.2f}), "
-        f"{events / statistics.median(times):,.0f} events/s, peak RSS {rss:.0f} MiB"
+        f"{events / statistics.median(times):,.0f} events/s, peak RSS {rss:.0f} MiB, CPU {cpu:.2f} s "
+        f"(load {os.getloadavg()[0]:.1f})"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0])
+    parser.add_argument(
+        "--scales", type=float, nargs="+", default=[1.25], help="1.25: the reference size, about 800k events"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--violations", type=int, default=3, help="seeded violations of each kind")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/forewarn-bench"))
