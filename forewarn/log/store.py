@@ -14,6 +14,8 @@ import sqlite_utils
 from forewarn.events import ENTITY_OF, Event, KnownEntity, SourcedEvent
 
 SCHEMA_VERSION = "1"
+PAGE_SIZE = 8192
+"""Page size of new logs: a bulk import's insert, index build and checkpoint cost less than with 4096 (measured)."""
 
 # Which field of an event names the subject / the customer it is about; used
 # for the indexed columns that later stages look events up by.
@@ -111,6 +113,8 @@ class EventStore:
 
     def _create(self) -> None:
         if self.path != ":memory:":
+            if not self.db.table_names():  # a new file: larger pages (set before WAL, which fixes them)
+                self.db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             self.db.enable_wal()
         if "events" in self.db.table_names():
             return
@@ -131,11 +135,14 @@ class EventStore:
                 pk="seq",
                 not_null={"id", "type", "at", "at_us", "payload"},
             )
+            # Only the indexes some query uses (each costs about 1 us per imported event to build):
+            # id: uniqueness, re-import and same-id checks (`known_events`, `stored_payloads`);
+            # (at_us, seq): evaluation order (`payloads`, `known_entities`);
+            # (entity_kind, entity_id): references to entities already in the log (`first_definitions*`).
+            # The subject, customer and type columns are stored for queries that want them; logs created
+            # before this had indexes on them, which imports keep (they rebuild whatever indexes exist).
             self.db["events"].create_index(["id"], unique=True)
             self.db["events"].create_index(["at_us", "seq"])
-            self.db["events"].create_index(["subject", "at_us"])
-            self.db["events"].create_index(["customer", "at_us"])
-            self.db["events"].create_index(["type", "at_us"])
             self.db["events"].create_index(["entity_kind", "entity_id"])
             self.db["meta"].create({"key": str, "value": str}, pk="key")
             self.db["meta"].insert({"key": "schema_version", "value": SCHEMA_VERSION})
