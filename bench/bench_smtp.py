@@ -30,6 +30,18 @@ class CountingHandler:
 
     def __init__(self) -> None:
         self.count = 0
+        self.greetings = 0  # EHLO / HELO: one per connection
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        self.greetings += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(self, server: Any, session: Any, envelope: Any, hostname: str) -> str:
+        self.greetings += 1
+        session.host_name = hostname
+        return f"250 {server.hostname}"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.count += 1
@@ -59,7 +71,7 @@ def serve_in_child(pipe: Connection) -> None:
     cpu = time.process_time()
     pipe.send(controller.port)
     pipe.recv()
-    pipe.send((handler.count, time.process_time() - cpu))
+    pipe.send((handler.count, time.process_time() - cpu, handler.greetings))
     controller.stop()
 
 
@@ -153,7 +165,7 @@ def main() -> None:
     server_cpu = None
     if pipe is not None and child is not None:
         pipe.send("stop")
-        received, server_cpu = pipe.recv()
+        received, server_cpu, _greetings = pipe.recv()
         child.join(10)
     else:
         received = handler.count

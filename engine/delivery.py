@@ -14,13 +14,13 @@ import socket
 import ssl as tls
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from forewarn.engine.render import POLICY
+from forewarn.engine.render import wire_bytes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,7 +89,7 @@ class OutboxDirectory:
 
     def deliver(self, msg: EmailMessage) -> None:
         target = self.path_for(msg)
-        data = msg.as_bytes(policy=POLICY)
+        data = wire_bytes(msg)
         try:
             self._write_atomically(target, data)
         except OSError as exc:
@@ -219,6 +219,31 @@ def _text(resp: bytes | str) -> str:
     return resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
 
 
+class _Overlapping:
+    """An smtplib connection that does queued work while it waits for the server's replies.
+
+    `idle` holds callables; each reply read first runs (and drops) the next
+    one, so the caller's CPU work (rendering the next message, say) overlaps
+    the server's processing of the command just sent. The callables must not
+    raise (they run inside smtplib's conversation)."""
+
+    idle: list[Callable[[], object]]
+
+    def getreply(self) -> tuple[int, bytes]:
+        idle = getattr(self, "idle", None)
+        if idle:
+            idle.pop(0)()
+        return super().getreply()  # type: ignore[misc]
+
+
+class _SMTP(_Overlapping, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_Overlapping, smtplib.SMTP_SSL):
+    pass
+
+
 class SmtpDelivery:
     """Delivery over SMTP: one connection kept open across messages, reopened after a failure.
 
@@ -273,7 +298,7 @@ class SmtpDelivery:
         conn: smtplib.SMTP | None = None
         try:
             if self.ssl:
-                conn = smtplib.SMTP_SSL(
+                conn = _SMTP_SSL(
                     self.host,
                     self.port,
                     local_hostname=self.local_hostname,
@@ -281,7 +306,7 @@ class SmtpDelivery:
                     context=self._context(),
                 )
             else:
-                conn = smtplib.SMTP(
+                conn = _SMTP(
                     self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
                 )
             conn.ehlo_or_helo_if_needed()
@@ -311,11 +336,17 @@ class SmtpDelivery:
             conn = self._conn = self._open()
         return conn
 
-    def deliver(self, msg: EmailMessage) -> None:
+    overlaps = True
+    """deliver() takes `while_waiting`: work done while the server answers."""
+
+    def deliver(self, msg: EmailMessage, *, while_waiting: Sequence[Callable[[], object]] = ()) -> None:
+        """Send MSG; the callables in WHILE_WAITING (which must not raise) run one per
+        reply awaited, before reading it (those not run by the end are dropped)."""
         sender, recipients = envelope(msg)
         data = _wire_bytes(msg)
         conn = self._connection()
         options = _options(conn, sender, recipients)
+        conn.idle = list(while_waiting)  # type: ignore[attr-defined]
         try:
             refused = conn.sendmail(sender, recipients, data, mail_options=options)
         except (smtplib.SMTPException, OSError) as exc:
@@ -324,6 +355,7 @@ class SmtpDelivery:
             where = f"SMTP {self.host}:{self.port}: send {msg.get('Message-ID', '(no Message-ID)')}"
             raise _smtp_error(exc, where) from exc
         finally:
+            conn.idle = []  # type: ignore[attr-defined]
             self._last_used = time.monotonic()
         self.last_refused = dict(refused)
         if refused:
@@ -375,7 +407,7 @@ def _wire_bytes(msg: EmailMessage) -> bytes:
         msg = copy.copy(msg)
         del msg["Bcc"]
         del msg["Resent-Bcc"]
-    return msg.as_bytes(policy=POLICY)
+    return wire_bytes(msg)
 
 
 # ---------------------------------------------------------------- retries

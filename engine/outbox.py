@@ -122,6 +122,13 @@ def mark(conn: sqlite3.Connection, message_id: str, state: str, error: str | Non
         conn.execute("UPDATE outbox SET state = ?, updated = ? WHERE message_id = ?", (state, now, message_id))
 
 
+def mark_many(conn: sqlite3.Connection, message_ids: Sequence[str], state: str) -> None:
+    """mark() without an error, for many entries."""
+    now = time.time()
+    rows = [(state, now, m) for m in message_ids]
+    conn.executemany("UPDATE outbox SET state = ?, updated = ? WHERE message_id = ?", rows)
+
+
 def failing(conn: sqlite3.Connection) -> list[tuple[str, str, str | None, str | None, int]]:
     """(message id, state, deadline, last error, attempts) of entries whose delivery failed
     at least once and that are not recorded; none if the engine never ran on this log."""

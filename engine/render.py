@@ -541,6 +541,65 @@ def render(draft: Draft, sent_at: datetime) -> EmailMessage:
     return msg
 
 
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+def wire_bytes(msg: EmailMessage) -> bytes:
+    """`msg.as_bytes(policy=POLICY)`, several times faster for the messages render() builds.
+
+    The email generator re-reads and re-parses each part's Content-Type, clones
+    itself per part and writes through nested buffers: a good part of a send's
+    CPU time. This writes the same bytes directly for what render() produces
+    (raw header values, text payloads in ASCII, multiparts with a boundary, no
+    preamble or epilogue) and leaves anything else to the generator.
+    """
+    out: list[bytes] = []
+    if _flatten(msg, out):
+        return b"".join(out)
+    return msg.as_bytes(policy=POLICY)
+
+
+def _header_bytes(name: str, value: Any) -> bytes:
+    """POLICY.fold_binary(name, value), without its general machinery for the usual case: an
+    ASCII raw value whose lines fit (which it writes as is, joined with CRLF)."""
+    limit = POLICY.max_line_length
+    if isinstance(value, str) and value.isascii():
+        lines = value.splitlines()
+        if lines and len(lines[0]) + len(name) + 2 <= limit and all(len(x) <= limit for x in lines[1:]):
+            return (name + ": " + "\r\n".join(lines) + "\r\n").encode("ascii")
+    return POLICY.fold_binary(name, value)
+
+
+def _flatten(msg: EmailMessage, out: list[bytes]) -> bool:
+    """Append MSG's bytes as BytesGenerator(policy=POLICY, mangle_from_=False) writes them;
+    False (OUT then unusable) when MSG is not of the simple shape this handles."""
+    if msg.preamble is not None or msg.epilogue is not None or "content-type" not in msg:
+        return False
+    for name, value in msg.raw_items():
+        out.append(_header_bytes(name, value))
+    out.append(b"\r\n")
+    payload = msg._payload  # type: ignore[attr-defined]
+    maintype = msg.get_content_maintype()
+    if maintype == "multipart":
+        boundary = msg.get_boundary()
+        if not isinstance(payload, list) or not boundary or msg.get_content_subtype() in ("signed", "digest"):
+            return False
+        dash = b"--" + boundary.encode("ascii")
+        out.append(dash + b"\r\n")
+        for i, part in enumerate(payload):
+            if i:
+                out.append(b"\r\n" + dash + b"\r\n")
+            if not isinstance(part, EmailMessage) or not _flatten(part, out):
+                return False
+        out.append(b"\r\n" + dash + b"--\r\n")
+        return True
+    if maintype == "message" or not (payload is None or (isinstance(payload, str) and payload.isascii())):
+        return False
+    if payload:
+        out.append(_NEWLINES.sub("\r\n", payload).encode("ascii"))
+    return True
+
+
 def render_many(drafts: Iterable[Draft], sent_at: datetime) -> list[EmailMessage]:
     """render() for each draft, all dated SENT_AT."""
     return [render(draft, sent_at) for draft in drafts]

@@ -9,7 +9,7 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -122,6 +122,42 @@ class TicketStore:
         if existing is None:  # pragma: no cover - the id is taken by another communication
             raise RuntimeError(f"ticket id {ticket.ticket} already belongs to another communication")
         return existing.ticket
+
+    def open_many(self, drafts: Sequence[Draft], at: datetime) -> list[str]:
+        """open() for many drafts at once: the ticket id of each, in order."""
+        created = utc_text(at)
+        rows = [
+            (
+                ticket_id(d.communication),
+                d.communication,
+                d.customer,
+                subject_line(d),
+                d.kind,
+                d.subject_kind,
+                d.subject,
+                d.message_id,
+                created,
+            )
+            for d in drafts
+        ]
+        self._write(
+            lambda: self.conn.executemany(
+                f"INSERT OR IGNORE INTO tickets ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+        )
+        found: dict[str, str] = {}
+        for i in range(0, len(rows), 500):
+            part = [r[1] for r in rows[i : i + 500]]
+            marks = ",".join("?" * len(part))
+            found.update(
+                self.conn.execute(
+                    f"SELECT communication, ticket FROM tickets WHERE communication IN ({marks})", part
+                ).fetchall()
+            )
+        missing = [r[0] for r in rows if r[1] not in found]
+        if missing:  # pragma: no cover - the id is taken by another communication
+            raise RuntimeError(f"ticket id {missing[0]} already belongs to another communication")
+        return [found[r[1]] for r in rows]
 
     def get(self, communication: str) -> Ticket | None:
         """The ticket opened by COMMUNICATION, if any."""
