@@ -7,9 +7,10 @@ The send benchmark builds a log where, at one instant, a maintenance and a
 critical incident for every customer make 2 x customers notices due, then
 times `forewarn run --once --now T --smtp 127.0.0.1:PORT` as a subprocess
 (start-up, evaluation, rendering, delivery, tickets and recording included).
-The plan benchmark builds a log with about --open pending obligations and
-times `make_plan(evaluate(...))` in process (after one warm-up), and the
-whole `forewarn plan --format json` command.
+The plan benchmark builds a log with at least --open pending obligations and
+times, in process, a fresh `make_plan(evaluate(...))`, the engine's plan
+(first call, then cached while the clock moves, then after an append), and
+the whole `forewarn plan --format json` command next to `forewarn --version`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_smtp import serve_in_child
 
 from forewarn.engine.planner import make_plan
+from forewarn.engine.replay import MemoryDelivery
+from forewarn.engine.runner import Engine
 from forewarn.evaluate.evaluation import evaluate
+from forewarn.events import parse_lines
 from forewarn.log.source import import_files, read_store
 from forewarn.log.store import EventStore
 from forewarn.policy.loader import load_policy
@@ -93,8 +97,9 @@ def send_log(customers: int) -> list[dict]:
 def plan_log(open_obligations: int, customers: int = 300) -> list[dict]:
     """Maintenances announced before T, windows after T: their notices are sent, the rest is pending."""
     events = _customers(customers)
-    per = customers * 2  # start reminder + closing pending per customer (advance notice sent)
-    for m in range(max(1, open_obligations // per)):
+    # per maintenance and customer: the advance notice is met, the start reminder pending
+    # (the closing notice opens only once the work completes)
+    for m in range(max(1, -(-open_obligations // customers))):
         start = T + timedelta(days=3, hours=m)
         scheduled = (T - timedelta(days=10) + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")
         events.append(
@@ -176,16 +181,24 @@ def bench_send(customers: int, runs: int) -> None:
             )
             elapsed = time.perf_counter() - started
             parent.send("stop")
-            received = parent.recv()[0] if parent.poll(10) else None
+            received, _cpu, connections = parent.recv() if parent.poll(10) else (None, None, None)
             server.join()
             sent = 2 * customers
             rates.append(sent / elapsed)
-            print(f"  {sent} sends in {elapsed:.2f} s = {sent / elapsed:.0f} sends/s (server got {received})")
+            print(
+                f"  {sent} sends in {elapsed:.2f} s = {sent / elapsed:.0f} sends/s "
+                f"(server got {received} over {connections} connection(s))"
+            )
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
         f"run --once: median {statistics.median(rates):.0f} sends/s, min {min(rates):.0f}, max {max(rates):.0f}; "
         f"peak RSS of a child {peak:.0f} MiB"
     )
+
+
+def _stats(label: str, seconds: list[float]) -> None:
+    ms = [1000 * x for x in seconds]
+    print(f"{label}: median {statistics.median(ms):.0f} ms, min {min(ms):.0f}, max {max(ms):.0f}")
 
 
 def bench_plan(open_obligations: int, runs: int) -> None:
@@ -196,39 +209,49 @@ def bench_plan(open_obligations: int, runs: int) -> None:
         events = read_store(store, T)
         plan = make_plan(evaluate(events, policy, T))
         print(f"  {len(events)} events; {len(plan.due)} due, {len(plan.upcoming)} upcoming")
-        inproc = []
+        fresh = []
         for _ in range(runs):
             started = time.perf_counter()
             make_plan(evaluate(events, policy, T))
-            inproc.append(time.perf_counter() - started)
+            fresh.append(time.perf_counter() - started)
+        first, hit, appended = [], [], []
+        for run in range(runs):
+            engine = Engine(store, policy, MemoryDelivery())
+            started = time.perf_counter()
+            engine.plan(T)
+            first.append(time.perf_counter() - started)
+            for minute in range(1, 6):  # the run loop: the clock moves on, nothing was appended
+                started = time.perf_counter()
+                engine.plan(T + timedelta(minutes=minute))
+                hit.append(time.perf_counter() - started)
+            customer = {**_customers(1)[0], "id": f"bench-append-{run}", "at": T.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            parsed, errors = parse_lines([json.dumps(customer)], "<bench>")
+            assert not errors
+            store.append(parsed)
+            started = time.perf_counter()
+            engine.plan(T + timedelta(minutes=10))
+            appended.append(time.perf_counter() - started)
+            assert engine.cache is not None and engine.cache.hits == 5 and engine.cache.misses == 2
+        store.close()
         cli = []
+        command = [sys.executable, "-m", "forewarn.cli", "plan", "--db", str(db), "--as-of", T.isoformat()]
         for _ in range(runs):
             started = time.perf_counter()
             subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "forewarn.cli",
-                    "plan",
-                    "--db",
-                    str(db),
-                    "--as-of",
-                    T.isoformat(),
-                    "--format",
-                    "json",
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                [*command, "--format", "json"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             cli.append(time.perf_counter() - started)
-    ms = [1000 * x for x in inproc]
-    print(
-        f"plan (evaluate + plan, in process): median {statistics.median(ms):.0f} ms, min {min(ms):.0f}, "
-        f"max {max(ms):.0f}"
-    )
-    ms = [1000 * x for x in cli]
-    print(f"forewarn plan (whole command): median {statistics.median(ms):.0f} ms, min {min(ms):.0f}, max {max(ms):.0f}")
+        floor = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "forewarn.cli", "--version"], check=True, stdout=subprocess.DEVNULL)
+            floor.append(time.perf_counter() - started)
+    _stats("fresh evaluate + plan, in process (events already parsed)", fresh)
+    _stats("Engine.plan, first call (read + parse + evaluate + plan)", first)
+    _stats("Engine.plan in the run loop, clock moved, nothing appended (cached)", hit)
+    _stats("Engine.plan after one event was appended (new rows read, re-evaluated)", appended)
+    _stats("forewarn plan --format json (whole command, new process)", cli)
+    _stats("forewarn --version (process start-up + CLI import: the floor)", floor)
 
 
 def main() -> None:

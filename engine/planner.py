@@ -74,28 +74,42 @@ class Plan:
 
 def make_plan(evaluation: Evaluation) -> Plan:
     """Split the evaluation's pending obligations into due now and upcoming; add alerts."""
-    now = evaluation.as_of
-    comms = communications_by_key(evaluation.index)
-    due: list[Due] = []
-    upcoming: list[Due] = []
-    for outcome in evaluation.outcomes:
-        ob = outcome.obligation
-        on_time_now = outcome.status == "violated" and outcome.problem == "missing" and ob.not_after == now
-        if outcome.status != "pending" and not on_time_now:  # sent at its deadline, a notice is on time
-            continue
-        sent = count_in_window(ob, comms)
-        start = max(ob.opened, ob.not_before)
-        if sent:  # a further communication (the promised update): late in the interval
-            start = max(start, ob.not_after - UPDATE_LEAD)
-        entry = Due(outcome, start, sent, evaluation.sender(ob), tuple(evaluation.contacts(ob)))
-        (due if start <= now else upcoming).append(entry)
-    return Plan(
-        now,
-        sorted(due, key=_due_order),
-        sorted(upcoming, key=_due_order),
-        alerts(evaluation),
-        cancellations(evaluation, comms),
-    )
+    return PlanBasis(evaluation).at(evaluation.as_of)
+
+
+class PlanBasis:
+    """What a plan needs from an evaluation, computed once: `at(now)` is then the plan for
+    any `now` at which the evaluation is unchanged but for its as-of (see engine.cache)."""
+
+    def __init__(self, evaluation: Evaluation) -> None:
+        self.evaluation = evaluation
+        comms = communications_by_key(evaluation.index)
+        entries: list[Due] = []
+        for outcome in evaluation.outcomes:
+            ob = outcome.obligation
+            # pending, or missed: sent at its deadline, a notice is on time (at(now) keeps those due now)
+            if outcome.status != "pending" and not (outcome.status == "violated" and outcome.problem == "missing"):
+                continue
+            sent = count_in_window(ob, comms)
+            start = max(ob.opened, ob.not_before)
+            if sent:  # a further communication (the promised update): late in the interval
+                start = max(start, ob.not_after - UPDATE_LEAD)
+            entries.append(Due(outcome, start, sent, evaluation.sender(ob), tuple(evaluation.contacts(ob))))
+        self.entries = sorted(entries, key=_due_order)
+        self.overruns = _overrun_candidates(evaluation)
+        self.missed = missed_alerts(evaluation)
+        self.cancellations = cancellations(evaluation, comms)
+
+    def at(self, now: datetime) -> Plan:
+        """The plan as of `now`."""
+        due: list[Due] = []
+        upcoming: list[Due] = []
+        for d in self.entries:
+            if d.outcome.status != "pending" and d.obligation.not_after != now:
+                continue
+            (due if d.send_from <= now else upcoming).append(d)
+        overruns = [alert for end, alert in self.overruns if end < now]
+        return Plan(now, due, upcoming, overruns + self.missed, list(self.cancellations))
 
 
 ANNOUNCING = ("advance_notice", "emergency", "start_reminder", "extension")
@@ -160,24 +174,39 @@ def _due_order(d: Due) -> tuple[datetime, datetime, str, str, str]:
 def alerts(evaluation: Evaluation) -> list[Alert]:
     """Overruns and missed deadlines: what needs a person, not an e-mail."""
     now = evaluation.as_of
-    out: list[Alert] = []
+    return [alert for end, alert in _overrun_candidates(evaluation) if end < now] + missed_alerts(evaluation)
+
+
+def _overrun_candidates(evaluation: Evaluation) -> list[tuple[datetime, Alert]]:
+    """(end, alert) per maintenance still running with no extension since its end was set:
+    an overrun once the end has passed."""
+    out: list[tuple[datetime, Alert]] = []
     for (kind, subject), h in sorted(evaluation.histories.items()):
         if kind != "maintenance" or h.cancelled_at or h.completed_at or not h.ends:
             continue
         end = h.ends[-1][0]
         last_end_pos = h.end_positions[-1]
         extended_since = bool(h.extension_positions) and h.extension_positions[-1] > last_end_pos
-        if end < now and not extended_since:
+        if not extended_since:
             out.append(
-                Alert(
-                    "extension-notice",
-                    subject,
-                    "overrun",
-                    f"{subject} passed its end {end:%Y-%m-%d %H:%M}Z with no completion or extension recorded: "
-                    "record a maintenance.extended with the reason (and a new end or next update time), "
-                    "or a maintenance.completed",
+                (
+                    end,
+                    Alert(
+                        "extension-notice",
+                        subject,
+                        "overrun",
+                        f"{subject} passed its end {end:%Y-%m-%d %H:%M}Z with no completion or extension recorded: "
+                        "record a maintenance.extended with the reason (and a new end or next update time), "
+                        "or a maintenance.completed",
+                    ),
                 )
             )
+    return out
+
+
+def missed_alerts(evaluation: Evaluation) -> list[Alert]:
+    """Obligations past their deadline with nothing sent."""
+    out: list[Alert] = []
     for outcome in evaluation.outcomes:
         if outcome.status == "violated" and outcome.problem == "missing":
             ob = outcome.obligation

@@ -8,22 +8,24 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.message import EmailMessage
 
 from forewarn import __version__
 from forewarn.engine import outbox
+from forewarn.engine.cache import EvaluationCache
 from forewarn.engine.delivery import Delivery, DeliveryError, with_retries
 from forewarn.engine.draft import Draft
 from forewarn.engine.planner import (
     Plan,
+    PlanBasis,
     cancellation_drafts,
     delivery_alerts,
     drafts_for,
-    make_plan,
     obligation_key,
 )
 from forewarn.engine.render import render
 from forewarn.engine.tickets import TicketStore, TicketWebhook
-from forewarn.evaluate.evaluation import evaluate
+from forewarn.evaluate.evaluation import Evaluation, evaluate
 from forewarn.events import parse_lines
 from forewarn.log.source import read_store
 from forewarn.log.store import EventStore
@@ -89,6 +91,7 @@ class Engine:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         attempts: int = 3,
         retry_delay: float = 0.5,
+        cache: bool = True,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -103,23 +106,32 @@ class Engine:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         outbox.ensure_schema(self.conn)
         self.tickets = TicketStore(store.db)
+        self.cache = EvaluationCache(store, policy) if cache else None
 
     def store_times(self) -> list[datetime]:
         """The `at` of every event in the log (the instants a replay must visit)."""
         rows = self.conn.execute("SELECT DISTINCT at FROM events")
         return [datetime.fromisoformat(at.replace("Z", "+00:00")) for (at,) in rows]
 
+    def evaluation(self, now: datetime) -> tuple[Evaluation, PlanBasis]:
+        """The evaluation as of `now` and its plan basis: reused from an earlier pass while
+        no event was appended and nothing can have changed but the clock (see engine.cache)."""
+        if self.cache is None:
+            evaluation = evaluate(read_store(self.store, now), self.policy, now)
+            return evaluation, PlanBasis(evaluation)
+        return self.cache.get(now)
+
     def plan(self, now: datetime) -> Plan:
         """What is due and upcoming as of `now`, with delivery alerts (no side effects)."""
-        plan = make_plan(evaluate(read_store(self.store, now), self.policy, now))
+        plan = self.evaluation(now)[1].at(now)
         plan.alerts.extend(delivery_alerts(outbox.failing(self.conn), now))
         return plan
 
     def run_once(self, now: datetime | None = None) -> PassResult:
         """One pass: everything due at `now` (default: the clock) is sent and recorded."""
         at = now or self.clock()
-        evaluation = evaluate(read_store(self.store, at), self.policy, at)
-        plan = make_plan(evaluation)
+        evaluation, basis = self.evaluation(at)
+        plan = basis.at(at)
         drafts = drafts_for(evaluation, plan.due)
         due_by = {obligation_key(d.obligation): d.obligation.not_after for d in plan.due}
         deadlines = {d.message_id: min(due_by[k] for k in d.reasons) for d in drafts}
@@ -132,9 +144,17 @@ class Engine:
             raise
         self.store.commit()
         result = PassResult(plan=plan, skipped=len(drafts) - len(claimed))
+        # Each message is rendered while the server answers for the one before
+        # (SMTP), so rendering overlaps the server's work; sending stays one at a time.
+        rendered: dict[int, EmailMessage | Exception] = {}
+
+        def prepare(i: int) -> None:
+            if i < len(claimed) and i not in rendered and claimed[i].state != outbox.DELIVERED:
+                rendered[i] = self._render(claimed[i].draft, now or self.clock())
+
         delivered: list[tuple[Draft, str]] = []
-        for entry in claimed:
-            sent = self._deliver(entry, now or self.clock(), result)
+        for i, entry in enumerate(claimed):
+            sent = self._deliver(entry, rendered.pop(i, None), lambda i=i: prepare(i + 1), now, result)
             if sent is not None:
                 delivered.append(sent)
             if len(delivered) >= RECORD_BATCH:
@@ -144,21 +164,41 @@ class Engine:
             self._record(delivered, at, result)
         return result
 
-    def _deliver(self, entry: outbox.Entry, at: datetime, result: PassResult) -> tuple[Draft, str] | None:
-        """Render and deliver one claimed entry; (draft, Subject) once the server accepted it."""
-        draft = entry.draft
+    @staticmethod
+    def _render(draft: Draft, at: datetime) -> EmailMessage | Exception:
         try:
-            message = render(draft, at)
-        except ValueError as exc:  # RenderError: this draft cannot be sent; the others still are
-            error = f"cannot render: {exc}"
+            return render(draft, at)
+        except Exception as exc:
+            return exc
+
+    def _deliver(
+        self,
+        entry: outbox.Entry,
+        message: EmailMessage | Exception | None,
+        next_one: Callable[[], None],
+        now: datetime | None,
+        result: PassResult,
+    ) -> tuple[Draft, str] | None:
+        """Render (unless done ahead) and deliver one claimed entry; (draft, Subject) once the
+        server accepted it. `next_one` prepares the next entry, while the server answers if it can."""
+        draft = entry.draft
+        if message is None:
+            message = self._render(draft, now or self.clock())
+        if isinstance(message, ValueError):  # RenderError: this draft cannot be sent; the others still are
+            error = f"cannot render: {message}"
             self._commit(lambda: outbox.mark(self.conn, draft.message_id, outbox.FAILED, error))
             result.failed.append((draft.message_id, error))
             return None
+        if isinstance(message, Exception):
+            raise message
         if entry.state != outbox.DELIVERED:
+            msg = message
+            if getattr(self.delivery, "overlaps", False):
+                send = lambda: self.delivery.deliver(msg, while_waiting=(next_one,))  # type: ignore[call-arg]  # noqa: E731
+            else:
+                send = lambda: self.delivery.deliver(msg)  # noqa: E731
             try:
-                with_retries(
-                    lambda: self.delivery.deliver(message), attempts=self.attempts, base_delay=self.retry_delay
-                )
+                with_retries(send, attempts=self.attempts, base_delay=self.retry_delay)
             except DeliveryError as exc:
                 state = outbox.INTENT if exc.transient else outbox.FAILED
                 error = str(exc)
@@ -174,19 +214,16 @@ class Engine:
         """Append the communications and their tickets to the log and close their outbox entries, atomically."""
         self.store.begin_exclusive()
         try:
-            tickets = []
+            tickets = self.tickets.open_many([draft for draft, _subject in delivered], at)
             lines = []
-            for draft, subject_line in delivered:
-                ticket = self.tickets.open(draft, at)
-                tickets.append(ticket)
+            for (draft, subject_line), ticket in zip(delivered, tickets, strict=True):
                 lines.extend(json.dumps(e) for e in recorded_events(draft, ticket, at, subject_line))
             events, errors = parse_lines(lines, "<engine>")
             if errors:
                 raise RuntimeError("; ".join(str(e) for e in errors))
             known = self.store.known_events(e.event.id for e in events)
             self.store.append_in_transaction([e for e in events if e.event.id not in known])
-            for draft, _subject in delivered:
-                outbox.mark(self.conn, draft.message_id, outbox.RECORDED)
+            outbox.mark_many(self.conn, [draft.message_id for draft, _subject in delivered], outbox.RECORDED)
         except BaseException:
             self.store.rollback()
             raise

@@ -36,7 +36,28 @@ def plan_json(plan: Plan) -> str:
         "alerts": [a.to_json() for a in plan.alerts],
         "cancellations": [{"subject": s, "customer": c} for s, c in plan.cancellations],
     }
-    return json.dumps(body, indent=2) + "\n"
+    return _indented(body, "") + "\n"
+
+
+def _indented(value: object, indent: str) -> str:
+    """json.dumps(value, indent=2) for dicts, lists and scalars: the same text without the
+    pure-Python encoder json falls back to when indenting (a large plan spent most of its
+    output time there). Scalars go through the C encoder."""
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = indent + "  "
+        items = [f"{inner}{_scalar(str(k))}: {_indented(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        inner = indent + "  "
+        return "[\n" + ",\n".join(inner + _indented(v, inner) for v in value) + "\n" + indent + "]"
+    return _scalar(value)
+
+
+_scalar = json.JSONEncoder().encode
 
 
 def _console() -> tuple[Console, io.StringIO]:

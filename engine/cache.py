@@ -1,0 +1,117 @@
+"""The engine's memory between passes: the log parsed once, the evaluation reused while it cannot change.
+
+`forewarn run` plans pass after pass. A fresh plan reads and validates the
+whole log and evaluates it (hundreds of milliseconds with 10,000 open
+obligations); between two passes usually nothing changed but the clock.
+
+- Events are read once: each refresh reads only the rows recorded since
+  (the log is append-only; its high-water recording sequence says whether
+  anything was appended, by this process or another one).
+- The evaluation made at T0 is reused for a later T as long as
+  (a) no event was appended since, (b) the policy is the same, and
+  (c) T is before the *horizon* of T0: the first instant after T0 at which
+  something the evaluation compares with its as-of could flip, that is the
+  next event's `at` (events after the as-of are ignored), any obligation's
+  deadline (pending until then, violated after) and any alarm timer of a
+  maintenance (end in force + the alarm's minutes). Evaluation as of T then
+  differs from the one as of T0 in its `as_of` only (for everything the plan
+  and the drafts use: `violations` are kept as of T0 and are not used here).
+  `tests/test_engine_perf.py` checks this against fresh evaluations after
+  appends of every event type and at every such boundary instant.
+- The plan's now-independent part (PlanBasis) is kept with the evaluation.
+
+Anything else (new events, an earlier T, T at or past the horizon) evaluates afresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from bisect import bisect_right
+from datetime import UTC, datetime, timedelta
+
+from forewarn.engine.planner import PlanBasis
+from forewarn.evaluate.evaluation import Evaluation, evaluate
+from forewarn.evaluate.obligations import timers_of
+from forewarn.events import EVENT_ADAPTER, Event
+from forewarn.log.store import EventStore
+from forewarn.policy.model import Policy
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FOREVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _epoch_us(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
+class EvaluationCache:
+    """Evaluations (and plan bases) of one log under one policy, reused while valid."""
+
+    def __init__(self, store: EventStore, policy: Policy) -> None:
+        self.store = store
+        self.policy = policy
+        self.hits = 0
+        self.misses = 0
+        self._seq = 0  # high-water recording sequence read so far
+        self._keys: list[tuple[int, int]] = []  # (at_us, seq) of each event, in evaluation order
+        self._events: list[Event] = []
+        self._cached: tuple[tuple[int, str], Evaluation, PlanBasis, datetime] | None = None
+
+    def events(self) -> list[Event]:
+        """Every event in the log, in evaluation order (`at`, then recording order)."""
+        rows = self.store.db.conn.execute(
+            "SELECT at_us, seq, payload FROM events WHERE seq > ? ORDER BY at_us, seq", (self._seq,)
+        ).fetchall()
+        if rows:
+            validate = EVENT_ADAPTER.validate_json
+            keys = [(at_us, seq) for at_us, seq, _ in rows]
+            events = [validate(payload) for _, _, payload in rows]
+            if not self._keys or keys[0] > self._keys[-1]:  # the usual case: appended at the end
+                self._keys.extend(keys)
+                self._events.extend(events)
+            else:  # something recorded with an earlier `at`: merge
+                merged = sorted(zip(self._keys + keys, self._events + events, strict=True), key=lambda p: p[0])
+                self._keys = [k for k, _ in merged]
+                self._events = [e for _, e in merged]
+            self._seq = max(self._seq, max(seq for _, seq in keys))
+        return self._events
+
+    def get(self, as_of: datetime) -> tuple[Evaluation, PlanBasis]:
+        """The evaluation as of `as_of` and its plan basis (reused when still valid)."""
+        events = self.events()
+        key = (self._seq, self.policy.digest)
+        cached = self._cached
+        if cached is not None:
+            cached_key, evaluation, basis, horizon = cached
+            if cached_key == key and evaluation.as_of <= as_of < horizon:
+                self.hits += 1
+                if as_of != evaluation.as_of:
+                    evaluation = dataclasses.replace(evaluation, as_of=as_of)
+                return evaluation, basis
+        self.misses += 1
+        evaluation = evaluate(events, self.policy, as_of)
+        basis = PlanBasis(evaluation)
+        self._cached = (key, evaluation, basis, self._horizon(evaluation))
+        return evaluation, basis
+
+    def _horizon(self, evaluation: Evaluation) -> datetime:
+        """The first instant after the evaluation's as-of at which a fresh evaluation could differ."""
+        t0 = evaluation.as_of
+        horizon = _FOREVER
+        i = bisect_right(self._keys, (_epoch_us(t0), float("inf")))
+        if i < len(self._events):
+            horizon = self._events[i].at  # the next event (ignored until the as-of reaches it)
+        for outcome in evaluation.outcomes:
+            deadline = outcome.obligation.not_after
+            if t0 < deadline < horizon:
+                horizon = deadline
+        minutes = {timer.minutes for timer in timers_of(self.policy)}
+        for (kind, _subject), history in evaluation.histories.items():
+            if kind != "maintenance":
+                continue
+            for end, _given in history.ends:
+                for m in minutes:
+                    due = end + timedelta(minutes=m)
+                    if t0 < due < horizon:
+                        horizon = due
+        return horizon

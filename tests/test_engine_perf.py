@@ -1,0 +1,221 @@
+"""The engine's fast paths give exactly what the slow ones give: wire bytes, cached plans."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from bench_smtp import synthetic_drafts
+
+from forewarn.engine.draft import Invitation
+from forewarn.engine.render import POLICY, render, wire_bytes
+
+SENT_AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def _drafts() -> list:
+    drafts = synthetic_drafts(24)
+    base = drafts[0]
+    start = datetime(2026, 3, 10, 8, tzinfo=UTC)
+    drafts += [
+        dataclasses.replace(base, customer_name="Zürich Ünïcode Bank ☃", subject_title="Mise à jour — base"),
+        dataclasses.replace(base, subject_title="A rather long maintenance title " * 8),
+        dataclasses.replace(base, customer_name="=?utf-8?q?injected?= name\r\nBcc: x@evil.example"),
+        dataclasses.replace(base, states={**base.states, "impact": "line one\nline two\r\n.\nFrom here"}),
+        dataclasses.replace(base, to=("a@x.example", "b@y.example", "a@x.example")),
+        dataclasses.replace(
+            base,
+            kind="other",
+            states={},
+            context={"note": "cancelled"},
+            invitation=Invitation("mx-9@forewarn", 3, "CANCEL", start, start + timedelta(hours=1), "X"),
+        ),
+        dataclasses.replace(base, kind="closing", states={}, invitation=None, context={"note": "x" * 1200}),
+    ]
+    return drafts
+
+
+@pytest.mark.parametrize("i", range(len(_drafts())))
+def test_wire_bytes_are_the_generators_bytes(i: int) -> None:
+    msg = render(_drafts()[i], SENT_AT)
+    assert wire_bytes(msg) == msg.as_bytes(policy=POLICY)
+
+
+def test_wire_bytes_fall_back_for_other_shapes() -> None:
+    msg = EmailMessage()
+    msg["From"] = "a@x.example"
+    msg.set_content("héllo\n")  # no explicit shape of ours: 8bit, policy default
+    assert wire_bytes(msg) == msg.as_bytes(policy=POLICY)
+    msg = render(_drafts()[0], SENT_AT)
+    msg.preamble = "This is a multi-part message."
+    assert wire_bytes(msg) == msg.as_bytes(policy=POLICY)
+    msg = EmailMessage()
+    msg["From"] = "a@x.example"
+    msg.make_mixed()
+    msg.attach(EmailMessage())
+    assert wire_bytes(msg) == msg.as_bytes(policy=POLICY)
+
+
+def test_open_many_is_open_for_each() -> None:
+    import sqlite3
+
+    from forewarn.engine.tickets import TicketStore
+
+    drafts = _drafts()[:6]
+    one, many = TicketStore(sqlite3.connect(":memory:")), TicketStore(sqlite3.connect(":memory:"))
+    assert many.open_many(drafts[:2], SENT_AT) == [one.open(d, SENT_AT) for d in drafts[:2]]
+    later = SENT_AT + timedelta(hours=1)  # opened once: the first time stays
+    assert many.open_many(drafts, later) == [one.open(d, later) for d in drafts]
+    assert many.all() == one.all()
+
+
+# ---------------------------------------------------------------- cached plans
+
+SAMPLES = Path(__file__).resolve().parents[1] / "forewarn" / "samples"
+
+
+def _instants(events: list, policy) -> list[datetime]:
+    """Every instant at which an evaluation of EVENTS can change, and 1 us before each."""
+    from forewarn.evaluate.evaluation import evaluate
+    from forewarn.evaluate.obligations import timers_of
+
+    final = evaluate(events, policy, events[-1].at + timedelta(days=30))
+    minutes = {t.minutes for t in timers_of(policy)}
+    points = {e.at for e in events}
+    for o in final.outcomes:
+        ob = o.obligation
+        points |= {ob.not_after, max(ob.opened, ob.not_before), ob.not_after - timedelta(minutes=10)}
+    for (kind, _s), h in final.histories.items():
+        if kind == "maintenance":
+            points |= {end + timedelta(minutes=m) for end, _ in h.ends for m in minutes}
+    tick = timedelta(microseconds=1)
+    return sorted(points | {p - tick for p in points} | {events[-1].at + timedelta(days=30)})
+
+
+OVERRUN = [  # a maintenance that overruns (the alarm timer fires), is extended, overruns again, completes
+    {"id": "c1", "type": "customer.upserted", "at": "2026-01-01T00:00:00Z", "customer": "acme", "name": "Acme",
+     "plan": "enterprise", "timezone": "Europe/Berlin", "country": "DE", "contacts": ["ops@acme.example"]},
+    {"id": "m1", "type": "maintenance.scheduled", "at": "2026-03-02T10:00:00Z", "maintenance": "mx-1",
+     "title": "Upgrade", "start": "2026-03-12T08:00:00Z", "end": "2026-03-12T10:00:00Z", "customers": "all",
+     "impact": "interruption", "impact_summary": "Logins unavailable"},
+    {"id": "s1", "type": "maintenance.started", "at": "2026-03-12T08:00:00Z", "maintenance": "mx-1"},
+    {"id": "x1", "type": "maintenance.extended", "at": "2026-03-12T10:40:00Z", "maintenance": "mx-1",
+     "reason": "Slow migration", "end": "2026-03-12T11:00:00Z"},
+    {"id": "c2", "type": "customer.upserted", "at": "2026-03-12T10:50:00Z", "customer": "acme", "name": "Acme AG",
+     "plan": "enterprise", "timezone": "Europe/Berlin", "country": "DE", "contacts": ["noc@acme.example"]},
+    {"id": "k1", "type": "maintenance.completed", "at": "2026-03-12T12:00:00Z", "maintenance": "mx-1",
+     "healthy": True},
+]
+
+
+@pytest.mark.parametrize("source", ["quarter", "overrun"])
+def test_cached_plans_equal_fresh_ones_as_events_arrive_and_time_passes(tmp_path: Path, source: str) -> None:
+    """The run loop's plans (evaluation reused between appends, only the clock moving) are
+    exactly the fresh ones: at every event, deadline, send time and alarm timer and just
+    before each, while every event type is appended (some late, with an earlier `at`)."""
+    import json
+
+    from forewarn.engine.cache import EvaluationCache
+    from forewarn.engine.planner import cancellation_drafts, drafts_for, make_plan
+    from forewarn.evaluate.evaluation import evaluate
+    from forewarn.events import parse_lines
+    from forewarn.log.source import read_store
+    from forewarn.log.store import EventStore
+    from forewarn.policy.loader import load_policy
+
+    policy = load_policy()
+    if source == "quarter":
+        lines = (SAMPLES / "quarter.jsonl").read_text().splitlines()
+    else:
+        lines = [json.dumps(e) for e in OVERRUN]
+    parsed, errors = parse_lines(lines, source)
+    assert not errors
+    parsed.sort(key=lambda s: s.event.at)
+    types = {s.event.type for s in parsed}
+    late_types = ("communication.sent", "ticket.opened", "reply.received", "waiver.granted", "customer.upserted")
+    held = {id(s) for i, s in enumerate(parsed) if s.event.type in late_types and i % 7 == 3}
+
+    store = EventStore(tmp_path / "log.db")
+    cache = EvaluationCache(store, policy)
+    pending = list(parsed)
+    late: list = []
+    appended_types: set[str] = set()
+    alarms = 0
+    for t in _instants([s.event for s in parsed], policy):
+        now_due = [s for s in pending if s.event.at <= t]
+        if now_due:
+            pending = [s for s in pending if s.event.at > t]
+            on_time = [s for s in now_due if id(s) not in held]
+            if late or on_time:  # late facts: recorded a few instants after their `at`
+                store.append([*late, *on_time])
+            appended_types |= {s.event.type for s in [*late, *on_time]}
+            late = [s for s in now_due if id(s) in held]
+        evaluation, basis = cache.get(t)
+        fresh = evaluate(read_store(store, t), policy, t)
+        expected = make_plan(fresh)
+        got = basis.at(t)
+        assert got == expected, t
+        assert drafts_for(evaluation, got.due) == drafts_for(fresh, expected.due), t
+        assert cancellation_drafts(evaluation, got.cancellations) == cancellation_drafts(
+            fresh, expected.cancellations
+        ), t
+        assert evaluation.histories == fresh.histories, t  # alarm timers included
+        assert [(o.obligation, o.status, o.problem, o.sent) for o in evaluation.outcomes] == [
+            (o.obligation, o.status, o.problem, o.sent) for o in fresh.outcomes
+        ], t
+        alarms += any(m.type == "maintenance.overrun" for h in fresh.histories.values() for m in h.moments)
+    assert appended_types == types
+    if source == "quarter":
+        assert len(types) >= 14  # every kind of lifecycle, communication, ticket, reply, waiver, customer event
+        assert cache.hits > 100 and cache.misses > 50  # both paths were exercised
+    else:
+        assert alarms and cache.hits and cache.misses
+    store.close()
+
+
+def test_engine_plans_reuse_the_evaluation_until_something_is_appended(tmp_path: Path) -> None:
+    from forewarn.engine.replay import MemoryDelivery
+    from forewarn.engine.runner import Engine
+    from forewarn.log.source import import_files
+    from forewarn.log.store import EventStore
+    from forewarn.policy.loader import load_policy
+
+    policy = load_policy()
+    store = EventStore(tmp_path / "log.db")
+    import_files(store, [SAMPLES / "quarter-lifecycle.jsonl"], policy.ids)
+    cached = Engine(store, policy, MemoryDelivery())
+    fresh = Engine(store, policy, MemoryDelivery(), cache=False)
+    start = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    for minutes in range(0, 60 * 24 * 40, 97):
+        t = start + timedelta(minutes=minutes)
+        assert cached.plan(t) == fresh.plan(t), t
+        if minutes % (97 * 20) == 0:
+            sent = cached.run_once(t).sent
+            assert cached.plan(t) == fresh.plan(t), t
+            assert fresh.run_once(t).sent == []  # what one sent, the other sees at once
+            if sent:
+                assert cached.cache.misses >= 2
+    assert cached.cache.hits > cached.cache.misses
+    store.close()
+
+
+def test_plan_json_is_json_dumps_indented() -> None:
+    import json
+
+    from forewarn.engine.views import _indented
+
+    values = [
+        {},
+        [],
+        {"a": [], "b": {}, "c": None, "d": True, "e": 1.5, "f": -3, "g": "é\u2028\"\\\n", "h": ["x", None]},
+        {"due": [{"rule": "r", "to": ["a@b.example", "c@d.example"], "from": None}], "alerts": []},
+    ]
+    for value in values:
+        assert _indented(value, "") == json.dumps(value, indent=2)
