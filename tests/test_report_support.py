@@ -382,9 +382,12 @@ def audit_file(
 @cache
 def quarter_path() -> Path:
     """The seeded quarter as a JSONL file (written once per test session)."""
+    import atexit
+    import shutil
     import tempfile
 
     folder = Path(tempfile.mkdtemp(prefix="forewarn-report-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # no folder left behind per test run
     return write_jsonl(quarter_events(), folder / "quarter.jsonl")
 
 
