@@ -457,8 +457,8 @@ def test_parsed_events_compute_their_canonical_form_on_demand() -> None:
     events, errors = parse_lines([_line(**COMMUNICATION).encode()], "x.jsonl")
     assert errors == [] and events[0].stored is None
     assert events[0].canonical == canonical_json(events[0].event)
-    with_meta, _ = parse_lines([_line(**{**COMMUNICATION, "meta": {"n": 1}}).encode()], "x.jsonl")
-    assert with_meta[0].stored == canonical_json(with_meta[0].event)  # free-form data: checked at parse time
+    escaped, _ = parse_lines([_line(**{**COMMUNICATION, "subject": "Caf\u00e9"}).encode()], "x.jsonl")
+    assert escaped[0].stored == canonical_json(escaped[0].event)  # a \u escape: serialised at parse time
 
 
 def test_parsed_events_share_equal_fields_sets_and_stay_equal() -> None:

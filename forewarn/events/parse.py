@@ -75,13 +75,7 @@ def parse_lines(
         for number, line in enumerate(lines, 1):
             # The common case inline (a valid bytes line, not the first, of ordinary length and content);
             # every other line, and every line that fails, takes _parse_line's full path.
-            if (
-                number > 1
-                and type(line) is bytes
-                and len(line) <= MAX_LINE_BYTES
-                and b"\\u" not in line
-                and b'"meta"' not in line
-            ):
+            if number > 1 and type(line) is bytes and len(line) <= MAX_LINE_BYTES and b"\\u" not in line:
                 try:
                     event = validate(line, by_name=False)
                 except ValidationError:
@@ -121,10 +115,12 @@ def _parse_line(
     """One line: an event, its errors, or None when blank.
 
     The canonical JSON is not kept (it is only compared when an id repeats, and the log
-    computes its own on import); it is computed here only where it can fail: a `\\u`
-    escape may decode to a lone surrogate, which no JSON encoder stores, and `meta` is free-form.
+    computes its own on import). Nothing that validated can fail to serialise: `meta` numbers
+    are checked for JSON range, nesting stops at the parser's recursion limit (below orjson's),
+    and lone surrogates are invalid JSON; it is computed here all the same for a line with a
+    `\\u` escape, so that such a failure would be an input error here, not a crash later.
     """
-    eager = b"\\u" in line or b'"meta"' in line if type(line) is bytes else True
+    eager = b"\\u" in line if type(line) is bytes else True
     result = validate_line(line, file, number, canonical=eager)
     if type(result) is tuple:
         share_fields_sets(result[0])  # parsed events are kept (a log in memory): a third less memory
