@@ -40,10 +40,12 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from forewarn.events import EVENT_CLASSES, EventBase, InputError, WaiverGranted
-from forewarn.events.parse import gc_paused, validate_line
+from pydantic import ValidationError
+
+from forewarn.events import ENTITY_OF, EVENT_ADAPTER, EVENT_CLASSES, EventBase, InputError, WaiverGranted
+from forewarn.events.parse import _BOM, MAX_LINE_BYTES, _canonical, gc_paused, validate_line
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
-from forewarn.log.store import COLUMNS, INSERT_SQL, EventStore, row_values
+from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, EventStore, at_columns
 
 __all__ = ["BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_streaming"]
 
@@ -99,35 +101,37 @@ _trace = _Trace()
 # --------------------------------------------------------------------------- light data per event
 
 _CUSTOMER_KINDS = ("customer",)
+_SUBJECT_FIELDS = ("maintenance", "incident", "release")  # as `row_values`: the first one set is the subject
 
-RefPlan = tuple[tuple[tuple[str, tuple[str, ...]], ...], bool]
-
-
-def _reference_plans() -> dict[type, RefPlan | None]:
-    """Per event class: (REFS, HAS_CUSTOMERS), or None where `references()` is overridden (then it is called)."""
-    return {
-        cls: (cls.REFS, cls.HAS_CUSTOMERS) if cls.references is EventBase.references else None
-        for cls in EVENT_CLASSES.values()
-    }
-
-
-_PLANS = _reference_plans()
-_STANDARD_DEFINES = {cls: cls.defines is EventBase.defines for cls in EVENT_CLASSES.values()}
+ClassPlan = tuple[
+    str | None,  # entity kind the class defines (ENTITY_OF), the `entity_kind` column
+    bool,  # whether `defines()` is EventBase's (else it is called)
+    tuple[tuple[str, tuple[str, ...]], ...] | None,  # REFS, or None where `references()` is overridden (called)
+    bool,  # HAS_CUSTOMERS
+    bool,  # whether the class has a `customer` field
+    tuple[str, ...],  # its subject fields, in `_SUBJECT_FIELDS` order
+    bool,  # whether it is a waiver (its rule is checked)
+]
 
 
-def _references(event: EventBase) -> list[tuple[str, tuple[str, ...], str]]:
-    """`event.references()` as (field, kinds, id) triples, in the same order."""
-    plan = _PLANS.get(type(event))
-    if plan is None:
-        return [(ref.field, ref.kinds, ref.id) for ref in event.references()]
-    fields, has_customers = plan
-    data = event.__dict__
-    out = [(name, kinds, data[name]) for name, kinds in fields if data[name] is not None]
-    if has_customers:
-        customers = data["customers"]
-        if customers != "all":
-            out += [("customers", _CUSTOMER_KINDS, customer) for customer in customers]
-    return out
+def _class_plans() -> dict[type, ClassPlan]:
+    """What `parse_chunk` needs to know of each event class to build its row and light data without calls."""
+    plans: dict[type, ClassPlan] = {}
+    for kind, cls in EVENT_CLASSES.items():
+        fields = cls.model_fields
+        plans[cls] = (
+            ENTITY_OF.get(kind),
+            cls.defines is EventBase.defines,
+            cls.REFS if cls.references is EventBase.references else None,
+            cls.HAS_CUSTOMERS,
+            "customer" in fields,
+            tuple(f for f in _SUBJECT_FIELDS if f in fields),
+            issubclass(cls, WaiverGranted),
+        )
+    return plans
+
+
+_CLASS_PLANS = _class_plans()
 
 
 # --------------------------------------------------------------------------- validating a chunk
@@ -150,7 +154,12 @@ Chunk = tuple[
 
 
 def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_start: bool) -> Chunk:
-    """Validate lines of one file: rows, light data and errors (line numbers counted from 1 in the chunk)."""
+    """Validate lines of one file: rows, light data and errors (line numbers counted from 1 in the chunk).
+
+    The result is `validate_line` + `row_values` + `defines()` / `references()` of each line, computed inline
+    for the common line (bytes, not too long, valid, storable); any other line goes through `validate_line`
+    itself, which reports its errors (so they are exactly its errors).
+    """
     rows: list[tuple[Any, ...]] = []
     numbers: list[int] = []
     defs: Defs = {}
@@ -160,23 +169,51 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
     ordered = True
     last = -(1 << 63)
     number = 0
+    validate = EVENT_ADAPTER.validator.validate_json  # EVENT_ADAPTER.validate_json(line, by_name=False), direct
+    at_memo = _AT_COLUMNS
+    plans = _CLASS_PLANS
     for number, line in enumerate(lines, 1):
-        result = validate_line(line, name, number, at_file_start and number == 1)
-        if type(result) is not tuple:
-            if result is not None:
-                errors.extend((e.file, e.line, e.event_type, e.event_id, e.field, e.message) for e in result)
-            continue
-        event, canonical = result
-        row = row_values(event, canonical)
+        try:
+            if type(line) is not bytes or len(line) > MAX_LINE_BYTES or (
+                number == 1 and at_file_start and line.startswith(_BOM)
+            ):
+                raise _Unusual
+            event = validate(line, by_name=False)
+            payload = _canonical(event)
+        except (ValidationError, TypeError, ValueError, _Unusual):  # errors, blank or unusual lines: the slow way
+            result = validate_line(line, name, number, at_file_start and number == 1)
+            if type(result) is not tuple:
+                if result is not None:
+                    errors.extend((e.file, e.line, e.event_type, e.event_id, e.field, e.message) for e in result)
+                continue
+            event, payload = result
+        entity, standard_defines, ref_fields, has_customers, has_customer, subject_fields, waiver = plans[
+            type(event)
+        ]
+        data = event.__dict__
+        at = data["at"]
+        at_text_us = at_memo.get(at)
+        if at_text_us is None:
+            at_text_us = at_columns(at)
+        at_us = at_text_us[1]
+        subject = None
+        for field in subject_fields:
+            value = data[field]
+            if value:
+                subject = value
+                break
+        entity_id = data[entity] if entity is not None else None
         i = len(rows)
-        rows.append(row)
+        rows.append((
+            data["id"], data["type"], at_text_us[0], at_us, subject, data["customer"] if has_customer else None,
+            entity, entity_id, payload,
+        ))  # = row_values(event, payload)
         numbers.append(number)
-        at_us = row[3]
         if at_us < last:
             ordered = False
         last = at_us
-        defined = (row[6], row[7]) if row[6] else None
-        if not _STANDARD_DEFINES[type(event)]:
+        defined = (entity, entity_id) if entity is not None else None
+        if not standard_defines:
             defined = event.defines()
         if defined is not None:
             group = defs.get(defined[0])
@@ -184,7 +221,15 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
                 group = defs[defined[0]] = ([], [])
             group[0].append(defined[1])
             group[1].append(i)
-        for j, (field, kinds, ident) in enumerate(_references(event)):
+        if ref_fields is None:
+            references = [(ref.field, ref.kinds, ref.id) for ref in event.references()]
+        else:  # = references(), as (field, kinds, id), in the same order
+            references = [(field, kinds, data[field]) for field, kinds in ref_fields if data[field] is not None]
+            if has_customers:
+                customers = data["customers"]
+                if customers != "all":
+                    references += [("customers", _CUSTOMER_KINDS, customer) for customer in customers]
+        for j, (field, kinds, ident) in enumerate(references):
             entry = refs.get(kinds)
             if entry is None:
                 entry = refs[kinds] = ([], [], [], [])
@@ -192,9 +237,13 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
             entry[1].append(ident)
             entry[2].append(i)
             entry[3].append(j)
-        if isinstance(event, WaiverGranted):
-            rules.append((i, event.rule))
+        if waiver:
+            rules.append((i, data["rule"]))
     return rows, numbers, defs, refs, rules, errors, number, ordered
+
+
+class _Unusual(Exception):
+    """A line `parse_chunk` leaves to `validate_line` (not bytes, too long, or a BOM to skip)."""
 
 
 def _parse_range(path: str, name: str, start: int, end: int) -> Chunk | str:

@@ -58,7 +58,7 @@ _AT_COLUMNS: dict[datetime, tuple[str, int]] = {}
 _AT_COLUMNS_LIMIT = 4096
 
 
-def _at_columns(at: datetime) -> tuple[str, int]:
+def at_columns(at: datetime) -> tuple[str, int]:
     """(`at` text, `at_us`) of an instant, memoised (bounded): many events share their `at`."""
     hit = _AT_COLUMNS.get(at)  # aware datetimes are equal (and hash alike) when the instant is: exact
     if hit is None:
@@ -78,7 +78,7 @@ def row_values(event: Event, canonical: str) -> tuple[object, ...]:
             subject = value
             break
     kind = event.type
-    at_text, at_us = _at_columns(event.at)
+    at_text, at_us = at_columns(event.at)
     entity_kind = ENTITY_OF.get(kind)
     return (
         event.id,
