@@ -89,7 +89,7 @@ class EvaluationCache:
                     evaluation = dataclasses.replace(evaluation, as_of=as_of)
                 return evaluation, basis
         self.misses += 1
-        evaluation = evaluate(events, self.policy, as_of)
+        evaluation = evaluate(events, self.policy, as_of, checks=False)  # plans need no checks
         basis = PlanBasis(evaluation)
         self._cached = (key, evaluation, basis, self._horizon(evaluation))
         return evaluation, basis

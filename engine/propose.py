@@ -97,7 +97,7 @@ def propose_window(events: Sequence[Event], policy: Policy, proposal: Proposal, 
             "reason": "proposed",
         }
     )
-    evaluation = evaluate([*events, scheduled], policy, as_of)
+    evaluation = evaluate([*events, scheduled], policy, as_of, checks=False)
     obligations = sorted(
         (o.obligation for o in evaluation.outcomes if o.obligation.subject == PROPOSAL_ID and o.status != "void"),
         key=lambda ob: (ob.not_after, ob.rule, ob.customer),

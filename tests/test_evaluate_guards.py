@@ -70,3 +70,19 @@ def test_an_exception_inside_an_action_surfaces(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(ActionError) as info:
         evaluate(_log(2), POLICY, START + timedelta(days=20))
     assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_evaluation_without_checks_plans_the_same_and_only_omits_check_violations() -> None:
+    from pathlib import Path
+
+    from forewarn.log.source import load_files
+
+    quarter = Path(__file__).parents[1] / "forewarn" / "samples" / "quarter.jsonl"
+    events = load_files([quarter], POLICY.ids)
+    as_of = max(e.at for e in events) + timedelta(days=7)
+    full, planning = evaluate(events, POLICY, as_of), evaluate(events, POLICY, as_of, checks=False)
+    assert planning.outcomes == full.outcomes
+    with_checks = {r.id for r in POLICY.rules if r.spec.checks}
+    left_out = [v for v in full.violations if v not in planning.violations]
+    assert all(v in full.violations for v in planning.violations)
+    assert left_out and all(v.rule in with_checks for v in left_out)  # the quarter has check violations

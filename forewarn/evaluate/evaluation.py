@@ -27,7 +27,7 @@ class Evaluation:
     index: LogIndex
     histories: dict[tuple[str, str], SubjectHistory]
     outcomes: list[Outcome]  # every obligation with its status
-    violations: list[Violation]  # obligation, alarm and check violations, unsorted
+    violations: list[Violation]  # obligation, alarm and (unless evaluated without) check violations, unsorted
 
     def sender(self, ob: Obligation) -> str | None:
         history = self.histories.get((ob.subject_kind, ob.subject))
@@ -38,17 +38,20 @@ class Evaluation:
         return list(attrs.contacts) if attrs is not None else []
 
 
-def evaluate(events: Sequence[Event], policy: Policy, as_of: datetime) -> Evaluation:
+def evaluate(events: Sequence[Event], policy: Policy, as_of: datetime, checks: bool = True) -> Evaluation:
     """Judge `events` (in evaluation order) against `policy` as of `as_of`.
 
     Facts after `as_of` are ignored; obligations whose deadline is later and
-    are not yet met are pending.
+    are not yet met are pending. `checks=False` skips the per-communication
+    checks (content, sender, ticket, routing): what the engine plans from is
+    obligations and their outcomes, and the checks are about 40% of the work;
+    `violations` then holds obligation and alarm violations only.
     """
     with gc_paused():  # hundreds of thousands of acyclic objects: the cyclic GC only costs time here
-        return _evaluate(events, policy, as_of)
+        return _evaluate(events, policy, as_of, checks)
 
 
-def _evaluate(events: Sequence[Event], policy: Policy, as_of: datetime) -> Evaluation:
+def _evaluate(events: Sequence[Event], policy: Policy, as_of: datetime, checks: bool = True) -> Evaluation:
     index = build_index(e for e in events if e.at <= as_of)
     derivation = derive(index, policy, as_of)
     obligations = derivation.obligations
@@ -86,7 +89,8 @@ def _evaluate(events: Sequence[Event], policy: Policy, as_of: datetime) -> Evalu
                     evidence=tuple(dict.fromkeys((history.defined_event, moment.event_id))),
                 )
             )
-    violations.extend(run_checks(policy, CheckContext(index, derivation.histories, as_of)))
+    if checks:
+        violations.extend(run_checks(policy, CheckContext(index, derivation.histories, as_of)))
     return Evaluation(as_of, policy, index, derivation.histories, outcomes, violations)
 
 
