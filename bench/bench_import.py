@@ -74,6 +74,7 @@ def run_once(jsonl: Path, workdir: Path, extra_env: dict[str, str]) -> dict[str,
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     env = {**os.environ, **extra_env}
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.Popen(
         [*FOREWARN, "import", str(jsonl), "--db", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
@@ -98,6 +99,7 @@ def run_once(jsonl: Path, workdir: Path, extra_env: dict[str, str]) -> dict[str,
         "peak_rss_mib": usage.ru_maxrss / 1024,
         "tree_rss_mib": sampler.rss / 1024,
         "tree_pss_mib": sampler.pss / 1024,
+        "load": load,
     }
 
 
@@ -125,7 +127,8 @@ def main() -> None:
             print(
                 f"run {i + 1}: {r['events']} events in {r['wall_s']:.2f} s = {r['events_per_s']:,.0f} events/s;"
                 f" cpu {r['cpu_s']:.1f} s; peak RSS {r['peak_rss_mib']:.0f} MiB"
-                f" (tree RSS {r['tree_rss_mib']:.0f} MiB, tree PSS {r['tree_pss_mib']:.0f} MiB)",
+                f" (tree RSS {r['tree_rss_mib']:.0f} MiB, tree PSS {r['tree_pss_mib']:.0f} MiB);"
+                f" load before {r['load']:.2f}",
                 flush=True,
             )
     finally:
@@ -139,6 +142,7 @@ def main() -> None:
         ("peak_rss_mib", "MiB peak RSS"),
         ("tree_rss_mib", "MiB tree RSS"),
         ("tree_pss_mib", "MiB tree PSS"),
+        ("load", "load before"),
     ):
         values = [r[key] for r in runs]
         print(
