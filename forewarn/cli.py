@@ -141,13 +141,39 @@ def _refuse_databases(paths: Sequence[str]) -> None:
             fail(f"{p} is a SQLite database, not JSONL: use --db {p}")
 
 
-def batch_process() -> None:
+_EXIT_WITHOUT_TEARDOWN = False
+
+
+def batch_process(read_only: bool = False) -> None:
     """A command that loads a whole log and exits: the cyclic GC only costs time here (millions of
     acyclic objects are scanned again and again), and the process's memory is returned at exit.
-    Re-enabled when the command ends, for callers that run commands in process (tests)."""
+    Re-enabled when the command ends, for callers that run commands in process (tests).
+
+    A `read_only` command (nothing open to close but files it has already written) also ends
+    without the interpreter's teardown when run as the `forewarn` program (see `entry`): freeing a
+    large log's objects one by one took 3.7 s of a 22 s audit.
+    """
+    global _EXIT_WITHOUT_TEARDOWN
     if gc.isenabled():
         gc.disable()
         click.get_current_context().call_on_close(gc.enable)
+    _EXIT_WITHOUT_TEARDOWN = read_only
+
+
+def entry() -> None:
+    """The `forewarn` program: `main`, then, after a read-only batch command, exit at once."""
+    try:
+        main()
+    except SystemExit as exc:
+        if not _EXIT_WITHOUT_TEARDOWN:
+            raise
+        code = exc.code
+        if isinstance(code, str):  # sys.exit("message"): what the interpreter would print
+            print(code, file=sys.stderr)
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
 
 
 def write_output(text: str, output: str | None) -> None:
@@ -158,12 +184,20 @@ def write_output(text: str, output: str | None) -> None:
     target = Path(output)
     fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
     try:
+        os.fchmod(fd, _new_file_mode())  # as open() would have created it, not mkstemp's 0600
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_file_mode() -> int:
+    """0666 less the process's umask: the mode a plain open(path, "w") gives a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 # -- commands ----------------------------------------------------------------------
@@ -273,7 +307,7 @@ def audit_cmd(
     from forewarn.policy.schema import SEVERITY_ORDER
 
     policy = load_policy_or_fail(rules_dir)
-    batch_process()
+    batch_process(read_only=True)
     t = parse_instant(as_of, "--as-of")
     start = parse_instant(since, "--since") if since else None
     end = parse_instant(until, "--until") if until else None
@@ -371,7 +405,7 @@ def plan_cmd(
     from forewarn.evaluate.evaluation import evaluate
 
     policy = load_policy_or_fail(rules_dir)
-    batch_process()
+    batch_process(read_only=True)
     t = parse_instant(as_of, "--as-of")
     events = read_log(db, events_files, policy.ids, t)
     if propose is not None:
@@ -553,4 +587,4 @@ def demo_cmd(workdir: str) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,27 @@ def test_fail_on_high_ignores_medium_violations(tmp_path: Path) -> None:
     )
     assert code == 0, err  # ticket and sender findings are medium
     assert "<failure" in out
+
+
+def test_the_installed_command_ends_without_teardown_and_loses_no_output(tmp_path: Path) -> None:
+    """`forewarn audit` exits at once after its report (forewarn.cli.entry): stdout complete when piped,
+    the exit status kept, the -o file whole, the summary on stderr."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "forewarn"
+    args = [str(exe), "audit", "--events", str(quarter_path()), "--as-of", "2026-10-08T00:00:00Z"]
+    piped = subprocess.run([*args, "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 1, piped.stderr  # the quarter has violations
+    report = json.loads(piped.stdout)
+    assert report["summary"]["findings"] == len(report["findings"]) > 0
+    assert "findings" in piped.stderr and "Traceback" not in piped.stderr
+    out = tmp_path / "report.json"
+    to_file = subprocess.run([*args, "--format", "json", "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert to_file.returncode == 1 and to_file.stdout == ""
+    assert json.loads(out.read_text()) == report
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    bad = subprocess.run([*args[:3], str(tmp_path / "missing.jsonl")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "missing.jsonl" in bad.stderr
