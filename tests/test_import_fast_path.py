@@ -1,0 +1,120 @@
+"""The import's fast paths give exactly what the plain ones give; every index of a new log serves a query.
+
+- `bulk.parse_chunk` builds rows and light data inline for the common line; it must equal `validate_line` +
+  `row_values` + `defines()` / `references()` for every line, odd ones included (errors, blank lines, a BOM,
+  `str` lines, overlong lines, unstorable `meta`, waivers, "all" customers).
+- A new log has only the indexes some query of the store uses, and each of those queries uses one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from forewarn.events import WaiverGranted
+from forewarn.events.parse import MAX_LINE_BYTES, validate_line
+from forewarn.log import bulk
+from forewarn.log.store import PAGE_SIZE, EventStore, row_values
+
+SAMPLES = Path(__file__).resolve().parents[1] / "forewarn" / "samples"
+QUARTER_LINES = (SAMPLES / "quarter.jsonl").read_bytes().splitlines(keepends=True)
+
+
+def plain_chunk(lines: list[Any], name: str, at_file_start: bool) -> bulk.Chunk:
+    """What `parse_chunk` computes, the plain way: one `validate_line` and the public methods per line."""
+    rows: list[tuple[Any, ...]] = []
+    numbers: list[int] = []
+    defs: dict[str, tuple[list[str], list[int]]] = {}
+    refs: dict[tuple[str, ...], tuple[list[str], list[str], list[int], list[int]]] = {}
+    rules: list[tuple[int, str]] = []
+    errors: list[tuple[Any, ...]] = []
+    ordered, last, number = True, -(1 << 63), 0
+    for number, line in enumerate(lines, 1):
+        result = validate_line(line, name, number, at_file_start and number == 1)
+        if type(result) is not tuple:
+            errors.extend((e.file, e.line, e.event_type, e.event_id, e.field, e.message) for e in result or ())
+            continue
+        event, canonical = result
+        i = len(rows)
+        rows.append(row_values(event, canonical))
+        numbers.append(number)
+        ordered = ordered and rows[-1][3] >= last
+        last = rows[-1][3]
+        defined = event.defines()
+        if defined is not None:
+            group = defs.setdefault(defined[0], ([], []))
+            group[0].append(defined[1])
+            group[1].append(i)
+        for j, ref in enumerate(event.references()):
+            entry = refs.setdefault(ref.kinds, ([], [], [], []))
+            entry[0].append(ref.field)
+            entry[1].append(ref.id)
+            entry[2].append(i)
+            entry[3].append(j)
+        if isinstance(event, WaiverGranted):
+            rules.append((i, event.rule))
+    return rows, numbers, defs, refs, rules, errors, number, ordered
+
+
+def odd_lines() -> list[Any]:
+    events = [json.loads(x) for x in QUARTER_LINES]
+    first = QUARTER_LINES[0]
+    comm = next(e for e in events if e["type"] == "communication.sent")
+    scheduled = next(e for e in events if e["type"] == "maintenance.scheduled")
+    waiver = next(e for e in events if e["type"] == "waiver.granted")
+    return [
+        b"\xef\xbb\xbf" + first,  # a BOM: skipped on a file's first line only
+        first.decode(),  # a str line
+        b"\n",
+        b"   \n",
+        b"{not json\n",
+        b"\xef\xbb\xbf" + QUARTER_LINES[1],  # a BOM not on the first line: an error
+        json.dumps(dict(comm, id="c-bad", kind="nope")).encode(),
+        json.dumps(dict(comm, id="c-meta", meta={"n": 1.5, "s": "\u00e9", "l": [1, None]})).encode(),
+        json.dumps(dict(comm, id="c-surrogate", meta={"s": "x"})).replace('"x"', '"\\ud800"').encode(),
+        json.dumps(dict(comm, id="c-offset", at="2026-03-09T10:00:00+09:00")).encode(),
+        json.dumps(dict(scheduled, id="s-all", maintenance="mx-all", customers="all")).encode(),
+        json.dumps(dict(scheduled, id="s-defaults", maintenance="mx-d", emergency=False, meta=None)).encode(),
+        json.dumps(dict(waiver, id="w-x", rule="no-such-rule")).encode(),
+        b'{"id": "long", "type": "ticket.opened", "pad": "' + b"x" * MAX_LINE_BYTES + b'"}\n',
+        *QUARTER_LINES[2:40],
+        json.dumps(dict(comm, id="c-early", at="2000-01-01T00:00:00Z")).encode(),  # `at` goes back
+    ]
+
+
+def test_parse_chunk_equals_the_plain_path() -> None:
+    lines = odd_lines()
+    for at_file_start in (True, False):
+        assert bulk.parse_chunk(lines, "f.jsonl", at_file_start) == plain_chunk(lines, "f.jsonl", at_file_start)
+    chunk = bulk.parse_chunk(lines, "f.jsonl", True)
+    assert chunk[5] and chunk[4] and not chunk[7]  # the lines above do exercise errors, waivers, disorder
+    assert bulk.parse_chunk(QUARTER_LINES, "q.jsonl", True) == plain_chunk(QUARTER_LINES, "q.jsonl", True)
+
+
+def _plan(conn: sqlite3.Connection, sql: str, params: list[object]) -> str:
+    return " | ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall())
+
+
+def test_every_index_of_a_new_log_serves_a_query(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "log.db")
+    store.close()
+    conn = sqlite3.connect(tmp_path / "log.db")
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    indexes = {name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL"
+    )}
+    used = {
+        "idx_events_id": ("SELECT id, payload FROM events WHERE id IN (?, ?)", ["a", "b"]),  # known_events
+        "idx_events_at_us_seq": ("SELECT payload FROM events ORDER BY at_us, seq", []),  # payloads
+        "idx_events_entity_kind_entity_id": (  # first_definitions_of
+            "SELECT entity_id, min(at_us) FROM events WHERE entity_kind = ? AND entity_id IN (?, ?) AND seq <= ?"
+            " GROUP BY entity_id",
+            ["customer", "a", "b", 10],
+        ),
+    }
+    assert indexes == set(used)
+    for name, (sql, params) in used.items():
+        assert name in _plan(conn, sql, params), sql
+    conn.close()
