@@ -14,7 +14,7 @@ differences are in how the work is done:
   `at` order at the end (after the prefix if they all come after it, else everything is re-inserted).
 - A large append (more rows than the log holds, and at least `BULK_MIN_ROWS`) drops the events indexes and
   recreates them after the insert, within the same transaction: building an index by sorting is far cheaper
-  than updating six B-trees row by row. Ids and entity definitions of the log are then read once into memory.
+  than updating every index B-tree row by row. Ids and entity definitions of the log are then read once into memory.
 
 $FOREWARN_IMPORT_WORKERS sets the number of worker processes (1: validate in this process);
 $FOREWARN_IMPORT_TRACE prints the time of each phase on stderr.
