@@ -3,7 +3,8 @@
 - `bulk.parse_chunk` builds rows and light data inline for the common line; it must equal `validate_line` +
   `row_values` + `defines()` / `references()` for every line, odd ones included (errors, blank lines, a BOM,
   `str` lines, overlong lines, unstorable `meta`, waivers, "all" customers).
-- A new log has only the indexes some query of the store uses, and each of those queries uses one.
+- Every index of a new log serves a query (the store's own, or the lookups by subject, customer and type
+  that issue 2 asks for), and each of those queries uses it.
 """
 
 from __future__ import annotations
@@ -112,6 +113,12 @@ def test_every_index_of_a_new_log_serves_a_query(tmp_path: Path) -> None:
             "SELECT entity_id, min(at_us) FROM events WHERE entity_kind = ? AND entity_id IN (?, ?) AND seq <= ?"
             " GROUP BY entity_id",
             ["customer", "a", "b", 10],
+        ),
+        # the lookups issue 2 asks for: by subject, by customer, by type, each in time order
+        "idx_events_subject_at_us": ("SELECT payload FROM events WHERE subject = ? ORDER BY at_us", ["mx-1"]),
+        "idx_events_customer_at_us": ("SELECT payload FROM events WHERE customer = ? ORDER BY at_us", ["acme"]),
+        "idx_events_type_at_us": (
+            "SELECT payload FROM events WHERE type = ? AND at_us >= ? ORDER BY at_us", ["maintenance.started", 0]
         ),
     }
     assert indexes == set(used)
