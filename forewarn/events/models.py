@@ -243,17 +243,34 @@ _INT_RANGE = range(-(2**63), 2**64)
 
 
 def _check_json_numbers(value: object) -> None:
-    """Numbers in free-form data must survive a JSON round trip (finite, 64-bit)."""
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_json_numbers(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_json_numbers(item)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise problem("numbers must be finite")
-    elif isinstance(value, int) and not isinstance(value, bool) and value not in _INT_RANGE:
-        raise problem("integers must fit in 64 bits")
+    """Numbers in free-form data must survive a JSON round trip (finite, 64-bit).
+
+    Iterative, dispatching on exact types (the values come from JSON: dict, list, str, int, float,
+    bool, None): every communication the engine sends carries `meta`, so this runs for most events.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            pending.extend(item.values())  # type: ignore[attr-defined]
+        elif kind is list:
+            pending.extend(item)  # type: ignore[arg-type]
+        elif kind is float:
+            if not math.isfinite(item):  # type: ignore[arg-type]
+                raise problem("numbers must be finite")
+        elif kind is int:
+            if item not in _INT_RANGE:
+                raise problem("integers must fit in 64 bits")
+        elif kind is not str and kind is not bool and item is not None:  # not from JSON: the general case
+            if isinstance(item, dict):
+                pending.extend(item.values())
+            elif isinstance(item, list | tuple):
+                pending.extend(item)
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise problem("numbers must be finite")
+            elif isinstance(item, int) and not isinstance(item, bool) and item not in _INT_RANGE:
+                raise problem("integers must fit in 64 bits")
 
 
 # --------------------------------------------------------------------------- base
