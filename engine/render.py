@@ -563,7 +563,7 @@ def _header_bytes(name: str, value: Any) -> bytes:
     """POLICY.fold_binary(name, value), without its general machinery for the usual case: an
     ASCII raw value whose lines fit (which it writes as is, joined with CRLF)."""
     limit = POLICY.max_line_length
-    if isinstance(value, str) and value.isascii():
+    if type(value) is str and value.isascii():  # not a header object (msg["X"] = ...): those fold themselves
         lines = value.splitlines()
         if lines and len(lines[0]) + len(name) + 2 <= limit and all(len(x) <= limit for x in lines[1:]):
             return (name + ": " + "\r\n".join(lines) + "\r\n").encode("ascii")

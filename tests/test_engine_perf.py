@@ -48,6 +48,16 @@ def test_wire_bytes_are_the_generators_bytes(i: int) -> None:
     assert wire_bytes(msg) == msg.as_bytes(policy=POLICY)
 
 
+def test_wire_bytes_fold_header_objects_as_the_generator_does() -> None:
+    """Found in review: a header set with msg[...] = is a str subclass that folds itself (comments kept)."""
+    msg = EmailMessage(policy=POLICY)
+    msg.set_payload("hello\r\n")
+    msg["Content-Type"] = "text/plain"
+    msg["To"] = "j@x.example (John)"
+    msg["Cc"] = "John Doe<j@x.example>"
+    assert wire_bytes(msg) == msg.as_bytes(policy=POLICY)
+
+
 def test_wire_bytes_fall_back_for_other_shapes() -> None:
     msg = EmailMessage()
     msg["From"] = "a@x.example"
