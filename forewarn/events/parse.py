@@ -6,6 +6,7 @@ import contextlib
 import gc
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import field
 from pathlib import Path
 
 import orjson
@@ -33,7 +34,7 @@ class SourcedEvent:
     event: Event
     file: str
     line: int
-    stored: str | None = None
+    stored: str | None = field(default=None, compare=False)
     """Its canonical JSON when computed at parse time (None: computed on demand, see `canonical`)."""
 
     @property
