@@ -92,6 +92,7 @@ class Engine:
         attempts: int = 3,
         retry_delay: float = 0.5,
         cache: bool = True,
+        freeze_gc: bool = False,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -106,7 +107,7 @@ class Engine:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         outbox.ensure_schema(self.conn)
         self.tickets = TicketStore(store.db)
-        self.cache = EvaluationCache(store, policy) if cache else None
+        self.cache = EvaluationCache(store, policy, freeze_gc) if cache else None
 
     def store_times(self) -> list[datetime]:
         """The `at` of every event in the log (the instants a replay must visit)."""

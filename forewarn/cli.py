@@ -497,7 +497,7 @@ def run_cmd(
     else:
         delivery = OutboxDirectory(Path(outbox_dir or "outbox"))
     webhook = TicketWebhook(ticket_webhook) if ticket_webhook else None
-    engine = Engine(store, policy, delivery, webhook)
+    engine = Engine(store, policy, delivery, webhook, freeze_gc=True)  # this process is the engine's
 
     def report(result: Any) -> None:
         click.echo(
