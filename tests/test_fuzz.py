@@ -470,18 +470,6 @@ def mutate_rule(draw: st.DrawFn, text: str) -> tuple[str, str]:
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), what
 
 
-CONTINUATION = re.compile(r'^  in "<unicode string>", (position \d+|line \d+, column \d+)$')
-
-
-def known_bug6(lines: list[str]) -> list[str]:
-    """BUG-6 (reported; tests/regressions): a control character's yaml-syntax message runs onto a second line."""
-    out: list[str] = []
-    for line in lines:
-        if CONTINUATION.match(line) and out and ": yaml-syntax: " in out[-1]:
-            event("BUG-6: a yaml-syntax message on two lines")
-            continue
-        out.append(line)
-    return out
 
 
 @scaled(ci=80, thorough=10_000)
@@ -503,7 +491,7 @@ def test_rules_lint_on_mutated_rule_files_exits_0_or_2_with_file_line_code_messa
         assert result.exit_code in (0, 2), result.output
         event(f"lint exit {result.exit_code}")
         if result.exit_code == 2:
-            problems = known_bug6(result.stdout.splitlines())
+            problems = result.stdout.splitlines()  # one `file:line: code: message` per problem (BUG-6)
             assert problems, result.output
             for line in problems:
                 m = LINT_LINE.match(line)

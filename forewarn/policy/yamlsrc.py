@@ -40,12 +40,8 @@ def load_yaml(text: str) -> YamlDoc:
     """Parse `text` with the safe loader only, recording key lines and duplicate keys."""
     try:
         node = yaml.compose(text, Loader=_SAFE)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise YamlError(line, f"not valid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
-        raise YamlError(1, f"not valid YAML: {exc}") from None
+        raise _located(exc, text) from None
     doc = YamlDoc(data=None)
     if node is None:
         return doc
@@ -53,8 +49,29 @@ def load_yaml(text: str) -> YamlDoc:
     try:
         doc.data = yaml.load(text, Loader=_SAFE)  # the safe loader: plain data only, no tags
     except yaml.YAMLError as exc:  # e.g. an explicit tag the safe loader refuses
-        raise YamlError(1, f"not valid YAML: {exc}") from None
+        raise _located(exc, text) from None
     return doc
+
+
+def _located(exc: yaml.YAMLError, text: str) -> YamlError:
+    """A YamlError at the line the problem is on, its message on one line.
+
+    Marked errors (scanner, parser, composer, constructor) carry a line; a reader error
+    (a control character, say) carries a character position; str(exc) would add a second
+    line ('  in "<unicode string>", ...') that `rules lint` must not print.
+    """
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        reason = exc.problem or exc.context or "unreadable"
+    elif isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        reason = f"unacceptable character #x{exc.character:04X}: {exc.reason}" if isinstance(
+            exc.character, int
+        ) else str(exc.reason)
+    else:
+        line, reason = 1, str(exc)
+    return YamlError(line, "not valid YAML: " + " ".join(str(reason).split()))
 
 
 def _walk(node: yaml.Node, path: Path_, doc: YamlDoc) -> None:
