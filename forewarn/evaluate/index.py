@@ -18,7 +18,6 @@ from forewarn.events import (
 )
 from forewarn.record import record
 
-SUBJECT_FIELDS = ("maintenance", "incident", "release")
 LIFECYCLE_TYPES = frozenset(
     {
         "maintenance.scheduled",
@@ -61,11 +60,7 @@ class Sent:
     @staticmethod
     def of(pos: int, comm: CommunicationSent) -> Sent:
         """The communication at `pos`, its subject resolved once (every rule reads it)."""
-        if comm.maintenance:
-            return Sent(pos, comm, ("maintenance", comm.maintenance))
-        if comm.incident:
-            return Sent(pos, comm, ("incident", comm.incident))
-        return Sent(pos, comm, ("release", comm.release) if comm.release else None)
+        return Sent(pos, comm, comm.subject_ref())
 
 
 @dataclass
@@ -87,15 +82,8 @@ class LogIndex:
 
     def enterprise_at(self, customer: str, pos: int) -> CustomerUpserted | None:
         """The customer's attributes at `pos` if it is in scope (enterprise) then."""
-        timeline = self.customers.get(customer)  # customer_at, inlined: called for every communication
-        if timeline is None:
-            return None
-        positions = timeline.positions
-        if len(positions) == 1:
-            version = timeline.versions[0] if pos >= positions[0] else None
-        else:
-            i = bisect_right(positions, pos)
-            version = timeline.versions[i - 1] if i else None
+        timeline = self.customers.get(customer)  # customer_at, one call less: this runs for every communication
+        version = timeline.at(pos) if timeline is not None else None
         return version if version is not None and version.plan == "enterprise" else None
 
     def enterprise_customers_at(self, pos: int) -> list[str]:

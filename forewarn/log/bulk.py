@@ -42,7 +42,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from forewarn.events import ENTITY_OF, EVENT_ADAPTER, EVENT_CLASSES, EventBase, InputError, WaiverGranted
+from forewarn.events import (
+    ENTITY_OF,
+    EVENT_ADAPTER,
+    EVENT_CLASSES,
+    SUBJECT_KINDS,
+    EventBase,
+    InputError,
+    WaiverGranted,
+)
 from forewarn.events.parse import _BOM, MAX_LINE_BYTES, _canonical, gc_paused, validate_line
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
 from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, EventStore, at_columns
@@ -101,7 +109,6 @@ _trace = _Trace()
 # --------------------------------------------------------------------------- light data per event
 
 _CUSTOMER_KINDS = ("customer",)
-_SUBJECT_FIELDS = ("maintenance", "incident", "release")  # as `row_values`: the first one set is the subject
 
 ClassPlan = tuple[
     str | None,  # entity kind the class defines (ENTITY_OF), the `entity_kind` column
@@ -109,7 +116,7 @@ ClassPlan = tuple[
     tuple[tuple[str, tuple[str, ...]], ...] | None,  # REFS, or None where `references()` is overridden (called)
     bool,  # HAS_CUSTOMERS
     bool,  # whether the class has a `customer` field
-    tuple[str, ...],  # its subject fields, in `_SUBJECT_FIELDS` order
+    tuple[str, ...],  # its subject fields, in SUBJECT_KINDS order (as `row_values`: the first one set)
     bool,  # whether it is a waiver (its rule is checked)
 ]
 
@@ -125,7 +132,7 @@ def _class_plans() -> dict[type, ClassPlan]:
             cls.REFS if cls.references is EventBase.references else None,
             cls.HAS_CUSTOMERS,
             "customer" in fields,
-            tuple(f for f in _SUBJECT_FIELDS if f in fields),
+            tuple(f for f in SUBJECT_KINDS if f in fields),
             issubclass(cls, WaiverGranted),
         )
     return plans

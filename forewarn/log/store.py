@@ -11,15 +11,12 @@ from pathlib import Path
 import orjson
 import sqlite_utils
 
-from forewarn.events import ENTITY_OF, Event, KnownEntity, SourcedEvent
+from forewarn.events import ENTITY_OF, SUBJECT_KINDS, Event, KnownEntity, SourcedEvent
 
 SCHEMA_VERSION = "1"
 PAGE_SIZE = 8192
 """Page size of new logs: a bulk import's insert, index build and checkpoint cost less than with 4096 (measured)."""
 
-# Which field of an event names the subject / the customer it is about; used
-# for the indexed columns that later stages look events up by.
-_SUBJECT_FIELDS = ("maintenance", "incident", "release")
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ def row_values(event: Event, canonical: str) -> tuple[object, ...]:
     """The column values stored for one event (see `EventStore._create` and `COLUMNS`)."""
     data = event.__dict__
     subject = None
-    for field in _SUBJECT_FIELDS:
+    for field in SUBJECT_KINDS:  # the first one set names the subject (indexed column)
         value = data.get(field)
         if value:
             subject = value
