@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from forewarn.policy.model import Policy, Rule, policy_digest
 from forewarn.policy.schema import (
     EMAIL,
+    MAX_MINUTES,
     MESSAGE_FIELDS,
     PARAM_REF,
     REQUIREMENT_ARGS,
@@ -278,8 +279,10 @@ def _semantic_errors(name: str, doc: YamlDoc, rule: RuleFile, stem: str) -> list
                     ref((*base, "require", j, req, arg), value, wanted[arg])
                 elif wanted[arg] == "email" and not (isinstance(value, str) and EMAIL.match(value)):
                     err((*base, "require", j, req, arg), "invalid-value", f"{arg} needs an e-mail address")
-                elif wanted[arg] == "minutes" and not (isinstance(value, int) and value >= 0):
-                    err((*base, "require", j, req, arg), "invalid-value", f"{arg} needs minutes >= 0")
+                elif wanted[arg] == "minutes" and not (
+                    isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_MINUTES
+                ):
+                    err((*base, "require", j, req, arg), "invalid-value", f"{arg} needs minutes, 0 to {MAX_MINUTES}")
             for arg in wanted:
                 if arg not in args:
                     err((*base, "require", j), "missing-key", f"{req} needs argument {arg!r}")

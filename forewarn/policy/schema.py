@@ -113,7 +113,14 @@ MESSAGE_FIELDS = frozenset(
 PARAM_REF = re.compile(r"^\$([a-z][a-z0-9_]*)$")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
-Number = Annotated[int, Field(ge=0)]
+MAX_MINUTES = 366 * 24 * 60
+"""The longest offset in minutes a rule may give (a year): beyond it, no notice policy, and deadlines
+overflow the calendar (found by fuzzing `rules lint`: 2**70 minutes passed lint and crashed the audit)."""
+MAX_BUSINESS_DAYS = 260
+"""The most business days a rule may give (about a year)."""
+
+Number = Annotated[int, Field(ge=0, le=MAX_MINUTES)]
+BusinessDays = Annotated[int, Field(ge=0, le=MAX_BUSINESS_DAYS)]
 ParamRef = Annotated[str, Field(pattern=PARAM_REF.pattern)]
 
 
@@ -135,6 +142,9 @@ class Param(_Strict):
                 raise ValueError(f"a {self.type} parameter needs a whole number >= 0")
             if self.type == "business_days" and self.value < 1:
                 raise ValueError("business_days must be at least 1")
+            most = MAX_BUSINESS_DAYS if self.type == "business_days" else MAX_MINUTES
+            if self.value > most:
+                raise ValueError(f"a {self.type} parameter can be at most {most} (about a year)")
         elif not isinstance(self.value, str) or not EMAIL.match(self.value):
             raise ValueError("an email parameter needs an e-mail address")
         return self
@@ -152,7 +162,7 @@ class Anchor(_Strict):
     """An instant relative to a field of the triggering moment."""
 
     at: AnchorName = Field(description="the moment's instant the window is measured from")
-    business_days_before: Number | ParamRef | None = Field(None, description="N business days before")
+    business_days_before: BusinessDays | ParamRef | None = Field(None, description="N business days before")
     minutes_before: Number | ParamRef | None = None
     minutes_after: Number | ParamRef | None = None
 

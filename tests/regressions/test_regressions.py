@@ -136,3 +136,39 @@ def test_bug6_a_yaml_error_in_a_rule_file_is_one_lint_line_at_its_line(tmp_path:
     assert result.exit_code == 2
     lines = result.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{rules}/advance-notice.yaml:2: yaml-syntax: "), lines
+
+
+# BUG-7 (found by tests/test_fuzz.py, rules lint, thorough profile): a parameter of 2**70 minutes passed
+# `rules lint` and crashed the audit (OverflowError in the deadline arithmetic). Offsets are now bounded
+# (forewarn.policy.schema.MAX_MINUTES, MAX_BUSINESS_DAYS) and lint says so at the parameter's line.
+@pytest.mark.parametrize(
+    ("name", "param", "old", "new"),
+    [
+        ("closing-notice.yaml", "within_minutes", "value: 30", "value: 1180591620717411303424"),
+        ("advance-notice.yaml", "business_days", "value: 1", "value: 100000"),
+    ],
+    ids=["minutes", "business-days"],
+)
+def test_bug7_an_offset_beyond_a_year_is_a_lint_error_not_a_crash(
+    tmp_path: Path, name: str, param: str, old: str, new: str
+) -> None:
+    from click.testing import CliRunner
+
+    from forewarn.cli import main
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for path in (HERE.parent.parent / "rules").glob("*.yaml"):
+        (rules / path.name).write_bytes(path.read_bytes())
+    text = (rules / name).read_text(encoding="utf-8")
+    assert old in text
+    (rules / name).write_text(text.replace(old, new, 1), encoding="utf-8")
+    line = text[: text.index(f"  {param}:")].count("\n") + 1
+    linted = CliRunner().invoke(main, ["rules", "lint", str(rules)])
+    assert linted.exit_code == 2
+    assert linted.stdout.splitlines() == [linted.stdout.splitlines()[0]]
+    assert linted.stdout.startswith(f"{rules}/{name}:{line}: "), linted.stdout
+    assert "at most" in linted.stdout
+    audited = CliRunner().invoke(main, ["audit", "--events", str(HERE / "bug1-notice-opened-at-its-deadline.jsonl"),
+                                        "--rules", str(rules), "--as-of", "2026-12-01T00:00:00Z"])
+    assert audited.exit_code == 2 and "rules lint" in audited.stderr
