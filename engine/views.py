@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import json
 
+import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -36,28 +36,13 @@ def plan_json(plan: Plan) -> str:
         "alerts": [a.to_json() for a in plan.alerts],
         "cancellations": [{"subject": s, "customer": c} for s, c in plan.cancellations],
     }
-    return _indented(body, "") + "\n"
+    return _json(body)
 
 
-def _indented(value: object, indent: str) -> str:
-    """json.dumps(value, indent=2) for dicts, lists and scalars: the same text without the
-    pure-Python encoder json falls back to when indenting (a large plan spent most of its
-    output time there). Scalars go through the C encoder."""
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        inner = indent + "  "
-        items = [f"{inner}{_scalar(str(k))}: {_indented(v, inner)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return "[]"
-        inner = indent + "  "
-        return "[\n" + ",\n".join(inner + _indented(v, inner) for v in value) + "\n" + indent + "]"
-    return _scalar(value)
-
-
-_scalar = json.JSONEncoder().encode
+def _json(body: dict[str, object]) -> str:
+    """Two-space indented JSON in UTF-8, as the audit's JSON report writes it (orjson: json.dumps
+    falls back to its pure-Python encoder when indenting, which a large plan spent most of its time in)."""
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
 def _console() -> tuple[Console, io.StringIO]:
@@ -116,7 +101,7 @@ def proposal_json(answer: ProposalAnswer) -> str:
             for ob in answer.obligations
         ],
     }
-    return json.dumps(body, indent=2) + "\n"
+    return _json(body)
 
 
 def proposal_table(answer: ProposalAnswer) -> str:

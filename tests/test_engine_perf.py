@@ -216,16 +216,15 @@ def test_engine_plans_reuse_the_evaluation_until_something_is_appended(tmp_path:
     store.close()
 
 
-def test_plan_json_is_json_dumps_indented() -> None:
+def test_plan_json_is_indented_utf8_json_as_the_audit_writes_it() -> None:
     import json
 
-    from forewarn.engine.views import _indented
+    from forewarn.engine.views import _json
 
     values = [
         {},
-        [],
         {"a": [], "b": {}, "c": None, "d": True, "e": 1.5, "f": -3, "g": "é\u2028\"\\\n", "h": ["x", None]},
         {"due": [{"rule": "r", "to": ["a@b.example", "c@d.example"], "from": None}], "alerts": []},
     ]
     for value in values:
-        assert _indented(value, "") == json.dumps(value, indent=2)
+        assert _json(value) == json.dumps(value, indent=2, ensure_ascii=False) + "\n"
