@@ -424,13 +424,13 @@ def test_timestamp_columns_match_the_plain_formulas() -> None:
 
 def test_fast_canonical_form_is_canonical_json() -> None:
     from forewarn.events import EVENT_ADAPTER, canonical_json
-    from forewarn.events.parse import _canonical
+    from forewarn.events.parse import fast_canonical_json
 
     paths = [QUARTER, SAMPLES / "quarter-lifecycle.jsonl", SAMPLES / "basic.jsonl", *(DATA / "good").glob("*.jsonl")]
     for path in paths:
         for raw in path.read_bytes().splitlines():
             event = EVENT_ADAPTER.validate_json(raw)
-            assert _canonical(event) == canonical_json(event)
+            assert fast_canonical_json(event) == canonical_json(event)
 
 
 def test_fast_canonical_form_defers_to_canonical_json_if_they_ever_differ(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -440,7 +440,7 @@ def test_fast_canonical_form_defers_to_canonical_json_if_they_ever_differ(monkey
     monkeypatch.setattr(parse, "_calls", 0)
     monkeypatch.setattr(parse, "_fast", True)
     event = EVENT_ADAPTER.validate_json(QUARTER_LINES[0])
-    assert [parse._canonical(event) for _ in range(3)] == ["changed"] * 3
+    assert [parse.fast_canonical_json(event) for _ in range(3)] == ["changed"] * 3
 
 
 def test_how_many_processes_validate(monkeypatch: pytest.MonkeyPatch) -> None:

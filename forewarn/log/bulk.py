@@ -51,7 +51,7 @@ from forewarn.events import (
     InputError,
     WaiverGranted,
 )
-from forewarn.events.parse import _BOM, MAX_LINE_BYTES, _canonical, gc_paused, validate_line
+from forewarn.events.parse import BOM, MAX_LINE_BYTES, fast_canonical_json, gc_paused, validate_line
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
 from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, EventStore, at_columns
 
@@ -182,11 +182,11 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
     for number, line in enumerate(lines, 1):
         try:
             if type(line) is not bytes or len(line) > MAX_LINE_BYTES or (
-                number == 1 and at_file_start and line.startswith(_BOM)
+                number == 1 and at_file_start and line.startswith(BOM)
             ):
                 raise _Unusual
             event = validate(line, by_name=False)
-            payload = _canonical(event)
+            payload = fast_canonical_json(event)
         except (ValidationError, TypeError, ValueError, _Unusual):  # errors, blank or unusual lines: the slow way
             result = validate_line(line, name, number, at_file_start and number == 1)
             if type(result) is not tuple:
