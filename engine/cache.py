@@ -33,8 +33,9 @@ from datetime import UTC, datetime, timedelta
 from forewarn.engine.planner import PlanBasis
 from forewarn.evaluate.evaluation import Evaluation, evaluate
 from forewarn.evaluate.obligations import timers_of
-from forewarn.events import EVENT_ADAPTER, Event
+from forewarn.events import Event
 from forewarn.events.parse import gc_paused
+from forewarn.log.source import stored_events
 from forewarn.log.store import EventStore
 from forewarn.policy.model import Policy
 
@@ -66,9 +67,8 @@ class EvaluationCache:
             "SELECT at_us, seq, payload FROM events WHERE seq > ? ORDER BY at_us, seq", (self._seq,)
         ).fetchall()
         if rows:
-            validate = EVENT_ADAPTER.validate_json
             keys = [(at_us, seq) for at_us, seq, _ in rows]
-            events = [validate(payload) for _, _, payload in rows]
+            events = stored_events(payload for _, _, payload in rows)
             if not self._keys or keys[0] > self._keys[-1]:  # the usual case: appended at the end
                 self._keys.extend(keys)
                 self._events.extend(events)

@@ -108,10 +108,15 @@ def load_files(paths: Sequence[str | Path], rule_ids: Collection[str] | None = N
 
 def read_store(store: EventStore, until: datetime | None = None) -> list[Event]:
     """The log's events in evaluation order (up to `until`)."""
+    return stored_events(store.payloads(until))
+
+
+def stored_events(payloads: Iterable[bytes | str]) -> list[Event]:
+    """Events from the log's stored payloads, kept in memory (equal fields sets shared, the GC paused)."""
     validate = EVENT_ADAPTER.validate_json
     events = []
     with gc_paused():
-        for payload in store.payloads(until):
+        for payload in payloads:
             event = validate(payload)
             share_fields_sets(event)
             events.append(event)
