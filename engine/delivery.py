@@ -20,6 +20,7 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from forewarn.engine import pipelining
 from forewarn.engine.render import wire_bytes
 
 log = logging.getLogger(__name__)
@@ -287,6 +288,11 @@ class SmtpDelivery:
     def connected(self) -> bool:
         return self._conn is not None
 
+    @property
+    def pipelining(self) -> bool:
+        """Whether the open connection pipelines its commands (the server announced PIPELINING)."""
+        return self._conn is not None and pipelining.pipelined(self._conn)
+
     def _context(self) -> tls.SSLContext:
         if self.ssl_context is None:
             self.ssl_context = tls.create_default_context()
@@ -346,9 +352,14 @@ class SmtpDelivery:
         data = _wire_bytes(msg)
         conn = self._connection()
         options = _options(conn, sender, recipients)
-        conn.idle = list(while_waiting)  # type: ignore[attr-defined]
+        # Pipelined, the work waits until the message is written (the server then has all it needs);
+        # in lockstep it runs while the first reply is awaited.
+        ahead = pipelining.pipelined(conn)
+        conn.idle = [] if ahead else list(while_waiting)  # type: ignore[attr-defined]
         try:
-            refused = conn.sendmail(sender, recipients, data, mail_options=options)
+            refused = pipelining.sendmail(
+                conn, sender, recipients, data, options, while_waiting=while_waiting if ahead else ()
+            )
         except (smtplib.SMTPException, OSError) as exc:
             if isinstance(exc, OSError) or getattr(conn, "sock", None) is None:
                 self._drop()  # disconnected, timed out, or closed by smtplib after a 421

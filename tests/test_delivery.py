@@ -108,13 +108,34 @@ class Collector:
         return "250 Message accepted"
 
 
-class Servers:
-    """Loopback SMTP servers for one test; those still running are stopped at teardown."""
+def advertise_pipelining(handler: Any) -> None:
+    """Make aiosmtpd announce PIPELINING (RFC 2920) in its EHLO reply, as most MTAs do.
 
-    def __init__(self) -> None:
+    aiosmtpd reads commands one line at a time from its stream, so pipelined commands are
+    answered in order; it only does not announce the extension itself.
+    """
+
+    async def handle_EHLO(server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    handler.handle_EHLO = handle_EHLO
+
+
+class Servers:
+    """Loopback SMTP servers for one test; those still running are stopped at teardown.
+
+    With `pipelining`, every server announces PIPELINING, so the client pipelines its commands.
+    """
+
+    def __init__(self, pipelining: bool = False) -> None:
         self.running: list[Controller] = []
+        self.pipelining = pipelining
 
     def __call__(self, handler: Any, **kwargs: Any) -> Controller:
+        if self.pipelining:
+            advertise_pipelining(handler)
         controller = LoopbackController(handler, **kwargs)
         controller.start()
         self.running.append(controller)
@@ -125,9 +146,10 @@ class Servers:
         controller.stop()
 
 
-@pytest.fixture
-def serve() -> Iterator[Servers]:
-    servers = Servers()
+@pytest.fixture(params=[False, True], ids=["lockstep", "pipelining"])
+def serve(request: pytest.FixtureRequest) -> Iterator[Servers]:
+    """Servers for one test, which runs twice: without and with PIPELINING announced."""
+    servers = Servers(pipelining=request.param)
     yield servers
     for controller in list(servers.running):
         servers.stop(controller)
@@ -180,6 +202,14 @@ def test_messages_arrive_intact_over_one_connection(serve: Servers) -> None:
     (event,) = Calendar.from_ical(ics.get_content()).walk("VEVENT")
     assert str(event["UID"]) == "mx-1@forewarn"
     assert event.decoded("DTSTART") == START
+
+
+def test_commands_are_pipelined_when_the_server_offers_it(serve: Servers) -> None:
+    handler = Collector()
+    with smtp(serve(handler)) as delivery:
+        delivery.deliver(make_message())
+        assert delivery.pipelining is serve.pipelining
+    assert len(handler.messages) == 1
 
 
 def test_sent_bytes_equal_the_rendered_bytes(serve: Servers) -> None:
