@@ -18,7 +18,9 @@ obligations); between two passes usually nothing changed but the clock.
   and the drafts use: `violations` are kept as of T0 and are not used here).
   `tests/test_engine_perf.py` checks this against fresh evaluations after
   appends of every event type and at every such boundary instant.
-- The plan's now-independent part (PlanBasis) is kept with the evaluation.
+- The plan's now-independent part (PlanBasis) is kept with the evaluation, and
+  published in the log's database when asked to (engine.published), so that
+  `forewarn plan` in another process can answer from it.
 
 Anything else (new events, an earlier T, T at or past the horizon) evaluates afresh.
 """
@@ -30,6 +32,7 @@ import gc
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 
+from forewarn.engine import published
 from forewarn.engine.planner import PlanBasis
 from forewarn.evaluate.evaluation import Evaluation, evaluate
 from forewarn.evaluate.obligations import timers_of
@@ -50,10 +53,15 @@ def _epoch_us(t: datetime) -> int:
 class EvaluationCache:
     """Evaluations (and plan bases) of one log under one policy, reused while valid."""
 
-    def __init__(self, store: EventStore, policy: Policy, freeze_gc: bool = False) -> None:
+    def __init__(
+        self, store: EventStore, policy: Policy, freeze_gc: bool = False, publish_key: str | None = None
+    ) -> None:
         self.store = store
         self.policy = policy
         self.freeze_gc = freeze_gc  # for a process that lives for the engine (`forewarn run`): see get()
+        self.publish_key = publish_key
+        """With a key (engine.published.plan_key of the rules `policy` was loaded from), every fresh
+        evaluation is published in the log's database for `forewarn plan`."""
         self.hits = 0
         self.misses = 0
         self._seq = 0  # high-water recording sequence read so far
@@ -96,6 +104,8 @@ class EvaluationCache:
             evaluation = evaluate(events, self.policy, as_of, checks=False)  # plans need no checks
             basis = PlanBasis(evaluation)
             self._cached = (key, evaluation, basis, self._horizon(evaluation))
+            if self.publish_key is not None:
+                published.publish(self.store.db.conn, self.publish_key, self.snapshot())
         if self.freeze_gc:
             # The log's events and the evaluation live until the next miss: out of the cyclic GC's way,
             # or every full collection walks them again (measured: a plan after an append 205-465 ms
@@ -103,6 +113,13 @@ class EvaluationCache:
             # only cyclic garbage alive right now would stay, hence a process of its own (`run`).
             gc.freeze()
         return evaluation, basis
+
+    def snapshot(self) -> published.Snapshot:
+        """The last evaluation's plan basis in JSON-ready form, valid up to its horizon (engine.published)."""
+        if self._cached is None:
+            raise RuntimeError("nothing evaluated yet: call get() first")
+        (seq, _digest), _evaluation, basis, horizon = self._cached
+        return basis.snapshot(seq, horizon)
 
     def _horizon(self, evaluation: Evaluation) -> datetime:
         """The first instant after the evaluation's as-of at which a fresh evaluation could differ."""

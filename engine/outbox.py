@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -20,11 +19,15 @@ INTENT, DELIVERED, RECORDED, FAILED = "intent", "delivered", "recorded", "failed
 
 def owner_id() -> str:
     """This process, as written into the leases it takes."""
+    import socket  # here: `forewarn plan` reads the outbox and must start fast
+
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _owner_alive(owner: str) -> bool:
     host, _, pid = owner.rpartition(":")
+    import socket
+
     if host != socket.gethostname() or not pid.isdigit():
         return True  # another machine: trust the lease's expiry only
     try:

@@ -7,8 +7,12 @@ from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from forewarn.calendar import format_local
+from forewarn.engine.alerts import Alert
 from forewarn.engine.draft import Draft, Invitation
+from forewarn.engine.published import Snapshot, due_or_upcoming, epoch_us, json_entry, utc
 from forewarn.evaluate.evaluation import Evaluation
 from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.matching import communications_by_key, count_in_window
@@ -18,28 +22,6 @@ from forewarn.events import CustomerUpserted
 # A second communication an obligation needs (update-cadence's promised
 # update) goes out this long before its deadline, not straight after the first.
 UPDATE_LEAD = timedelta(minutes=10)
-
-
-@dataclass(frozen=True)
-class Alert:
-    """Something no e-mail can fix: a person must act."""
-
-    rule: str
-    subject: str
-    problem: str
-    message: str
-    customer: str | None = None
-
-    def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {
-            "rule": self.rule,
-            "subject": self.subject,
-            "problem": self.problem,
-            "message": self.message,
-        }
-        if self.customer is not None:
-            out["customer"] = self.customer
-        return out
 
 
 @dataclass(frozen=True)
@@ -100,14 +82,46 @@ class PlanBasis:
         self.missed = missed_alerts(evaluation)
         self.cancellations = cancellations(evaluation, comms)
 
+    def snapshot(self, seq: int, horizon: datetime) -> Snapshot:
+        """This basis in JSON-ready form, for as-of instants from the evaluation's up to `horizon`
+        (see engine.published): what `forewarn plan` shows, from here or from a published copy."""
+        columns: tuple[list[Any], ...] = ([], [], [], [], [])
+        pending, send_from, not_after, local, texts = columns
+        for d in self.entries:
+            ob = d.obligation
+            pending.append(d.outcome.status == "pending")
+            send_from.append(epoch_us(d.send_from))
+            not_after.append(epoch_us(ob.not_after))
+            local.append(format_local(ob.not_after, ob.timezone))
+            obligation = {
+                "rule": ob.rule,
+                "subject": ob.subject,
+                "customer": ob.customer,
+                "kind": ob.kinds[0],
+                "from": d.sender,
+                "to": list(d.to),
+                "not_before": utc(d.send_from),
+                "not_after": utc(ob.not_after),
+            }
+            texts.append(json_entry(obligation))
+        return Snapshot(
+            seq,
+            epoch_us(self.evaluation.as_of),
+            epoch_us(horizon),
+            *columns,
+            overruns=[[epoch_us(end), alert.to_json()] for end, alert in self.overruns],
+            missed=[alert.to_json() for alert in self.missed],
+            cancellations=[{"subject": s, "customer": c} for s, c in self.cancellations],
+        )
+
     def at(self, now: datetime) -> Plan:
         """The plan as of `now`."""
         due: list[Due] = []
         upcoming: list[Due] = []
         for d in self.entries:
-            if d.outcome.status != "pending" and d.obligation.not_after != now:
-                continue
-            (due if d.send_from <= now else upcoming).append(d)
+            where = due_or_upcoming(d.outcome.status == "pending", d.send_from, d.obligation.not_after, now)
+            if where is not None:
+                (due if where == "due" else upcoming).append(d)
         overruns = [alert for end, alert in self.overruns if end < now]
         return Plan(now, due, upcoming, overruns + self.missed, list(self.cancellations))
 
@@ -218,36 +232,6 @@ def missed_alerts(evaluation: Evaluation) -> list[Alert]:
                     f"{ob.rule}: nothing was sent to {ob.customer} for {ob.subject} by {ob.not_after:%Y-%m-%d %H:%M}Z; "
                     "contact the customer and record a waiver with the reason",
                     customer=ob.customer,
-                )
-            )
-    return out
-
-
-def delivery_alerts(
-    failing: list[tuple[str, str, str | None, str | None, int]], now: datetime, within: timedelta = timedelta(hours=24)
-) -> list[Alert]:
-    """Deliveries that keep failing: (message id, state, deadline, last error, attempts) per entry.
-
-    A permanent refusal always needs a person; a transient failure does once
-    its obligation's deadline is less than `within` away (or passed).
-    """
-    out = []
-    for message_id, state, not_after, error, attempts in failing:
-        deadline = datetime.fromisoformat(not_after.replace("Z", "+00:00")) if not_after else None
-        urgent = state == "failed" or deadline is None or deadline - now <= within
-        if urgent:
-            when = f"due {not_after}" if not_after else "no deadline known"
-            out.append(
-                Alert(
-                    "delivery",
-                    message_id,
-                    "refused" if state == "failed" else "failing",
-                    f"delivery of {message_id} ({when}) failed {attempts} time(s): {error}; "
-                    + (
-                        "fix the address or the message and resend"
-                        if state == "failed"
-                        else "check the mail server: the engine keeps retrying"
-                    ),
                 )
             )
     return out

@@ -12,6 +12,7 @@ from email.message import EmailMessage
 
 from forewarn import __version__
 from forewarn.engine import outbox
+from forewarn.engine.alerts import delivery_alerts
 from forewarn.engine.cache import EvaluationCache
 from forewarn.engine.delivery import Delivery, DeliveryError, with_retries
 from forewarn.engine.draft import Draft
@@ -19,7 +20,6 @@ from forewarn.engine.planner import (
     Plan,
     PlanBasis,
     cancellation_drafts,
-    delivery_alerts,
     drafts_for,
     obligation_key,
 )
@@ -93,7 +93,10 @@ class Engine:
         retry_delay: float = 0.5,
         cache: bool = True,
         freeze_gc: bool = False,
+        publish_key: str | None = None,
     ) -> None:
+        """`publish_key`: engine.published.plan_key of the rules `policy` was loaded from; with it,
+        every fresh evaluation's plan is published in the log's database for `forewarn plan`."""
         self.store = store
         self.policy = policy
         self.delivery = delivery
@@ -107,7 +110,7 @@ class Engine:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         outbox.ensure_schema(self.conn)
         self.tickets = TicketStore(store.db)
-        self.cache = EvaluationCache(store, policy, freeze_gc) if cache else None
+        self.cache = EvaluationCache(store, policy, freeze_gc, publish_key) if cache else None
 
     def store_times(self) -> list[datetime]:
         """The `at` of every event in the log (the instants a replay must visit)."""

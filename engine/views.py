@@ -1,42 +1,32 @@
-"""How `plan` shows itself: JSON per cli.md, or a rich table."""
+"""How `plan` shows itself: JSON per cli.md, or a rich table (a plan's imports are light: see engine.published)."""
 
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import orjson
-from rich.console import Console
-from rich.table import Table
 
-from forewarn.audit.findings import utc
-from forewarn.calendar import format_local
-from forewarn.engine.planner import Due, Plan
-from forewarn.engine.propose import ProposalAnswer, describe
+from forewarn.engine.published import PlanView, utc
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def _obligation(d: Due, plan: Plan) -> dict[str, object]:
-    ob = d.obligation
-    return {
-        "rule": ob.rule,
-        "subject": ob.subject,
-        "customer": ob.customer,
-        "kind": ob.kinds[0],
-        "from": d.sender,
-        "to": list(d.to),
-        "not_before": utc(d.send_from),
-        "not_after": utc(ob.not_after),
-    }
+    from forewarn.engine.propose import ProposalAnswer
 
 
-def plan_json(plan: Plan) -> str:
-    body = {
-        "as_of": utc(plan.as_of),
-        "due": [_obligation(d, plan) for d in plan.due],
-        "upcoming": [_obligation(d, plan) for d in plan.upcoming],
-        "alerts": [a.to_json() for a in plan.alerts],
-        "cancellations": [{"subject": s, "customer": c} for s, c in plan.cancellations],
-    }
-    return _json(body)
+def plan_json(plan: PlanView) -> str:
+    """cli.md's plan JSON, two-space indented as orjson writes it: the obligations are written from
+    their stored JSON text (`json_entry`), the rest encoded (tests/test_published.py checks that the
+    whole is exactly what encoding it all would give)."""
+    skeleton = {"as_of": utc(plan.as_of), "due": [], "upcoming": [], "alerts": plan.alerts}
+    skeleton["cancellations"] = plan.cancellations
+    body = orjson.dumps(skeleton, option=orjson.OPT_INDENT_2).decode()
+    for name, entries in (("due", plan.due), ("upcoming", plan.upcoming)):
+        if entries:
+            listed = "[\n" + ",\n".join(text for _local, text in entries) + "\n  ]"
+            body = body.replace(f'\n  "{name}": [],', f'\n  "{name}": {listed},', 1)
+    return body + "\n"
 
 
 def _json(body: dict[str, object]) -> str:
@@ -46,26 +36,23 @@ def _json(body: dict[str, object]) -> str:
 
 
 def _console() -> tuple[Console, io.StringIO]:
+    from rich.console import Console
+
     buffer = io.StringIO()
     return Console(file=buffer, width=150, color_system=None), buffer
 
 
-def plan_table(plan: Plan) -> str:
+def plan_table(plan: PlanView) -> str:
+    from rich.table import Table
+
     console, buffer = _console()
     for title, rows in (("due now", plan.due), ("upcoming", plan.upcoming)):
         table = Table(title=f"{title} as of {utc(plan.as_of)} ({len(rows)})", title_justify="left")
         for col in ("rule", "subject", "customer", "kind", "send from", "deadline (customer's time)"):
             table.add_column(col)
-        for d in rows[:200]:
-            ob = d.obligation
-            table.add_row(
-                ob.rule,
-                ob.subject,
-                ob.customer,
-                ob.kinds[0],
-                utc(d.send_from) or "",
-                format_local(ob.not_after, ob.timezone),
-            )
+        for local, text in rows[:200]:
+            ob = orjson.loads(text)
+            table.add_row(ob["rule"], ob["subject"], ob["customer"], ob["kind"], ob["not_before"] or "", local)
         if len(rows) > 200:
             table.add_row("…", f"{len(rows) - 200} more", "", "", "", "")
         console.print(table)
@@ -74,12 +61,15 @@ def plan_table(plan: Plan) -> str:
         for col in ("rule", "subject", "problem", "what to do"):
             table.add_column(col)
         for a in plan.alerts:
-            table.add_row(a.rule, a.subject, a.problem, a.message)
+            table.add_row(a["rule"], a["subject"], a["problem"], a["message"])
         console.print(table)
     return buffer.getvalue()
 
 
 def proposal_json(answer: ProposalAnswer) -> str:
+    from forewarn.calendar import format_local
+    from forewarn.engine.propose import describe
+
     body = {
         "as_of": utc(answer.as_of),
         "window": {
@@ -105,6 +95,11 @@ def proposal_json(answer: ProposalAnswer) -> str:
 
 
 def proposal_table(answer: ProposalAnswer) -> str:
+    from rich.table import Table
+
+    from forewarn.calendar import format_local
+    from forewarn.engine.propose import describe
+
     console, buffer = _console()
     p = answer.proposal
     table = Table(

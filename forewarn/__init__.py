@@ -1,8 +1,23 @@
 """forewarn: customer-notification policy as code (engine, auditor, policy tests)."""
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("forewarn")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
+from functools import cache
+
+
+@cache
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("forewarn")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str) -> str:
+    """`__version__`, read from the installed metadata on first use (importlib.metadata costs 30 ms
+    to import: too much for `forewarn plan` answering from a published plan)."""
+    if name == "__version__":
+        return _version()
+    raise AttributeError(f"module 'forewarn' has no attribute {name!r}")

@@ -5,17 +5,13 @@ from __future__ import annotations
 import gc
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
-
-from forewarn import __version__
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -182,6 +178,8 @@ def write_output(text: str, output: str | None) -> None:
         click.echo(text, nl=not text.endswith("\n"))
         return
     target = Path(output)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
     try:
         os.fchmod(fd, _new_file_mode())  # as open() would have created it, not mkstemp's 0600
@@ -204,7 +202,7 @@ def _new_file_mode() -> int:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="forewarn")
+@click.version_option(package_name="forewarn", prog_name="forewarn")
 def main() -> None:
     """forewarn: customer-notification policy as code.
 
@@ -257,6 +255,7 @@ def import_progress(files: Sequence[str]) -> Iterator[Callable[[int], None] | No
     if total < 5_000_000 or not sys.stderr.isatty():
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     columns = ("validating", BarColumn(), DownloadColumn(), TimeRemainingColumn())
@@ -398,17 +397,27 @@ def rules_lint(directory: str | None) -> None:
 def plan_cmd(
     db: str | None, events_files: tuple[str, ...], rules_dir: str | None, as_of: str, fmt: str, propose: str | None
 ) -> None:
-    """What the engine must send: obligations due now, upcoming ones, and alerts for people."""
-    from forewarn.engine.planner import make_plan
-    from forewarn.engine.propose import ProposalError, parse_proposal, propose_window
-    from forewarn.engine.views import plan_json, plan_table, proposal_json, proposal_table
-    from forewarn.evaluate.evaluation import evaluate
+    """What the engine must send: obligations due now, upcoming ones, and alerts for people.
 
+    From the log's published plan when it is current (see engine.published), else by evaluating the log
+    (and then publishing that plan)."""
+    from forewarn.engine import published
+
+    t = parse_instant(as_of, "--as-of")
+    if propose is None and not events_files:
+        path = _existing_db(db)
+        key = _plan_key(rules_dir)
+        snapshot = _published_plan(path, key, t) if key else None
+        if snapshot is not None:
+            _show_plan(published.view(snapshot, t, _delivery_alerts(path, t), published=True), fmt)
+            return
     policy = load_policy_or_fail(rules_dir)
     batch_process(read_only=True)
-    t = parse_instant(as_of, "--as-of")
-    events = read_log(db, events_files, policy.ids, t)
     if propose is not None:
+        from forewarn.engine.propose import ProposalError, parse_proposal, propose_window
+        from forewarn.engine.views import proposal_json, proposal_table
+
+        events = read_log(db, events_files, policy.ids, t)
         try:
             proposal = parse_proposal(propose, t)
             answer = propose_window(events, policy, proposal, t)
@@ -416,18 +425,94 @@ def plan_cmd(
             fail(f"--propose: {exc}")
         write_output(proposal_json(answer) if fmt == "json" else proposal_table(answer), None)
         return
-    plan = make_plan(evaluate(events, policy, t, checks=False))
-    if not events_files:
-        from forewarn.engine.outbox import failing
-        from forewarn.engine.planner import delivery_alerts
-        from forewarn.log.store import open_store
+    if events_files:
+        from forewarn.engine.planner import PlanBasis
+        from forewarn.evaluate.evaluation import evaluate
 
-        store = open_store(_db_path(db))
-        plan.alerts.extend(delivery_alerts(failing(store.db.conn), t))
-        store.close()
-    evaluation_text = plan_json(plan) if fmt == "json" else plan_table(plan)
-    write_output(evaluation_text, None)
-    click.echo(f"forewarn: {len(plan.due)} due, {len(plan.upcoming)} upcoming, {len(plan.alerts)} alert(s)", err=True)
+        events = read_log(None, events_files, policy.ids, t)
+        snapshot = PlanBasis(evaluate(events, policy, t, checks=False)).snapshot(0, t + timedelta(microseconds=1))
+        _show_plan(published.view(snapshot, t), fmt)
+        return
+    from forewarn.engine.cache import EvaluationCache
+    from forewarn.log.store import LogError, open_store
+
+    try:
+        store = open_store(path)
+        cache = EvaluationCache(store, policy, publish_key=key)  # publishes what it evaluates
+        cache.get(t)
+    except LogError as exc:
+        fail(str(exc))
+    snapshot = cache.snapshot()
+    store.close()
+    _show_plan(published.view(snapshot, t, _delivery_alerts(path, t)), fmt)
+
+
+def _existing_db(db: str | None) -> str:
+    """The --db path, which must be an existing database (else a clear error)."""
+    path = _db_path(db)
+    if not Path(path).exists():
+        fail(
+            f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`,"
+            " or use --events FILE.jsonl"
+        )
+    if path.endswith((".jsonl", ".json")):
+        fail(f"{path} looks like a JSONL file, not a database: use --events {path}")
+    return path
+
+
+def _plan_key(rules_dir: str | None) -> str | None:
+    """engine.published.plan_key of the rules directory (None if it cannot be read: loading the policy says why)."""
+    from forewarn.engine.published import plan_key
+    from forewarn.policy.files import default_rules_dir
+
+    try:
+        return plan_key(Path(rules_dir) if rules_dir else default_rules_dir())
+    except OSError:
+        return None
+
+
+def _read_only(path: str) -> Any:
+    import sqlite3
+
+    return sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
+
+
+def _published_plan(path: str, key: str, t: datetime) -> Any:
+    """The log's published plan if current for `t` (engine.published.lookup), read without writing."""
+    import sqlite3
+
+    from forewarn.engine.published import lookup
+
+    try:
+        conn = _read_only(path)
+        try:
+            return lookup(conn, key, t)
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None  # not a database we can read this way: the full path reports it
+
+
+def _delivery_alerts(path: str, t: datetime) -> list[dict[str, Any]]:
+    """Alerts for deliveries that keep failing, from the engine's outbox in the log's database."""
+    from forewarn.engine.alerts import delivery_alerts
+    from forewarn.engine.outbox import failing
+
+    conn = _read_only(path)
+    try:
+        return [alert.to_json() for alert in delivery_alerts(failing(conn), t)]
+    finally:
+        conn.close()
+
+
+def _show_plan(view: Any, fmt: str) -> None:
+    from forewarn.engine.views import plan_json, plan_table
+
+    write_output(plan_json(view) if fmt == "json" else plan_table(view), None)
+    source = " (from the plan published in the log; nothing appended since)" if view.published else ""
+    click.echo(
+        f"forewarn: {len(view.due)} due, {len(view.upcoming)} upcoming, {len(view.alerts)} alert(s){source}", err=True
+    )
 
 
 @main.command("run")
@@ -473,6 +558,7 @@ def run_cmd(
     from forewarn.engine.tickets import TicketWebhook
     from forewarn.log.store import LogError, open_store
 
+    key = _plan_key(rules_dir)  # before the policy is loaded: a rule file edited meanwhile changes the key
     policy = load_policy_or_fail(rules_dir)
     if smtp and outbox_dir:
         fail("give either --outbox or --smtp, not both")
@@ -497,7 +583,7 @@ def run_cmd(
     else:
         delivery = OutboxDirectory(Path(outbox_dir or "outbox"))
     webhook = TicketWebhook(ticket_webhook) if ticket_webhook else None
-    engine = Engine(store, policy, delivery, webhook, freeze_gc=True)  # this process is the engine's
+    engine = Engine(store, policy, delivery, webhook, freeze_gc=True, publish_key=key)  # this process is the engine's
 
     def report(result: Any) -> None:
         click.echo(

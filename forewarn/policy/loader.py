@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from forewarn.policy.files import default_rules_dir, rule_files
 from forewarn.policy.model import Policy, Rule, policy_digest
 from forewarn.policy.schema import (
     EMAIL,
@@ -25,8 +26,6 @@ from forewarn.policy.schema import (
     placeholders,
 )
 from forewarn.policy.yamlsrc import YamlDoc, YamlError, load_yaml
-
-DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent.parent / "rules"
 
 
 @dataclass(frozen=True, order=True)
@@ -50,15 +49,6 @@ class PolicyError(Exception):
         self.errors = errors
 
 
-def default_rules_dir() -> Path:
-    """The project's rules/ (source checkout or installed package data)."""
-    if DEFAULT_RULES_DIR.is_dir():
-        return DEFAULT_RULES_DIR
-    import forewarn.rules as packaged  # installed: rules/ ships as package data
-
-    return Path(packaged.__file__).parent
-
-
 def load_policy(directory: str | Path | None = None) -> Policy:
     """The policy in `directory` (default: the project's rules/); PolicyError if any file is bad."""
     rules, errors = lint_directory(directory)
@@ -72,7 +62,7 @@ def lint_directory(directory: str | Path | None = None) -> tuple[list[Rule], lis
     root = Path(directory) if directory is not None else default_rules_dir()
     if not root.is_dir():
         return [], [LintError(str(root), 0, "no-directory", "not a directory of rule files")]
-    files = sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml"))
+    files = rule_files(root)
     if not files:
         return [], [LintError(str(root), 0, "no-rules", "no *.yaml rule files in this directory")]
     rules: list[Rule] = []

@@ -1,0 +1,61 @@
+"""Alerts: what no e-mail can fix, for a person to act on (and delivery failures that need one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+__all__ = ["Alert", "delivery_alerts"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Something no e-mail can fix: a person must act."""
+
+    rule: str
+    subject: str
+    problem: str
+    message: str
+    customer: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "rule": self.rule,
+            "subject": self.subject,
+            "problem": self.problem,
+            "message": self.message,
+        }
+        if self.customer is not None:
+            out["customer"] = self.customer
+        return out
+
+
+
+def delivery_alerts(
+    failing: list[tuple[str, str, str | None, str | None, int]], now: datetime, within: timedelta = timedelta(hours=24)
+) -> list[Alert]:
+    """Deliveries that keep failing: (message id, state, deadline, last error, attempts) per entry.
+
+    A permanent refusal always needs a person; a transient failure does once
+    its obligation's deadline is less than `within` away (or passed).
+    """
+    out = []
+    for message_id, state, not_after, error, attempts in failing:
+        deadline = datetime.fromisoformat(not_after.replace("Z", "+00:00")) if not_after else None
+        urgent = state == "failed" or deadline is None or deadline - now <= within
+        if urgent:
+            when = f"due {not_after}" if not_after else "no deadline known"
+            out.append(
+                Alert(
+                    "delivery",
+                    message_id,
+                    "refused" if state == "failed" else "failing",
+                    f"delivery of {message_id} ({when}) failed {attempts} time(s): {error}; "
+                    + (
+                        "fix the address or the message and resend"
+                        if state == "failed"
+                        else "check the mail server: the engine keeps retrying"
+                    ),
+                )
+            )
+    return out

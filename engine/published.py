@@ -1,0 +1,232 @@
+"""The engine's last plan, published in the log's database, so that `forewarn plan` answers without evaluating.
+
+Whoever evaluates the log for a plan (the `forewarn run` loop on every fresh evaluation, and
+`forewarn plan` itself) publishes its now-independent part: every pending obligation with the
+instant it may be sent from, the overrun candidates, missed deadlines and cancellations, valid
+from its as-of up to its horizon (see engine.cache: until then a fresh evaluation differs in
+its as-of only). A later `plan` whose key matches and whose as-of falls in that span takes the
+plan from it: reading a row and splitting it at the as-of, a few milliseconds instead of
+reading, validating and evaluating the whole log.
+
+The key is the log's high-water recording sequence (any append invalidates it) and a digest
+of what else decides a plan: forewarn's version, the calendar data (holidays, tz database) and
+the bytes of the rule files. This module imports nothing heavy (no pydantic, no calendar): the
+whole `plan` command on a published plan stays within a small start-up budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from forewarn.policy.files import rule_files
+
+__all__ = [
+    "TABLE",
+    "PlanView",
+    "Snapshot",
+    "calendar_data_version",
+    "due_or_upcoming",
+    "json_entry",
+    "lookup",
+    "plan_key",
+    "publish",
+    "utc",
+    "view",
+]
+
+TABLE = "published_plan"
+FORMAT = 1
+"""Version of the stored snapshot's layout (part of the key)."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc(t: datetime | None) -> str | None:
+    """An instant as printed in reports and plans: `2026-03-09T02:00:00Z` (None stays None)."""
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else None
+
+
+def epoch_us(t: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime (exact)."""
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
+def due_or_upcoming(pending: bool, send_from: Any, not_after: Any, now: Any) -> str | None:
+    """Where a plan entry goes as of `now`: "due", "upcoming", or None (left out).
+
+    A pending obligation is due once it may be sent; a missed one (its deadline passed,
+    nothing sent) is only listed at its deadline instant itself, when a notice is still on
+    time. The one rule of engine.planner.PlanBasis.at and of a published plan (instants or
+    epoch microseconds alike)."""
+    if not pending and not_after != now:
+        return None
+    return "due" if send_from <= now else "upcoming"
+
+
+# --------------------------------------------------------------------------- the key
+
+
+def _dist_version(name: str) -> str:
+    """An installed distribution's version from its .dist-info directory name ("" if none):
+    importlib.metadata costs 30 ms to import, most of this module's budget."""
+    prefix = name.replace("-", "_") + "-"
+    for entry in sys.path:
+        with contextlib.suppress(OSError):
+            for found in os.listdir(entry or "."):
+                if found.startswith(prefix) and found.endswith(".dist-info"):
+                    return found[len(prefix) : -len(".dist-info")]
+    return ""
+
+
+def calendar_data_version() -> str:
+    """The business calendar's data: the holidays library, the tzdata package and the system tz database."""
+    system = ""
+    for root in ("/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/zoneinfo", "/etc/zoneinfo"):
+        with contextlib.suppress(OSError), open(os.path.join(root, "tzdata.zi"), "rb") as handle:
+            system = handle.readline().decode("ascii", "replace").strip()
+            break
+    return f"holidays {_dist_version('holidays')}; tzdata {_dist_version('tzdata')}; system {system}"
+
+
+def plan_key(rules_dir: Path) -> str:
+    """What, besides the log, decides a plan: forewarn's version, calendar data and the rule files' bytes."""
+    digest = hashlib.sha256()
+    for part in (f"format {FORMAT}", f"forewarn {_dist_version('forewarn')}", calendar_data_version()):
+        digest.update(part.encode() + b"\0")
+    for path in rule_files(rules_dir):
+        digest.update(path.name.encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- the snapshot
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A plan basis in JSON-ready form, valid for as-of instants in [as_of_us, horizon_us).
+
+    The pending obligations are columns, in plan order (the same index in each)."""
+
+    seq: int
+    """The log's high-water recording sequence it was computed from."""
+    as_of_us: int
+    horizon_us: int
+    pending: list[bool]
+    """Still pending (else missed: its deadline passed with nothing sent)."""
+    send_from_us: list[int]
+    not_after_us: list[int]
+    local: list[str]
+    """The deadline in the customer's time."""
+    texts: list[str]
+    """The obligation's JSON as it appears in the plan (`json_entry`): a plan is written, not encoded."""
+    overruns: list[list[Any]]
+    """[end_us, alert JSON]: an alert once the end has passed."""
+    missed: list[dict[str, Any]]
+    cancellations: list[dict[str, str]]
+
+    def body(self) -> bytes:
+        """Stored form: compact JSON of everything but the obligations' texts, then those texts, each after
+        a NUL (which JSON text cannot contain unescaped): splitting is far cheaper than decoding them."""
+        head = {
+            "pending": self.pending,
+            "send_from_us": self.send_from_us,
+            "not_after_us": self.not_after_us,
+            "local": self.local,
+            "overruns": self.overruns,
+            "missed": self.missed,
+            "cancellations": self.cancellations,
+        }
+        return "\0".join([orjson.dumps(head).decode(), *self.texts]).encode()
+
+    @classmethod
+    def from_row(cls, seq: int, as_of_us: int, horizon_us: int, body: bytes) -> Snapshot:
+        """The snapshot stored as `body()`."""
+        head, *texts = body.decode().split("\0")
+        d = orjson.loads(head)
+        if len(texts) != len(d["pending"]):
+            raise ValueError("published plan: entries and texts differ in number")
+        return cls(seq, as_of_us, horizon_us, d["pending"], d["send_from_us"], d["not_after_us"], d["local"], texts,
+                   d["overruns"], d["missed"], d["cancellations"])
+
+
+def json_entry(obligation: dict[str, Any]) -> str:
+    """An obligation's JSON as an element of a plan's `due`/`upcoming` list: two-space indented, at depth 2."""
+    return "    " + orjson.dumps(obligation, option=orjson.OPT_INDENT_2).decode().replace("\n", "\n    ")
+
+
+@dataclass(frozen=True)
+class PlanView:
+    """A plan as shown (cli.md's JSON, plus each deadline in the customer's time for the table)."""
+
+    as_of: datetime
+    due: list[tuple[str, str]]
+    """(deadline in the customer's time, obligation JSON text: `json_entry`) per entry due now."""
+    upcoming: list[tuple[str, str]]
+    alerts: list[dict[str, Any]]
+    cancellations: list[dict[str, str]]
+    published: bool = False
+    """Taken from a published plan (not evaluated by this process)."""
+
+
+def view(
+    snapshot: Snapshot, now: datetime, extra_alerts: Sequence[dict[str, Any]] = (), published: bool = False
+) -> PlanView:
+    """The plan as of `now` (inside the snapshot's span)."""
+    now_us = epoch_us(now)
+    due: list[tuple[str, str]] = []
+    upcoming: list[tuple[str, str]] = []
+    columns = zip(
+        snapshot.pending, snapshot.send_from_us, snapshot.not_after_us, snapshot.local, snapshot.texts, strict=True
+    )
+    for pending, send_from, not_after, local, text in columns:
+        where = due_or_upcoming(pending, send_from, not_after, now_us)
+        if where is not None:
+            (due if where == "due" else upcoming).append((local, text))
+    alerts = [alert for end, alert in snapshot.overruns if end < now_us] + snapshot.missed + list(extra_alerts)
+    return PlanView(now, due, upcoming, alerts, snapshot.cancellations, published)
+
+
+def publish(conn: sqlite3.Connection, key: str, snapshot: Snapshot) -> bool:
+    """Store the snapshot as the log's published plan (replacing any); False if the database would
+    not take it now (read-only, or busy): publishing is an optimisation, never a reason to fail."""
+    try:
+        with conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), key TEXT NOT NULL,"
+                " seq INTEGER NOT NULL, as_of_us INTEGER NOT NULL, horizon_us INTEGER NOT NULL, body BLOB NOT NULL)"
+            )
+            conn.execute(
+                f"INSERT OR REPLACE INTO {TABLE} (id, key, seq, as_of_us, horizon_us, body) VALUES (1, ?, ?, ?, ?, ?)",
+                (key, snapshot.seq, snapshot.as_of_us, snapshot.horizon_us, snapshot.body()),
+            )
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def lookup(conn: sqlite3.Connection, key: str, now: datetime) -> Snapshot | None:
+    """The published snapshot if it was made from this log as it is (nothing appended since), with
+    this key, and `now` is inside its span; else None."""
+    try:
+        row = conn.execute(f"SELECT seq, as_of_us, horizon_us, body, key FROM {TABLE} WHERE id = 1").fetchone()
+        if row is None or row[4] != key:
+            return None
+        (high,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+    except sqlite3.Error:  # no such table: never published
+        return None
+    seq, as_of_us, horizon_us, body, _key = row
+    if seq != high or not as_of_us <= epoch_us(now) < horizon_us:
+        return None
+    return Snapshot.from_row(seq, as_of_us, horizon_us, body)
+
