@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from forewarn.engine.draft import Draft, draft_from_json, draft_to_json
+if TYPE_CHECKING:  # imported where used: `forewarn plan` reads the outbox (failing()) and must start fast
+    from forewarn.engine.draft import Draft
 
 LEASE_SECONDS = 60.0
 
@@ -70,6 +71,10 @@ def claim(conn: sqlite3.Connection, drafts: Sequence[Draft], deadlines: dict[str
     its owner died (a crash): then it is resent with the same Message-ID.
     Drafts leased to a live process, or already recorded, are skipped.
     """
+    import json
+
+    from forewarn.engine.draft import draft_from_json, draft_to_json
+
     me, now = owner_id(), time.time()
     taken: list[Entry] = []
     for draft in drafts:
