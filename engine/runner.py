@@ -261,6 +261,10 @@ class Engine:
             signal.signal(sig, lambda *_: stop.set())
         while not stop.is_set():
             result = self.run_once()
+            if result.sent:
+                # Evaluate the log just appended to now rather than at the next pass (which then finds
+                # it cached): the plan published for `forewarn plan` is current while the engine sleeps.
+                self.evaluation(self.clock())
             if report:
                 report(result)
             wake = result.plan.next_wake() if result.plan else None

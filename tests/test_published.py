@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -138,6 +140,41 @@ def test_the_engine_publishes_what_it_evaluates(tmp_path: Path) -> None:
     out, from_published = plan_db(db, utc(at + timedelta(minutes=1)))
     assert from_published
     assert json.loads(out)["as_of"] == utc(at + timedelta(minutes=1))
+
+
+def test_the_running_engine_publishes_the_log_it_has_just_appended_to(tmp_path: Path) -> None:
+    db = make_db(tmp_path)
+    store = EventStore(db)
+    at = datetime(2026, 2, 10, 9, tzinfo=UTC)
+    key = published.plan_key(default_rules_dir())
+    engine = Engine(store, POLICY, MemoryDelivery(), clock=lambda: at, publish_key=key)
+    stop = threading.Event()
+    passes = []
+
+    def report(result: object) -> None:
+        passes.append(result)
+        stop.set()
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        engine.run_forever(stop=stop, report=report)
+    finally:
+        for sig, handler in handlers.items():  # run_forever installs its own
+            signal.signal(sig, handler)
+    store.close()
+    assert passes[0].sent  # type: ignore[attr-defined]
+    out, from_published = plan_db(db, utc(at))  # the pass sent and recorded: published after that
+    assert from_published
+    assert out == plan_events(utc(at), *export(db, tmp_path))
+
+
+def export(db: Path, tmp_path: Path) -> list[Path]:
+    """The log's events as a JSONL file (for a fresh evaluation of it)."""
+    out = tmp_path / "exported.jsonl"
+    conn = sqlite3.connect(db)
+    out.write_text("".join(payload + "\n" for (payload,) in conn.execute("SELECT payload FROM events ORDER BY seq")))
+    conn.close()
+    return [out]
 
 
 def test_an_engine_without_a_key_publishes_nothing(tmp_path: Path) -> None:
