@@ -1,4 +1,4 @@
-"""The published plan: `forewarn plan` from the log's database equals a fresh evaluation, and is only used while current."""
+"""The published plan: `forewarn plan` from the database equals a fresh evaluation, and is only used while current."""
 
 from __future__ import annotations
 
@@ -106,7 +106,8 @@ def test_an_append_invalidates_it(tmp_path: Path) -> None:
     extra = tmp_path / "extra.jsonl"
     first = json.loads(SAMPLE.read_text().splitlines()[0])
     assert first["type"] == "customer.upserted"
-    extra.write_text(json.dumps({**first, "id": "moved", "at": "2026-02-01T00:00:00Z", "timezone": "Asia/Tokyo"}) + "\n")
+    moved = {**first, "id": "moved", "at": "2026-02-01T00:00:00Z", "timezone": "Asia/Tokyo"}
+    extra.write_text(json.dumps(moved) + "\n")
     code, _out, err = run("import", str(extra), "--db", str(db))
     assert code == 0, err
     after, from_published = plan_db(db, as_of)
