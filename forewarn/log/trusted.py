@@ -1,0 +1,139 @@
+"""Events from the log's own rows, built without validating them again: each was validated when it was recorded.
+
+A stored payload is the canonical JSON of an event that passed validation (events.parse), so
+reading it back needs no checks, only the conversions validation makes: timestamps to UTC
+datetimes, lists to tuples, `states` to its model, the `from` alias, defaults for absent
+fields. `event_from_payload` makes exactly what `EVENT_ADAPTER.validate_json(payload)` makes
+(the same class, field values, field order and set fields: tests/test_trusted.py checks this on
+every sample log and on generated events) in about half the time. Whatever is not shaped like a
+stored event (unknown type or field, missing field, a list that is not one) is validated as any
+input is; field values themselves are not checked again: a row changed behind forewarn's back
+(the log is append-only, written by `import` and `run` only) is not detected here.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel
+
+from forewarn.events.models import EVENT_ADAPTER, EVENT_CLASSES, Event, States, parse_timestamp
+
+__all__ = ["event_from_payload"]
+
+Convert = Callable[[Any], Any] | None
+"""From the JSON value to the field's value (None: the value as is)."""
+_MISSING = object()
+_new = object.__new__
+_set = object.__setattr__
+
+
+_SHARED_MAX = 64
+_SHARED_LIMIT = 100_000
+_strings: dict[str, str] = {}
+
+
+def _shared_str(value: str) -> str:
+    """One object for equal short strings (customer ids, kinds, addresses repeat by the thousand), as
+    pydantic's string cache does when validating: a log in memory takes a tenth less. Bounded."""
+    found = _strings.get(value)
+    if found is None:
+        if len(_strings) >= _SHARED_LIMIT:
+            _strings.clear()
+        found = _strings[value] = value
+    return found
+
+
+def _strip(annotation: Any) -> Any:
+    """The type under Annotated[...] (pydantic keeps it inside Optional[...])."""
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _tuple(value: Any) -> tuple[Any, ...]:
+    if type(value) is not list:
+        raise ValueError("not a list")
+    return tuple([_shared_str(v) if type(v) is str and len(v) <= _SHARED_MAX else v for v in value])
+
+
+def _customers(value: Any) -> Any:
+    return value if value == "all" else _tuple(value)
+
+
+def _converter(annotation: Any) -> Convert:
+    """How a field of this annotation turns its JSON value into the validated one."""
+    annotation = _strip(annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [_strip(a) for a in typing.get_args(annotation)]
+        if any(typing.get_origin(a) is tuple for a in args):  # Customers: a tuple of ids or "all"
+            return _customers
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:  # Optional[X]: X's conversion, None as is
+            inner = _converter(rest[0])
+            return None if inner is None else (lambda v: None if v is None else inner(v))
+        return None
+    if annotation is datetime:
+        return parse_timestamp
+    if origin is tuple:
+        return _tuple
+    if annotation is States:
+        return _model(States)
+    return None
+
+
+def _model(cls: type[BaseModel]) -> Callable[[Any], BaseModel]:
+    """A builder of `cls` instances from a JSON object of trusted data."""
+    fields = []  # (name, JSON key, conversion, default)
+    for name, info in cls.model_fields.items():
+        default = _MISSING if info.is_required() else info.default
+        fields.append((name, info.alias or name, _converter(info.annotation), default))
+    known = frozenset(key for _name, key, _convert, _default in fields)
+    shared: dict[tuple[str, ...], set[str]] = {}  # one set of set-field names per shape (see share_fields_sets)
+
+    def build(data: Any) -> BaseModel:
+        if type(data) is not dict or not known.issuperset(data):
+            raise ValueError("not the stored form of a valid event")
+        values = {}
+        for name, key, convert, default in fields:
+            value = data.get(key, _MISSING)
+            if value is _MISSING:
+                if default is _MISSING:
+                    raise ValueError(f"required field {key!r} missing")
+                values[name] = default
+            elif convert is not None:
+                values[name] = convert(value)
+            elif type(value) is str and len(value) <= _SHARED_MAX:
+                values[name] = _shared_str(value)
+            else:
+                values[name] = value
+        shape = tuple(data)
+        names = shared.get(shape)
+        if names is None:
+            names = shared[shape] = {name for name, key, _c, _d in fields if key in data}
+        model = _new(cls)
+        _set(model, "__dict__", values)
+        _set(model, "__pydantic_fields_set__", names)
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
+        return model
+
+    return build
+
+
+_BUILDERS = {type_name: _model(cls) for type_name, cls in EVENT_CLASSES.items()}
+
+
+def event_from_payload(payload: bytes | str) -> Event:
+    """The event a stored payload holds: built directly when it has the stored form, else validated."""
+    try:
+        data = orjson.loads(payload)
+        return _BUILDERS[data["type"]](data)  # type: ignore[return-value]
+    except (ValueError, KeyError, TypeError):  # orjson.JSONDecodeError is a ValueError
+        return EVENT_ADAPTER.validate_json(payload)
