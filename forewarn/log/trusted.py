@@ -28,7 +28,6 @@ __all__ = ["event_from_payload"]
 
 Convert = Callable[[Any], Any] | None
 """From the JSON value to the field's value (None: the value as is)."""
-_MISSING = object()
 _new = object.__new__
 _set = object.__setattr__
 
@@ -38,14 +37,19 @@ _SHARED_LIMIT = 100_000
 _strings: dict[str, str] = {}
 
 
+def _remember(value: str) -> None:
+    if len(_strings) >= _SHARED_LIMIT:
+        _strings.clear()
+    _strings[value] = value
+
+
 def _shared_str(value: str) -> str:
     """One object for equal short strings (customer ids, kinds, addresses repeat by the thousand), as
     pydantic's string cache does when validating: a log in memory takes a tenth less. Bounded."""
     found = _strings.get(value)
     if found is None:
-        if len(_strings) >= _SHARED_LIMIT:
-            _strings.clear()
-        found = _strings[value] = value
+        _remember(value)
+        return value
     return found
 
 
@@ -90,33 +94,39 @@ def _converter(annotation: Any) -> Convert:
 
 def _model(cls: type[BaseModel]) -> Callable[[Any], BaseModel]:
     """A builder of `cls` instances from a JSON object of trusted data."""
-    fields = []  # (name, JSON key, conversion, default)
+    template: dict[str, Any] = {}  # every field in order, with its default (required ones are always given)
+    plan: dict[str, tuple[str, Convert]] = {}  # JSON key -> (field name, conversion)
+    required = set()
     for name, info in cls.model_fields.items():
-        default = _MISSING if info.is_required() else info.default
-        fields.append((name, info.alias or name, _converter(info.annotation), default))
-    known = frozenset(key for _name, key, _convert, _default in fields)
-    shared: dict[tuple[str, ...], set[str]] = {}  # one set of set-field names per shape (see share_fields_sets)
+        key = info.alias or name
+        template[name] = None if info.is_required() else info.default
+        plan[key] = (name, _converter(info.annotation))
+        if info.is_required():
+            required.add(key)
+    shapes: dict[tuple[str, ...], set[str]] = {}  # keys present -> set field names (one shared set per shape)
 
     def build(data: Any) -> BaseModel:
-        if type(data) is not dict or not known.issuperset(data):
-            raise ValueError("not the stored form of a valid event")
-        values = {}
-        for name, key, convert, default in fields:
-            value = data.get(key, _MISSING)
-            if value is _MISSING:
-                if default is _MISSING:
-                    raise ValueError(f"required field {key!r} missing")
-                values[name] = default
-            elif convert is not None:
-                values[name] = convert(value)
-            elif type(value) is str and len(value) <= _SHARED_MAX:
-                values[name] = _shared_str(value)
-            else:
-                values[name] = value
+        if type(data) is not dict:
+            raise ValueError("not a JSON object")
         shape = tuple(data)
-        names = shared.get(shape)
+        names = shapes.get(shape)
         if names is None:
-            names = shared[shape] = {name for name, key, _c, _d in fields if key in data}
+            if not plan.keys() >= data.keys() or not required <= data.keys():
+                raise ValueError("not the stored form of a valid event")
+            names = shapes[shape] = {plan[key][0] for key in shape}
+        values = template.copy()
+        strings = _strings
+        for key, value in data.items():
+            name, convert = plan[key]
+            if convert is not None:
+                value = convert(value)
+            elif type(value) is str and len(value) <= _SHARED_MAX:
+                found = strings.get(value)
+                if found is None:
+                    _remember(value)
+                else:
+                    value = found
+            values[name] = value
         model = _new(cls)
         _set(model, "__dict__", values)
         _set(model, "__pydantic_fields_set__", names)
