@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 __all__ = ["Alert", "delivery_alerts"]
 
 
-@dataclass(frozen=True)
-class Alert:
+class Alert(NamedTuple):
     """Something no e-mail can fix: a person must act."""
 
     rule: str

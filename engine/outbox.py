@@ -6,9 +6,8 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # imported where used: `forewarn plan` reads the outbox (failing()) and must start fast
     from forewarn.engine.draft import Draft
@@ -40,8 +39,7 @@ def _owner_alive(owner: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One outbox row."""
 
     message_id: str

@@ -22,10 +22,9 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -112,8 +111,7 @@ def plan_key(rules_dir: Path) -> str:
 # --------------------------------------------------------------------------- the snapshot
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """A plan basis in JSON-ready form, valid for as-of instants in [as_of_us, horizon_us).
 
     The pending obligations are columns, in plan order (the same index in each)."""
@@ -165,8 +163,7 @@ def json_entry(obligation: dict[str, Any]) -> str:
     return "    " + orjson.dumps(obligation, option=orjson.OPT_INDENT_2).decode().replace("\n", "\n    ")
 
 
-@dataclass(frozen=True)
-class PlanView:
+class PlanView(NamedTuple):
     """A plan as shown (cli.md's JSON, plus each deadline in the customer's time for the table)."""
 
     as_of: datetime
