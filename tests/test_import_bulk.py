@@ -450,9 +450,11 @@ def test_how_many_processes_validate(monkeypatch: pytest.MonkeyPatch) -> None:
     assert bulk._worker_count(0, 10**12) == 1
     assert bulk._worker_count(None, bulk.PARALLEL_MIN_BYTES - 1) == 1  # small input: this process only
     assert 1 <= bulk._worker_count(None, 10**12) <= 4
-    monkeypatch.setattr(bulk, "_idle_cpus", lambda cpus: float(cpus))
-    assert bulk._worker_count(None, 10**12) == min(len(os.sched_getaffinity(0)), 4)
-    monkeypatch.setattr(bulk, "_idle_cpus", lambda cpus: 0.2)
+    monkeypatch.setattr(bulk, "_idle_cpus", lambda cpus: float(cpus))  # all idle: one more than the CPUs
+    assert bulk._worker_count(None, 10**12) == min(len(os.sched_getaffinity(0)) + 1, 4)
+    monkeypatch.setattr(bulk, "_idle_cpus", lambda cpus: 1.0)
+    assert bulk._worker_count(None, 10**12) == min(len(os.sched_getaffinity(0)) + 1, 2)
+    monkeypatch.setattr(bulk, "_idle_cpus", lambda cpus: 0.2)  # busy: this process only
     assert bulk._worker_count(None, 10**12) == 1
     monkeypatch.setenv("FOREWARN_IMPORT_WORKERS", "2")
     assert bulk._worker_count(None, 0) == 2
