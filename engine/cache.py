@@ -68,6 +68,7 @@ class EvaluationCache:
         self._keys: list[tuple[int, int]] = []  # (at_us, seq) of each event, in evaluation order
         self._events: list[Event] = []
         self._cached: tuple[tuple[int, str], Evaluation, PlanBasis, datetime] | None = None
+        self._snapshot: published.Snapshot | None = None  # of the cached evaluation, once made
 
     def events(self) -> list[Event]:
         """Every event in the log, in evaluation order (`at`, then recording order)."""
@@ -104,6 +105,7 @@ class EvaluationCache:
             evaluation = evaluate(events, self.policy, as_of, checks=False)  # plans need no checks
             basis = PlanBasis(evaluation)
             self._cached = (key, evaluation, basis, self._horizon(evaluation))
+            self._snapshot = None
             if self.publish_key is not None:
                 published.publish(self.store.db.conn, self.publish_key, self.snapshot())
         if self.freeze_gc:
@@ -118,8 +120,10 @@ class EvaluationCache:
         """The last evaluation's plan basis in JSON-ready form, valid up to its horizon (engine.published)."""
         if self._cached is None:
             raise RuntimeError("nothing evaluated yet: call get() first")
-        (seq, _digest), _evaluation, basis, horizon = self._cached
-        return basis.snapshot(seq, horizon)
+        if self._snapshot is None:  # made once per evaluation (publishing and the caller share it)
+            (seq, _digest), _evaluation, basis, horizon = self._cached
+            self._snapshot = basis.snapshot(seq, horizon)
+        return self._snapshot
 
     def _horizon(self, evaluation: Evaluation) -> datetime:
         """The first instant after the evaluation's as-of at which a fresh evaluation could differ."""

@@ -346,8 +346,9 @@ class SmtpDelivery:
     """deliver() takes `while_waiting`: work done while the server answers."""
 
     def deliver(self, msg: EmailMessage, *, while_waiting: Sequence[Callable[[], object]] = ()) -> None:
-        """Send MSG; the callables in WHILE_WAITING (which must not raise) run one per
-        reply awaited, before reading it (those not run by the end are dropped)."""
+        """Send MSG; the callables in WHILE_WAITING (which must not raise) are work done while the
+        server answers: when pipelining, all of them once the message is written (none if DATA is
+        refused); in lockstep, one per reply awaited, before reading it (those not run are dropped)."""
         sender, recipients = envelope(msg)
         data = _wire_bytes(msg)
         conn = self._connection()

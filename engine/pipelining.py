@@ -15,6 +15,9 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["pipelined", "sendmail"]
 
+MAX_PIPELINED_RECIPIENTS = 100
+"""More recipients than this go in lockstep: a pipelined group must fit the TCP send window
+(RFC 2920, section 3.1), as the client reads no reply while it writes one."""
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _CRLF = b"\r\n"
 
@@ -41,12 +44,14 @@ def sendmail(
     takes it; without the extension they are not run.
     """
     conn.ehlo_or_helo_if_needed()
-    if not pipelined(conn):
+    if not pipelined(conn) or len(recipients) > MAX_PIPELINED_RECIPIENTS:
         return conn.sendmail(sender, list(recipients), data, mail_options=list(options))
     mail_options = [f"size={len(data)}"] if conn.has_extn("size") else []
     mail_options += options
     if any(o.lower() == "smtputf8" for o in mail_options):
-        conn.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
+        if not conn.has_extn("smtputf8"):  # as smtplib's mail() refuses it
+            raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
+        conn.command_encoding = "utf-8"
     commands = [
         f"mail FROM:{smtplib.quoteaddr(sender)}{''.join(' ' + o for o in mail_options)}",
         *(f"rcpt TO:{smtplib.quoteaddr(r)}" for r in recipients),
@@ -68,6 +73,8 @@ def sendmail(
             refused[recipient] = (code, reply)
         if code == 421:
             conn.close()
+            if sender_refused is not None:
+                raise smtplib.SMTPSenderRefused(*sender_refused, sender)
             raise smtplib.SMTPRecipientsRefused(refused)
     code, reply = conn.getreply()  # DATA
     failed = sender_refused is not None or len(refused) == len(recipients)

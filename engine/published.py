@@ -87,20 +87,56 @@ def _dist_version(name: str) -> str:
     return ""
 
 
+_DEFAULT_TZPATH = ("/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/zoneinfo", "/etc/zoneinfo")
+
+
 def calendar_data_version() -> str:
-    """The business calendar's data: the holidays library, the tzdata package and the system tz database."""
-    system = ""
-    for root in ("/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/zoneinfo", "/etc/zoneinfo"):
-        with contextlib.suppress(OSError), open(os.path.join(root, "tzdata.zi"), "rb") as handle:
-            system = handle.readline().decode("ascii", "replace").strip()
-            break
-    return f"holidays {_dist_version('holidays')}; tzdata {_dist_version('tzdata')}; system {system}"
+    """The business calendar's data: the holidays library, the tzdata package and the system tz database
+    (the version line of `tzdata.zi`, or the `+VERSION` file, in each directory zoneinfo searches: $PYTHONTZPATH,
+    else CPython's default list; `zoneinfo.TZPATH` itself would import sysconfig, 5 ms of the plan's budget)."""
+    search = os.environ.get("PYTHONTZPATH")
+    roots = search.split(os.pathsep) if search else _DEFAULT_TZPATH
+    system = []
+    for root in roots:
+        for name in ("tzdata.zi", "+VERSION"):
+            with contextlib.suppress(OSError), open(os.path.join(root, name), "rb") as handle:
+                system.append(f"{root}/{name}: {handle.readline().decode('ascii', 'replace').strip()}")
+    return f"holidays {_dist_version('holidays')}; tzdata {_dist_version('tzdata')}; system {', '.join(system)}"
+
+
+def code_fingerprint() -> str:
+    """forewarn's code as installed: every Python file of its packages, by path, size and modification time.
+
+    The version number alone says nothing of an editable install (or a reinstall under the same
+    version): a plan published by an engine running older code must not be served to newer code."""
+    import forewarn
+
+    roots = {Path(forewarn.__file__).parent, Path(__file__).parent}  # forewarn/ and engine/ (forewarn.engine)
+    digest = hashlib.sha256()
+    for root in sorted(roots):
+        pending = [str(root)]
+        while pending:
+            with os.scandir(pending.pop()) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
+                        pending.append(entry.path)
+                    elif entry.name.endswith(".py"):
+                        info = entry.stat()
+                        digest.update(f"{entry.path}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
 
 
 def plan_key(rules_dir: Path) -> str:
-    """What, besides the log, decides a plan: forewarn's version, calendar data and the rule files' bytes."""
+    """What, besides the log, decides a plan: forewarn's version and code, Python's version, the calendar
+    data and the rule files' bytes."""
     digest = hashlib.sha256()
-    for part in (f"format {FORMAT}", f"forewarn {_dist_version('forewarn')}", calendar_data_version()):
+    parts = (
+        f"format {FORMAT}",
+        f"forewarn {_dist_version('forewarn')} {code_fingerprint()}",
+        f"python {sys.version}",
+        calendar_data_version(),
+    )
+    for part in parts:
         digest.update(part.encode() + b"\0")
     for path in rule_files(rules_dir):
         digest.update(path.name.encode() + b"\0")
@@ -195,21 +231,31 @@ def view(
 
 
 def publish(conn: sqlite3.Connection, key: str, snapshot: Snapshot) -> bool:
-    """Store the snapshot as the log's published plan (replacing any); False if the database would
-    not take it now (read-only, or busy): publishing is an optimisation, never a reason to fail."""
+    """Store the snapshot as the log's published plan; False if the database would not take it at once
+    (read-only, or another process is writing: no waiting), or if it holds a better one: made from more
+    of the log, or from the same log as of a later instant (the current plan of a running engine is not
+    replaced by a query about the past). Publishing is an optimisation, never a reason to wait or fail."""
+    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    conn.execute("PRAGMA busy_timeout = 0")
     try:
         with conn:
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), key TEXT NOT NULL,"
                 " seq INTEGER NOT NULL, as_of_us INTEGER NOT NULL, horizon_us INTEGER NOT NULL, body BLOB NOT NULL)"
             )
-            conn.execute(
-                f"INSERT OR REPLACE INTO {TABLE} (id, key, seq, as_of_us, horizon_us, body) VALUES (1, ?, ?, ?, ?, ?)",
+            stored = conn.execute(
+                f"INSERT INTO {TABLE} (id, key, seq, as_of_us, horizon_us, body) VALUES (1, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET key = excluded.key, seq = excluded.seq, as_of_us = excluded.as_of_us,"
+                " horizon_us = excluded.horizon_us, body = excluded.body"
+                " WHERE excluded.key <> key OR excluded.seq > seq"
+                " OR (excluded.seq = seq AND excluded.as_of_us >= as_of_us)",
                 (key, snapshot.seq, snapshot.as_of_us, snapshot.horizon_us, snapshot.body()),
-            )
+            ).rowcount
     except sqlite3.Error:
         return False
-    return True
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+    return stored == 1
 
 
 def lookup(conn: sqlite3.Connection, key: str, now: datetime) -> Snapshot | None:
@@ -225,5 +271,8 @@ def lookup(conn: sqlite3.Connection, key: str, now: datetime) -> Snapshot | None
     seq, as_of_us, horizon_us, body, _key = row
     if seq != high or not as_of_us <= epoch_us(now) < horizon_us:
         return None
-    return Snapshot.from_row(seq, as_of_us, horizon_us, body)
+    try:
+        return Snapshot.from_row(seq, as_of_us, horizon_us, body)
+    except (ValueError, KeyError, TypeError, AttributeError):  # damaged: as if never published
+        return None
 

@@ -261,7 +261,7 @@ class Engine:
             signal.signal(sig, lambda *_: stop.set())
         while not stop.is_set():
             result = self.run_once()
-            if result.sent:
+            if result.sent and self.cache is not None and self.cache.publish_key is not None:
                 # Evaluate the log just appended to now rather than at the next pass (which then finds
                 # it cached): the plan published for `forewarn plan` is current while the engine sleeps.
                 self.evaluation(self.clock())

@@ -9,9 +9,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:  # the commands import what they need when they run: start-up stays small
+    import sqlite3
+
+    from forewarn.engine.published import PlanView, Snapshot
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -429,7 +434,7 @@ def plan_cmd(
         from forewarn.engine.planner import PlanBasis
         from forewarn.evaluate.evaluation import evaluate
 
-        events = read_log(None, events_files, policy.ids, t)
+        events = read_log(db, events_files, policy.ids, t)  # refuses --db with --events
         snapshot = PlanBasis(evaluate(events, policy, t, checks=False)).snapshot(0, t + timedelta(microseconds=1))
         _show_plan(published.view(snapshot, t), fmt)
         return
@@ -442,7 +447,7 @@ def plan_cmd(
         cache.get(t)
     except LogError as exc:
         fail(str(exc))
-    snapshot = cache.snapshot()
+    snapshot = cache.snapshot()  # the one just published
     store.close()
     _show_plan(published.view(snapshot, t, _delivery_alerts(path, t)), fmt)
 
@@ -461,7 +466,8 @@ def _existing_db(db: str | None) -> str:
 
 
 def _plan_key(rules_dir: str | None) -> str | None:
-    """engine.published.plan_key of the rules directory (None if it cannot be read: loading the policy says why)."""
+    """engine.published.plan_key of the rules directory; None if a rule file cannot be read (loading the
+    policy then says why). A directory without rule files has a key too, which no published plan has."""
     from forewarn.engine.published import plan_key
     from forewarn.policy.files import default_rules_dir
 
@@ -471,13 +477,13 @@ def _plan_key(rules_dir: str | None) -> str | None:
         return None
 
 
-def _read_only(path: str) -> Any:
+def _read_only(path: str) -> sqlite3.Connection:
     import sqlite3
 
     return sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
 
 
-def _published_plan(path: str, key: str, t: datetime) -> Any:
+def _published_plan(path: str, key: str, t: datetime) -> Snapshot | None:
     """The log's published plan if current for `t` (engine.published.lookup), read without writing."""
     import sqlite3
 
@@ -505,7 +511,7 @@ def _delivery_alerts(path: str, t: datetime) -> list[dict[str, Any]]:
         conn.close()
 
 
-def _show_plan(view: Any, fmt: str) -> None:
+def _show_plan(view: PlanView, fmt: str) -> None:
     from forewarn.engine.views import plan_json, plan_table
 
     write_output(plan_json(view) if fmt == "json" else plan_table(view), None)

@@ -129,3 +129,25 @@ def test_newlines_in_options_are_refused_before_anything_is_written() -> None:
     with pytest.raises(ValueError, match="newline"):
         pipelining.sendmail(conn, "a@x.example", ["b@y.example"], DATA, ["BODY=8BITMIME\r\nRSET"])
     assert conn.written == []
+
+
+def test_smtputf8_without_the_extension_is_refused_as_smtplib_does() -> None:
+    conn = Scripted([])
+    with pytest.raises(smtplib.SMTPNotSupportedError):
+        pipelining.sendmail(conn, "ä@x.example", ["b@y.example"], DATA, ["SMTPUTF8"])
+    assert conn.written == []
+
+
+def test_a_421_after_a_refused_sender_reports_the_sender() -> None:
+    conn = Scripted([(553, b"bad sender"), (421, b"closing")])
+    with pytest.raises(smtplib.SMTPSenderRefused) as info:
+        pipelining.sendmail(conn, "a@x.example", ["b@y.example"], DATA)
+    assert info.value.smtp_code == 553
+    assert conn.closed
+
+
+def test_many_recipients_go_in_lockstep() -> None:
+    many = [f"r{i}@y.example" for i in range(pipelining.MAX_PIPELINED_RECIPIENTS + 1)]
+    conn = Scripted([OK, *([OK] * len(many)), GO, OK])
+    assert pipelining.sendmail(conn, "a@x.example", many, DATA) == {}
+    assert len(conn.written) == len(many) + 3  # one write per command, then the message

@@ -7,6 +7,7 @@ import shutil
 import signal
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -209,10 +210,12 @@ def test_the_stored_form_round_trips() -> None:
     assert published.Snapshot.from_row(7, 1, 2, snapshot.body()) == snapshot
 
 
-@pytest.mark.parametrize("changed", ["format", "forewarn", "calendar"])
-def test_the_key_covers_versions_and_calendar_data(monkeypatch: pytest.MonkeyPatch, changed: str) -> None:
+@pytest.mark.parametrize("changed", ["format", "forewarn", "code", "calendar"])
+def test_the_key_covers_versions_code_and_calendar_data(monkeypatch: pytest.MonkeyPatch, changed: str) -> None:
     before = published.plan_key(default_rules_dir())
-    if changed == "format":
+    if changed == "code":
+        monkeypatch.setattr(published, "code_fingerprint", lambda: "edited")
+    elif changed == "format":
         monkeypatch.setattr(published, "FORMAT", published.FORMAT + 1)
     elif changed == "forewarn":
         real = published._dist_version
@@ -226,3 +229,60 @@ def test_the_calendar_data_version_names_the_installed_holidays() -> None:
     import holidays
 
     assert f"holidays {holidays.__version__};" in published.calendar_data_version()
+
+
+def test_the_code_fingerprint_sees_every_module() -> None:
+    assert published.code_fingerprint() == published.code_fingerprint()
+    modules = list(Path(forewarn.__file__).parent.rglob("*.py")) + list(Path(published.__file__).parent.rglob("*.py"))
+    assert len(modules) > 40
+
+
+def snapshot_at(seq: int, as_of_us: int) -> published.Snapshot:
+    return published.Snapshot(seq, as_of_us, as_of_us + 10, [], [], [], [], [], [], [], [])
+
+
+def stored_row(conn: sqlite3.Connection) -> tuple[int, int]:
+    return conn.execute(f"SELECT seq, as_of_us FROM {published.TABLE}").fetchone()
+
+
+def test_a_plan_of_less_of_the_log_or_of_an_earlier_instant_does_not_replace_it(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "x.db")
+    assert published.publish(conn, "k", snapshot_at(5, 100))
+    assert not published.publish(conn, "k", snapshot_at(5, 50))  # a query about the past
+    assert not published.publish(conn, "k", snapshot_at(4, 200))  # made before the last append
+    assert stored_row(conn) == (5, 100)
+    assert published.publish(conn, "k", snapshot_at(5, 150))
+    assert published.publish(conn, "k", snapshot_at(6, 10))
+    assert published.publish(conn, "other rules", snapshot_at(1, 1))
+    assert stored_row(conn) == (1, 1)
+
+
+def test_publishing_never_waits_for_another_writer(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("BEGIN IMMEDIATE")
+    conn = sqlite3.connect(db, timeout=30)
+    started = time.monotonic()
+    assert not published.publish(conn, "k", snapshot_at(1, 1))
+    assert time.monotonic() - started < 5  # not the connection's 30 s
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000  # restored
+    writer.execute("ROLLBACK")
+
+
+def test_a_damaged_published_plan_is_ignored(tmp_path: Path) -> None:
+    db = make_db(tmp_path)
+    as_of = "2026-02-10T09:00:00Z"
+    expected, _ = plan_db(db, as_of)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(f"UPDATE {published.TABLE} SET body = ?", (b"not a plan",))
+    conn.close()
+    assert plan_db(db, as_of) == (expected, False)
+
+
+def test_db_and_events_together_are_refused(tmp_path: Path) -> None:
+    db = make_db(tmp_path)
+    code, _out, err = run("plan", "--db", str(db), "--events", str(SAMPLE), "--as-of", "2026-02-10T09:00:00Z")
+    assert code == 2
+    assert "either --db or --events" in err

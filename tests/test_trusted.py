@@ -74,3 +74,15 @@ def test_an_offset_timestamp_is_converted_as_validation_does() -> None:
 def test_anything_but_the_stored_form_is_validated(payload: str) -> None:
     with pytest.raises(ValidationError):
         event_from_payload(payload)
+
+
+def test_a_model_validation_would_complete_is_left_to_validation() -> None:
+    from pydantic import Field
+
+    from forewarn.log import trusted
+
+    class WithFactory(BaseModel):
+        tags: list[str] = Field(default_factory=list)
+
+    with pytest.raises(ValueError, match="validation"):
+        trusted._model(WithFactory)({})

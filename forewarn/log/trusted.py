@@ -92,8 +92,22 @@ def _converter(annotation: Any) -> Convert:
     return None
 
 
+def _unsupported(data: Any) -> BaseModel:
+    raise ValueError("built by validation")
+
+
+def _plain(cls: type[BaseModel]) -> bool:
+    """Whether validation makes `cls` instances from their fields alone (what `_model` builds): no
+    default factories, no post-init hook, no private attributes; nested models alike."""
+    if cls.__pydantic_post_init__ is not None or cls.__private_attributes__:
+        return False
+    return all(info.default_factory is None for info in cls.model_fields.values())
+
+
 def _model(cls: type[BaseModel]) -> Callable[[Any], BaseModel]:
-    """A builder of `cls` instances from a JSON object of trusted data."""
+    """A builder of `cls` instances from a JSON object of trusted data (any other class: validated)."""
+    if not _plain(cls):
+        return _unsupported
     template: dict[str, Any] = {}  # every field in order, with its default (required ones are always given)
     plan: dict[str, tuple[str, Convert]] = {}  # JSON key -> (field name, conversion)
     required = set()
