@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from forewarn.calendar import format_local
 from forewarn.evaluate.checks import CheckContext, humanize, run_checks
@@ -13,6 +14,7 @@ from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.matching import communications_by_key, count_in_window, match
 from forewarn.evaluate.model import Obligation, Outcome, Violation
 from forewarn.evaluate.obligations import affected, derive, void_reason
+from forewarn.evaluate.parallel import forked
 from forewarn.events import Event
 from forewarn.events.parse import gc_paused
 from forewarn.policy.model import Policy
@@ -51,9 +53,22 @@ def evaluate(events: Sequence[Event], policy: Policy, as_of: datetime, checks: b
         return _evaluate(events, policy, as_of, checks)
 
 
+CHECKS_APART_MIN = 50_000
+"""From this many communications on, the per-communication checks run in a forked child (see
+forewarn.evaluate.parallel) while this process matches obligations: they read the same index and
+histories and depend on nothing else. Below it, starting a child costs more than it saves."""
+
+
 def _evaluate(events: Sequence[Event], policy: Policy, as_of: datetime, checks: bool = True) -> Evaluation:
     index = build_index(e for e in events if e.at <= as_of)
     derivation = derive(index, policy, as_of)
+    checked = None
+    if checks:
+        context = CheckContext(index, derivation.histories, as_of)
+        if len(index.sent) >= CHECKS_APART_MIN:
+            checked = forked(run_checks, policy, context)
+        else:
+            checked = partial(run_checks, policy, context)
     obligations = derivation.obligations
     void: dict[int, str] = {}
     for i, ob in enumerate(obligations):
@@ -89,8 +104,8 @@ def _evaluate(events: Sequence[Event], policy: Policy, as_of: datetime, checks: 
                     evidence=tuple(dict.fromkeys((history.defined_event, moment.event_id))),
                 )
             )
-    if checks:
-        violations.extend(run_checks(policy, CheckContext(index, derivation.histories, as_of)))
+    if checked is not None:
+        violations.extend(checked())
     return Evaluation(as_of, policy, index, derivation.histories, outcomes, violations)
 
 

@@ -1,0 +1,69 @@
+"""Checks in a forked child give the same audit, byte for byte, as checks in this process."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import forewarn
+from forewarn.audit.findings import audit
+from forewarn.audit.formats import render
+from forewarn.evaluate import evaluation, parallel
+from forewarn.log.source import load_files
+from forewarn.policy.loader import load_policy
+
+QUARTER = Path(forewarn.__file__).parent / "samples" / "quarter.jsonl"
+POLICY = load_policy()
+AS_OF = datetime(2026, 7, 15, tzinfo=UTC)
+
+
+def reports(monkeypatch: pytest.MonkeyPatch, apart: bool) -> list[str]:
+    monkeypatch.setattr(evaluation, "CHECKS_APART_MIN", 0 if apart else 10**9)
+    result = audit(load_files([QUARTER], POLICY.ids), POLICY, AS_OF, None, None)
+    return [render(fmt, result) for fmt in ("json", "sarif", "csv", "markdown")]
+
+
+@pytest.mark.skipif(not parallel.available(), reason="needs fork and two CPUs")
+def test_checks_in_a_child_give_the_same_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = parallel.forked
+
+    def spy(fn, *args):  # type: ignore[no-untyped-def]
+        calls.append(os.getpid())
+        return real(fn, *args)
+
+    monkeypatch.setattr(evaluation, "forked", spy)
+    apart = reports(monkeypatch, apart=True)
+    assert calls, "the checks did not go to a child"
+    here = reports(monkeypatch, apart=False)
+    assert len(calls) == 1
+    assert apart == here
+    checked = evaluation.evaluate(load_files([QUARTER], POLICY.ids), POLICY, AS_OF)
+    unchecked = evaluation.evaluate(load_files([QUARTER], POLICY.ids), POLICY, AS_OF, checks=False)
+    assert len(checked.violations) > len(unchecked.violations)  # the quarter has check findings to compare
+
+
+def _child_dies(parent: int) -> int:
+    if os.getpid() != parent:
+        os._exit(3)  # as if killed: the parent must do the work itself
+    return 42
+
+
+def _child_raises() -> int:
+    raise ValueError("broken")
+
+
+@pytest.mark.skipif(not parallel.available(), reason="needs fork and two CPUs")
+def test_a_failed_child_leaves_the_work_to_the_parent() -> None:
+    assert parallel.forked(_child_dies, os.getpid())() == 42
+    with pytest.raises(ValueError, match="broken"):
+        parallel.forked(_child_raises)()
+
+
+def test_without_workers_it_runs_at_the_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOREWARN_WORKERS", "1")
+    assert not parallel.available()
+    assert parallel.forked(pow, 2, 10)() == 1024
