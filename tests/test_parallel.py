@@ -7,11 +7,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import forewarn
+from forewarn import parallel
 from forewarn.audit.findings import audit
 from forewarn.audit.formats import render
-from forewarn.evaluate import evaluation, parallel
+from forewarn.cli import main
+from forewarn.evaluate import evaluation
+from forewarn.log import source
 from forewarn.log.source import load_files
 from forewarn.policy.loader import load_policy
 
@@ -67,3 +71,40 @@ def test_without_workers_it_runs_at_the_join(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("FOREWARN_WORKERS", "1")
     assert not parallel.available()
     assert parallel.forked(pow, 2, 10)() == 1024
+
+
+BAD = Path(__file__).parent / "data" / "bad"
+
+
+@pytest.mark.parametrize("apart", [True, False], ids=["child", "here"])
+def test_log_checks_meanwhile_agree_with_load_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, apart: bool
+) -> None:
+    monkeypatch.setattr(source, "CHECKS_APART_MIN", 0 if apart else 10**9)
+    events, confirm = source.load_files_checking([QUARTER], POLICY.ids)
+    assert confirm() is None
+    assert events == source.load_files([QUARTER], POLICY.ids)
+
+    repeated = tmp_path / "again.jsonl"  # identical repeats are dropped, as load_files drops them
+    repeated.write_bytes(QUARTER.read_bytes().splitlines(keepends=True)[5] * 3)
+    events, confirm = source.load_files_checking([QUARTER, repeated], POLICY.ids)
+    instead = confirm()
+    assert instead is not None and len(instead) == len(events) - 3
+    assert instead == source.load_files([QUARTER, repeated], POLICY.ids)
+
+    dangling = BAD / "dangling-reference.jsonl"
+    with pytest.raises(source.InputErrors) as expected:
+        source.load_files([dangling], POLICY.ids)
+    _events, confirm = source.load_files_checking([dangling], POLICY.ids)
+    with pytest.raises(source.InputErrors) as found:
+        confirm()
+    assert found.value.errors == expected.value.errors
+
+
+def test_audit_of_a_bad_log_checked_in_a_child_exits_2_with_nothing_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(source, "CHECKS_APART_MIN", 0)
+    dangling = BAD / "dangling-reference.jsonl"
+    result = CliRunner().invoke(main, ["audit", "--events", str(dangling), "--format", "json"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert (BAD / "dangling-reference.expected").read_text().splitlines()[0] in result.stderr

@@ -14,9 +14,9 @@ from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.matching import communications_by_key, count_in_window, match
 from forewarn.evaluate.model import Obligation, Outcome, Violation
 from forewarn.evaluate.obligations import affected, derive, void_reason
-from forewarn.evaluate.parallel import forked
 from forewarn.events import Event
 from forewarn.events.parse import gc_paused
+from forewarn.parallel import forked
 from forewarn.policy.model import Policy
 
 
@@ -55,7 +55,7 @@ def evaluate(events: Sequence[Event], policy: Policy, as_of: datetime, checks: b
 
 CHECKS_APART_MIN = 50_000
 """From this many communications on, the per-communication checks run in a forked child (see
-forewarn.evaluate.parallel) while this process matches obligations: they read the same index and
+forewarn.parallel) while this process matches obligations: they read the same index and
 histories and depend on nothing else. Below it, starting a child costs more than it saves."""
 
 

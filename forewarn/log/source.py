@@ -19,6 +19,7 @@ from forewarn.events.parse import gc_paused
 from forewarn.log.bulk import import_streaming
 from forewarn.log.store import EventStore
 from forewarn.log.trusted import event_from_payload
+from forewarn.parallel import forked
 
 
 class InputErrors(Exception):
@@ -103,6 +104,47 @@ def load_files(paths: Sequence[str | Path], rule_ids: Collection[str] | None = N
     if errors:
         raise InputErrors(errors)
     return [s.event for s in _evaluation_order(events)]
+
+
+CHECKS_APART_MIN = 50_000
+"""From this many events on, `load_files_checking` checks the log in a forked child."""
+
+
+def load_files_checking(
+    paths: Sequence[str | Path], rule_ids: Collection[str] | None = None
+) -> tuple[list[Event], Callable[[], list[Event] | None]]:
+    """`load_files`, with the log checks (ids, references, rules) done meanwhile on the other CPU.
+
+    Returns the parsed events in evaluation order, which the caller may start working on, and
+    `confirm`: it raises InputErrors if the log is bad, and returns None if those events stand,
+    or the ones to use instead when identical repeats were dropped (as `load_files` would have).
+    Parse errors are raised at once. Small logs are checked here, before returning.
+    """
+    parsed, errors = parse_files(paths)
+    if errors:
+        raise InputErrors(errors)
+    if len(parsed) >= CHECKS_APART_MIN:
+        checked = forked(_log_checks, parsed, rule_ids)
+    else:
+        result = _log_checks(parsed, rule_ids)
+        checked = lambda: result  # noqa: E731
+
+    def confirm() -> list[Event] | None:
+        errors, dropped = checked()
+        if errors:
+            raise InputErrors(errors)
+        if not dropped:
+            return None
+        return [s.event for s in _evaluation_order([s for i, s in enumerate(parsed) if i not in dropped])]
+
+    return [s.event for s in _evaluation_order(parsed)], confirm
+
+
+def _log_checks(parsed: Sequence[SourcedEvent], rule_ids: Collection[str] | None) -> tuple[list[InputError], set[int]]:
+    """check_log's errors, and the positions of the events it dropped (identical repeats)."""
+    fresh, errors = check_log(parsed, rule_ids=rule_ids)
+    kept = {id(s) for s in fresh}
+    return errors, {i for i, s in enumerate(parsed) if id(s) not in kept}
 
 
 def read_store(store: EventStore, until: datetime | None = None) -> list[Event]:
