@@ -11,11 +11,8 @@ from forewarn.calendar import holidays_version
 from forewarn.evaluate.evaluation import Evaluation, evaluate
 from forewarn.evaluate.model import Obligation, Outcome, Violation
 from forewarn.events import Event, WaiverGranted
+from forewarn.instants import utc
 from forewarn.policy.model import Policy
-
-
-def utc(t: datetime | None) -> str | None:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else None
 
 
 @dataclass(frozen=True)

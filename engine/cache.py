@@ -38,16 +38,12 @@ from forewarn.evaluate.evaluation import Evaluation, evaluate
 from forewarn.evaluate.obligations import timers_of
 from forewarn.events import Event
 from forewarn.events.parse import gc_paused
+from forewarn.instants import epoch_us
 from forewarn.log.source import stored_events
 from forewarn.log.store import EventStore
 from forewarn.policy.model import Policy
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FOREVER = datetime.max.replace(tzinfo=UTC)
-
-
-def _epoch_us(t: datetime) -> int:
-    return (t - _EPOCH) // timedelta(microseconds=1)
 
 
 class EvaluationCache:
@@ -129,7 +125,7 @@ class EvaluationCache:
         """The first instant after the evaluation's as-of at which a fresh evaluation could differ."""
         t0 = evaluation.as_of
         horizon = _FOREVER
-        i = bisect_right(self._keys, (_epoch_us(t0), float("inf")))
+        i = bisect_right(self._keys, (epoch_us(t0), float("inf")))
         if i < len(self._events):
             horizon = self._events[i].at  # the next event (ignored until the as-of reaches it)
         for outcome in evaluation.outcomes:

@@ -22,12 +22,13 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 
+from forewarn.instants import epoch_us, utc
 from forewarn.policy.files import rule_files
 
 __all__ = [
@@ -47,17 +48,6 @@ __all__ = [
 TABLE = "published_plan"
 FORMAT = 1
 """Version of the stored snapshot's layout (part of the key)."""
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def utc(t: datetime | None) -> str | None:
-    """An instant as printed in reports and plans: `2026-03-09T02:00:00Z` (None stays None)."""
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else None
-
-
-def epoch_us(t: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime (exact)."""
-    return (t - _EPOCH) // timedelta(microseconds=1)
 
 
 def due_or_upcoming(pending: bool, send_from: Any, not_after: Any, now: Any) -> str | None:

@@ -24,9 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forewarn.events import check_log, evaluation_order, parse_files
+from forewarn.instants import epoch_us as _epoch_us
 from forewarn.log import bulk
 from forewarn.log.source import InputErrors, import_files, read_store
-from forewarn.log.store import EventStore, _epoch_us, _utc_text
+from forewarn.log.store import EventStore, _utc_text
 
 SAMPLES = Path(__file__).resolve().parents[1] / "forewarn" / "samples"
 QUARTER = SAMPLES / "quarter.jsonl"

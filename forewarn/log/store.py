@@ -5,13 +5,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import sqlite_utils
 
 from forewarn.events import ENTITY_OF, SUBJECT_KINDS, Event, KnownEntity, SourcedEvent
+from forewarn.instants import epoch_us
 
 SCHEMA_VERSION = "1"
 PAGE_SIZE = 8192
@@ -30,14 +31,7 @@ class StoredEvent:
     payload: str
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _UTC_Z = orjson.OPT_UTC_Z
-
-
-def _epoch_us(t: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime (exact, no float)."""
-    return (t - _EPOCH) // _MICROSECOND
 
 
 def _utc_text(t: datetime) -> str:
@@ -61,7 +55,7 @@ def at_columns(at: datetime) -> tuple[str, int]:
     if hit is None:
         if len(_AT_COLUMNS) >= _AT_COLUMNS_LIMIT:
             _AT_COLUMNS.clear()
-        hit = _AT_COLUMNS[at] = (_utc_text(at), _epoch_us(at))
+        hit = _AT_COLUMNS[at] = (_utc_text(at), epoch_us(at))
     return hit
 
 
@@ -285,7 +279,7 @@ class EventStore:
         params: list[object] = []
         if until is not None:
             sql += " WHERE at_us <= ?"
-            params.append(_epoch_us(until))
+            params.append(epoch_us(until))
         sql += " ORDER BY at_us, seq"
         cursor = self.db.conn.cursor()
         cursor.arraysize = 10_000
