@@ -116,14 +116,7 @@ def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str
         except InputErrors as exc:
             report_input_errors(exc.errors)
         return [e for e in events if until is None or e.at <= until]
-    path = _db_path(db)
-    if not Path(path).exists():
-        fail(
-            f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`,"
-            " or use --events FILE.jsonl"
-        )
-    if path.endswith((".jsonl", ".json")):
-        fail(f"{path} looks like a JSONL file, not a database: use --events {path}")
+    path = _existing_db(db)
     try:
         store = open_store(path)
         return read_store(store, until)
@@ -325,11 +318,19 @@ def audit_cmd(
             loaded, confirm = load_files_checking(events_files, policy.ids)
         except InputErrors as exc:
             report_input_errors(exc.errors)
-        result = audit([e for e in loaded if e.at <= t], policy, t, start, end)
+
+        def confirmed() -> list[Any] | None:
+            try:
+                return confirm()
+            except InputErrors as exc:
+                report_input_errors(exc.errors)
+
         try:
-            instead = confirm()
-        except InputErrors as exc:
-            report_input_errors(exc.errors)
+            result = audit([e for e in loaded if e.at <= t], policy, t, start, end)
+        except Exception:
+            confirmed()  # a log that fails its checks may break the evaluation: its input errors are the answer
+            raise
+        instead = confirmed()
         if instead is not None:  # identical repeats were dropped: judge what load_files would have given
             result = audit([e for e in instead if e.at <= t], policy, t, start, end)
     else:

@@ -95,8 +95,8 @@ def test_log_checks_meanwhile_agree_with_load_files(
     dangling = BAD / "dangling-reference.jsonl"
     with pytest.raises(source.InputErrors) as expected:
         source.load_files([dangling], POLICY.ids)
-    _events, confirm = source.load_files_checking([dangling], POLICY.ids)
-    with pytest.raises(source.InputErrors) as found:
+    with pytest.raises(source.InputErrors) as found:  # at once when checked here, at confirm() from a child
+        _events, confirm = source.load_files_checking([dangling], POLICY.ids)
         confirm()
     assert found.value.errors == expected.value.errors
 

@@ -118,7 +118,7 @@ def load_files_checking(
     Returns the parsed events in evaluation order, which the caller may start working on, and
     `confirm`: it raises InputErrors if the log is bad, and returns None if those events stand,
     or the ones to use instead when identical repeats were dropped (as `load_files` would have).
-    Parse errors are raised at once. Small logs are checked here, before returning.
+    Parse errors are raised at once. Small logs are checked here, before returning (their errors too).
     """
     parsed, errors = parse_files(paths)
     if errors:
@@ -127,6 +127,8 @@ def load_files_checking(
         checked = forked(_log_checks, parsed, rule_ids)
     else:
         result = _log_checks(parsed, rule_ids)
+        if result[0]:
+            raise InputErrors(result[0])
         checked = lambda: result  # noqa: E731
 
     def confirm() -> list[Event] | None:

@@ -172,3 +172,25 @@ def test_bug7_an_offset_beyond_a_year_is_a_lint_error_not_a_crash(
     audited = CliRunner().invoke(main, ["audit", "--events", str(HERE / "bug1-notice-opened-at-its-deadline.jsonl"),
                                         "--rules", str(rules), "--as-of", "2026-12-01T00:00:00Z"])
     assert audited.exit_code == 2 and "rules lint" in audited.stderr
+
+
+# BUG-8 (found by tests/test_fuzz.py in CI, timestamps at the edges): with the log checks running in a child while
+# the audit evaluates (forewarn/cli.py audit_cmd, forewarn/log/source.py load_files_checking), a log whose event
+# names an incident declared only later crashed the evaluation (fold_subject) before the check could report it.
+# The input errors are the answer when the evaluation of an unchecked log fails.
+@pytest.mark.parametrize("apart", [True, False], ids=["checks-in-a-child", "checks-here"])
+def test_bug8_a_reference_to_a_later_definition_is_an_input_error_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, apart: bool
+) -> None:
+    from click.testing import CliRunner
+
+    from forewarn.cli import main
+    from forewarn.log import source
+
+    monkeypatch.setattr(source, "CHECKS_APART_MIN", 0 if apart else 10**9)
+    case = HERE / "bug8-resolved-before-declared-crashes-the-audit.jsonl"
+    result = CliRunner().invoke(main, ["audit", "--events", str(case), "--as-of", "2026-06-30T00:00:00Z"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stdout == ""
+    assert f"{case}:3: incident.resolved 'e3': field 'incident': unknown incident 'inc-1'" in result.stderr
