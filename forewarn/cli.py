@@ -310,29 +310,12 @@ def audit_cmd(
     end = parse_instant(until, "--until") if until else None
     if start and end and start >= end:
         fail("--since must be before --until")
-    if events_files and not db:  # the log's checks run meanwhile, on the other CPU
-        from forewarn.log.source import InputErrors, load_files_checking
+    if events_files and not db:  # the files' checks run meanwhile, on the other CPU
 
-        _refuse_databases(events_files)
-        try:
-            loaded, confirm = load_files_checking(events_files, policy.ids)
-        except InputErrors as exc:
-            report_input_errors(exc.errors)
+        def judge(events: list[Any]) -> Any:
+            return audit([e for e in events if e.at <= t], policy, t, start, end)
 
-        def confirmed() -> list[Any] | None:
-            try:
-                return confirm()
-            except InputErrors as exc:
-                report_input_errors(exc.errors)
-
-        try:
-            result = audit([e for e in loaded if e.at <= t], policy, t, start, end)
-        except Exception:
-            confirmed()  # a log that fails its checks may break the evaluation: its input errors are the answer
-            raise
-        instead = confirmed()
-        if instead is not None:  # identical repeats were dropped: judge what load_files would have given
-            result = audit([e for e in instead if e.at <= t], policy, t, start, end)
+        result = _audit_files(events_files, judge, policy.ids)
     else:
         result = audit(read_log(db, events_files, policy.ids, t), policy, t, start, end)
     text = render(fmt, result)
@@ -349,6 +332,32 @@ def audit_cmd(
     threshold = SEVERITY_ORDER[fail_on]
     if any(SEVERITY_ORDER[f.severity] >= threshold for f in result.violations):
         sys.exit(EXIT_FINDINGS)
+
+
+def _audit_files(files: Sequence[str], judge: Callable[[list[Any]], Any], rule_ids: Sequence[str]) -> Any:
+    """`judge` of the JSONL files' events, while their checks (ids, references, rules) run on the other CPU
+    (forewarn.log.source.load_files_checking); a bad log is reported as input errors (exit 2), as by read_log."""
+    from forewarn.log.source import InputErrors, load_files_checking
+
+    _refuse_databases(files)
+    try:
+        loaded, confirm = load_files_checking(files, rule_ids)
+    except InputErrors as exc:
+        report_input_errors(exc.errors)
+
+    def confirmed() -> list[Any] | None:
+        try:
+            return confirm()
+        except InputErrors as exc:
+            report_input_errors(exc.errors)
+
+    try:
+        result = judge(loaded)
+    except Exception:
+        confirmed()  # a log that fails its checks may break the evaluation: its input errors are the answer
+        raise
+    instead = confirmed()
+    return result if instead is None else judge(instead)  # identical repeats were dropped: judge the rest
 
 
 @main.group("rules")
