@@ -12,12 +12,13 @@ from typing import Any
 from forewarn.calendar import format_local
 from forewarn.engine.alerts import Alert
 from forewarn.engine.draft import Draft, Invitation
-from forewarn.engine.published import Snapshot, due_or_upcoming, epoch_us, json_entry, utc
+from forewarn.engine.published import Snapshot, due_or_upcoming, json_entry
 from forewarn.evaluate.evaluation import Evaluation
 from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.matching import communications_by_key, count_in_window
 from forewarn.evaluate.model import Obligation, Outcome
 from forewarn.events import CustomerUpserted
+from forewarn.instants import epoch_us, utc
 
 # A second communication an obligation needs (update-cadence's promised
 # update) goes out this long before its deadline, not straight after the first.

@@ -9,9 +9,10 @@ plan from it: reading a row and splitting it at the as-of, a few milliseconds in
 reading, validating and evaluating the whole log.
 
 The key is the log's high-water recording sequence (any append invalidates it) and a digest
-of what else decides a plan: forewarn's version, the calendar data (holidays, tz database) and
-the bytes of the rule files. This module imports nothing heavy (no pydantic, no calendar): the
-whole `plan` command on a published plan stays within a small start-up budget.
+of what else decides a plan: forewarn's version and installed code, Python's version, the
+calendar data (holidays, tz database) and the bytes of the rule files. This module imports
+nothing heavy (no pydantic, no calendar): the whole `plan` command on a published plan stays
+within a small start-up budget.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from forewarn.instants import epoch_us, utc
+from forewarn.instants import epoch_us
 from forewarn.policy.files import rule_files
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "lookup",
     "plan_key",
     "publish",
-    "utc",
     "view",
 ]
 

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from forewarn.engine.published import PlanView, utc
+from forewarn.engine.published import PlanView
+from forewarn.instants import utc
 
 if TYPE_CHECKING:
     from rich.console import Console
