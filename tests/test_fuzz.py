@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -13,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import yaml
 from click.testing import CliRunner, Result
@@ -22,6 +24,7 @@ from strategies import lifecycles, scaled
 
 from forewarn.cli import main
 from forewarn.events import EVENT_CLASSES
+from forewarn.log import source
 
 TESTS = Path(__file__).parent
 ALL_TYPES = TESTS / "data" / "good" / "all-types.jsonl"
@@ -308,12 +311,20 @@ def test_a_bad_import_exits_2_names_file_and_line_and_leaves_the_database_alone(
         assert snapshot(db) == before
 
 
+def checks_apart(apart: bool) -> contextlib.AbstractContextManager[object]:
+    """With `apart`, audit --events checks even a small log in a forked child while it evaluates
+    (forewarn.log.source.load_files_checking), as it does a large one."""
+    return mock.patch.object(source, "CHECKS_APART_MIN", 0) if apart else contextlib.nullcontext()
+
+
 @scaled(ci=80, thorough=10_000)
-@given(corrupted_logs())
-def test_a_bad_log_given_to_audit_exits_2_naming_file_and_line(case: tuple[Lines, list[Corruption]]) -> None:
+@given(corrupted_logs(), st.booleans())
+def test_a_bad_log_given_to_audit_exits_2_naming_file_and_line(
+    case: tuple[Lines, list[Corruption]], apart: bool
+) -> None:
     lines, corruptions = case
     note("corruptions: " + "; ".join(f"line {c.line}: {c.what}" for c in corruptions))
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, checks_apart(apart):
         bad = Path(tmp) / "bad.jsonl"
         bad.write_bytes(b"\n".join(lines) + b"\n")
         result = run("audit", "--events", str(bad), "--as-of", AS_OF, "--format", "json")
@@ -346,15 +357,16 @@ def edgy_logs(draw: st.DrawFn) -> tuple[Lines, str]:
 
 
 @scaled(ci=60, thorough=10_000)
-@given(edgy_logs(), st.sampled_from([AS_OF, "9999-12-31T23:59:59Z", "0001-01-02T00:00:00Z", "now"]))
-def test_timestamps_at_the_edges_never_break_import_or_audit(case: tuple[Lines, str], as_of: str) -> None:
+@given(edgy_logs(), st.sampled_from([AS_OF, "9999-12-31T23:59:59Z", "0001-01-02T00:00:00Z", "now"]), st.booleans())
+def test_timestamps_at_the_edges_never_break_import_or_audit(case: tuple[Lines, str], as_of: str, apart: bool) -> None:
     """Valid or not, an edge timestamp gives a verdict (0, 1) or file:line errors (2): never a traceback."""
     lines, what = case
     note(what)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "edge.jsonl"
         path.write_bytes(b"\n".join(lines) + b"\n")
-        audited = run("audit", "--events", str(path), "--as-of", as_of, "--format", "json")
+        with checks_apart(apart):
+            audited = run("audit", "--events", str(path), "--as-of", as_of, "--format", "json")
         no_traceback(audited)
         assert audited.exit_code in (0, 1, 2), audited.output
         event(f"audit exit {audited.exit_code}")
