@@ -186,12 +186,6 @@ def _due_order(d: Due) -> tuple[datetime, datetime, str, str, str]:
     return (d.send_from, ob.not_after, ob.rule, ob.subject, ob.customer)
 
 
-def alerts(evaluation: Evaluation) -> list[Alert]:
-    """Overruns and missed deadlines: what needs a person, not an e-mail."""
-    now = evaluation.as_of
-    return [alert for end, alert in _overrun_candidates(evaluation) if end < now] + missed_alerts(evaluation)
-
-
 def _overrun_candidates(evaluation: Evaluation) -> list[tuple[datetime, Alert]]:
     """(end, alert) per maintenance still running with no extension since its end was set:
     an overrun once the end has passed."""
