@@ -5,10 +5,11 @@ reading it back needs no checks, only the conversions validation makes: timestam
 datetimes, lists to tuples, `states` to its model, the `from` alias, defaults for absent
 fields. `event_from_payload` makes exactly what `EVENT_ADAPTER.validate_json(payload)` makes
 (the same class, field values, field order and set fields: tests/test_trusted.py checks this on
-every sample log and on generated events) in about half the time. Whatever is not shaped like a
-stored event (unknown type or field, missing field, a list that is not one) is validated as any
-input is; field values themselves are not checked again: a row changed behind forewarn's back
-(the log is append-only, written by `import` and `run` only) is not detected here.
+every sample log and on generated events) in less time (781k events: 4.5 s of CPU, not 6.1 s).
+Whatever is not shaped like a stored event (unknown type or field, missing field, a list that
+is not one) is validated as any input is; field values themselves are not checked again: a row
+changed behind forewarn's back (the log is append-only, written by `import` and `run` only) is
+not detected here.
 """
 
 from __future__ import annotations
