@@ -8,17 +8,18 @@ from datetime import datetime
 from pathlib import Path
 
 from forewarn.events import (
+    EVENT_ADAPTER,
     Event,
     InputError,
     SourcedEvent,
     check_log,
     parse_files,
     parse_lines,
+    share_fields_sets,
 )
 from forewarn.events.parse import gc_paused
 from forewarn.log.bulk import import_streaming
 from forewarn.log.store import EventStore
-from forewarn.log.trusted import event_from_payload
 from forewarn.parallel import forked
 
 
@@ -155,7 +156,12 @@ def read_store(store: EventStore, until: datetime | None = None) -> list[Event]:
 
 
 def stored_events(payloads: Iterable[bytes | str]) -> list[Event]:
-    """Events from the log's stored payloads, kept in memory (built without validating them again:
-    see forewarn.log.trusted; equal fields sets shared; the GC paused)."""
+    """Events from the log's stored payloads, kept in memory (equal fields sets shared, the GC paused)."""
+    validate = EVENT_ADAPTER.validate_json
+    events = []
     with gc_paused():
-        return [event_from_payload(payload) for payload in payloads]
+        for payload in payloads:
+            event = validate(payload)
+            share_fields_sets(event)
+            events.append(event)
+    return events
