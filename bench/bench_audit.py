@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_audit.py                  # the reference log: scale 1.25, about 800k events
     .venv/bin/python bench/bench_audit.py --scales 1.25 2.5 5 --runs 1   # the growth curve: 1x, 2x, 4x
+    .venv/bin/python bench/bench_audit.py --workers-ab --runs 4            # with and without the forked children
 
 Each scale's log is made once by `forewarn synth --size year --scale S --violations N` (cached in --dir),
 imported once into a database, then audited --runs times from the file and from the database, each as
@@ -23,10 +24,10 @@ from pathlib import Path
 FOREWARN = [sys.executable, "-m", "forewarn.cli"]
 
 
-def _timed(cmd: list[str]) -> tuple[float, float, str, float]:
+def _timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str, float]:
     """Wall seconds, peak RSS in MiB, stdout, CPU seconds (user + system) of one run of `cmd`."""
     started = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - started
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -90,6 +91,12 @@ def main() -> None:
     parser.add_argument("--violations", type=int, default=3, help="seeded violations of each kind")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/forewarn-bench"))
     parser.add_argument("--format", default="json", help="report format to render (json, html, ...)")
+    parser.add_argument(
+        "--workers-ab",
+        action="store_true",
+        help="each run twice, interleaved: as is, and with FOREWARN_WORKERS=1 (no forked children); the reports "
+        "must be byte-identical",
+    )
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     for scale in args.scales:
@@ -102,7 +109,17 @@ def main() -> None:
             subprocess.run([*FOREWARN, "import", str(log), "--db", str(db)], check=True)
         for source, label in ((["--events", str(log)], "audit --events"), (["--db", str(db)], "audit --db")):
             cmd = [*FOREWARN, "audit", *source, "--as-of", as_of, "--format", args.format]
-            runs = [_timed(cmd) for _ in range(args.runs)]
+            if not args.workers_ab:
+                runs = [_timed(cmd) for _ in range(args.runs)]
+            else:  # interleaved, so that both see the machine alike
+                alone = {**os.environ, "FOREWARN_WORKERS": "1"}
+                runs, single = [], []
+                for _ in range(args.runs):
+                    runs.append(_timed(cmd))
+                    single.append(_timed(cmd, alone))
+                    if single[-1][2] != runs[-1][2]:
+                        raise SystemExit(f"{label}: the report differs with FOREWARN_WORKERS=1")
+                _report(f"{label} (FOREWARN_WORKERS=1)", single, events)
             _report(label, runs, events)
             if args.format == "json":
                 print(f"    {_check(runs[-1][2], expected)}")
