@@ -437,9 +437,10 @@ def plan_cmd(
     if propose is None and not events_files:
         path = _existing_db(db)
         key = _plan_key(rules_dir)
-        snapshot = _published_plan(path, key, t) if key else None
-        if snapshot is not None:
-            _show_plan(published.view(snapshot, t, _delivery_alerts(path, t), published=True), fmt)
+        found = _published_plan(path, key, t) if key else None
+        if found is not None:
+            snapshot, alerts = found
+            _show_plan(published.view(snapshot, t, alerts, published=True), fmt)
             return
     policy = load_policy_or_fail(rules_dir)
     batch_process(read_only=True)
@@ -473,8 +474,9 @@ def plan_cmd(
     except LogError as exc:
         fail(str(exc))
     snapshot = cache.snapshot()  # the one just published
+    alerts = _delivery_alerts(store.db.conn, t)
     store.close()
-    _show_plan(published.view(snapshot, t, _delivery_alerts(path, t)), fmt)
+    _show_plan(published.view(snapshot, t, alerts), fmt)
 
 
 def _existing_db(db: str | None) -> str:
@@ -502,38 +504,30 @@ def _plan_key(rules_dir: str | None) -> str | None:
         return None
 
 
-def _read_only(path: str) -> sqlite3.Connection:
-    import sqlite3
-
-    return sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
-
-
-def _published_plan(path: str, key: str, t: datetime) -> Snapshot | None:
-    """The log's published plan if current for `t` (engine.published.lookup), read without writing."""
+def _published_plan(path: str, key: str, t: datetime) -> tuple[Snapshot, list[dict[str, Any]]] | None:
+    """The log's published plan if current for `t` (engine.published.lookup) and the delivery alerts,
+    read over one read-only connection (nothing written)."""
     import sqlite3
 
     from forewarn.engine.published import lookup
 
     try:
-        conn = _read_only(path)
+        conn = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
         try:
-            return lookup(conn, key, t)
+            snapshot = lookup(conn, key, t)
+            return None if snapshot is None else (snapshot, _delivery_alerts(conn, t))
         finally:
             conn.close()
     except sqlite3.Error:
         return None  # not a database we can read this way: the full path reports it
 
 
-def _delivery_alerts(path: str, t: datetime) -> list[dict[str, Any]]:
+def _delivery_alerts(conn: sqlite3.Connection, t: datetime) -> list[dict[str, Any]]:
     """Alerts for deliveries that keep failing, from the engine's outbox in the log's database."""
     from forewarn.engine.alerts import delivery_alerts
     from forewarn.engine.outbox import failing
 
-    conn = _read_only(path)
-    try:
-        return [alert.to_json() for alert in delivery_alerts(failing(conn), t)]
-    finally:
-        conn.close()
+    return [alert.to_json() for alert in delivery_alerts(failing(conn), t)]
 
 
 def _show_plan(view: PlanView, fmt: str) -> None:

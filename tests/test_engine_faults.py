@@ -230,6 +230,20 @@ def test_a_refusing_server_records_nothing_and_alerts(tmp_path: Path, smtp) -> N
     assert len(result.failed) == 6 and recorded(db) == []
     refused = [a for a in engine.plan(late).alerts if a.rule == "delivery"]
     assert [a.problem for a in refused] == ["refused"] * 6  # a permanent refusal always needs a person
+    store.close()
+
+    from click.testing import CliRunner
+
+    from forewarn.cli import main
+
+    shown = []  # `forewarn plan` shows them too: evaluated (and published), then from the published plan
+    for _ in range(2):
+        planned = CliRunner().invoke(main, ["plan", "--db", str(db), "--as-of", late.isoformat(), "--format", "json"])
+        assert planned.exit_code == 0, planned.output
+        shown.append(("from the plan published" in planned.stderr, json.loads(planned.stdout)["alerts"]))
+    assert [published for published, _ in shown] == [False, True]
+    for _, alerts in shown:
+        assert [a for a in alerts if a["rule"] == "delivery"] == [a.to_json() for a in refused]
 
 
 def test_server_back_after_transient_failures_sends_everything_once(tmp_path: Path, smtp) -> None:
