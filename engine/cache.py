@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from datetime import UTC, datetime, timedelta
 
 from forewarn.engine import published
 from forewarn.engine.planner import PlanBasis
 from forewarn.evaluate.evaluation import Evaluation, evaluate
+from forewarn.evaluate.incremental import reevaluate
 from forewarn.evaluate.obligations import timers_of
 from forewarn.events import Event
 from forewarn.events.parse import gc_paused
@@ -63,6 +64,7 @@ class EvaluationCache:
         self._seq = 0  # high-water recording sequence read so far
         self._keys: list[tuple[int, int]] = []  # (at_us, seq) of each event, in evaluation order
         self._events: list[Event] = []
+        self._unchanged = 0  # how many leading events of _events the cached evaluation's log still begins with
         self._cached: tuple[tuple[int, str], Evaluation, PlanBasis, datetime] | None = None
         self._snapshot: published.Snapshot | None = None  # of the cached evaluation, once made
 
@@ -78,6 +80,7 @@ class EvaluationCache:
                 self._keys.extend(keys)
                 self._events.extend(events)
             else:  # something recorded with an earlier `at`: merge
+                self._unchanged = min(self._unchanged, bisect_left(self._keys, min(keys)))
                 merged = sorted(zip(self._keys + keys, self._events + events, strict=True), key=lambda p: p[0])
                 self._keys = [k for k, _ in merged]
                 self._events = [e for _, e in merged]
@@ -98,8 +101,13 @@ class EvaluationCache:
                 return evaluation, basis
         self.misses += 1
         with gc_paused():
-            evaluation = evaluate(events, self.policy, as_of, checks=False)  # plans need no checks
-            basis = PlanBasis(evaluation)
+            if cached is not None and cached[0][1] == key[1]:  # the same policy: judge again what can differ
+                evaluation = reevaluate(cached[1], events, self._unchanged, as_of)
+                basis = PlanBasis(evaluation, cached[2])
+            else:
+                evaluation = evaluate(events, self.policy, as_of, checks=False)  # plans need no checks
+                basis = PlanBasis(evaluation)
+            self._unchanged = len(events)
             self._cached = (key, evaluation, basis, self._horizon(evaluation))
             self._snapshot = None
             if self.publish_key is not None:

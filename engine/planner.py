@@ -15,7 +15,7 @@ from forewarn.engine.draft import Draft, Invitation
 from forewarn.engine.published import Snapshot, due_or_upcoming, json_entry
 from forewarn.evaluate.evaluation import Evaluation
 from forewarn.evaluate.lifecycle import SubjectHistory
-from forewarn.evaluate.matching import communications_by_key, count_in_window
+from forewarn.evaluate.matching import count_in_window
 from forewarn.evaluate.model import Obligation, Outcome
 from forewarn.events import CustomerUpserted
 from forewarn.instants import epoch_us, utc
@@ -62,49 +62,59 @@ def make_plan(evaluation: Evaluation) -> Plan:
 
 class PlanBasis:
     """What a plan needs from an evaluation, computed once: `at(now)` is then the plan for
-    any `now` at which the evaluation is unchanged but for its as-of (see engine.cache)."""
+    any `now` at which the evaluation is unchanged but for its as-of (see engine.cache).
 
-    def __init__(self, evaluation: Evaluation) -> None:
+    Built from an earlier basis (`previous`), it keeps the entries of every subject whose
+    verdict is the very same object (forewarn.evaluate.incremental kept it: nothing about
+    that subject changed) and computes the others."""
+
+    def __init__(self, evaluation: Evaluation, previous: PlanBasis | None = None) -> None:
         self.evaluation = evaluation
-        comms = communications_by_key(evaluation.index)
-        entries: list[Due] = []
-        for outcome in evaluation.outcomes:
-            ob = outcome.obligation
-            # pending, or missed: sent at its deadline, a notice is on time (at(now) keeps those due now)
-            if outcome.status != "pending" and not (outcome.status == "violated" and outcome.problem == "missing"):
+        comms = evaluation.comms
+        kept = previous.evaluation.verdicts if previous is not None else {}
+        self.by_subject: dict[tuple[str, str], list[Due]] = {}
+        for key, verdict in evaluation.verdicts.items():
+            if kept.get(key) is verdict:
+                self.by_subject[key] = previous.by_subject[key]  # type: ignore[union-attr]
                 continue
-            sent = count_in_window(ob, comms)
-            start = max(ob.opened, ob.not_before)
-            if sent:  # a further communication (the promised update): late in the interval
-                start = max(start, ob.not_after - UPDATE_LEAD)
-            entries.append(Due(outcome, start, sent, evaluation.sender(ob), tuple(evaluation.contacts(ob))))
-        self.entries = sorted(entries, key=_due_order)
+            entries: list[Due] = []
+            for outcome in verdict.outcomes:
+                ob = outcome.obligation
+                # pending, or missed: sent at its deadline, a notice is on time (at(now) keeps those due now)
+                if outcome.status != "pending" and not (outcome.status == "violated" and outcome.problem == "missing"):
+                    continue
+                sent = count_in_window(ob, comms)
+                start = max(ob.opened, ob.not_before)
+                if sent:  # a further communication (the promised update): late in the interval
+                    start = max(start, ob.not_after - UPDATE_LEAD)
+                entries.append(Due(outcome, start, sent, evaluation.sender(ob), tuple(evaluation.contacts(ob))))
+            self.by_subject[key] = entries
+        self.entries = sorted((d for entries in self.by_subject.values() for d in entries), key=_due_order)
         self.overruns = _overrun_candidates(evaluation)
         self.missed = missed_alerts(evaluation)
         self.cancellations = cancellations(evaluation, comms)
+        # Each entry's snapshot row by id(entry), made once per entry rather than once per snapshot.
+        # An id names one live object: every entry of this basis and of `previous` is alive here.
+        self._rows: dict[int, tuple[int, int, str, str]] = {}
+        if previous is not None:
+            rows = previous._rows
+            self._rows = {id(d): rows[id(d)] for d in self.entries if id(d) in rows}
 
     def snapshot(self, seq: int, horizon: datetime) -> Snapshot:
         """This basis in JSON-ready form, for as-of instants from the evaluation's up to `horizon`
         (see engine.published): what `forewarn plan` shows, from here or from a published copy."""
         columns: tuple[list[Any], ...] = ([], [], [], [], [])
         pending, send_from, not_after, local, texts = columns
+        rows = self._rows
         for d in self.entries:
-            ob = d.obligation
+            row = rows.get(id(d))
+            if row is None:
+                row = rows[id(d)] = _snapshot_row(d)
             pending.append(d.outcome.status == "pending")
-            send_from.append(epoch_us(d.send_from))
-            not_after.append(epoch_us(ob.not_after))
-            local.append(format_local(ob.not_after, ob.timezone))
-            obligation = {
-                "rule": ob.rule,
-                "subject": ob.subject,
-                "customer": ob.customer,
-                "kind": ob.kinds[0],
-                "from": d.sender,
-                "to": list(d.to),
-                "not_before": utc(d.send_from),
-                "not_after": utc(ob.not_after),
-            }
-            texts.append(json_entry(obligation))
+            send_from.append(row[0])
+            not_after.append(row[1])
+            local.append(row[2])
+            texts.append(row[3])
         return Snapshot(
             seq,
             epoch_us(self.evaluation.as_of),
@@ -125,6 +135,23 @@ class PlanBasis:
                 (due if where == "due" else upcoming).append(d)
         overruns = [alert for end, alert in self.overruns if end < now]
         return Plan(now, due, upcoming, overruns + self.missed, list(self.cancellations))
+
+
+def _snapshot_row(d: Due) -> tuple[int, int, str, str]:
+    """An entry's columns in a snapshot: send-from and deadline (epoch us), local deadline, JSON text."""
+    ob = d.obligation
+    obligation = {
+        "rule": ob.rule,
+        "subject": ob.subject,
+        "customer": ob.customer,
+        "kind": ob.kinds[0],
+        "from": d.sender,
+        "to": list(d.to),
+        "not_before": utc(d.send_from),
+        "not_after": utc(ob.not_after),
+    }
+    local = format_local(ob.not_after, ob.timezone)
+    return epoch_us(d.send_from), epoch_us(ob.not_after), local, json_entry(obligation)
 
 
 ANNOUNCING = ("advance_notice", "emergency", "start_reminder", "extension")

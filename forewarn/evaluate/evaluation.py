@@ -9,15 +9,26 @@ from functools import partial
 
 from forewarn.calendar import format_local
 from forewarn.evaluate.checks import CheckContext, humanize, run_checks
-from forewarn.evaluate.index import LogIndex, build_index
+from forewarn.evaluate.index import LogIndex, Sent, build_index
 from forewarn.evaluate.lifecycle import SubjectHistory
-from forewarn.evaluate.matching import communications_by_key, count_in_window, match
-from forewarn.evaluate.model import Obligation, Outcome, Violation
-from forewarn.evaluate.obligations import affected, derive, void_reason
+from forewarn.evaluate.matching import CommKey, communications_by_key, count_in_window, match
+from forewarn.evaluate.model import Moment, Obligation, Outcome, Violation
+from forewarn.evaluate.obligations import Derivation, affected, derive, void_reason
 from forewarn.events import Event
 from forewarn.events.parse import gc_paused
 from forewarn.parallel import forked
-from forewarn.policy.model import Policy
+from forewarn.policy.model import Policy, Rule
+from forewarn.record import record
+
+
+@record
+class Verdict:
+    """One subject's share of an evaluation: what a re-evaluation keeps or redoes whole
+    (forewarn.evaluate.incremental)."""
+
+    outcomes: list[Outcome]  # its obligations' outcomes, in derivation order
+    violations: list[Violation]  # its violated obligations, in outcome order
+    alarms: list[Violation]  # its alarms (an overrun, per affected customer)
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,9 @@ class Evaluation:
     histories: dict[tuple[str, str], SubjectHistory]
     outcomes: list[Outcome]  # every obligation with its status
     violations: list[Violation]  # obligation, alarm and (unless evaluated without) check violations, unsorted
+    comms: dict[CommKey, list[Sent]]  # communications about a subject, by what they are about (matching)
+    verdicts: dict[tuple[str, str], Verdict]  # per subject, in the order of `histories`
+    checked: bool = True  # `violations` include the per-communication checks
 
     def sender(self, ob: Obligation) -> str | None:
         history = self.histories.get((ob.subject_kind, ob.subject))
@@ -69,6 +83,16 @@ def _evaluate(events: Sequence[Event], policy: Policy, as_of: datetime, checks: 
             checked = forked(run_checks, policy, context)
         else:
             checked = partial(run_checks, policy, context)
+    comms = communications_by_key(index)
+    verdicts = judge(derivation, index, policy, comms, as_of)
+    return assemble(as_of, policy, index, derivation.histories, comms, verdicts, checked() if checked else None)
+
+
+def judge(
+    derivation: Derivation, index: LogIndex, policy: Policy, comms: dict[CommKey, list[Sent]], as_of: datetime
+) -> dict[tuple[str, str], Verdict]:
+    """Each derived subject's verdict: its obligations matched against the communications
+    (or void), its violated obligations and its alarms."""
     obligations = derivation.obligations
     void: dict[int, str] = {}
     for i, ob in enumerate(obligations):
@@ -76,37 +100,62 @@ def _evaluate(events: Sequence[Event], policy: Policy, as_of: datetime, checks: 
         if reason is not None:
             void[i] = reason
     allowed = {r.id: frozenset(r.spec.problems) for r in policy.rules}
-    comms = communications_by_key(index)
-    outcomes = match(obligations, void, allowed, comms, as_of)
+    outcomes = match(obligations, void, allowed, comms, as_of)  # one outcome per obligation, in order
+    verdicts: dict[tuple[str, str], Verdict] = {}
+    for key, (o0, o1, a0, a1) in derivation.spans.items():
+        mine = outcomes[o0:o1]
+        violated = [_obligation_violation(o, comms) for o in mine if o.status == "violated"]
+        alarms = [v for rule, m in derivation.alarms[a0:a1] for v in _alarm_violations(rule, m, derivation, index)]
+        verdicts[key] = Verdict(mine, violated, alarms)
+    return verdicts
 
-    violations = [_obligation_violation(o, comms) for o in outcomes if o.status == "violated"]
-    for rule, moment in derivation.alarms:
-        history = derivation.histories[("maintenance", moment.subject)]
-        end = moment.instant("end_in_force")
-        for customer in affected(history, moment.pos, index):
-            attrs = index.enterprise_at(customer, moment.pos)
-            tz = attrs.timezone if attrs else "UTC"
-            violations.append(
-                Violation(
-                    rule=rule.id,
-                    problem=rule.spec.alarm.problem,  # type: ignore[union-attr]
-                    subject=moment.subject,
-                    customer=customer,
-                    communication=None,
-                    due=moment.at,
-                    sent=None,
-                    fields={
-                        "subject": moment.subject,
-                        "customer": customer,
-                        "end_in_force": format_local(end, tz) if end else "?",
-                        "due": format_local(moment.at, tz),
-                    },
-                    evidence=tuple(dict.fromkeys((history.defined_event, moment.event_id))),
-                )
-            )
+
+def assemble(
+    as_of: datetime,
+    policy: Policy,
+    index: LogIndex,
+    histories: dict[tuple[str, str], SubjectHistory],
+    comms: dict[CommKey, list[Sent]],
+    verdicts: dict[tuple[str, str], Verdict],
+    checked: list[Violation] | None,
+) -> Evaluation:
+    """The evaluation from its subjects' verdicts (in their order: obligation violations first, then alarms,
+    then the per-communication checks' if run)."""
+    outcomes = [o for v in verdicts.values() for o in v.outcomes]
+    violations = [x for v in verdicts.values() for x in v.violations]
+    violations += [x for v in verdicts.values() for x in v.alarms]
     if checked is not None:
-        violations.extend(checked())
-    return Evaluation(as_of, policy, index, derivation.histories, outcomes, violations)
+        violations += checked
+    return Evaluation(as_of, policy, index, histories, outcomes, violations, comms, verdicts, checked is not None)
+
+
+def _alarm_violations(rule: Rule, moment: Moment, derivation: Derivation, index: LogIndex) -> list[Violation]:
+    """An alarm (a maintenance overrun) as one violation per affected customer."""
+    history = derivation.histories[("maintenance", moment.subject)]
+    end = moment.instant("end_in_force")
+    out = []
+    for customer in affected(history, moment.pos, index):
+        attrs = index.enterprise_at(customer, moment.pos)
+        tz = attrs.timezone if attrs else "UTC"
+        out.append(
+            Violation(
+                rule=rule.id,
+                problem=rule.spec.alarm.problem,  # type: ignore[union-attr]
+                subject=moment.subject,
+                customer=customer,
+                communication=None,
+                due=moment.at,
+                sent=None,
+                fields={
+                    "subject": moment.subject,
+                    "customer": customer,
+                    "end_in_force": format_local(end, tz) if end else "?",
+                    "due": format_local(moment.at, tz),
+                },
+                evidence=tuple(dict.fromkeys((history.defined_event, moment.event_id))),
+            )
+        )
+    return out
 
 
 def deadline_text(ob: Obligation) -> str:

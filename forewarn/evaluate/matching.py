@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from forewarn.evaluate.index import LogIndex, Sent
+from forewarn.evaluate.index import LogIndex, Sent, join_lists
 from forewarn.evaluate.model import Obligation, Outcome
 
 CommKey = tuple[str, str, str, str]  # subject kind, subject, customer, kind
@@ -14,12 +14,21 @@ CommKey = tuple[str, str, str, str]  # subject kind, subject, customer, kind
 
 def communications_by_key(index: LogIndex) -> dict[CommKey, list[Sent]]:
     """Communications grouped by what they are about, to whom, of which kind (in send order)."""
+    return _grouped(index.sent)
+
+
+def more_communications(comms: dict[CommKey, list[Sent]], sent: Iterable[Sent]) -> dict[CommKey, list[Sent]]:
+    """`comms` with later communications added, as a new dict (`comms` is left as it was)."""
+    return join_lists(comms, _grouped(sent))
+
+
+def _grouped(sent: Iterable[Sent]) -> dict[CommKey, list[Sent]]:
     groups: dict[CommKey, list[Sent]] = defaultdict(list)
-    for sent in index.sent:
-        subject = sent.subject
+    for item in sent:
+        subject = item.subject
         if subject is not None:
-            groups[(subject[0], subject[1], sent.comm.customer, sent.comm.kind)].append(sent)
-    return groups
+            groups[(subject[0], subject[1], item.comm.customer, item.comm.kind)].append(item)
+    return dict(groups)
 
 
 def match(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -29,6 +29,9 @@ class Derivation:
     histories: dict[tuple[str, str], SubjectHistory] = field(default_factory=dict)
     obligations: list[Obligation] = field(default_factory=list)
     alarms: list[tuple[Rule, Moment]] = field(default_factory=list)
+    spans: dict[tuple[str, str], tuple[int, int, int, int]] = field(default_factory=dict)
+    """Per subject (the keys of `histories`, in the same order): its obligations are
+    `obligations[o0:o1]` and its alarms `alarms[a0:a1]`, as (o0, o1, a0, a1)."""
 
 
 def compile_rules(policy: Policy, fired: list[tuple[str, str]]) -> list[ReteRule]:
@@ -77,8 +80,14 @@ def _fact(moment: Moment, fact_id: str) -> dict[str, object]:
     return fact
 
 
-def derive(index: LogIndex, policy: Policy, as_of: datetime) -> Derivation:
-    """Fold every subject's lifecycle and open the obligations its moments trigger."""
+def derive(
+    index: LogIndex, policy: Policy, as_of: datetime, subjects: Collection[tuple[str, str]] | None = None
+) -> Derivation:
+    """Fold every subject's lifecycle (or only those in `subjects`) and open the obligations its moments trigger.
+
+    Subjects are independent of each other: one's history, obligations and alarms depend on its
+    own events, the customers' attributes at its moments and the as-of, nothing else (what
+    forewarn.evaluate.incremental relies on to redo only some of them)."""
     out = Derivation()
     fired: list[tuple[str, str]] = []
     timers = timers_of(policy)
@@ -89,6 +98,8 @@ def derive(index: LogIndex, policy: Policy, as_of: datetime) -> Derivation:
 
     with Session(compile_rules(policy, fired)) as session:
         for (kind, subject), events in index.subjects.items():
+            if subjects is not None and (kind, subject) not in subjects:
+                continue
             history = fold_subject(kind, subject, events, timers, as_of, pos_at)
             if history is None:
                 continue
@@ -98,6 +109,7 @@ def derive(index: LogIndex, policy: Policy, as_of: datetime) -> Derivation:
             for n, moment in enumerate(history.moments):
                 session.assert_fact(sid, _fact(moment, str(n)))
             session.end_subject(sid)
+            o0, a0 = len(out.obligations), len(out.alarms)
             for name, fact_id in fired:
                 moment = history.moments[int(fact_id)]
                 if name.endswith(ALARM_SUFFIX):
@@ -106,6 +118,7 @@ def derive(index: LogIndex, policy: Policy, as_of: datetime) -> Derivation:
                 else:
                     rule = policy.by_id[name]
                     out.obligations.extend(expand(rule, moment, history, index))
+            out.spans[(kind, subject)] = (o0, len(out.obligations), a0, len(out.alarms))
     return out
 
 

@@ -1,0 +1,136 @@
+"""Re-evaluation after appends (forewarn.evaluate.incremental, through the engine's cache) against
+its model: a fresh evaluation of the same log as of the same instant, after every step.
+
+Generated lifecycles are small and seldom leave an obligation pending until its deadline; the
+sample quarter stepped through every deadline and timer (tests/test_engine_perf.py, cached
+plans) covers that transition deterministically."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from hypothesis import event, given, note
+from hypothesis import strategies as st
+from strategies import Lifecycle, lifecycles, scaled, time_ordered
+
+from forewarn.engine.cache import EvaluationCache
+from forewarn.engine.planner import PlanBasis, drafts_for
+from forewarn.evaluate.evaluation import Evaluation, evaluate
+from forewarn.evaluate.index import LIFECYCLE_TYPES
+from forewarn.evaluate.obligations import timers_of
+from forewarn.events import parse_lines
+from forewarn.log.source import read_store
+from forewarn.log.store import EventStore
+from forewarn.policy.loader import load_policy
+from forewarn.synth.batch import engine_events
+from forewarn.synth.mutate import ALL_MUTATIONS, seed_violations
+
+POLICY = load_policy()
+
+
+def a_log(life: Lifecycle, data: st.DataObject) -> list[dict[str, object]]:
+    """The lifecycle with the engine's communications, some dropped or changed (findings of many rules)."""
+    log = time_ordered([*life.events, *engine_events(life.parsed(), POLICY, life.as_of)])
+    names = data.draw(st.lists(st.sampled_from(sorted(ALL_MUTATIONS)), max_size=4, unique=True), label="mutations")
+    if names:
+        log, _ = seed_violations(log, data.draw(st.integers(0, 2**16), label="seed"), names=names)
+    # and some never sent: obligations stay pending until their deadline passes
+    unsent = data.draw(st.sampled_from([0, 2, 1]), label="every n-th communication never sent (0: none)")
+    if unsent:
+        comms = [e["communication"] for e in log if e["type"] == "communication.sent"][::unsent]
+        log = [e for e in log if e.get("communication") not in comms or e["type"] == "reply.received"]
+    return log
+
+
+def assert_same(got: Evaluation, fresh: Evaluation, basis: PlanBasis) -> None:
+    """Everything a plan, a draft or a report reads from an evaluation is the fresh one's."""
+    assert got.as_of == fresh.as_of
+    assert got.index.ats == fresh.index.ats
+    assert [s.pos for s in got.index.sent] == [s.pos for s in fresh.index.sent]
+    assert got.comms == fresh.comms
+    assert list(got.histories) == list(fresh.histories) == list(got.verdicts)
+    assert got.histories == fresh.histories  # alarm timers (overrun moments) included
+    assert got.outcomes == fresh.outcomes
+    assert [(o.obligation.moment.pos, o.obligation.evidence) for o in got.outcomes] == [
+        (o.obligation.moment.pos, o.obligation.evidence) for o in fresh.outcomes
+    ]
+    assert got.violations == fresh.violations
+    expected = PlanBasis(fresh)
+    assert basis.entries == expected.entries
+    assert basis.at(fresh.as_of) == expected.at(fresh.as_of)
+    # (a basis kept by the cache was made as of an earlier instant: its snapshot says so)
+    assert basis.snapshot(1, fresh.as_of)._replace(as_of_us=0) == expected.snapshot(1, fresh.as_of)._replace(as_of_us=0)
+    assert drafts_for(got, basis.at(got.as_of).due) == drafts_for(fresh, expected.at(fresh.as_of).due)
+
+
+def changes_after(evaluation: Evaluation, t: datetime) -> list[datetime]:
+    """Instants after `t` at which, with nothing appended, the evaluation changes (or is about to):
+    pending deadlines and alarm timers, each also one microsecond before."""
+    minutes = [timer.minutes for timer in timers_of(POLICY)]
+    points = {o.obligation.not_after for o in evaluation.outcomes if o.status == "pending"}
+    points |= {end + timedelta(minutes=m) for h in evaluation.histories.values() for end, _ in h.ends for m in minutes}
+    tick = timedelta(microseconds=1)
+    return sorted(p for p in points | {p - tick for p in points} if p > t)
+
+
+@scaled(ci=100, thorough=5_000)
+@given(lifecycles(True, max_maintenances=3, max_incidents=2) | lifecycles(max_maintenances=3), st.data())
+def test_the_engine_evaluation_after_every_append_is_a_fresh_one(life: Lifecycle, data: st.DataObject) -> None:
+    """Events arrive a few at a time (some late, with an earlier `at`) while the clock moves, mostly
+    forward; after each step the engine's evaluation (kept, re-evaluated in part, or made afresh)
+    and its plan are those of a fresh evaluation of the log as it stands."""
+    log = a_log(life, data)
+    lines = [json.dumps(e) for e in log]
+    parsed, errors = parse_lines(lines, "log.jsonl")
+    assert not errors, errors
+    first: dict[tuple[str, str], str] = {}  # a subject's first event: a valid log records nothing of it before
+    for s in parsed:
+        if s.event.type in LIFECYCLE_TYPES:
+            kind = s.event.type.split(".", 1)[0]
+            first.setdefault((kind, getattr(s.event, kind)), s.event.id)
+    defining_ids = set(first.values())
+    store = EventStore.memory()
+    cache = EvaluationCache(store, POLICY)
+    pending = list(parsed)
+    held: list = []
+    now = life.start - timedelta(days=31)
+    kept = 0  # subjects whose verdict was carried over from the evaluation before
+    previous = None
+    while pending or held:
+        k = data.draw(st.sampled_from([len(pending), 1, 1, 2, 3, 0]), label="events arriving")  # shrinks to all
+        arriving, pending = pending[:k], pending[k:]
+        late = [s for s in held if not pending or not data.draw(st.booleans(), label="a held event waits")]
+        held = [s for s in held if s not in late]
+        if (
+            arriving
+            and arriving[-1].event.id not in defining_ids
+            and data.draw(st.integers(0, 9), label="hold one back") == 9
+        ):
+            held.append(arriving.pop())  # recorded later than events after it
+        if arriving or late:
+            store.append([*late, *arriving])
+        last = max((s.event.at for s in arriving), default=now)
+        steps = ["forward", "at the last event", "to a deadline or timer", "back", "far ahead"]
+        step = data.draw(st.sampled_from(steps), label="clock")
+        changes = changes_after(previous, max(now, last)) if previous is not None else []
+        if step == "to a deadline or timer" and changes:
+            now = data.draw(st.sampled_from(changes[:4]), label="to")
+        elif step in ("forward", "to a deadline or timer"):
+            now = max(now, last) + timedelta(minutes=data.draw(st.integers(0, 3 * 24 * 60), label="minutes"))
+        elif step == "at the last event":
+            now = max(now, last)
+        elif step == "back":
+            now = now - timedelta(hours=data.draw(st.integers(1, 48), label="hours back"))
+        else:
+            now = life.as_of
+        before = cache.misses
+        evaluation, basis = cache.get(now)
+        if previous is not None and cache.misses > before:
+            kept += sum(previous.verdicts.get(k) is v for k, v in evaluation.verdicts.items())
+        previous = evaluation
+        note(f"step: {len(arriving)} arriving, {len(late)} late, clock {step} to {now:%Y-%m-%d %H:%M}")
+        fresh = evaluate(read_store(store, now), POLICY, now, checks=False)
+        assert_same(evaluation, fresh, basis)
+    event(f"verdicts kept by re-evaluations: {min(kept, 5)}{'+' if kept >= 5 else ''}")
+    store.close()
