@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,9 @@ from forewarn.log.store import EventStore
 from forewarn.policy.model import Policy
 
 RECORD_BATCH = 50  # delivered messages recorded per transaction (each is marked delivered at once)
+WATCH = 0.25
+"""Seconds between two looks at the log while `run` sleeps: an append by another process (a
+critical incident declared, say) is planned, sent if due, and published within this."""
 
 
 def _utc(t: datetime) -> str:
@@ -255,7 +259,8 @@ class Engine:
         stop: threading.Event | None = None,
         report: Callable[[PassResult], None] | None = None,
     ) -> None:
-        """Pass after pass, sleeping until the next due time or `poll` seconds; stops on SIGTERM/SIGINT."""
+        """Pass after pass, sleeping until the next due time, `poll` seconds, or an append to the log by
+        another process, whichever comes first; stops on SIGTERM/SIGINT."""
         stop = stop or threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -273,4 +278,16 @@ class Engine:
                 delay = max(0.0, min(poll, (wake - self.clock()).total_seconds()))
             if result.failed:
                 delay = min(delay, 5.0)
-            stop.wait(delay)
+            self._sleep(stop, delay)
+
+    def _sleep(self, stop: threading.Event, seconds: float) -> None:
+        """Wait `seconds`, or until stopped, or until another connection commits to the database
+        (SQLite's `PRAGMA data_version` moves: a few microseconds to read, no lock taken)."""
+        deadline = time.monotonic() + seconds
+        (seen,) = self.conn.execute("PRAGMA data_version").fetchone()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or stop.wait(min(WATCH, left)):
+                return
+            if self.conn.execute("PRAGMA data_version").fetchone()[0] != seen:
+                return

@@ -170,6 +170,60 @@ def test_the_running_engine_publishes_the_log_it_has_just_appended_to(tmp_path: 
     assert out == plan_events(utc(at), *export(db, tmp_path))
 
 
+def test_an_append_by_another_process_wakes_the_sleeping_engine(tmp_path: Path) -> None:
+    """A critical incident declared while `run` sleeps (poll: an hour) is notified and published at once."""
+    from forewarn.events import parse_lines
+
+    db = make_db(tmp_path)
+    store = EventStore(db)
+    at = datetime(2026, 2, 10, 9, tzinfo=UTC)
+    key = published.plan_key(default_rules_dir())
+    engine = Engine(store, POLICY, MemoryDelivery(), clock=lambda: at, publish_key=key)
+    stop = threading.Event()
+    passes: list = []
+    declared = {"id": "woken-1", "type": "incident.declared", "at": utc(at), "incident": "inc-woken",
+                "title": "Outage", "severity": "critical", "customers": "all", "summary": "Nothing loads"}
+
+    def append_from_elsewhere() -> None:
+        other = EventStore(db)  # another connection, as another process has
+        parsed, errors = parse_lines([json.dumps(declared)], "<test>")
+        assert not errors
+        other.append(parsed)
+        other.close()
+
+    def report(result: object) -> None:
+        passes.append((time.monotonic(), result))
+        if len(passes) == 1:
+            threading.Thread(target=append_from_elsewhere).start()
+        else:
+            stop.set()
+
+    guard = threading.Timer(30, stop.set)  # without the watch, the engine would sleep an hour
+    guard.start()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        engine.run_forever(poll=3600, stop=stop, report=report)
+    finally:
+        guard.cancel()
+        guard.join()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    store.close()
+    assert len(passes) == 2, "the engine slept through the append"
+    (first_at, _first), (second_at, second) = passes
+    assert second_at - first_at < 10
+    conn = sqlite3.connect(db)
+    about = [json.loads(p).get("incident") for (p,) in conn.execute(
+        "SELECT payload FROM events WHERE type = 'communication.sent' AND seq > (SELECT seq FROM events WHERE id = ?)",
+        (declared["id"],),
+    )]
+    conn.close()
+    assert len(second.sent) == len(about) > 0 and set(about) == {"inc-woken"}
+    out, from_published = plan_db(db, utc(at))
+    assert from_published
+    assert out == plan_events(utc(at), *export(db, tmp_path))
+
+
 def export(db: Path, tmp_path: Path) -> list[Path]:
     """The log's events as a JSONL file (for a fresh evaluation of it)."""
     out = tmp_path / "exported.jsonl"
