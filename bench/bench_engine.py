@@ -9,7 +9,8 @@ times `forewarn run --once --now T --smtp 127.0.0.1:PORT` as a subprocess
 (start-up, evaluation, rendering, delivery, tickets and recording included).
 The plan benchmark builds a log with at least --open pending obligations and
 times, in process, a fresh `make_plan(evaluate(...))`, the engine's plan
-(first call, then cached while the clock moves, then after an append), and
+(first call, then cached while the clock moves, then after an append: a
+customer, then a rescheduled maintenance), and
 the whole `forewarn plan --format json` command, first with nothing published
 (it reads, evaluates and publishes), then from the published plan, next to
 `forewarn --version` and the bare interpreter's start-up.
@@ -43,6 +44,7 @@ from forewarn.evaluate.evaluation import evaluate
 from forewarn.events import parse_lines
 from forewarn.log.source import import_files, read_store
 from forewarn.log.store import EventStore
+from forewarn.policy.files import default_rules_dir
 from forewarn.policy.loader import load_policy
 
 T = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -218,9 +220,10 @@ def bench_plan(open_obligations: int, runs: int) -> None:
             started = time.perf_counter()
             make_plan(evaluate(events, policy, T, checks=False))
             fresh.append(time.perf_counter() - started)
-        first, hit, appended = [], [], []
+        key = published.plan_key(default_rules_dir())
+        first, hit, customer_added, rescheduled = [], [], [], []
         for run in range(runs):
-            engine = Engine(store, policy, MemoryDelivery(), freeze_gc=True)  # as `forewarn run` makes it
+            engine = Engine(store, policy, MemoryDelivery(), freeze_gc=True, publish_key=key)  # as `forewarn run` does
             started = time.perf_counter()
             engine.plan(T)
             first.append(time.perf_counter() - started)
@@ -228,14 +231,25 @@ def bench_plan(open_obligations: int, runs: int) -> None:
                 started = time.perf_counter()
                 engine.plan(T + timedelta(minutes=minute))
                 hit.append(time.perf_counter() - started)
-            customer = {**_customers(1)[0], "id": f"bench-append-{run}", "at": T.strftime("%Y-%m-%dT%H:%M:%SZ")}
-            parsed, errors = parse_lines([json.dumps(customer)], "<bench>")
-            assert not errors
-            store.append(parsed)
-            started = time.perf_counter()
-            engine.plan(T + timedelta(minutes=10))
-            appended.append(time.perf_counter() - started)
-            assert engine.cache is not None and engine.cache.hits == 5 and engine.cache.misses == 2
+            at = T.strftime("%Y-%m-%dT%H:%M:%SZ")
+            customer = {**_customers(1)[0], "id": f"bench-append-{run}", "at": at}  # touches no subject
+            start = T + timedelta(days=4, hours=run)
+            reschedule = {  # one maintenance (300 obligations) judged again
+                "id": f"bench-reschedule-{run}",
+                "type": "maintenance.rescheduled",
+                "at": at,
+                "maintenance": "mx-0",
+                "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "end": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+            for minute, (event, times) in enumerate(((customer, customer_added), (reschedule, rescheduled)), 10):
+                parsed, errors = parse_lines([json.dumps(event)], "<bench>")
+                assert not errors, errors
+                store.append(parsed)
+                started = time.perf_counter()
+                engine.plan(T + timedelta(minutes=minute))
+                times.append(time.perf_counter() - started)
+            assert engine.cache is not None and engine.cache.hits == 5 and engine.cache.misses == 3
         store.close()
         forewarn = str(Path(sys.executable).with_name("forewarn"))  # the installed program, as a user runs it
         command = [forewarn, "plan", "--db", str(db), "--as-of", T.isoformat(), "--format", "json"]
@@ -263,7 +277,9 @@ def bench_plan(open_obligations: int, runs: int) -> None:
     _stats("fresh evaluate + plan, in process (events already parsed)", fresh)
     _stats("Engine.plan, first call (read + parse + evaluate + plan)", first)
     _stats("Engine.plan in the run loop, clock moved, nothing appended (cached)", hit)
-    _stats("Engine.plan after one event was appended (new rows read, re-evaluated)", appended)
+    _stats("Engine.plan after a customer was appended (new rows read, re-evaluated: no subject judged again)",
+           customer_added)
+    _stats("Engine.plan after a maintenance was rescheduled (its 300 obligations judged again)", rescheduled)
     _stats("forewarn plan --format json, nothing published (read, evaluate, publish, print)", cold)
     _stats("forewarn plan --format json, from the published plan (the usual case)", warm)
     _stats("forewarn --version (start-up + CLI import + package metadata)", floor)
