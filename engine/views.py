@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
-
-import orjson
 
 from forewarn.engine.published import PlanView
 from forewarn.instants import utc
@@ -23,7 +22,7 @@ def plan_json(plan: PlanView) -> str:
     whole is exactly what encoding it all would give)."""
     skeleton = {"as_of": utc(plan.as_of), "due": [], "upcoming": [], "alerts": plan.alerts}
     skeleton["cancellations"] = plan.cancellations
-    body = orjson.dumps(skeleton, option=orjson.OPT_INDENT_2).decode()
+    body = json.dumps(skeleton, indent=2, ensure_ascii=False)  # as orjson would write it; imports in 1 ms, not 11
     for name, entries in (("due", plan.due), ("upcoming", plan.upcoming)):
         if entries:
             listed = "[\n" + ",\n".join(text for _local, text in entries) + "\n  ]"
@@ -34,6 +33,8 @@ def plan_json(plan: PlanView) -> str:
 def _json(body: dict[str, object]) -> str:
     """Two-space indented JSON in UTF-8, as the audit's JSON report writes it (orjson: json.dumps
     falls back to its pure-Python encoder when indenting, which a large plan spent most of its time in)."""
+    import orjson
+
     return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
@@ -55,7 +56,7 @@ def plan_table(plan: PlanView) -> str:
     for title, entries in (("due now", plan.due), ("upcoming", plan.upcoming)):
         rows = []
         for local, text in entries[:200]:
-            ob = orjson.loads(text)
+            ob = json.loads(text)
             rows.append((ob["rule"], ob["subject"], ob["customer"], ob["kind"], ob["not_before"] or "", local))
         if len(entries) > 200:
             rows.append(("…", f"{len(entries) - 200} more", "", "", "", ""))

@@ -7,16 +7,14 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
-if TYPE_CHECKING:  # the commands import what they need when they run: start-up stays small
-    import sqlite3
-
-    from forewarn.engine.published import PlanView, Snapshot
+from forewarn import instants
+from forewarn.program import db_path
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -35,23 +33,11 @@ def fail(message: str) -> NoReturn:
 
 
 def parse_instant(value: str, option: str) -> datetime:
-    """An RFC 3339 timestamp with offset, a date (00:00 UTC), or 'now'."""
-    if value == "now":
-        return datetime.now(UTC).replace(microsecond=0)
-    text = value.strip().replace("z", "Z")
+    """An RFC 3339 timestamp with offset, a date (00:00 UTC), or 'now' (forewarn.instants.parse_instant)."""
     try:
-        if len(text) == 10:
-            return datetime.fromisoformat(text).replace(tzinfo=UTC)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        fail(f"{option}: {value!r} is not a timestamp; use e.g. 2026-03-09T02:00:00Z or 2026-03-09")
-    if parsed.tzinfo is None:
-        fail(f"{option}: {value!r} has no UTC offset; add one, e.g. {value}Z")
-    return parsed.astimezone(UTC)
-
-
-def _db_path(db: str | None) -> str:
-    return db or os.environ.get("FOREWARN_DB") or "forewarn.db"
+        return instants.parse_instant(value)
+    except ValueError as exc:
+        fail(f"{option}: {exc}")
 
 
 def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -224,7 +210,7 @@ def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) ->
     for f in files:
         if not Path(f).exists():
             fail(f"{f}: no such file")
-    path = _db_path(db)
+    path = db_path(db)
     try:
         store = open_store(path)
     except LogError as exc:
@@ -432,15 +418,16 @@ def plan_cmd(
     From the log's published plan when it is current (see engine.published), else by evaluating the log
     (and then publishing that plan)."""
     from forewarn.engine import published
+    from forewarn.program import delivery_alerts_json, published_plan, show_plan
 
     t = parse_instant(as_of, "--as-of")
     if propose is None and not events_files:
         path = _existing_db(db)
         key = _plan_key(rules_dir)
-        found = _published_plan(path, key, t) if key else None
+        found = published_plan(path, key, t) if key else None
         if found is not None:
             snapshot, alerts = found
-            _show_plan(published.view(snapshot, t, alerts, published=True), fmt)
+            show_plan(published.view(snapshot, t, alerts, published=True), fmt)
             return
     policy = load_policy_or_fail(rules_dir)
     batch_process(read_only=True)
@@ -462,7 +449,7 @@ def plan_cmd(
 
         events = read_log(db, events_files, policy.ids, t)  # refuses --db with --events
         snapshot = PlanBasis(evaluate(events, policy, t, checks=False)).snapshot(0, t + timedelta(microseconds=1))
-        _show_plan(published.view(snapshot, t), fmt)
+        show_plan(published.view(snapshot, t), fmt)
         return
     from forewarn.engine.cache import EvaluationCache
     from forewarn.log.store import LogError, open_store
@@ -474,14 +461,14 @@ def plan_cmd(
     except LogError as exc:
         fail(str(exc))
     snapshot = cache.snapshot()  # the one just published
-    alerts = _delivery_alerts(store.db.conn, t)
+    alerts = delivery_alerts_json(store.db.conn, t)
     store.close()
-    _show_plan(published.view(snapshot, t, alerts), fmt)
+    show_plan(published.view(snapshot, t, alerts), fmt)
 
 
 def _existing_db(db: str | None) -> str:
     """The --db path, which must be an existing database (else a clear error)."""
-    path = _db_path(db)
+    path = db_path(db)
     if not Path(path).exists():
         fail(
             f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`,"
@@ -502,42 +489,6 @@ def _plan_key(rules_dir: str | None) -> str | None:
         return plan_key(Path(rules_dir) if rules_dir else default_rules_dir())
     except OSError:
         return None
-
-
-def _published_plan(path: str, key: str, t: datetime) -> tuple[Snapshot, list[dict[str, Any]]] | None:
-    """The log's published plan if current for `t` (engine.published.lookup) and the delivery alerts,
-    read over one read-only connection (nothing written)."""
-    import sqlite3
-
-    from forewarn.engine.published import lookup
-
-    try:
-        conn = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
-        try:
-            snapshot = lookup(conn, key, t)
-            return None if snapshot is None else (snapshot, _delivery_alerts(conn, t))
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None  # not a database we can read this way: the full path reports it
-
-
-def _delivery_alerts(conn: sqlite3.Connection, t: datetime) -> list[dict[str, Any]]:
-    """Alerts for deliveries that keep failing, from the engine's outbox in the log's database."""
-    from forewarn.engine.alerts import delivery_alerts
-    from forewarn.engine.outbox import failing
-
-    return [alert.to_json() for alert in delivery_alerts(failing(conn), t)]
-
-
-def _show_plan(view: PlanView, fmt: str) -> None:
-    from forewarn.engine.views import plan_json, plan_table
-
-    write_output(plan_json(view) if fmt == "json" else plan_table(view), None)
-    source = " (from the plan published in the log; nothing appended since)" if view.published else ""
-    click.echo(
-        f"forewarn: {len(view.due)} due, {len(view.upcoming)} upcoming, {len(view.alerts)} alert(s){source}", err=True
-    )
 
 
 @main.command("run")
@@ -590,7 +541,7 @@ def run_cmd(
     t = parse_instant(now, "--now") if now else None
     if t is not None and not once:
         fail("--now replays one instant: use it with --once")
-    path = _db_path(db)
+    path = db_path(db)
     if not Path(path).exists():
         fail(f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`")
     try:

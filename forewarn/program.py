@@ -1,0 +1,134 @@
+"""The `forewarn` program: `plan` from the log's published plan without loading the CLI; the rest by forewarn.cli.
+
+A plan published by the engine (engine.published) is read and shown in a few milliseconds; what
+made `forewarn plan` cost about 100 ms was starting up, and a third of that was importing click
+(which imports pathlib, inspect, typing). So a `plan` whose arguments are plain (`--db`, `--rules`,
+`--as-of`, `--format`, each at most once, with valid values) and whose log has a current published
+plan is answered here, exactly as `forewarn.cli` would answer it (the same functions show it:
+tests/test_program.py compares the two). Anything else, including every error, goes to
+`forewarn.cli`, which parses, reports and evaluates as documented in cli.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from forewarn.engine.published import PlanView, Snapshot
+
+_PLAN_OPTIONS = {"--db": "db", "--rules": "rules", "--as-of": "as_of", "--format": "format"}
+
+
+def main() -> None:
+    """The console script's entry point."""
+    if sys.argv[1:2] == ["plan"] and quick_plan(sys.argv[2:]):
+        return
+    from forewarn.cli import entry
+
+    entry()
+
+
+def db_path(db: str | None) -> str:
+    """The event log's path: --db, else $FOREWARN_DB, else ./forewarn.db."""
+    return db or os.environ.get("FOREWARN_DB") or "forewarn.db"
+
+
+def plain_plan_options(args: list[str]) -> dict[str, str] | None:
+    """`plan`'s options if they are only --db, --rules, --as-of and --format (as `--name value` or
+    `--name=value`, each once, none empty); None for anything else (help, --events, --propose, an
+    unknown or repeated option, a missing value): forewarn.cli then parses them."""
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        if name not in _PLAN_OPTIONS or _PLAN_OPTIONS[name] in options:
+            return None
+        if not eq:
+            if i + 1 >= len(args):
+                return None
+            i += 1
+            value = args[i]
+        if not value:
+            return None
+        options[_PLAN_OPTIONS[name]] = value
+        i += 1
+    if options.setdefault("format", "table") not in ("table", "json"):
+        return None
+    return options
+
+
+def quick_plan(args: list[str]) -> bool:
+    """Show the plan from the log's published plan if the arguments are plain and the plan is current
+    for the as-of; False (nothing written) otherwise."""
+    from pathlib import Path
+
+    from forewarn.engine.published import plan_key
+    from forewarn.instants import parse_instant
+    from forewarn.policy.files import default_rules_dir
+
+    options = plain_plan_options(args)
+    if options is None:
+        return False
+    path = db_path(options.get("db"))
+    if path.endswith((".jsonl", ".json")) or not os.path.isfile(path):
+        return False  # the CLI explains
+    rules = Path(options["rules"]) if "rules" in options else default_rules_dir()
+    if rules.is_file():
+        return False
+    try:
+        t = parse_instant(options.get("as_of", "now"))
+        key = plan_key(rules)
+    except (ValueError, OSError):
+        return False
+    found = published_plan(path, key, t)
+    if found is None:
+        return False
+    from forewarn.engine.published import view
+
+    snapshot, alerts = found
+    show_plan(view(snapshot, t, alerts, published=True), options["format"])
+    return True
+
+
+def published_plan(path: str, key: str, t: datetime) -> tuple[Snapshot, list[dict[str, Any]]] | None:
+    """The log's published plan if current for `t` (engine.published.lookup) and the delivery alerts,
+    read over one read-only connection (nothing written)."""
+    import sqlite3
+    from pathlib import Path
+
+    from forewarn.engine.published import lookup
+
+    try:
+        conn = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
+        try:
+            snapshot = lookup(conn, key, t)
+            return None if snapshot is None else (snapshot, delivery_alerts_json(conn, t))
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None  # not a database we can read this way: the full path reports it
+
+
+def delivery_alerts_json(conn: sqlite3.Connection, t: datetime) -> list[dict[str, Any]]:
+    """Alerts for deliveries that keep failing, from the engine's outbox in the log's database."""
+    from forewarn.engine.alerts import delivery_alerts
+    from forewarn.engine.outbox import failing
+
+    return [alert.to_json() for alert in delivery_alerts(failing(conn), t)]
+
+
+def show_plan(view: PlanView, fmt: str) -> None:
+    """The plan to stdout (table or JSON), its counts to stderr."""
+    from forewarn.engine.views import plan_json, plan_table
+
+    text = plan_json(view) if fmt == "json" else plan_table(view)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+    source = " (from the plan published in the log; nothing appended since)" if view.published else ""
+    counts = f"{len(view.due)} due, {len(view.upcoming)} upcoming, {len(view.alerts)} alert(s)"
+    sys.stderr.write(f"forewarn: {counts}{source}\n")
