@@ -202,6 +202,11 @@ def bench_send(customers: int, runs: int, pipelining: bool = True) -> None:
     )
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _stats(label: str, seconds: list[float]) -> None:
     ms = [1000 * x for x in seconds]
     print(f"{label}: median {statistics.median(ms):.0f} ms, min {min(ms):.0f}, max {max(ms):.0f}")
@@ -252,25 +257,29 @@ def bench_plan(open_obligations: int, runs: int) -> None:
             assert engine.cache is not None and engine.cache.hits == 5 and engine.cache.misses == 3
         store.close()
         forewarn = str(Path(sys.executable).with_name("forewarn"))  # the installed program, as a user runs it
-        command = [forewarn, "plan", "--db", str(db), "--as-of", T.isoformat(), "--format", "json"]
-        cold, warm = [], []
+        command = [forewarn, "plan", "--db", str(db), "--as-of", T.isoformat()]
+        cold, warm, table, floor, python = [], [], [], [], []
+        cpu: dict[str, list[float]] = {"json": [], "table": [], "version": []}
         for _ in range(runs):
             drop = sqlite3.connect(db)
             with drop:
                 drop.execute(f"DROP TABLE IF EXISTS {published.TABLE}")  # as after an append: evaluate, publish
             drop.close()
-            for times, source in ((cold, False), (warm, True)):
+            for times, fmt, source in ((cold, "json", False), (warm, "json", True), (table, "table", True)):
+                before = _children_cpu()
                 started = time.perf_counter()
-                done = subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                done = subprocess.run(
+                    [*command, "--format", fmt], check=True, capture_output=True, text=True
+                )
                 times.append(time.perf_counter() - started)
+                if source:
+                    cpu[fmt].append(_children_cpu() - before)
                 assert ("from the plan published" in done.stderr) is source, done.stderr
-        floor = []
-        for _ in range(runs):
+            before = _children_cpu()
             started = time.perf_counter()
             subprocess.run([forewarn, "--version"], check=True, stdout=subprocess.DEVNULL)
             floor.append(time.perf_counter() - started)
-        python = []
-        for _ in range(runs):
+            cpu["version"].append(_children_cpu() - before)
             started = time.perf_counter()
             subprocess.run([sys.executable, "-c", "pass"], check=True)
             python.append(time.perf_counter() - started)
@@ -282,7 +291,10 @@ def bench_plan(open_obligations: int, runs: int) -> None:
     _stats("Engine.plan after a maintenance was rescheduled (its 300 obligations judged again)", rescheduled)
     _stats("forewarn plan --format json, nothing published (read, evaluate, publish, print)", cold)
     _stats("forewarn plan --format json, from the published plan (the usual case)", warm)
+    _stats("forewarn plan (table), from the published plan", table)
     _stats("forewarn --version (start-up + CLI import + package metadata)", floor)
+    for name, label in (("json", "plan --format json"), ("table", "plan (table)"), ("version", "--version")):
+        _stats(f"  CPU time (user + system) of {label}", cpu[name])
     _stats("python -c pass (interpreter start-up)", python)
 
 

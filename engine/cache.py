@@ -1,4 +1,4 @@
-"""The engine's memory between passes: the log parsed once, the evaluation reused while it cannot change.
+"""The engine's memory between passes: the log parsed once, its evaluation kept, or redone in part after appends.
 
 `forewarn run` plans pass after pass. A fresh plan reads and validates the
 whole log and evaluates it (hundreds of milliseconds with 10,000 open
@@ -22,7 +22,11 @@ obligations); between two passes usually nothing changed but the clock.
   published in the log's database when asked to (engine.published), so that
   `forewarn plan` in another process can answer from it.
 
-Anything else (new events, an earlier T, T at or past the horizon) evaluates afresh.
+Anything else (new events, T at or past the horizon) is judged again from the cached
+evaluation by forewarn.evaluate.incremental: only the subjects the new events or the
+passing time can change, the rest kept as they are (and their plan entries with them,
+engine.planner.PlanBasis). An earlier T, or an event recorded since that sorts among
+the ones already judged, evaluates afresh.
 """
 
 from __future__ import annotations
