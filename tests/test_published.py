@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -144,12 +145,33 @@ def test_the_engine_publishes_what_it_evaluates(tmp_path: Path) -> None:
     assert json.loads(out)["as_of"] == utc(at + timedelta(minutes=1))
 
 
-def test_the_running_engine_publishes_the_log_it_has_just_appended_to(tmp_path: Path) -> None:
+def publishing_engine(tmp_path: Path) -> tuple[Path, EventStore, Engine, datetime]:
+    """A log of the sample quarter and an engine that publishes its plans, its clock stopped on a busy day."""
     db = make_db(tmp_path)
     store = EventStore(db)
     at = datetime(2026, 2, 10, 9, tzinfo=UTC)
     key = published.plan_key(default_rules_dir())
-    engine = Engine(store, POLICY, MemoryDelivery(), clock=lambda: at, publish_key=key)
+    return db, store, Engine(store, POLICY, MemoryDelivery(), clock=lambda: at, publish_key=key), at
+
+
+def run_forever_here(
+    engine: Engine, stop: threading.Event, report: Callable[[object], None], poll: float = 30.0
+) -> None:
+    """`engine.run_forever` in this thread, stopped after 30 s at the latest, its signal handlers undone."""
+    guard = threading.Timer(30, stop.set)
+    guard.start()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        engine.run_forever(poll=poll, stop=stop, report=report)
+    finally:
+        guard.cancel()
+        guard.join()
+        for sig, handler in handlers.items():  # run_forever installs its own
+            signal.signal(sig, handler)
+
+
+def test_the_running_engine_publishes_the_log_it_has_just_appended_to(tmp_path: Path) -> None:
+    db, store, engine, at = publishing_engine(tmp_path)
     stop = threading.Event()
     passes = []
 
@@ -157,12 +179,7 @@ def test_the_running_engine_publishes_the_log_it_has_just_appended_to(tmp_path: 
         passes.append(result)
         stop.set()
 
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        engine.run_forever(stop=stop, report=report)
-    finally:
-        for sig, handler in handlers.items():  # run_forever installs its own
-            signal.signal(sig, handler)
+    run_forever_here(engine, stop, report)
     store.close()
     assert passes[0].sent  # type: ignore[attr-defined]
     out, from_published = plan_db(db, utc(at))  # the pass sent and recorded: published after that
@@ -174,11 +191,7 @@ def test_an_append_by_another_process_wakes_the_sleeping_engine(tmp_path: Path) 
     """A critical incident declared while `run` sleeps (poll: an hour) is notified and published at once."""
     from forewarn.events import parse_lines
 
-    db = make_db(tmp_path)
-    store = EventStore(db)
-    at = datetime(2026, 2, 10, 9, tzinfo=UTC)
-    key = published.plan_key(default_rules_dir())
-    engine = Engine(store, POLICY, MemoryDelivery(), clock=lambda: at, publish_key=key)
+    db, store, engine, at = publishing_engine(tmp_path)
     stop = threading.Event()
     passes: list = []
     declared = {"id": "woken-1", "type": "incident.declared", "at": utc(at), "incident": "inc-woken",
@@ -198,16 +211,7 @@ def test_an_append_by_another_process_wakes_the_sleeping_engine(tmp_path: Path) 
         else:
             stop.set()
 
-    guard = threading.Timer(30, stop.set)  # without the watch, the engine would sleep an hour
-    guard.start()
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        engine.run_forever(poll=3600, stop=stop, report=report)
-    finally:
-        guard.cancel()
-        guard.join()
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    run_forever_here(engine, stop, report, poll=3600)  # without the watch, it would sleep an hour
     store.close()
     assert len(passes) == 2, "the engine slept through the append"
     (first_at, _first), (second_at, second) = passes
