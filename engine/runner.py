@@ -265,6 +265,7 @@ class Engine:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         while not stop.is_set():
+            seen = self._data_version()  # before the pass reads the log: a commit from now on wakes the sleep
             result = self.run_once()
             if result.sent and self.cache is not None and self.cache.publish_key is not None:
                 # Evaluate the log just appended to now rather than at the next pass (which then finds
@@ -278,16 +279,17 @@ class Engine:
                 delay = max(0.0, min(poll, (wake - self.clock()).total_seconds()))
             if result.failed:
                 delay = min(delay, 5.0)
-            self._sleep(stop, delay)
+            self._sleep(stop, delay, seen)
 
-    def _sleep(self, stop: threading.Event, seconds: float) -> None:
-        """Wait `seconds`, or until stopped, or until another connection commits to the database
-        (SQLite's `PRAGMA data_version` moves: a few microseconds to read, no lock taken)."""
+    def _data_version(self) -> int:
+        """SQLite's `PRAGMA data_version`: it moves when another connection commits to the database
+        (not on this one's own commits); a few microseconds to read, no lock taken."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _sleep(self, stop: threading.Event, seconds: float, seen: int) -> None:
+        """Wait `seconds`, or until stopped, or until another connection has committed since `seen`."""
         deadline = time.monotonic() + seconds
-        (seen,) = self.conn.execute("PRAGMA data_version").fetchone()
-        while True:
+        while self._data_version() == seen:
             left = deadline - time.monotonic()
             if left <= 0 or stop.wait(min(WATCH, left)):
-                return
-            if self.conn.execute("PRAGMA data_version").fetchone()[0] != seen:
                 return

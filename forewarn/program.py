@@ -127,7 +127,12 @@ def show_plan(view: PlanView, fmt: str) -> None:
     from forewarn.engine.views import plan_json, plan_table
 
     text = plan_json(view) if fmt == "json" else plan_table(view)
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    text = text if text.endswith("\n") else text + "\n"
+    try:
+        sys.stdout.write(text)  # encoded whole before anything is written: all or nothing
+    except UnicodeEncodeError:  # a stdout that is not UTF-8 (say PYTHONIOENCODING=ascii): UTF-8, as click.echo does
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8"))
     sys.stdout.flush()
     source = " (from the plan published in the log; nothing appended since)" if view.published else ""
     counts = f"{len(view.due)} due, {len(view.upcoming)} upcoming, {len(view.alerts)} alert(s)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,18 @@ def test_the_installed_program_answers_a_plain_plan_without_loading_click(db: Pa
     assert "from the plan published in the log" in done.stderr
     assert done.stderr.strip().endswith("[]"), done.stderr
     assert done.stdout == cli(["plan", "--db", str(db), "--as-of", AS_OF, "--format", "json"])[1]
+
+
+@pytest.mark.parametrize("quick_path", [True, False])
+def test_a_stdout_that_is_not_utf8_still_gets_the_table(db: Path, quick_path: bool) -> None:
+    """Found in review: the table's frame cannot be written to an ASCII stdout; it is written in UTF-8."""
+    entry = "from forewarn.program import main" if quick_path else "from forewarn.cli import entry as main"
+    code = f"import sys; {entry}; sys.argv = ['forewarn', *sys.argv[1:]]; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "plan", "--db", str(db), "--as-of", AS_OF],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "from the plan published" in done.stderr.decode()
+    assert done.stdout.decode("utf-8") == cli(["plan", "--db", str(db), "--as-of", AS_OF])[1]
