@@ -1,18 +1,19 @@
 """Re-evaluation after appends (forewarn.evaluate.incremental, through the engine's cache) against
 its model: a fresh evaluation of the same log as of the same instant, after every step.
 
-Generated lifecycles are small and seldom leave an obligation pending until its deadline; the
-sample quarter stepped through every deadline and timer (tests/test_engine_perf.py, cached
-plans) covers that transition deterministically."""
+Generated lifecycles are small and seldom leave an obligation pending until its deadline: the
+sample quarter, recorded in drawn pieces, does (and tests/test_engine_perf.py steps it through
+every deadline and timer)."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from hypothesis import event, given, note
 from hypothesis import strategies as st
-from strategies import Lifecycle, lifecycles, scaled, time_ordered
+from strategies import Lifecycle, instant, lifecycles, scaled, time_ordered
 
 from forewarn.engine.cache import EvaluationCache
 from forewarn.engine.planner import PlanBasis, drafts_for
@@ -80,10 +81,31 @@ def test_the_engine_evaluation_after_every_append_is_a_fresh_one(life: Lifecycle
     """Events arrive a few at a time (some late, with an earlier `at`) while the clock moves, mostly
     forward; after each step the engine's evaluation (kept, re-evaluated in part, or made afresh)
     and its plan are those of a fresh evaluation of the log as it stands."""
-    log = a_log(life, data)
-    lines = [json.dumps(e) for e in log]
+    arrive_and_compare([json.dumps(e) for e in a_log(life, data)], life.as_of, data, (1, 1, 2, 3, 0))
+
+
+QUARTER = Path(__file__).resolve().parents[1] / "forewarn" / "samples" / "quarter.jsonl"
+
+
+@scaled(ci=8, thorough=200)
+@given(st.data())
+def test_the_same_through_a_realistic_quarter(data: st.DataObject) -> None:
+    """The same for the sample quarter (many subjects and customers, obligations pending until their
+    deadlines, overrun timers), arriving in larger pieces."""
+    lines = QUARTER.read_text().splitlines()
+    end = max(instant(json.loads(line)["at"]) for line in lines) + timedelta(days=30)
+    arrive_and_compare(lines, end, data, (5, 13, 40, 0), whole_first=False)
+
+
+def arrive_and_compare(
+    lines: list[str], end: datetime, data: st.DataObject, pieces: tuple[int, ...], whole_first: bool = True
+) -> None:
+    """Record the log's events in drawn pieces (the first choice, to which Hypothesis shrinks: all that
+    is left, unless not `whole_first`), move the clock, and after every step compare the engine's
+    evaluation and plan with a fresh evaluation (assert_same)."""
     parsed, errors = parse_lines(lines, "log.jsonl")
     assert not errors, errors
+    parsed.sort(key=lambda s: s.event.at)
     first: dict[tuple[str, str], str] = {}  # a subject's first event: a valid log records nothing of it before
     for s in parsed:
         if s.event.type in LIFECYCLE_TYPES:
@@ -94,11 +116,11 @@ def test_the_engine_evaluation_after_every_append_is_a_fresh_one(life: Lifecycle
     cache = EvaluationCache(store, POLICY)
     pending = list(parsed)
     held: list = []
-    now = life.start - timedelta(days=31)
+    now = parsed[0].event.at - timedelta(days=1)
     kept = 0  # subjects whose verdict was carried over from the evaluation before
     previous = None
     while pending or held:
-        k = data.draw(st.sampled_from([len(pending), 1, 1, 2, 3, 0]), label="events arriving")  # shrinks to all
+        k = data.draw(st.sampled_from([len(pending), *pieces] if whole_first else pieces), label="events arriving")
         arriving, pending = pending[:k], pending[k:]
         late = [s for s in held if not pending or not data.draw(st.booleans(), label="a held event waits")]
         held = [s for s in held if s not in late]
@@ -123,7 +145,7 @@ def test_the_engine_evaluation_after_every_append_is_a_fresh_one(life: Lifecycle
         elif step == "back":
             now = now - timedelta(hours=data.draw(st.integers(1, 48), label="hours back"))
         else:
-            now = life.as_of
+            now = end
         before = cache.misses
         evaluation, basis = cache.get(now)
         if previous is not None and cache.misses > before:
