@@ -11,7 +11,7 @@ obligations); between two passes usually nothing changed but the clock.
   (a) no event was appended since, (b) the policy is the same, and
   (c) T is before the *horizon* of T0: the first instant after T0 at which
   something the evaluation compares with its as-of could flip, that is the
-  next event's `at` (events after the as-of are ignored), any obligation's
+  next event's `at` (events after the as-of are ignored), any pending obligation's
   deadline (pending until then, violated after) and any alarm timer of a
   maintenance (end in force + the alarm's minutes). Evaluation as of T then
   differs from the one as of T0 in its `as_of` only (for everything the plan
@@ -49,6 +49,7 @@ from forewarn.log.store import EventStore
 from forewarn.policy.model import Policy
 
 _FOREVER = datetime.max.replace(tzinfo=UTC)
+_INSERT_MAX = 64  # late events inserted one by one; more are merged by sorting
 
 
 class EvaluationCache:
@@ -74,20 +75,29 @@ class EvaluationCache:
 
     def events(self) -> list[Event]:
         """Every event in the log, in evaluation order (`at`, then recording order)."""
-        rows = self.store.db.conn.execute(
-            "SELECT at_us, seq, payload FROM events WHERE seq > ? ORDER BY at_us, seq", (self._seq,)
-        ).fetchall()
+        if self._seq == 0:  # the whole log, in evaluation order by its (at_us, seq) index
+            sql = "SELECT at_us, seq, payload FROM events ORDER BY at_us, seq"
+            rows = self.store.db.conn.execute(sql).fetchall()
+        else:  # what was recorded since, by the primary key (not a walk of that whole index), then ordered
+            sql = "SELECT at_us, seq, payload FROM events WHERE seq > ? ORDER BY seq"
+            rows = sorted(self.store.db.conn.execute(sql, (self._seq,)).fetchall())
         if rows:
             keys = [(at_us, seq) for at_us, seq, _ in rows]
             events = stored_events(payload for _, _, payload in rows)
             if not self._keys or keys[0] > self._keys[-1]:  # the usual case: appended at the end
                 self._keys.extend(keys)
                 self._events.extend(events)
-            else:  # something recorded with an earlier `at`: merge
-                self._unchanged = min(self._unchanged, bisect_left(self._keys, min(keys)))
-                merged = sorted(zip(self._keys + keys, self._events + events, strict=True), key=lambda p: p[0])
-                self._keys = [k for k, _ in merged]
-                self._events = [e for _, e in merged]
+            else:  # something recorded with an earlier `at`: into its place
+                self._unchanged = min(self._unchanged, bisect_left(self._keys, keys[0]))
+                if len(keys) <= _INSERT_MAX:  # a few: insert each (a memmove, not a sort of the whole log)
+                    for key, event in zip(keys, events, strict=True):
+                        i = bisect_right(self._keys, key)
+                        self._keys.insert(i, key)
+                        self._events.insert(i, event)
+                else:
+                    merged = sorted(zip(self._keys + keys, self._events + events, strict=True), key=lambda p: p[0])
+                    self._keys = [k for k, _ in merged]
+                    self._events = [e for _, e in merged]
             self._seq = max(self._seq, max(seq for _, seq in keys))
         return self._events
 
@@ -140,9 +150,9 @@ class EvaluationCache:
         i = bisect_right(self._keys, (epoch_us(t0), float("inf")))
         if i < len(self._events):
             horizon = self._events[i].at  # the next event (ignored until the as-of reaches it)
-        for outcome in evaluation.outcomes:
-            deadline = outcome.obligation.not_after
-            if t0 < deadline < horizon:
+        for verdict in evaluation.verdicts.values():  # a pending obligation turns violated at its deadline
+            deadline = verdict.pending_until
+            if deadline is not None and deadline < horizon:
                 horizon = deadline
         minutes = {timer.minutes for timer in timers_of(self.policy)}
         for (kind, _subject), history in evaluation.histories.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_right
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -92,7 +93,11 @@ class PlanBasis:
         self.entries = sorted((d for entries in self.by_subject.values() for d in entries), key=_due_order)
         self.overruns = _overrun_candidates(evaluation)
         self.missed = missed_alerts(evaluation)
-        self.cancellations = cancellations(evaluation, comms)
+        told = previous.told if previous is not None else {}
+        same = evaluation.verdicts.get
+        kept_told = {s: c for s, c in told.items() if kept.get(("maintenance", s)) is same(("maintenance", s))}
+        self.told = told_of_cancelled(evaluation, comms, kept_told)
+        self.cancellations = cancellations(evaluation, comms, self.told)
         # Each entry's snapshot row by id(entry), made once per entry rather than once per snapshot.
         # An id names one live object: every entry of this basis and of `previous` is alive here.
         self._rows: dict[int, tuple[int, int, str, str]] = {}
@@ -157,18 +162,38 @@ def _snapshot_row(d: Due) -> tuple[int, int, str, str]:
 ANNOUNCING = ("advance_notice", "emergency", "start_reminder", "extension")
 
 
-def cancellations(evaluation: Evaluation, comms: dict) -> list[tuple[str, str]]:
-    """Customers told of a maintenance that was then cancelled, and not yet told of that."""
+def cancellations(
+    evaluation: Evaluation, comms: dict, told: Mapping[str, frozenset[str]] | None = None
+) -> list[tuple[str, str]]:
+    """Customers told of a maintenance that was then cancelled, and not yet told of that (`told`:
+    told_of_cancelled, if already at hand)."""
+    told = told_of_cancelled(evaluation, comms) if told is None else told
+    last = len(evaluation.index.ats) - 1
     out = []
-    for (kind, subject), h in sorted(evaluation.histories.items()):
-        if kind != "maintenance" or h.cancelled_at is None:
-            continue
-        told = {c for (k, s, c, comm_kind) in comms if k == kind and s == subject and comm_kind in ANNOUNCING}
-        for customer in sorted(told):
-            after = [x for x in comms.get((kind, subject, customer, "other"), ()) if x.comm.at >= h.cancelled_at]
-            if not after and evaluation.index.enterprise_at(customer, len(evaluation.index.ats) - 1) is not None:
+    for subject in sorted(told):
+        at = evaluation.histories[("maintenance", subject)].cancelled_at
+        assert at is not None
+        for customer in sorted(told[subject]):
+            after = [x for x in comms.get(("maintenance", subject, customer, "other"), ()) if x.comm.at >= at]
+            if not after and evaluation.index.enterprise_at(customer, last) is not None:
                 out.append((subject, customer))
     return out
+
+
+def told_of_cancelled(
+    evaluation: Evaluation, comms: dict, known: Mapping[str, frozenset[str]] | None = None
+) -> dict[str, frozenset[str]]:
+    """Per cancelled maintenance, the customers sent an announcing communication about it; `known` gives
+    some already (their subjects' communications unchanged), the others take one pass over `comms`."""
+    known = known or {}
+    cancelled = [s for (kind, s), h in evaluation.histories.items() if kind == "maintenance" and h.cancelled_at]
+    missing = {s for s in cancelled if s not in known}
+    found: dict[str, set[str]] = defaultdict(set)
+    if missing:
+        for kind, subject, customer, comm_kind in comms:
+            if kind == "maintenance" and comm_kind in ANNOUNCING and subject in missing:
+                found[subject].add(customer)
+    return {s: known[s] if s in known else frozenset(found[s]) for s in cancelled}
 
 
 def cancellation_drafts(evaluation: Evaluation, pairs: list[tuple[str, str]]) -> list[Draft]:

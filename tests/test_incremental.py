@@ -156,3 +156,37 @@ def arrive_and_compare(
         assert_same(evaluation, fresh, basis)
     event(f"verdicts kept by re-evaluations: {min(kept, 5)}{'+' if kept >= 5 else ''}")
     store.close()
+
+
+def test_a_notice_recorded_after_the_cancellation_is_still_withdrawn() -> None:
+    """A plan built on the one before keeps each cancelled maintenance's told customers only while
+    nothing about it changed: a notice recorded later adds its customer."""
+    events = [
+        {"id": "c1", "type": "customer.upserted", "at": "2026-03-01T00:00:00Z", "customer": "acme", "name": "Acme",
+         "plan": "enterprise", "timezone": "UTC", "contacts": ["ops@acme.example"]},
+        {"id": "c2", "type": "customer.upserted", "at": "2026-03-01T00:00:00Z", "customer": "bolt", "name": "Bolt",
+         "plan": "enterprise", "timezone": "UTC", "contacts": ["ops@bolt.example"]},
+        {"id": "m1", "type": "maintenance.scheduled", "at": "2026-03-02T09:00:00Z", "maintenance": "mx-1",
+         "title": "Upgrade", "start": "2026-03-12T08:00:00Z", "end": "2026-03-12T10:00:00Z", "customers": "all",
+         "impact": "interruption", "impact_summary": "Logins unavailable"},
+        {"id": "n1", "type": "communication.sent", "at": "2026-03-02T09:05:00Z", "communication": "n1",
+         "customer": "acme", "to": ["ops@acme.example"], "from": "enterprise-support@example.com",
+         "kind": "advance_notice", "maintenance": "mx-1", "subject": "Upgrade"},
+        {"id": "x1", "type": "maintenance.cancelled", "at": "2026-03-03T09:00:00Z", "maintenance": "mx-1"},
+    ]
+    late = {**events[3], "id": "n2", "communication": "n2", "customer": "bolt", "to": ["ops@bolt.example"],
+            "at": "2026-03-03T09:30:00Z"}  # sent before the cancellation was known, recorded after it
+    store = EventStore.memory()
+    cache = EvaluationCache(store, POLICY)
+    parsed, errors = parse_lines([json.dumps(e) for e in events], "log.jsonl")
+    assert not errors
+    store.append(parsed)
+    t0 = datetime.fromisoformat("2026-03-03T09:10:00+00:00")
+    assert cache.get(t0)[1].cancellations == [("mx-1", "acme")]
+    parsed, errors = parse_lines([json.dumps(late)], "late.jsonl")
+    assert not errors
+    store.append(parsed)
+    t1 = t0 + timedelta(hours=1)
+    evaluation, basis = cache.get(t1)
+    assert basis.cancellations == [("mx-1", "acme"), ("mx-1", "bolt")]
+    assert_same(evaluation, evaluate(read_store(store, t1), POLICY, t1, checks=False), basis)

@@ -29,6 +29,7 @@ class Verdict:
     outcomes: list[Outcome]  # its obligations' outcomes, in derivation order
     violations: list[Violation]  # its violated obligations, in outcome order
     alarms: list[Violation]  # its alarms (an overrun, per affected customer)
+    pending_until: datetime | None  # the earliest deadline of its pending obligations: then one is violated
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ def judge(
         mine = outcomes[o0:o1]
         violated = [_obligation_violation(o, comms) for o in mine if o.status == "violated"]
         alarms = [v for rule, m in derivation.alarms[a0:a1] for v in _alarm_violations(rule, m, derivation, index)]
-        verdicts[key] = Verdict(mine, violated, alarms)
+        until = min((o.obligation.not_after for o in mine if o.status == "pending"), default=None)
+        verdicts[key] = Verdict(mine, violated, alarms, until)
     return verdicts
 
 

@@ -78,9 +78,7 @@ def _dirty(previous: Evaluation, new: Sequence[Event], sent: Sequence[Sent], as_
             dirty.add((kind, getattr(event, kind)))
     dirty.update(s.subject for s in sent if s.subject is not None)
     for key, verdict in previous.verdicts.items():  # a deadline passed: pending -> violated
-        if key not in dirty and any(
-            o.status == "pending" and o.obligation.not_after <= as_of for o in verdict.outcomes
-        ):
+        if verdict.pending_until is not None and verdict.pending_until <= as_of:
             dirty.add(key)
     minutes = sorted({timer.minutes for timer in timers_of(previous.policy)})
     if minutes:
