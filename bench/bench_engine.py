@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_engine.py --customers 1000 --runs 3
     .venv/bin/python bench/bench_engine.py --plan --open 10000 --runs 5
+    .venv/bin/python bench/bench_engine.py --appends-on /tmp/forewarn-bench/year-x1.25.db --runs 20
 
 The send benchmark builds a log where, at one instant, a maintenance and a
 critical incident for every customer make 2 x customers notices due, then
@@ -22,6 +23,7 @@ import argparse
 import json
 import multiprocessing as mp
 import resource
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -298,16 +300,64 @@ def bench_plan(open_obligations: int, runs: int) -> None:
     _stats("python -c pass (interpreter start-up)", python)
 
 
+def bench_appends(source: Path, runs: int) -> None:
+    """The engine's plan after each append to a large log (a copy of `source`), as the run loop makes it:
+    evaluated once as of the log's last event, then one event appended at a time (a new customer, then a
+    communication about an existing maintenance), each followed by a plan a minute later (published)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "log.db"
+        shutil.copy(source, db)
+        store = EventStore(db)
+        key = published.plan_key(default_rules_dir())
+        engine = Engine(store, load_policy(), MemoryDelivery(), freeze_gc=True, publish_key=key)
+        (last,) = store.db.conn.execute("SELECT max(at) FROM events").fetchone()
+        now = datetime.fromisoformat(last.replace("Z", "+00:00"))
+        started = time.perf_counter()
+        evaluation, basis = engine.evaluation(now)
+        first = time.perf_counter() - started
+        subjects = sorted(s for (kind, s) in evaluation.histories if kind == "maintenance")
+        customer = next(iter(evaluation.index.customers))
+        print(
+            f"  {len(evaluation.index.ats)} events, {len(evaluation.outcomes)} obligations, "
+            f"{len(basis.entries)} in the plan; first evaluation {first:.1f} s"
+        )
+        times: dict[str, list[float]] = {"customer": [], "communication": []}
+        for n in range(runs):
+            now += timedelta(minutes=1)
+            at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            new_customer = {**_customers(1)[0], "id": f"bench-c-{n}", "customer": f"bench-{n}", "at": at}
+            comm = {
+                "id": f"bench-m-{n}", "type": "communication.sent", "at": at, "communication": f"bench-m-{n}",
+                "customer": customer, "to": ["ops@example.com"], "from": "enterprise-support@example.com",
+                "kind": "other", "maintenance": subjects[n % len(subjects)], "subject": "note",
+            }
+            for name, event in (("customer", new_customer), ("communication", comm)):
+                parsed, errors = parse_lines([json.dumps(event)], "<bench>")
+                assert not errors, errors
+                store.append(parsed)
+                now += timedelta(seconds=1)
+                started = time.perf_counter()
+                engine.plan(now)
+                times[name].append(time.perf_counter() - started)
+        store.close()
+    _stats("Engine.plan after a customer was appended", times["customer"])
+    _stats("Engine.plan after a communication about one maintenance was appended", times["communication"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--plan", action="store_true", help="benchmark plan instead of run")
     parser.add_argument("--open", type=int, default=10_000, help="pending obligations for --plan")
+    parser.add_argument("--appends-on", metavar="DB", type=Path,
+                        help="benchmark the plan after appends to a copy of this log (e.g. a synth --size year log)")
     parser.add_argument("--no-pipelining", dest="pipelining", action="store_false",
                         help="the SMTP server does not announce PIPELINING (4 round trips per message, not 2)")
     args = parser.parse_args()
-    if args.plan:
+    if args.appends_on:
+        bench_appends(args.appends_on, args.runs)
+    elif args.plan:
         bench_plan(args.open, args.runs)
     else:
         bench_send(args.customers, args.runs, args.pipelining)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -92,7 +92,7 @@ class PlanBasis:
             self.by_subject[key] = entries
         self.entries = sorted((d for entries in self.by_subject.values() for d in entries), key=_due_order)
         self.overruns = _overrun_candidates(evaluation)
-        self.missed = missed_alerts(evaluation)
+        self.missed = missed_alerts(d.outcome for entries in self.by_subject.values() for d in entries)
         told = previous.told if previous is not None else {}
         same = evaluation.verdicts.get
         kept_told = {s: c for s, c in told.items() if kept.get(("maintenance", s)) is same(("maintenance", s))}
@@ -265,10 +265,11 @@ def _overrun_candidates(evaluation: Evaluation) -> list[tuple[datetime, Alert]]:
     return out
 
 
-def missed_alerts(evaluation: Evaluation) -> list[Alert]:
-    """Obligations past their deadline with nothing sent."""
+def missed_alerts(outcomes: Iterable[Outcome]) -> list[Alert]:
+    """The obligations among `outcomes` past their deadline with nothing sent (a plan's entries hold
+    them all: pending or missed)."""
     out: list[Alert] = []
-    for outcome in evaluation.outcomes:
+    for outcome in outcomes:
         if outcome.status == "violated" and outcome.problem == "missing":
             ob = outcome.obligation
             out.append(
