@@ -34,13 +34,13 @@ from __future__ import annotations
 import dataclasses
 import gc
 from bisect import bisect_left, bisect_right
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from forewarn.engine import published
 from forewarn.engine.planner import PlanBasis
 from forewarn.evaluate.evaluation import Evaluation, evaluate
 from forewarn.evaluate.incremental import reevaluate
-from forewarn.evaluate.obligations import timers_of
+from forewarn.evaluate.obligations import alarm_dues, timers_of
 from forewarn.events import Event
 from forewarn.events.parse import gc_paused
 from forewarn.instants import epoch_us
@@ -115,7 +115,7 @@ class EvaluationCache:
                 return evaluation, basis
         self.misses += 1
         with gc_paused():
-            if cached is not None and cached[0][1] == key[1]:  # the same policy: judge again what can differ
+            if cached is not None:  # (the same policy: this cache's) judge again what can differ
                 evaluation = reevaluate(cached[1], events, self._unchanged, as_of)
                 basis = PlanBasis(evaluation, cached[2])
             else:
@@ -159,11 +159,8 @@ class EvaluationCache:
                 horizon = deadline
         minutes = {timer.minutes for timer in timers_of(self.policy)}
         for (kind, _subject), history in evaluation.histories.items():
-            if kind != "maintenance":
-                continue
-            for end, _given in history.ends:
-                for m in minutes:
-                    due = end + timedelta(minutes=m)
+            if kind == "maintenance":
+                for due in alarm_dues(history, minutes):
                     if t0 < due < horizon:
                         horizon = due
         return horizon

@@ -94,7 +94,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "forewarn" / "samples"
 def _instants(events: list, policy) -> list[datetime]:
     """Every instant at which an evaluation of EVENTS can change, and 1 us before each."""
     from forewarn.evaluate.evaluation import evaluate
-    from forewarn.evaluate.obligations import timers_of
+    from forewarn.evaluate.obligations import alarm_dues, timers_of
 
     final = evaluate(events, policy, events[-1].at + timedelta(days=30))
     minutes = {t.minutes for t in timers_of(policy)}
@@ -104,7 +104,7 @@ def _instants(events: list, policy) -> list[datetime]:
         points |= {ob.not_after, max(ob.opened, ob.not_before), ob.not_after - timedelta(minutes=10)}
     for (kind, _s), h in final.histories.items():
         if kind == "maintenance":
-            points |= {end + timedelta(minutes=m) for end, _ in h.ends for m in minutes}
+            points |= set(alarm_dues(h, minutes))
     tick = timedelta(microseconds=1)
     return sorted(points | {p - tick for p in points} | {events[-1].at + timedelta(days=30)})
 

@@ -19,7 +19,7 @@ from forewarn.engine.cache import EvaluationCache
 from forewarn.engine.planner import PlanBasis, drafts_for
 from forewarn.evaluate.evaluation import Evaluation, evaluate
 from forewarn.evaluate.index import LIFECYCLE_TYPES
-from forewarn.evaluate.obligations import timers_of
+from forewarn.evaluate.obligations import alarm_dues, timers_of
 from forewarn.events import parse_lines
 from forewarn.log.source import read_store
 from forewarn.log.store import EventStore
@@ -70,7 +70,7 @@ def changes_after(evaluation: Evaluation, t: datetime) -> list[datetime]:
     pending deadlines and alarm timers, each also one microsecond before."""
     minutes = [timer.minutes for timer in timers_of(POLICY)]
     points = {o.obligation.not_after for o in evaluation.outcomes if o.status == "pending"}
-    points |= {end + timedelta(minutes=m) for h in evaluation.histories.values() for end, _ in h.ends for m in minutes}
+    points |= {due for h in evaluation.histories.values() for due in alarm_dues(h, minutes)}
     tick = timedelta(microseconds=1)
     return sorted(p for p in points | {p - tick for p in points} if p > t)
 

@@ -44,7 +44,6 @@ class Evaluation:
     violations: list[Violation]  # obligation, alarm and (unless evaluated without) check violations, unsorted
     comms: dict[CommKey, list[Sent]]  # communications about a subject, by what they are about (matching)
     verdicts: dict[tuple[str, str], Verdict]  # per subject, in the order of `histories`
-    checked: bool = True  # `violations` include the per-communication checks
 
     def sender(self, ob: Obligation) -> str | None:
         history = self.histories.get((ob.subject_kind, ob.subject))
@@ -128,7 +127,7 @@ def assemble(
     violations += [x for v in verdicts.values() for x in v.alarms]
     if checked is not None:
         violations += checked
-    return Evaluation(as_of, policy, index, histories, outcomes, violations, comms, verdicts, checked is not None)
+    return Evaluation(as_of, policy, index, histories, outcomes, violations, comms, verdicts)
 
 
 def _alarm_violations(rule: Rule, moment: Moment, derivation: Derivation, index: LogIndex) -> list[Violation]:

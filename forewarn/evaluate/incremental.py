@@ -23,13 +23,13 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from forewarn.evaluate.evaluation import Evaluation, assemble, evaluate, judge
 from forewarn.evaluate.index import LIFECYCLE_TYPES, Sent, extend_index
 from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.matching import more_communications
-from forewarn.evaluate.obligations import derive, timers_of
+from forewarn.evaluate.obligations import alarm_dues, derive, timers_of
 from forewarn.events import Event
 from forewarn.events.parse import gc_paused
 
@@ -80,17 +80,13 @@ def _dirty(previous: Evaluation, new: Sequence[Event], sent: Sequence[Sent], as_
     for key, verdict in previous.verdicts.items():  # a deadline passed: pending -> violated
         if verdict.pending_until is not None and verdict.pending_until <= as_of:
             dirty.add(key)
-    minutes = sorted({timer.minutes for timer in timers_of(previous.policy)})
-    if minutes:
-        t0 = previous.as_of
-        first_new = new[0].at if new else None
-        for key, history in previous.histories.items():
-            if key[0] != "maintenance" or key in dirty:
-                continue
-            for end, _given in history.ends:
-                if any(_moves(end + timedelta(minutes=m), t0, first_new, as_of) for m in minutes):
-                    dirty.add(key)
-                    break
+    minutes = {timer.minutes for timer in timers_of(previous.policy)}
+    t0 = previous.as_of
+    first_new = new[0].at if new else None
+    for key, history in previous.histories.items():
+        candidate = key[0] == "maintenance" and key not in dirty
+        if candidate and any(_moves(due, t0, first_new, as_of) for due in alarm_dues(history, minutes)):
+            dirty.add(key)
     return dirty
 
 

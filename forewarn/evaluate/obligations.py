@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -68,6 +68,14 @@ def timers_of(policy: Policy) -> list[Timer]:
             unit, amount = rule.anchor_offset(rule.spec.alarm.after)
             out.append(Timer(rule.id, amount if unit == "minutes" else 0))
     return out
+
+
+def alarm_dues(history: SubjectHistory, minutes: Collection[int]) -> Iterator[datetime]:
+    """Every instant at which an alarm timer of a maintenance can fall due: each end it was given,
+    plus each alarm's delay (`minutes`: of timers_of(policy))."""
+    for end, _given in history.ends:
+        for m in minutes:
+            yield end + timedelta(minutes=m)
 
 
 def _fact(moment: Moment, fact_id: str) -> dict[str, object]:
