@@ -637,3 +637,21 @@ def test_the_utcfromtimestamp_warning_is_filtered_only_around_the_engine(
         assert warnings.filters == filters
         with pytest.raises(DeprecationWarning):
             WarningDatetime.utcfromtimestamp(0)
+
+
+# ------------------------------------------------------------ 9. memory --
+
+
+def test_a_closed_session_leaves_nothing_for_the_cyclic_gc() -> None:
+    """D14: found when `forewarn run`, which freezes the GC, grew by 33 KB per re-evaluation: durable's
+    action runs, and its host, rulesets and Promises, were reference cycles."""
+    calls = Calls()
+    gc.collect()
+    with Session([calls.rule("r", {"type": "a"}), calls.rule("s", {"type": "b"})]) as session:
+        for n in range(20):
+            session.assert_fact(f"m:{n}", {"id": "1", "type": "a"})
+            session.assert_fact(f"m:{n}", {"id": "2", "type": "b"})
+            session.end_subject(f"m:{n}")
+    assert [(name, sid) for name, sid, _fact in calls.log][:2] == [("r", "m:0"), ("s", "m:0")]
+    assert len(calls.log) == 40
+    assert gc.collect() == 0

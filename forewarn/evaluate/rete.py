@@ -36,6 +36,14 @@
 #      strncmp with an uninitialised length (valgrind), so whether "1" == 1
 #      depends on stack garbage. With the tagged encoding of D9 such a pair
 #      differs at its first byte, whatever the length.
+#  D14 (*) Ruleset.do_actions runs each action through a Promise whose run()
+#      defines a timeout function that refers to itself, holding the action's
+#      Closure, which holds the host and the ruleset: a reference cycle per
+#      action run that only the cyclic GC frees (and a process that freezes
+#      the GC, as `forewarn run` does, keeps). The actions are run here instead,
+#      with the same C calls and no Python callbacks. Host, rulesets and their
+#      Promises form cycles too (host <-> ruleset, each Promise its own root):
+#      undone when a session is freed.
 
 from __future__ import annotations
 
@@ -289,6 +297,7 @@ class _Engine:
         self.matches: list[_Match] = []
         self.host: _ThreadlessHost | None = _ThreadlessHost()
         self.rulesets: dict[str, Any] = {}  # name -> durable's Ruleset
+        self.actions: dict[str, dict[str, Callable[[Any], None]]] = {}  # name -> rule name -> action (D14)
         self.handles: dict[str, int] = {}  # name -> C handle
         # sid -> {ruleset holding its state: whether an action started there (D12)}
         self.states: dict[str, dict[str, bool]] = {}
@@ -301,10 +310,10 @@ class _Engine:
 
     def _register(self, name: str, rules: Sequence[Rule]) -> None:
         assert self.host is not None
+        actions: dict[str, Callable[[Any], None]] = {rule.name: _recorder(self.matches, rule.name) for rule in rules}
+        actions[PRIME_RULE] = _unprime
         definition: dict[str, dict[str, object]] = {
-            rule.name: {"all": [{"m": compile_condition(rule.where)}],
-                        "run": _recorder(self.matches, rule.name)}
-            for rule in rules
+            rule.name: {"all": [{"m": compile_condition(rule.where)}], "run": actions[rule.name]} for rule in rules
         }
         definition[PRIME_RULE] = {"all": [{"m": copy.deepcopy(PRIME_CONDITION)}], "run": _unprime}
         try:
@@ -313,6 +322,7 @@ class _Engine:
             raise RuleEngineError(f"durable_rules rejected ruleset {name}: {_reason(exc)}") from exc
         self.rulesets[name] = self.host.get_ruleset(name)
         self.handles[name] = self.rulesets[name]._handle
+        self.actions[name] = actions
 
     def assert_fact(self, sid: str, fact_id: str, payload: dict[str, object]) -> list[str]:
         """Assert into every ruleset; the names of the rules that matched."""
@@ -366,18 +376,29 @@ class _Engine:
             self.matches.clear()  # actions left pending by a failed assert may have run
 
     def _do_actions(self, name: str, state_offset: int) -> object:
-        """Run the actions queued on a state (durable's Ruleset.do_actions); the state."""
-        outcome: list[object] = [None, None]
-
-        def complete(error: object, state: object) -> None:
-            outcome[:] = [error, state]
-
-        self.rulesets[name].do_actions(state_offset, complete)
-        error, state = outcome
-        if error is not None:
-            raise RuleEngineError(f"durable_rules failed running actions: {error}") from (
-                error if isinstance(error, BaseException) else None
-            )
+        """Run the actions queued on a state, one after the other as durable's Ruleset.do_actions
+        does (an action's exception goes into the state's "exception", D2); the state, or None
+        if nothing was queued. Done here rather than by durable, whose way leaves a cycle (D14)."""
+        handle = self.handles[name]
+        actions = self.actions[name]
+        try:
+            started = durable_rules_engine.start_action_for_state(handle, state_offset)
+            if not started:
+                return None
+            state = json.loads(started[0])
+            queued = json.loads(started[1])
+            while queued:
+                action, message = next(iter(queued.items()))
+                closure = _dr_engine.Closure(None, None, state, message, state_offset)
+                try:
+                    actions[action](closure)
+                except Exception as exc:  # as durable's Promise.run: into the state
+                    closure.s.exception = f"exception caught {exc}"
+                durable_rules_engine.update_state(handle, json.dumps(closure.s._d, ensure_ascii=False))
+                following = durable_rules_engine.complete_and_start_action(handle, state_offset)
+                queued = json.loads(following) if following else None
+        except Exception as exc:
+            raise RuleEngineError(f"durable_rules failed running actions: {_reason(exc)}") from exc
         return state
 
     def delete_state(self, sid: str) -> list[str]:
@@ -407,6 +428,15 @@ class _Engine:
                 errors.append(f"delete_ruleset({name}): {_reason(exc)}")
         self.handles.clear()
         self.rulesets.clear()
+        self.actions.clear()
+        if self.host is not None:  # D14: durable's own cycles, undone so that all of it goes by reference count
+            for ruleset in self.host._ruleset_list:
+                for promise in ruleset._actions.values():
+                    promise.root = None  # each Promise is its own root
+                ruleset._actions.clear()
+                ruleset._host = None  # the host lists its rulesets, each ruleset names its host
+            self.host._ruleset_directory.clear()
+            self.host._ruleset_list.clear()
         self.host = None  # drop the Python Ruleset objects that still hold the handles
         return errors
 
