@@ -204,6 +204,12 @@ def bench_send(customers: int, runs: int, pipelining: bool = True) -> None:
     )
 
 
+def _rss_mib() -> float:
+    """This process's resident memory now (Linux), in MiB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -322,6 +328,7 @@ def bench_appends(source: Path, runs: int) -> None:
             f"{len(basis.entries)} in the plan; first evaluation {first:.1f} s"
         )
         times: dict[str, list[float]] = {"customer": [], "communication": []}
+        rss_before = _rss_mib()
         for n in range(runs):
             now += timedelta(minutes=1)
             at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -339,7 +346,9 @@ def bench_appends(source: Path, runs: int) -> None:
                 started = time.perf_counter()
                 engine.plan(now)
                 times[name].append(time.perf_counter() - started)
+        rss_after = _rss_mib()
         store.close()
+    print(f"  resident memory {rss_before:.0f} MiB before the appends, {rss_after:.0f} MiB after {2 * runs}")
     _stats("Engine.plan after a customer was appended", times["customer"])
     _stats("Engine.plan after a communication about one maintenance was appended", times["communication"])
 
