@@ -255,14 +255,15 @@ def lookup(conn: sqlite3.Connection, key: str, now: datetime) -> Snapshot | None
     """The published snapshot if it was made from this log as it is (nothing appended since), with
     this key, and `now` is inside its span; else None."""
     try:
-        row = conn.execute(f"SELECT seq, as_of_us, horizon_us, body, key FROM {TABLE} WHERE id = 1").fetchone()
-        if row is None or row[4] != key:
+        row = conn.execute(f"SELECT seq, as_of_us, horizon_us, key FROM {TABLE} WHERE id = 1").fetchone()
+        if row is None or row[3] != key:
             return None
         (high,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        seq, as_of_us, horizon_us, _key = row
+        if seq != high or not as_of_us <= epoch_us(now) < horizon_us:
+            return None  # (its body, megabytes for a large plan, not read)
+        (body,) = conn.execute(f"SELECT body FROM {TABLE} WHERE id = 1").fetchone()
     except sqlite3.Error:  # no such table: never published
-        return None
-    seq, as_of_us, horizon_us, body, _key = row
-    if seq != high or not as_of_us <= epoch_us(now) < horizon_us:
         return None
     try:
         return Snapshot.from_row(seq, as_of_us, horizon_us, body)
