@@ -418,16 +418,13 @@ def plan_cmd(
     From the log's published plan when it is current (see engine.published), else by evaluating the log
     (and then publishing that plan)."""
     from forewarn.engine import published
-    from forewarn.program import delivery_alerts_json, published_plan, show_plan
+    from forewarn.program import delivery_alerts_json, show_plan, show_published_plan
 
     t = parse_instant(as_of, "--as-of")
     if propose is None and not events_files:
         path = _existing_db(db)
         key = _plan_key(rules_dir)
-        found = published_plan(path, key, t) if key else None
-        if found is not None:
-            snapshot, alerts = found
-            show_plan(published.view(snapshot, t, alerts, published=True), fmt)
+        if key and show_published_plan(path, key, t, fmt):
             return
     policy = load_policy_or_fail(rules_dir)
     batch_process(read_only=True)

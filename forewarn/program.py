@@ -85,13 +85,19 @@ def quick_plan(args: list[str]) -> bool:
         key = plan_key(rules)
     except (ValueError, OSError):
         return False
+    return show_published_plan(path, key, t, options["format"])
+
+
+def show_published_plan(path: str, key: str, t: datetime, fmt: str) -> bool:
+    """Show the log's published plan as of `t` if it is current (published_plan); False (nothing
+    written) if it is not."""
+    from forewarn.engine.published import view
+
     found = published_plan(path, key, t)
     if found is None:
         return False
-    from forewarn.engine.published import view
-
     snapshot, alerts = found
-    show_plan(view(snapshot, t, alerts, published=True), options["format"])
+    show_plan(view(snapshot, t, alerts, published=True), fmt)
     return True
 
 
