@@ -162,12 +162,9 @@ def _snapshot_row(d: Due) -> tuple[int, int, str, str]:
 ANNOUNCING = ("advance_notice", "emergency", "start_reminder", "extension")
 
 
-def cancellations(
-    evaluation: Evaluation, comms: dict, told: Mapping[str, frozenset[str]] | None = None
-) -> list[tuple[str, str]]:
-    """Customers told of a maintenance that was then cancelled, and not yet told of that (`told`:
-    told_of_cancelled, if already at hand)."""
-    told = told_of_cancelled(evaluation, comms) if told is None else told
+def cancellations(evaluation: Evaluation, comms: dict, told: Mapping[str, frozenset[str]]) -> list[tuple[str, str]]:
+    """Customers told of a maintenance that was then cancelled (`told`: told_of_cancelled), and not
+    yet told of that."""
     last = len(evaluation.index.ats) - 1
     out = []
     for subject in sorted(told):
@@ -181,11 +178,10 @@ def cancellations(
 
 
 def told_of_cancelled(
-    evaluation: Evaluation, comms: dict, known: Mapping[str, frozenset[str]] | None = None
+    evaluation: Evaluation, comms: dict, known: Mapping[str, frozenset[str]]
 ) -> dict[str, frozenset[str]]:
     """Per cancelled maintenance, the customers sent an announcing communication about it; `known` gives
     some already (their subjects' communications unchanged), the others take one pass over `comms`."""
-    known = known or {}
     cancelled = [s for (kind, s), h in evaluation.histories.items() if kind == "maintenance" and h.cancelled_at]
     missing = {s for s in cancelled if s not in known}
     found: dict[str, set[str]] = defaultdict(set)
