@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from forewarn import instants
-from forewarn.program import db_path
+from forewarn.program import db_path, rules_key
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -423,7 +423,7 @@ def plan_cmd(
     t = parse_instant(as_of, "--as-of")
     if propose is None and not events_files:
         path = _existing_db(db)
-        key = _plan_key(rules_dir)
+        key = rules_key(rules_dir)
         if key and show_published_plan(path, key, t, fmt):
             return
     policy = load_policy_or_fail(rules_dir)
@@ -476,18 +476,6 @@ def _existing_db(db: str | None) -> str:
     return path
 
 
-def _plan_key(rules_dir: str | None) -> str | None:
-    """engine.published.plan_key of the rules directory; None if a rule file cannot be read (loading the
-    policy then says why). A directory without rule files has a key too, which no published plan has."""
-    from forewarn.engine.published import plan_key
-    from forewarn.policy.files import default_rules_dir
-
-    try:
-        return plan_key(Path(rules_dir) if rules_dir else default_rules_dir())
-    except OSError:
-        return None
-
-
 @main.command("run")
 @db_option
 @rules_option
@@ -531,7 +519,7 @@ def run_cmd(
     from forewarn.engine.tickets import TicketWebhook
     from forewarn.log.store import LogError, open_store
 
-    key = _plan_key(rules_dir)  # before the policy is loaded: a rule file edited meanwhile changes the key
+    key = rules_key(rules_dir)  # before the policy is loaded: a rule file edited meanwhile changes the key
     policy = load_policy_or_fail(rules_dir)
     if smtp and outbox_dir:
         fail("give either --outbox or --smtp, not both")

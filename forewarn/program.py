@@ -65,11 +65,7 @@ def plain_plan_options(args: list[str]) -> dict[str, str] | None:
 def quick_plan(args: list[str]) -> bool:
     """Show the plan from the log's published plan if the arguments are plain and the plan is current
     for the as-of; False (nothing written) otherwise."""
-    from pathlib import Path
-
-    from forewarn.engine.published import plan_key
     from forewarn.instants import parse_instant
-    from forewarn.policy.files import default_rules_dir
 
     options = plain_plan_options(args)
     if options is None:
@@ -77,15 +73,29 @@ def quick_plan(args: list[str]) -> bool:
     path = db_path(options.get("db"))
     if path.endswith((".jsonl", ".json")) or not os.path.isfile(path):
         return False  # the CLI explains
-    rules = Path(options["rules"]) if "rules" in options else default_rules_dir()
-    if rules.is_file():
-        return False
+    if "rules" in options and os.path.isfile(options["rules"]):
+        return False  # not a directory: the CLI says so
     try:
         t = parse_instant(options.get("as_of", "now"))
-        key = plan_key(rules)
-    except (ValueError, OSError):
+    except ValueError:
         return False
-    return show_published_plan(path, key, t, options["format"])
+    key = rules_key(options.get("rules"))
+    return key is not None and show_published_plan(path, key, t, options["format"])
+
+
+def rules_key(rules_dir: str | None) -> str | None:
+    """engine.published.plan_key of the rules directory (default: the project's); None if a rule file
+    cannot be read (loading the policy then says why). A directory without rule files has a key too,
+    which no published plan has."""
+    from pathlib import Path
+
+    from forewarn.engine.published import plan_key
+    from forewarn.policy.files import default_rules_dir
+
+    try:
+        return plan_key(Path(rules_dir) if rules_dir else default_rules_dir())
+    except OSError:
+        return None
 
 
 def show_published_plan(path: str, key: str, t: datetime, fmt: str) -> bool:
