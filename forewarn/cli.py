@@ -13,7 +13,8 @@ from typing import Any, NoReturn
 
 import click
 
-from forewarn import instants
+from forewarn import instants, terminal
+from forewarn.audit.formats import FORMATS as FORMAT_REGISTRY
 from forewarn.program import db_path, rules_key
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
@@ -25,7 +26,8 @@ class Fail(click.ClickException):
     exit_code = EXIT_BAD_INPUT
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"forewarn: error: {self.format_message()}", err=True)
+        label = terminal.paint("error", "error", terminal.color_enabled(sys.stderr))
+        click.echo(f"forewarn: {label}: {self.format_message()}", err=True)
 
 
 def fail(message: str) -> NoReturn:
@@ -45,7 +47,7 @@ def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
         "--db",
         metavar="PATH",
         default=None,
-        help="The SQLite event log (default ./forewarn.db, or $FOREWARN_DB).",
+        help="The event log, a SQLite file (default ./forewarn.db, or $FOREWARN_DB).",
     )(f)
 
 
@@ -56,7 +58,7 @@ def rules_option(f: Callable[..., Any]) -> Callable[..., Any]:
         metavar="DIR",
         default=None,
         type=click.Path(file_okay=False),
-        help="The policy: a directory of rule files (default: the project's rules/).",
+        help="The policy: a directory of rule files (default: the bundled rules).",
     )(f)
 
 
@@ -67,7 +69,7 @@ def events_option(f: Callable[..., Any]) -> Callable[..., Any]:
         metavar="FILE.jsonl",
         multiple=True,
         type=click.Path(dir_okay=False),
-        help="Read the log from JSONL file(s) instead of --db (validated, kept in memory).",
+        help="Read the log from JSONL file(s) instead of --db (validated, kept in memory; repeatable).",
     )(f)
 
 
@@ -159,7 +161,7 @@ def entry() -> None:
 def write_output(text: str, output: str | None) -> None:
     """The report to stdout, or to FILE atomically (never a half-written file)."""
     if output is None or output == "-":
-        click.echo(text, nl=not text.endswith("\n"))
+        click.echo(text, nl=not text.endswith("\n"), color=True)  # escapes only where colour was chosen
         return
     target = Path(output)
     import tempfile
@@ -185,18 +187,50 @@ def _new_file_mode() -> int:
 # -- commands ----------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+TIME_HELP = "T is a time: 2026-04-15T09:00:00Z (an offset is required), 2026-04-15 (midnight UTC) or now."
+
+
+def examples(*lines: str) -> str:
+    """A command's --help epilog: its examples, kept as written, and the time format."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines) + f"\n\n{TIME_HELP}"
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog='Shell completion (bash): eval "$(_FOREWARN_COMPLETE=bash_source forewarn)" (zsh: zsh_source).',
+)
 @click.version_option(package_name="forewarn", prog_name="forewarn")
-def main() -> None:
+@click.option(
+    "--color/--no-color",
+    "color",
+    default=None,
+    help="Colour severities and statuses (default: on a terminal, unless NO_COLOR is set).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress display and no summary lines on stderr (errors remain).")
+def main(color: bool | None, quiet: bool) -> None:
     """forewarn: customer-notification policy as code.
 
     \b
-    Exit status: 0 success, nothing to report; 1 the audit found violations;
-    2 bad input, bad usage or bad policy.
+    Examples:
+      forewarn import events.jsonl            append events to ./forewarn.db
+      forewarn audit --since 2026-01-01 --until 2026-04-01 --as-of 2026-04-15
+      forewarn plan                           what the engine must send now
+      forewarn run --once                     send it (into ./outbox) and record it
+
+    \b
+    Times: 2026-04-15T09:00:00Z (RFC 3339, an offset is required),
+    2026-04-15 (midnight UTC), or now.
+
+    \b
+    Exit status: 0 success, nothing to report; 1 the audit found violations
+    (or run --once could not deliver); 2 bad input, bad usage or bad policy.
     """
+    terminal.configure(color, quiet)
 
 
-@main.command("import")
+@main.command(
+    "import", epilog=examples("forewarn import events.jsonl more.jsonl", "forewarn import --db q1.db q1/*.jsonl")
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @db_option
 @rules_option
@@ -223,36 +257,51 @@ def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) ->
     finally:
         store.close()
     if result.appended:
-        click.echo(
+        terminal.note(
             f"forewarn: appended {result.appended} event(s) to {path}"
-            + (f"; {result.unchanged} already there" if result.unchanged else ""),
-            err=True,
+            + (f"; {result.unchanged} already there" if result.unchanged else "")
         )
     else:
-        click.echo(f"forewarn: nothing to append: all {result.unchanged} event(s) already in {path}", err=True)
+        terminal.note(f"forewarn: nothing to append: all {result.unchanged} event(s) already in {path}")
 
 
 @contextmanager
 def import_progress(files: Sequence[str]) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on stderr for large imports, only when stderr is a terminal."""
-    total = sum(Path(f).stat().st_size for f in files)
-    if total < 5_000_000 or not sys.stderr.isatty():
+    """A progress bar on stderr for an import that takes over a second, on a terminal, not with --quiet."""
+    if not terminal.Progress.wanted():
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-    columns = ("validating", BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("import", total=total)
-        yield lambda n: bar.advance(task, n)
+    total = sum(Path(f).stat().st_size for f in files)
+    with terminal.Progress("validating", total=total) as bar:
+        yield bar.advance
 
 
-FORMATS = ["table", "json", "markdown", "html", "sarif", "junit", "csv"]
+FORMATS = list(FORMAT_REGISTRY)
 SEVERITIES = ["low", "medium", "high", "critical"]
 
 
-@main.command("audit")
+def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--output-FORMAT FILE for every format: several reports from one evaluation."""
+    for fmt in reversed(FORMATS):
+        f = click.option(
+            f"--output-{fmt}",
+            f"output_{fmt}",
+            metavar="FILE",
+            default=None,
+            type=click.Path(dir_okay=False),
+            help=f"Also write the {fmt} report to FILE ({FORMAT_REGISTRY[fmt].purpose}).",
+        )(f)
+    return f
+
+
+@main.command(
+    "audit",
+    epilog=examples(
+        "forewarn audit --as-of 2026-04-15",
+        "forewarn audit --since 2026-01-01 --until 2026-04-01 --as-of 2026-04-15 --format html -o q1.html",
+        "forewarn audit --events events.jsonl --fail-on high --output-sarif f.sarif --output-junit f.xml",
+    ),
+)
 @db_option
 @events_option
 @rules_option
@@ -261,15 +310,18 @@ SEVERITIES = ["low", "medium", "high", "critical"]
 )
 @click.option("--since", metavar="T", default=None, help="Review period start (inclusive, by due time).")
 @click.option("--until", metavar="T", default=None, help="Review period end (exclusive, by due time).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="The report's format."
+)
 @click.option("-o", "--output", metavar="FILE", default=None, help="Write the report to FILE (only if the audit ran).")
+@output_options
 @click.option(
     "--fail-on",
     "fail_on",
     type=click.Choice(SEVERITIES),
     default="low",
     show_default=True,
-    help="Exit 1 only for violations of this severity or higher.",
+    help="Exit 1 only for violations of this severity or higher; SARIF and JUnit report lower ones as notes/skipped.",
 )
 def audit_cmd(
     db: str | None,
@@ -281,8 +333,13 @@ def audit_cmd(
     fmt: str,
     output: str | None,
     fail_on: str,
+    **outputs: str | None,
 ) -> None:
-    """Judge the log against the policy: findings per policy.md."""
+    """Judge the log against the policy and report the findings.
+
+    The review period [--since, --until) selects obligations by their due time; --as-of is the instant
+    judged at: later facts are ignored, and what is due after it is pending, not a violation.
+    """
     from forewarn.audit.findings import audit
     from forewarn.audit.formats import render
     from forewarn.audit.formats.stats import build as build_stats
@@ -296,28 +353,52 @@ def audit_cmd(
     end = parse_instant(until, "--until") if until else None
     if start and end and start >= end:
         fail("--since must be before --until")
-    if events_files and not db:  # the files' checks run meanwhile, on the other CPU
+    extra = _extra_outputs(outputs, output)
+    with terminal.Progress("reading the log") as progress:
+        if events_files and not db:  # the files' checks run meanwhile, on the other CPU
 
-        def judge(events: list[Any]) -> Any:
-            return audit([e for e in events if e.at <= t], policy, t, start, end)
+            def judge(events: list[Any]) -> Any:
+                progress.stage("evaluating")
+                return audit([e for e in events if e.at <= t], policy, t, start, end)
 
-        result = _audit_files(events_files, judge, policy.ids)
-    else:
-        result = audit(read_log(db, events_files, policy.ids, t), policy, t, start, end)
-    text = render(fmt, result)
+            result = _audit_files(events_files, judge, policy.ids)
+        else:
+            events = read_log(db, events_files, policy.ids, t)
+            progress.stage("evaluating")
+            result = audit(events, policy, t, start, end)
+        progress.stage("writing the reports")
+        if fmt == "table" and output in (None, "-"):
+            from forewarn.audit.formats import table
+
+            text = table.render(result, color=terminal.color_enabled())
+        else:
+            text = render(fmt, result, fail_on)
+        reports = [(render(other, result, fail_on), path) for other, path in extra]
     write_output(text, output)
+    for report, path in reports:
+        write_output(report, path)
     s = result.summary
     total = build_stats(result).total.tally  # the same aggregation the format used
-    click.echo(
+    terminal.note(
         f"forewarn: {s.obligations} obligations ({s.met} met, {s.violated} violated, {s.waived} waived, "
         f"{s.pending} pending), {s.findings} findings ({len(result.violations)} violations); "
         f"compliance {rate_text(total.rate)} of {total.met + total.violated} judged cases "
-        "(obligations and per-communication checks)",
-        err=True,
+        "(obligations and per-communication checks)"
     )
     threshold = SEVERITY_ORDER[fail_on]
     if any(SEVERITY_ORDER[f.severity] >= threshold for f in result.violations):
         sys.exit(EXIT_FINDINGS)
+
+
+def _extra_outputs(outputs: dict[str, str | None], output: str | None) -> list[tuple[str, str]]:
+    """The --output-FORMAT options given, as (format, path); a path given twice is refused."""
+    wanted = [(name.removeprefix("output_"), path) for name, path in outputs.items() if path]
+    paths = [path for _fmt, path in wanted] + ([output] if output not in (None, "-") else [])
+    resolved = [os.path.realpath(p) for p in paths]
+    for p, r in zip(paths, resolved, strict=True):
+        if resolved.count(r) > 1:
+            fail(f"{p} is given for two reports; give each report its own file")
+    return wanted
 
 
 def _audit_files(files: Sequence[str], judge: Callable[[list[Any]], Any], rule_ids: Sequence[str]) -> Any:
@@ -346,27 +427,31 @@ def _audit_files(files: Sequence[str], judge: Callable[[list[Any]], Any], rule_i
     return result if instead is None else judge(instead)  # identical repeats were dropped: judge the rest
 
 
-@main.group("rules")
+@main.group(
+    "rules", epilog=examples("forewarn rules list", "forewarn rules show advance-notice", "forewarn rules lint")
+)
 def rules_group() -> None:
-    """The policy in force."""
+    """The policy in force: list, show and lint the rule files."""
 
 
-@rules_group.command("list")
+@rules_group.command("list", epilog=examples("forewarn rules list", "forewarn rules list --rules my-rules/"))
 @rules_option
 def rules_list(rules_dir: str | None) -> None:
     """Every rule: id, severity, title."""
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from forewarn.audit.formats.table import STYLE
 
     policy = load_policy_or_fail(rules_dir)
     table = Table("id", "severity", "title", "parameters", title=f"policy {policy.digest[:19]}…")
     for rule in policy.rules:
         params = ", ".join(f"{k}={v}" for k, v in rule.params().items())
-        table.add_row(rule.id, rule.severity, rule.spec.title, params)
-    Console().print(table)
+        table.add_row(rule.id, Text(rule.severity, style=STYLE.get(rule.severity, "")), rule.spec.title, params)
+    terminal.rich_console().print(table)
 
 
-@rules_group.command("show")
+@rules_group.command("show", epilog=examples("forewarn rules show advance-notice"))
 @click.argument("rule_id")
 @rules_option
 def rules_show(rule_id: str, rules_dir: str | None) -> None:
@@ -383,10 +468,10 @@ def rules_show(rule_id: str, rules_dir: str | None) -> None:
     click.echo(Path(rule.path).read_text(encoding="utf-8"), nl=False)
 
 
-@rules_group.command("lint")
+@rules_group.command("lint", epilog=examples("forewarn rules lint", "forewarn rules lint my-rules/"))
 @click.argument("directory", required=False, type=click.Path())
 def rules_lint(directory: str | None) -> None:
-    """Check rule files: every problem as file:line: code: message."""
+    """Check rule files: every problem as file:line: code: message (exit 2 if any)."""
     from forewarn.policy.loader import lint_directory
 
     rules, errors = lint_directory(directory)
@@ -395,10 +480,18 @@ def rules_lint(directory: str | None) -> None:
     if errors:
         click.echo(f"forewarn: {len(errors)} problem(s) in the policy", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    click.echo(f"forewarn: {len(rules)} rules, no problems", err=True)
+    terminal.note(f"forewarn: {len(rules)} rules, no problems")
 
 
-@main.command("plan")
+@main.command(
+    "plan",
+    epilog=examples(
+        "forewarn plan",
+        "forewarn plan --as-of 2026-03-02T10:00:00Z --format json",
+        "forewarn plan --propose 'start=2026-04-06T07:00:00Z,end=2026-04-06T09:00:00Z,customers=all,"
+        "impact=interruption'",
+    ),
+)
 @db_option
 @events_option
 @rules_option
@@ -415,8 +508,8 @@ def plan_cmd(
 ) -> None:
     """What the engine must send: obligations due now, upcoming ones, and alerts for people.
 
-    From the log's published plan when it is current (see engine.published), else by evaluating the log
-    (and then publishing that plan)."""
+    Answered from the plan the engine last published in the log when nothing changed since; otherwise
+    the log is evaluated (and that plan published for the next call)."""
     from forewarn.engine import published
     from forewarn.program import delivery_alerts_json, show_plan, show_published_plan
 
@@ -476,7 +569,14 @@ def _existing_db(db: str | None) -> str:
     return path
 
 
-@main.command("run")
+@main.command(
+    "run",
+    epilog=examples(
+        "forewarn run --once                        one pass: send what is due into ./outbox",
+        "forewarn run --once --now 2026-03-02T10:00:00Z",
+        "forewarn run --smtp mail.example.com:587 --starttls --smtp-user bot",
+    ),
+)
 @db_option
 @rules_option
 @click.option("--once", is_flag=True, help="One pass, then exit.")
@@ -513,7 +613,10 @@ def run_cmd(
     ticket_webhook: str | None,
     poll: float,
 ) -> None:
-    """Decide and send what is due, and record it in the log."""
+    """Decide and send what is due, and record it in the log.
+
+    Without --once it keeps running: it sleeps until the next due time, --poll seconds or an append by
+    another process, and stops cleanly on SIGTERM or Ctrl-C."""
     from forewarn.engine.delivery import OutboxDirectory, SmtpDelivery, parse_smtp_target
     from forewarn.engine.runner import Engine
     from forewarn.engine.tickets import TicketWebhook
@@ -547,9 +650,8 @@ def run_cmd(
     engine = Engine(store, policy, delivery, webhook, freeze_gc=True, publish_key=key)  # this process is the engine's
 
     def report(result: Any) -> None:
-        click.echo(
-            f"forewarn: sent {len(result.sent)}, failed {len(result.failed)}, held by another process {result.skipped}",
-            err=True,
+        terminal.note(
+            f"forewarn: sent {len(result.sent)}, failed {len(result.failed)}, held by another process {result.skipped}"
         )
         for message_id, error in result.failed:
             click.echo(f"forewarn: delivery of {message_id} failed: {error}", err=True)
@@ -569,7 +671,13 @@ def run_cmd(
         store.close()
 
 
-@main.command("synth")
+@main.command(
+    "synth",
+    epilog=examples(
+        "forewarn synth -o quarter.jsonl --expected quarter.expected.json",
+        "forewarn synth --size year --seed 7 -o year.jsonl",
+    ),
+)
 @rules_option
 @click.option("--seed", type=int, default=2, show_default=True)
 @click.option(
@@ -617,14 +725,13 @@ def synth_cmd(
     n = write_jsonl(Path(output), result.events)
     if expected:
         write_expected(Path(expected), result)
-    click.echo(
+    terminal.note(
         f"forewarn: wrote {n} events to {output}; {len(result.expected)} seeded findings"
-        f"; audit as of {result.as_of:%Y-%m-%dT%H:%M:%SZ}",
-        err=True,
+        f"; audit as of {result.as_of:%Y-%m-%dT%H:%M:%SZ}"
     )
 
 
-@main.command("demo")
+@main.command("demo", epilog=examples("forewarn demo", "forewarn demo --dir /tmp/forewarn-demo"))
 @click.option("--dir", "workdir", default="forewarn-demo", show_default=True, help="Where to put the demo's files.")
 def demo_cmd(workdir: str) -> None:
     """The main job on an embedded sample: import a realistic log and audit it."""

@@ -140,9 +140,10 @@ def delivery_alerts_json(conn: sqlite3.Connection, t: datetime) -> list[dict[str
 
 def show_plan(view: PlanView, fmt: str) -> None:
     """The plan to stdout (table or JSON), its counts to stderr."""
+    from forewarn import terminal
     from forewarn.engine.views import plan_json, plan_table
 
-    text = plan_json(view) if fmt == "json" else plan_table(view)
+    text = plan_json(view) if fmt == "json" else plan_table(view, terminal.width(), terminal.color_enabled())
     text = text if text.endswith("\n") else text + "\n"
     try:
         sys.stdout.write(text)  # encoded whole before anything is written: all or nothing
@@ -152,4 +153,4 @@ def show_plan(view: PlanView, fmt: str) -> None:
     sys.stdout.flush()
     source = " (from the plan published in the log; nothing appended since)" if view.published else ""
     counts = f"{len(view.due)} due, {len(view.upcoming)} upcoming, {len(view.alerts)} alert(s)"
-    sys.stderr.write(f"forewarn: {counts}{source}\n")
+    terminal.note(f"forewarn: {counts}{source}")

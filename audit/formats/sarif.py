@@ -13,6 +13,7 @@ from forewarn.audit.findings import AuditResult, Finding, utc
 from forewarn.audit.formats.stats import period_text, subject_kinds
 from forewarn.calendar import holidays_version
 from forewarn.policy.model import Rule
+from forewarn.policy.schema import SEVERITY_ORDER
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
@@ -87,11 +88,20 @@ def _suppression(f: Finding) -> dict[str, object]:
     }
 
 
-def _result(f: Finding, index: dict[str, int], rules: dict[str, Rule], kind: str) -> dict[str, object]:
+def level(f: Finding, fail_on: str) -> str:
+    """The result's level: by severity at or above --fail-on; `note` below it (reported, not failing)."""
+    if SEVERITY_ORDER.get(f.severity, 0) < SEVERITY_ORDER[fail_on]:
+        return "note"
+    return LEVEL.get(f.severity, "warning")
+
+
+def _result(
+    f: Finding, index: dict[str, int], rules: dict[str, Rule], kind: str, fail_on: str = "low"
+) -> dict[str, object]:
     rule = rules.get(f.rule)
     out: dict[str, object] = {
         "ruleId": f.rule,
-        "level": LEVEL.get(f.severity, "warning"),
+        "level": level(f, fail_on),
         "kind": "fail",
         "message": {"text": f.message},
         "locations": _locations(f, rule, kind),
@@ -119,8 +129,8 @@ def _period_id(result: AuditResult) -> str:
     return f"{utc(result.since) or 'start'}..{utc(result.until) or utc(result.as_of)}"
 
 
-def sarif_log(result: AuditResult) -> dict[str, object]:
-    """The SARIF log as a dict (one run)."""
+def sarif_log(result: AuditResult, fail_on: str = "low") -> dict[str, object]:
+    """The SARIF log as a dict (one run); findings below `fail_on` are at level `note`."""
     policy = result.policy
     index = {r.id: i for i, r in enumerate(policy.rules)}
     kinds = subject_kinds(result)
@@ -148,11 +158,12 @@ def sarif_log(result: AuditResult) -> dict[str, object]:
                     "since": utc(result.since),
                     "until": utc(result.until),
                     "period": period,
+                    "failOn": fail_on,
                 },
             }
         ],
         "originalUriBaseIds": {"POLICY": {"description": {"text": "the policy directory (--rules)"}}},
-        "results": [_result(f, index, policy.by_id, kinds(f)) for f in result.findings],
+        "results": [_result(f, index, policy.by_id, kinds(f), fail_on) for f in result.findings],
         "columnKind": "unicodeCodePoints",
         "properties": {
             "policyDigest": policy.digest,
@@ -163,5 +174,5 @@ def sarif_log(result: AuditResult) -> dict[str, object]:
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
 
 
-def render(result: AuditResult) -> str:
-    return orjson.dumps(sarif_log(result), option=orjson.OPT_INDENT_2).decode("utf-8") + "\n"
+def render(result: AuditResult, fail_on: str = "low") -> str:
+    return orjson.dumps(sarif_log(result, fail_on), option=orjson.OPT_INDENT_2).decode("utf-8") + "\n"

@@ -50,7 +50,7 @@ def sorted_severities(report: Report) -> list[tuple[str, int]]:
 def _summary_table(report: Report) -> Table:
     table = Table(title="Compliance by rule", title_justify="left")
     for col in SUMMARY_COLUMNS:
-        table.add_column(col, justify="left" if col in ("rule", "severity") else "right")
+        table.add_column(col, justify="left" if col in ("rule", "severity") else "right", no_wrap=col == "rule")
     for rule, g in report.rules:
         t = g.tally
         table.add_row(
@@ -61,7 +61,7 @@ def _summary_table(report: Report) -> Table:
             str(t.violated),
             str(t.waived),
             str(t.pending),
-            rate_text(t.rate),
+            Text(rate_text(t.rate), style=_rate_style(t.rate)),
         )
     t = report.total.tally
     table.add_section()
@@ -79,39 +79,48 @@ def _summary_table(report: Report) -> Table:
     return table
 
 
-def _finding_row(f: Finding) -> list[str]:
-    return [
-        f.status + (f" ({f.waiver})" if f.waiver else ""),
-        f.subject,
-        f.customer,
-        f.problem,
-        utc(f.due) or "",
-        utc(f.sent) or "",
-        timing(f),
-        f.message,
-    ]
+def _rate_style(rate: float | None) -> str:
+    """As the HTML report colours rates: green from 99%, amber from 95%, red below."""
+    return "" if rate is None else "green" if rate >= 99.0 else "yellow" if rate >= 95.0 else "red"
+
+
+def _finding_row(f: Finding) -> list[Text]:
+    status = Text(f.status + (f" ({f.waiver})" if f.waiver else ""), style="red" if f.status == "violation" else "")
+    rest = [f.subject, f.customer, f.problem, utc(f.due) or "", utc(f.sent) or "", timing(f), f.message]
+    return [status, *map(Text, rest)]
 
 
 def _findings_table(rule_id: str, severity: str, findings: list[Finding]) -> Table:
     noun = "finding" if len(findings) == 1 else "findings"
-    title = Text(f"{rule_id} ({severity}): {len(findings)} {noun}")
+    title = Text(f"{rule_id} ({severity}): {len(findings)} {noun}", style=STYLE.get(severity, ""))
     table = Table(title=title, title_justify="left")
     for col in FINDING_COLUMNS:
         table.add_column(col, overflow="fold")
     for f in findings[:MAX_ROWS_PER_RULE]:
-        table.add_row(*map(Text, _finding_row(f)), style="dim" if f.status == "waived" else "")
+        table.add_row(*_finding_row(f), style="dim" if f.status == "waived" else "")
     if len(findings) > MAX_ROWS_PER_RULE:
         more = len(findings) - MAX_ROWS_PER_RULE
         table.add_row("…", f"{more} more", "", "", "", "", "", "see --format csv or html for all")
     return table
 
 
-def render(result: AuditResult, width: int = 160, color: bool = False) -> str:
+def render(result: AuditResult, width: int | None = None, color: bool = False) -> str:
+    """The report as text tables as wide as the terminal (`width` columns if given); ANSI colours if `color`."""
+    from forewarn import terminal
+
+    width = width or terminal.width()
     report = build(result)
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, force_terminal=color, color_system="standard" if color else None)
+    console = Console(
+        file=buffer,
+        width=width,
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+        highlight=False,
+    )
     console.print(Text(header(report), style="bold"))
-    console.print(Text(verdict(report)))
+    console.print(Text(verdict(report), style=_rate_style(report.total.tally.rate)))
     console.print(_summary_table(report))
     for rule_id, findings in findings_by_rule(result).items():
         rule = result.policy.by_id.get(rule_id)
