@@ -66,6 +66,44 @@ def when(t: datetime | None, last: bool = False) -> str:
     return t.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _midnight(t: datetime) -> bool:
+    return (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0)
+
+
+def day(t: datetime, last: bool = False) -> str:
+    """A date for people, "1 January 2026"; for an exclusive end at midnight (`last`) the day before;
+    with the time when it is not midnight UTC."""
+    if _midnight(t):
+        d = t - timedelta(days=1) if last else t
+        return f"{d.day} {d:%B %Y}"
+    return f"{t.day} {t:%B %Y, %H:%M} UTC"
+
+
+def period_words(result: AuditResult) -> tuple[str, str]:
+    """The review period as a heading and a sentence for people (the formats' period_text is for machines)."""
+    since, until, as_of = result.since, result.until, result.as_of
+    if since is not None and until is not None:
+        last = until - timedelta(days=1)
+        if _midnight(since) and _midnight(until) and since.year == last.year:
+            start = f"{since.day} {since:%B}" if since.month != last.month or since.day != last.day else ""
+            span = f"{start} to {day(until, True)}" if start else day(until, True)
+        else:
+            span = f"{day(since)} to {day(until, True)}"
+        heading = f"Customer notifications due {span}"
+    elif since is not None:
+        heading = f"Customer notifications due since {day(since)}"
+    elif until is not None:
+        heading = f"Customer notifications due up to {day(until, True)}"
+    else:
+        heading = "Customer notifications: everything due so far"
+    judged = f"{day(as_of)}, 00:00 UTC" if _midnight(as_of) else day(as_of)
+    sentence = (
+        f"Judged as of {judged}: what was recorded later is not counted, and what falls due later is pending. "
+        "Each notice counts in the period its deadline falls in."
+    )
+    return heading, sentence
+
+
 # -- charts -------------------------------------------------------------------------------
 
 
@@ -335,7 +373,13 @@ def context(result: AuditResult) -> dict[str, Any]:
     customers = _customers(report)
     maintenances = _maintenances(report, flagged)
     worst = sorted(((g.tally.violated, r.id) for r, g in report.rules if g.tally.violated), reverse=True)
+    heading, sentence = period_words(result)
+    serious = sum(report.total.violations.get(s, 0) for s in ("critical", "high"))
     return {
+        "heading": heading,
+        "sentence": sentence,
+        "serious": serious,
+        "verdict_colour": charts.RED if serious else charts.rate_colour(report.total.tally.rate),
         "r": result,
         "report": report,
         "t": report.total.tally,

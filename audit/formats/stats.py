@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from forewarn.audit.findings import AuditResult, Finding, utc
+from forewarn.audit.formats.charts import percent
 from forewarn.calendar import calendar_for
 from forewarn.evaluate.checks import applies, humanize
 from forewarn.evaluate.model import Outcome
@@ -101,7 +102,7 @@ class Report:
 
 
 def rate_text(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1f}%"
+    return "-" if rate is None else percent(rate)
 
 
 def period_text(result: AuditResult) -> str:
