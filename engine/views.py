@@ -214,6 +214,7 @@ def proposal_json(answer: ProposalAnswer) -> str:
 
 def proposal_table(answer: ProposalAnswer) -> str:
     from rich.table import Table
+    from rich.text import Text
 
     from forewarn.calendar import format_local
     from forewarn.engine.propose import describe
@@ -225,9 +226,9 @@ def proposal_table(answer: ProposalAnswer) -> str:
         title_justify="left",
     )
     for col in ("rule", "customer", "kind", "latest send (customer's time)", "UTC", "how", "verdict"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("rule", "UTC", "verdict"))
     for ob in answer.obligations:
-        verdict = "TOO LATE" if answer.too_late(ob) else "ok"
+        verdict = Text("TOO LATE", style="bold red") if answer.too_late(ob) else Text("ok", style="green")
         table.add_row(
             ob.rule,
             ob.customer,
