@@ -190,9 +190,9 @@ def _new_file_mode() -> int:
 TIME_HELP = "T is a time: 2026-04-15T09:00:00Z (an offset is required), 2026-04-15 (midnight UTC) or now."
 
 
-def examples(*lines: str) -> str:
-    """A command's --help epilog: its examples, kept as written, and the time format."""
-    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines) + f"\n\n{TIME_HELP}"
+def examples(*lines: str, times: bool = False) -> str:
+    """A command's --help epilog: its examples, kept as written, and the time format if it takes times."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines) + (f"\n\n{TIME_HELP}" if times else "")
 
 
 @click.group(
@@ -300,6 +300,7 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
         "forewarn audit --as-of 2026-04-15",
         "forewarn audit --since 2026-01-01 --until 2026-04-01 --as-of 2026-04-15 --format html -o q1.html",
         "forewarn audit --events events.jsonl --fail-on high --output-sarif f.sarif --output-junit f.xml",
+        times=True,
     ),
 )
 @db_option
@@ -490,6 +491,7 @@ def rules_lint(directory: str | None) -> None:
         "forewarn plan --as-of 2026-03-02T10:00:00Z --format json",
         "forewarn plan --propose 'start=2026-04-06T07:00:00Z,end=2026-04-06T09:00:00Z,customers=all,"
         "impact=interruption'",
+        times=True,
     ),
 )
 @db_option
@@ -575,6 +577,7 @@ def _existing_db(db: str | None) -> str:
         "forewarn run --once                        one pass: send what is due into ./outbox",
         "forewarn run --once --now 2026-03-02T10:00:00Z",
         "forewarn run --smtp mail.example.com:587 --starttls --smtp-user bot",
+        times=True,
     ),
 )
 @db_option

@@ -110,6 +110,29 @@ MESSAGE_FIELDS = frozenset(
     }
 )
 
+# What `forewarn rules lint` reports, by code (every problem as file:line: code: message).
+LINT_CODES: dict[str, str] = {
+    "no-directory": "the path given is not a directory of rule files",
+    "no-rules": "the directory holds no `*.yaml` rule file",
+    "yaml-syntax": "the file is not valid YAML",
+    "duplicate-key": "a key appears twice in one mapping (YAML would silently keep the second)",
+    "not-a-rule": "the file is not a mapping of rule keys",
+    "duplicate-id": "two files define the same rule id",
+    "id-mismatch": "the rule's id differs from its file name",
+    "unknown-key": "a key the vocabulary does not have (with a did-you-mean suggestion)",
+    "missing-key": "a required key is absent",
+    "invalid-value": "a value of the wrong type or out of range",
+    "no-logic": "the rule has no obligation, alarm or checks",
+    "undefined-param": "a $parameter that `params` does not define",
+    "param-type": "a $parameter of the wrong type for where it is used",
+    "unused-param": "a parameter the rule's logic never uses",
+    "missing-problem": "a problem the rule can report has no message in `problems`",
+    "unknown-problem": "a message in `problems` for a problem the rule can never report",
+    "unknown-requirement": "a check requires something the vocabulary does not have",
+    "bad-template": "a message template that is not well formed",
+    "unknown-placeholder": "a {placeholder} in a message that no finding provides",
+}
+
 PARAM_REF = re.compile(r"^\$([a-z][a-z0-9_]*)$")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
@@ -163,8 +186,8 @@ class Anchor(_Strict):
 
     at: AnchorName = Field(description="the moment's instant the window is measured from")
     business_days_before: BusinessDays | ParamRef | None = Field(None, description="N business days before")
-    minutes_before: Number | ParamRef | None = None
-    minutes_after: Number | ParamRef | None = None
+    minutes_before: Number | ParamRef | None = Field(None, description="M minutes before")
+    minutes_after: Number | ParamRef | None = Field(None, description="M minutes after")
 
     @model_validator(mode="after")
     def _one_offset(self) -> Anchor:
@@ -177,8 +200,8 @@ class Anchor(_Strict):
 class Window(_Strict):
     """When a matching communication counts: [not_before, not_after]."""
 
-    not_before: Anchor
-    not_after: Anchor
+    not_before: Anchor = Field(description="the earliest instant a communication counts")
+    not_after: Anchor = Field(description="the deadline: sent later is late")
 
 
 WhereValue = bool | int | str | list[str] | dict[str, bool]
@@ -187,23 +210,23 @@ WhereValue = bool | int | str | list[str] | dict[str, bool]
 class Obligation(_Strict):
     """Per affected enterprise customer: communications of `kinds` due in `window`."""
 
-    subject: SubjectKind
+    subject: SubjectKind = Field(description="what the obligation is about")
     trigger: list[Trigger] = Field(min_length=1, description="lifecycle moments that open it")
-    where: dict[str, WhereValue] = Field(default_factory=dict)
+    where: dict[str, WhereValue] = Field(default_factory=dict, description="conditions on the subject and moment")
     kinds: list[Kind] = Field(min_length=1, description="communication kinds that fulfil it")
     count: int = Field(1, ge=1, description="how many communications it needs")
-    window: Window
-    void_when: list[VoidWhen] = Field(default_factory=list)
+    window: Window = Field(description="when a communication counts")
+    void_when: list[VoidWhen] = Field(default_factory=list, description="events that cancel the obligation")
 
 
 class Alarm(_Strict):
     """A finding for every affected customer when a timer fires with no progress."""
 
-    subject: Literal["maintenance"]
+    subject: Literal["maintenance"] = Field(description="alarms watch maintenances")
     trigger: list[AlarmTrigger] = Field(min_length=1, description="the timer moment")
-    after: Anchor
-    where: dict[str, WhereValue] = Field(default_factory=dict)
-    problem: str = Field(pattern=r"^[a-z][a-z-]*$")
+    after: Anchor = Field(description="when the timer fires")
+    where: dict[str, WhereValue] = Field(default_factory=dict, description="conditions on the maintenance")
+    problem: str = Field(pattern=r"^[a-z][a-z-]*$", description="the problem code of the finding")
 
 
 Requirement = str | dict[str, dict[str, int | str]]
@@ -212,11 +235,11 @@ Requirement = str | dict[str, dict[str, int | str]]
 class Check(_Strict):
     """A test every matching communication (or reply) must pass."""
 
-    kinds: list[Kind] | Literal["all"] | None = None
-    about: SubjectKind | None = None
-    where: dict[str, WhereValue] = Field(default_factory=dict)
-    replies: bool = False
-    require: list[Requirement] = Field(min_length=1)
+    kinds: list[Kind] | Literal["all"] | None = Field(None, description="the communications checked")
+    about: SubjectKind | None = Field(None, description="only communications about this kind of subject")
+    where: dict[str, WhereValue] = Field(default_factory=dict, description="conditions on that subject")
+    replies: bool = Field(False, description="check replies instead of communications")
+    require: list[Requirement] = Field(min_length=1, description="requirements, by name, some with arguments")
 
     @model_validator(mode="after")
     def _target(self) -> Check:
@@ -240,14 +263,14 @@ class RuleFile(_Strict):
     """One rule of the policy, as written in rules/<id>.yaml."""
 
     id: str = Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", description="kebab-case, = file name")
-    title: str = Field(min_length=1)
-    severity: Severity
+    title: str = Field(min_length=1, description="one line for people")
+    severity: Severity = Field(description="how much a violation matters")
     message: str = Field(min_length=1, description="what was found, why it matters, what to do")
-    metadata: Metadata
-    params: dict[str, Param] = Field(default_factory=dict)
-    obligation: Obligation | None = None
-    alarm: Alarm | None = None
-    checks: list[Check] = Field(default_factory=list)
+    metadata: Metadata = Field(description="the clause enforced")
+    params: dict[str, Param] = Field(default_factory=dict, description="named values the logic uses as $name")
+    obligation: Obligation | None = Field(None, description="what must be sent, when")
+    alarm: Alarm | None = Field(None, description="a finding when a timer fires")
+    checks: list[Check] = Field(default_factory=list, description="tests of every matching communication")
     problems: dict[str, str] = Field(min_length=1, description="problem code -> finding message")
 
     @field_validator("params")
