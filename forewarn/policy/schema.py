@@ -114,6 +114,7 @@ MESSAGE_FIELDS = frozenset(
 LINT_CODES: dict[str, str] = {
     "no-directory": "the path given is not a directory of rule files",
     "no-rules": "the directory holds no `*.yaml` rule file",
+    "unreadable": "the file cannot be read, or is not UTF-8",
     "yaml-syntax": "the file is not valid YAML",
     "duplicate-key": "a key appears twice in one mapping (YAML would silently keep the second)",
     "not-a-rule": "the file is not a mapping of rule keys",
