@@ -71,13 +71,14 @@ def run_demo(workdir: Path) -> None:
         f"{sum(f.status == 'waived' for f in seeded.findings)} waived"
     )
 
-    seeded_copy = workdir / "quarter-seeded.jsonl"
+    seeded_copy = workdir / "quarter-seeded.jsonl"  # the samples beside the results, for the commands to try next
     seeded_copy.write_bytes(sample_path("quarter.jsonl").read_bytes())
+    (workdir / LIFECYCLE).write_bytes(sample_path().read_bytes())
 
     click.echo("")
     rows = [("event log", str(db)), ("outbox", f"{outbox_dir}/ ({len(list(outbox_dir.glob('*.eml')))} .eml files)")]
     rows += [(f"audit ({fmt})", str(path)) for fmt, path in reports.items()]
-    rows.append(("seeded log", str(seeded_copy)))
+    rows.append(("samples", f"{seeded_copy} (seeded violations), {workdir / LIFECYCLE} (no mail sent yet)"))
     wide = max(len(label) for label, _ in rows) + 2
     for label, value in rows:
         click.echo(f"{label + ':':<{wide}}{value}")

@@ -65,6 +65,7 @@ def test_tables_fit_the_terminal_width() -> None:
         _, out, _ = run(*AUDIT, env={"COLUMNS": str(columns)})
         widths = {len(line) for line in out.splitlines() if line.startswith(("┏", "│", "└"))}
         assert max(widths) <= columns and max(widths) > columns - 40, (columns, widths)
+        assert max(len(line.rstrip()) for line in out.splitlines()) <= columns
 
 
 def test_quiet_silences_the_summary_but_not_errors() -> None:

@@ -152,7 +152,8 @@ def test_a_rate_short_of_100_never_shows_as_100() -> None:
     assert percent(100.0 * 9999 / 10000) == "99.9%"
     assert percent(100.0 * 1999 / 2000) == "99.9%"
     assert percent(100.0) == "100.0%"
-    assert percent(29.0) == "29.0%"  # 0.29 * 100 is 28.999...: not floored to 28.9
+    assert percent(100.0 * 40 / 41) == "97.6%" and percent(100.0 * 2 / 3) == "66.7%"  # otherwise as rounded
+    assert percent(100.0 / 5000) == "0.1%" and percent(0.0) == "0.0%"
     assert stats.rate_text(100.0 * 99_999 / 100_000) == "99.9%"
 
 

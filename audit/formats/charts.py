@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
-from math import floor
 
 GREEN, AMBER, RED, GREY, BLUE, INK = (
     "#1a7f37",
@@ -20,9 +19,14 @@ FONT = 'font-family="system-ui, -apple-system, Segoe UI, sans-serif"'
 
 
 def percent(rate: float) -> str:
-    """A rate to one decimal, rounded down: short of 100% shows as at most 99.9%, never as 100.0%
-    (the epsilon absorbs binary noise such as 0.29 * 100 = 28.999...)."""
-    return f"{floor(rate * 10 + 1e-9) / 10:.1f}%"
+    """A rate to one decimal; never "100.0%" while something was violated (99.9% at most), nor "0.0%"
+    while something was met (0.1% at least)."""
+    text = f"{rate:.1f}"
+    if text == "100.0" and rate < 100.0:
+        text = "99.9"
+    elif text == "0.0" and rate > 0.0:
+        text = "0.1"
+    return f"{text}%"
 
 
 def rate_colour(rate: float | None) -> str:

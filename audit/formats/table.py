@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -22,7 +24,8 @@ SUMMARY_COLUMNS = (
     "pending",
     "compliance",
 )
-FINDING_COLUMNS = ("status", "subject", "customer", "problem", "due", "sent", "lateness", "message")
+FINDING_COLUMNS = ("status", "subject", "customer", "problem", "due (UTC)", "sent (UTC)", "lateness", "message")
+ONE_LINE = ("subject", "customer", "problem", "due (UTC)", "sent (UTC)")
 STYLE = {"high": "bold red", "critical": "bold red", "medium": "yellow", "low": "cyan"}
 
 
@@ -86,8 +89,13 @@ def _rate_style(rate: float | None) -> str:
 
 def _finding_row(f: Finding) -> list[Text]:
     status = Text(f.status + (f" ({f.waiver})" if f.waiver else ""), style="red" if f.status == "violation" else "")
-    rest = [f.subject, f.customer, f.problem, utc(f.due) or "", utc(f.sent) or "", timing(f), f.message]
+    rest = [f.subject, f.customer, f.problem, _minute(f.due), _minute(f.sent), timing(f), f.message]
     return [status, *map(Text, rest)]
+
+
+def _minute(t: datetime | None) -> str:
+    """An instant to the minute, in UTC (the column headers say so): short enough to stay on one line."""
+    return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _findings_table(rule_id: str, severity: str, findings: list[Finding]) -> Table:
@@ -95,13 +103,37 @@ def _findings_table(rule_id: str, severity: str, findings: list[Finding]) -> Tab
     title = Text(f"{rule_id} ({severity}): {len(findings)} {noun}", style=STYLE.get(severity, ""))
     table = Table(title=title, title_justify="left")
     for col in FINDING_COLUMNS:
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ONE_LINE)
     for f in findings[:MAX_ROWS_PER_RULE]:
         table.add_row(*_finding_row(f), style="dim" if f.status == "waived" else "")
     if len(findings) > MAX_ROWS_PER_RULE:
         more = len(findings) - MAX_ROWS_PER_RULE
         table.add_row("…", f"{more} more", "", "", "", "", "", "see --format csv or html for all")
     return table
+
+
+WIDE = 140  # narrower terminals list each finding on two lines: a table's message column would be a sliver
+
+
+def _findings_list(rule_id: str, severity: str, findings: list[Finding]) -> list[Text | Padding]:
+    """The findings of one rule for a narrow terminal: the facts on one line, the message indented below."""
+    noun = "finding" if len(findings) == 1 else "findings"
+    lines: list[Text | Padding] = [
+        Text(f"{rule_id} ({severity}): {len(findings)} {noun}", style=STYLE.get(severity, "") or "bold")
+    ]
+    for f in findings[:MAX_ROWS_PER_RULE]:
+        status = f.status + (f" ({f.waiver})" if f.waiver else "")
+        head = Text("  ", overflow="fold")
+        head.append(status, style="red" if f.status == "violation" else "dim")
+        facts = f"  {f.subject}  {f.customer}  {f.problem}  due {_minute(f.due)}"
+        facts += f"  sent {_minute(f.sent)}" if f.sent else ""
+        facts += f"  {timing(f)}" if timing(f) else ""
+        head.append(facts)
+        lines.append(head)
+        lines.append(Padding(Text(f.message, style="dim" if f.status == "waived" else ""), (0, 0, 0, 6), expand=False))
+    if len(findings) > MAX_ROWS_PER_RULE:
+        lines.append(Text(f"  … {len(findings) - MAX_ROWS_PER_RULE} more: see --format csv or html for all"))
+    return lines
 
 
 def render(result: AuditResult, width: int | None = None, color: bool = False) -> str:
@@ -124,7 +156,12 @@ def render(result: AuditResult, width: int | None = None, color: bool = False) -
     console.print(_summary_table(report))
     for rule_id, findings in findings_by_rule(result).items():
         rule = result.policy.by_id.get(rule_id)
-        console.print(_findings_table(rule_id, rule.severity if rule else "?", findings))
+        severity = rule.severity if rule else "?"
+        if width >= WIDE:
+            console.print(_findings_table(rule_id, severity, findings))
+        else:
+            for line in _findings_list(rule_id, severity, findings):
+                console.print(line)
     if not result.findings:
         console.print("No findings.")
-    return buffer.getvalue()
+    return "".join(line.rstrip(" ") + "\n" for line in buffer.getvalue().splitlines())  # rich pads lines to the width
