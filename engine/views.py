@@ -67,7 +67,7 @@ def plan_table(plan: PlanView, width: int | None = None, color: bool = False) ->
     cost more than the rest of showing a published plan. A plan with nothing due says so in words."""
     width = width or TABLE_WIDTH
     out = []
-    headers = ("rule", "subject", "customer", "kind", "send from", "deadline (customer's time)")
+    headers = ("rule", "subject", "customer", "kind", "send from (UTC)", "deadline (customer's time)")
     for title, entries, style in (("due now", plan.due, "title"), ("upcoming", plan.upcoming, "")):
         heading = f"{title} as of {utc(plan.as_of)} ({len(entries)})"
         if not entries:
@@ -77,7 +77,8 @@ def plan_table(plan: PlanView, width: int | None = None, color: bool = False) ->
         rows = []
         for local, text in entries[:MAX_ROWS]:
             ob = json.loads(text)
-            rows.append((ob["rule"], ob["subject"], ob["customer"], ob["kind"], ob["not_before"] or "", local))
+            send_from = (ob["not_before"] or "")[:16].replace("T", " ")  # to the minute: the table stays narrow
+            rows.append((ob["rule"], ob["subject"], ob["customer"], ob["kind"], send_from, local))
         if len(entries) > MAX_ROWS:
             rows.append(("…", f"{len(entries) - MAX_ROWS} more", "", "", "", ""))
         out.append(box_table(_paint(heading, style, color), headers, rows, width))
@@ -120,11 +121,11 @@ def _paint(text: str, style: str, color: bool) -> str:
 
 def box_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], width: int = TABLE_WIDTH) -> str:
     """A titled table with a heavy header box, each column as wide as its widest cell; when that is
-    wider than `width`, the last column's cells are wrapped at word boundaries to fit."""
+    wider than `width`, the last column's cells (its header too) are wrapped at word boundaries to fit."""
     widths = [max([_width(h), *(_width(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     fixed = sum(widths[:-1]) + 3 * len(widths) + 1
     if fixed + widths[-1] > width:
-        widths[-1] = max(_width(headers[-1]), 20, width - fixed)
+        widths[-1] = max(12, width - fixed)
     lines = [title]
 
     def rule(left: str, fill: str, cross: str, right: str) -> str:

@@ -47,12 +47,12 @@ def test_every_line_of_a_table_is_as_wide_as_its_frame() -> None:
         widths = {_width(line) for line in table[1:]}
         assert len(widths) == 1, table
     assert [c.strip() for c in due[2].split("┃")[1:-1]] == [
-        "rule", "subject", "customer", "kind", "send from", "deadline (customer's time)"
+        "rule", "subject", "customer", "kind", "send from (UTC)", "deadline (customer's time)"
     ]
     rows = [[c.strip() for c in line.split("│")[1:-1]] for line in due[4:-1]]
     assert rows == [
-        ["advance-notice", "mx-1", "cust-1", "advance_notice", "2026-03-02T10:00:00Z", "Tue 2026-03-03 09:00 CET"],
-        ["advance-notice", "mx-2", "東京-ü", "advance_notice", "2026-03-02T10:00:00Z", "Tue 2026-03-03 09:00 CET"],
+        ["advance-notice", "mx-1", "cust-1", "advance_notice", "2026-03-02 10:00", "Tue 2026-03-03 09:00 CET"],
+        ["advance-notice", "mx-2", "東京-ü", "advance_notice", "2026-03-02 10:00", "Tue 2026-03-03 09:00 CET"],
     ]
 
 
@@ -121,3 +121,11 @@ def test_the_plan_table_reads_the_same_entries_as_the_json() -> None:
     text = plan_table(PlanView(AS_OF, due, [], [], []))
     subjects = [line.split("│")[2].strip() for line in tables(text)[0][4:-1]]
     assert subjects == [orjson.loads(t)["subject"] for _local, t in due]
+
+
+def test_a_narrow_terminal_wraps_the_last_column_to_fit() -> None:
+    text = plan_table(PlanView(AS_OF, [entry(1)], [], [], []), width=100)
+    assert max(_width(line) for line in text.splitlines()) == 100
+    lines = tables(text)[0]
+    body = lines[next(i for i, line in enumerate(lines) if line.startswith("┡")) + 1 : -1]
+    assert " ".join(line.split("│")[-2].strip() for line in body) == "Tue 2026-03-03 09:00 CET"
