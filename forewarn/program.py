@@ -1,8 +1,8 @@
 """The `forewarn` program: `plan` from the log's published plan without loading the CLI; the rest by forewarn.cli.
 
-A plan published by the engine (engine.published) is read and shown in a few milliseconds; what
-made `forewarn plan` cost about 100 ms was starting up, and a third of that was importing click
-(which imports pathlib, inspect, typing). So a `plan` whose arguments are plain (`--db`, `--rules`,
+Reading and showing a plan published by the engine (engine.published) is quick; most of the cost of
+`forewarn plan` is then starting up, and much of that is importing click (which imports pathlib,
+inspect, typing). So a `plan` whose arguments are plain (`--db`, `--rules`,
 `--as-of`, `--format`, each at most once, with valid values) and whose log has a current published
 plan is answered here, exactly as `forewarn.cli` would answer it (the same functions show it:
 tests/test_program.py compares the two). Anything else, including every error, goes to

@@ -60,7 +60,7 @@ def evaluate(events: Sequence[Event], policy: Policy, as_of: datetime, checks: b
     Facts after `as_of` are ignored; obligations whose deadline is later and
     are not yet met are pending. `checks=False` skips the per-communication
     checks (content, sender, ticket, routing): what the engine plans from is
-    obligations and their outcomes, and the checks are about 40% of the work;
+    obligations and their outcomes, and the checks are a large part of the work;
     `violations` then holds obligation and alarm violations only.
     """
     with gc_paused():  # hundreds of thousands of acyclic objects: the cyclic GC only costs time here

@@ -337,9 +337,8 @@ def _worker_count(requested: int | None, total: int) -> int:
 
     As requested, or $FOREWARN_IMPORT_WORKERS; else 1 for small inputs, and for large ones one per CPU that is
     idle right now, plus one (up to 4): a worker costs more CPU in all (marshalling, a second process), which
-    only pays when a CPU is free to run it (measured on 2 CPUs shared with other jobs: slower when they are
-    busy); the extra one keeps the CPUs busy while this process inserts or waits for a chunk (measured on 2
-    idle CPUs, 781k events: validation and insertion 8.1 s with 2 processes, 7.1 s with 3).
+    only pays when a CPU is free to run it (on CPUs busy with other jobs it makes the import slower); the
+    extra one keeps the CPUs busy while this process inserts or waits for a chunk.
     """
     if requested is None and os.environ.get("FOREWARN_IMPORT_WORKERS", "").isdigit():
         requested = int(os.environ["FOREWARN_IMPORT_WORKERS"])
@@ -544,9 +543,9 @@ class _Import:
         existing = {name for name, _ in self.store.secondary_indexes()}
         cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
         threads = self.conn.execute("PRAGMA threads").fetchone()[0]
-        self.conn.execute(f"PRAGMA cache_size = {-INDEX_CACHE_KIB}")  # smaller sorts are faster (measured)
-        # The sorter's helper threads: nothing else runs now (measured on 781k rows: 0.54-0.71 s -> 0.37-0.38 s
-        # per index with 2 threads). A build without them keeps 0.
+        self.conn.execute(f"PRAGMA cache_size = {-INDEX_CACHE_KIB}")  # sorts that fit the CPU caches run faster
+        # The sorter's helper threads: nothing else runs now, so each index is built on every CPU.
+        # A build without them keeps 0.
         self.conn.execute(f"PRAGMA threads = {int(os.cpu_count() or 1)}")
         try:
             for name, sql in self.indexes:
