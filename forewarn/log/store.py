@@ -131,7 +131,7 @@ class EventStore:
             # id: uniqueness, re-import and same-id checks (`known_events`, `stored_payloads`);
             # (at_us, seq): evaluation order (`payloads`, `known_entities`);
             # (entity_kind, entity_id): references to entities already in the log (`first_definitions*`);
-            # (subject | customer | type, at_us): the lookups issue 2 asks the log to serve (a subject's,
+            # (subject | customer | type, at_us): the lookups the log promises to serve (a subject's,
             # a customer's or a type's events in time order) for people querying the log with SQL; no
             # forewarn stage needs them.
             self.db["events"].create_index(["id"], unique=True)
