@@ -254,7 +254,8 @@ def command_line() -> str:
             if depth:
                 assert isinstance(group, click.Group)
                 group = group.commands[part]
-            ctx = click.Context(group, info_name=part, parent=ctx, terminal_width=100, max_content_width=100)
+            settings = {**main.context_settings, "terminal_width": 100, "max_content_width": 100}
+            ctx = click.Context(group, info_name=part, parent=ctx, **settings)  # as `main` makes them
         assert ctx is not None
         out += [f"## `{' '.join(path)}`", "", "```text", command.get_help(ctx).rstrip(), "```", ""]
     return "\n".join(out)
