@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from types import TracebackType
 from typing import IO, Any
 
@@ -111,6 +112,7 @@ class Progress:
         self._task: Any = None
         self._timer: threading.Timer | None = None
         self._ended = False
+        self._started = 0.0
 
     @staticmethod
     def wanted() -> bool:
@@ -122,6 +124,7 @@ class Progress:
             return False
 
     def __enter__(self) -> Progress:
+        self._started = time.monotonic()
         if self.wanted():
             self._timer = threading.Timer(self.delay, self._show)
             self._timer.daemon = True
@@ -141,6 +144,8 @@ class Progress:
                 columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
             self._bar = Progress(*columns, console=console, transient=True)
             self._task = self._bar.add_task(self.label, total=self.total, completed=self.done)
+            for task in self._bar.tasks:
+                task.start_time = self._started  # the elapsed time counts from the start of the work
             self._bar.start()
 
     def advance(self, n: int) -> None:

@@ -167,3 +167,16 @@ def test_no_runtime_module_imports_a_test_only_package() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     runtime = pyproject.split("dependencies = [")[1].split("]")[0]
     assert "hypothesis" not in runtime
+
+
+def test_synth_runs_without_the_test_only_packages(tmp_path: Path) -> None:
+    """`forewarn synth` in a process where importing hypothesis (or pytest) fails."""
+    code = (
+        "import sys; sys.modules.update(hypothesis=None, pytest=None); "
+        "sys.argv = ['forewarn', 'synth', '-o', sys.argv[1]]; "
+        "from forewarn.program import main; main()"
+    )
+    out = tmp_path / "q.jsonl"
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.stat().st_size > 10_000
