@@ -90,7 +90,14 @@ def report_input_errors(errors: Sequence[object]) -> NoReturn:
 
 def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str], until: datetime | None) -> list[Any]:
     """The log's events in evaluation order, from --events files or the --db."""
-    from forewarn.log.source import InputErrors, load_files, read_store
+    return read_log_fingerprinted(db, events_files, rule_ids, until)[0]
+
+
+def read_log_fingerprinted(
+    db: str | None, events_files: Sequence[str], rule_ids: Sequence[str], until: datetime | None
+) -> tuple[list[Any], Any]:
+    """`read_log`, and the fingerprint of the whole log read (forewarn.log.chain)."""
+    from forewarn.log.source import InputErrors, fingerprint_events, load_files, read_store_fingerprinted
     from forewarn.log.store import LogError, open_store
 
     if events_files:
@@ -101,11 +108,11 @@ def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str
             events = load_files(events_files, rule_ids)
         except InputErrors as exc:
             report_input_errors(exc.errors)
-        return [e for e in events if until is None or e.at <= until]
+        return [e for e in events if until is None or e.at <= until], fingerprint_events(events)
     path = _existing_db(db)
     try:
         store = open_store(path)
-        return read_store(store, until)
+        return read_store_fingerprinted(store, until)
     except LogError as exc:
         fail(str(exc))
 
@@ -212,7 +219,7 @@ def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) ->
             fail(f"{f}: no such file")
     path = db_path(db)
     try:
-        store = open_store(path)
+        store = open_store(path, upgrade=True)
     except LogError as exc:
         fail(str(exc))
     try:
@@ -283,6 +290,8 @@ def audit_cmd(
     fail_on: str,
 ) -> None:
     """Judge the log against the policy: findings per policy.md."""
+    from dataclasses import replace
+
     from forewarn.audit.findings import audit
     from forewarn.audit.formats import render
     from forewarn.audit.formats.stats import build as build_stats
@@ -299,11 +308,15 @@ def audit_cmd(
     if events_files and not db:  # the files' checks run meanwhile, on the other CPU
 
         def judge(events: list[Any]) -> Any:
-            return audit([e for e in events if e.at <= t], policy, t, start, end)
+            from forewarn.log.source import fingerprint_events
+
+            result = audit([e for e in events if e.at <= t], policy, t, start, end)
+            return replace(result, log=fingerprint_events(events))
 
         result = _audit_files(events_files, judge, policy.ids)
     else:
-        result = audit(read_log(db, events_files, policy.ids, t), policy, t, start, end)
+        events, log = read_log_fingerprinted(db, events_files, policy.ids, t)
+        result = replace(audit(events, policy, t, start, end), log=log)
     text = render(fmt, result)
     write_output(text, output)
     s = result.summary
@@ -530,7 +543,7 @@ def run_cmd(
     if not Path(path).exists():
         fail(f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`")
     try:
-        store = open_store(path)
+        store = open_store(path, upgrade=True)
     except LogError as exc:
         fail(str(exc))
     if smtp:
@@ -631,6 +644,51 @@ def demo_cmd(workdir: str) -> None:
     from forewarn.demo import run_demo
 
     run_demo(Path(workdir))
+
+
+@main.command("verify")
+@db_option
+@click.option(
+    "--expect",
+    metavar="SEQ:HEAD",
+    default=None,
+    help="Also check that the log holds the log a report judged (its fingerprint, e.g. 42:sha256:ab12...).",
+)
+def verify_cmd(db: str | None, expect: str | None) -> None:
+    """Check the log's hash chain and append-only triggers: exit 0 intact, 1 broken (the first broken event)."""
+    from forewarn.log.chain import Fingerprint
+    from forewarn.log.schema import NewerLog, OutdatedLog
+    from forewarn.log.verify import NotALog, verify
+
+    try:
+        expected = Fingerprint.parse(expect) if expect is not None else None
+    except ValueError as exc:
+        fail(f"--expect: {exc}")
+    try:
+        verdict = verify(_existing_db(db), expected)
+    except (NotALog, OutdatedLog, NewerLog) as exc:
+        fail(str(exc))
+    for line in verdict.lines():
+        click.echo(line)
+    if not verdict.intact:
+        sys.exit(EXIT_FINDINGS)
+
+
+@main.command("upgrade")
+@db_option
+def upgrade_cmd(db: str | None) -> None:
+    """Upgrade a log written by an older forewarn to this one's schema (in place, all or nothing)."""
+    from forewarn.log.store import LogError, upgrade_log
+
+    path = _existing_db(db)
+    try:
+        before, after = upgrade_log(path)
+    except LogError as exc:
+        fail(str(exc))
+    if before == after:
+        click.echo(f"forewarn: {path} is schema {after} already", err=True)
+    else:
+        click.echo(f"forewarn: upgraded {path} from schema {before} to {after}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

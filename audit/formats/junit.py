@@ -81,6 +81,8 @@ def _suite(result: AuditResult, rule_id: str, cases: list[Case]) -> Iterator[str
         "period": period_text(result),
         "policy-digest": result.policy.digest,
     }
+    if result.log is not None:
+        props |= {"log-seq": str(result.log.seq), "log-head": result.log.head_text}
     for name, value in props.items():
         yield f"      <property{_attrs(name=name, value=value)}/>"
     yield "    </properties>"

@@ -111,6 +111,8 @@ def render(result: AuditResult, width: int = 160, color: bool = False) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=color, color_system="standard" if color else None)
     console.print(Text(header(report), style="bold"))
+    if result.log is not None:
+        console.print(Text(f"log: {result.log}"))
     console.print(Text(verdict(report)))
     console.print(_summary_table(report))
     for rule_id, findings in findings_by_rule(result).items():

@@ -17,8 +17,9 @@ from forewarn.events import (
     parse_lines,
     share_fields_sets,
 )
-from forewarn.events.parse import gc_paused
+from forewarn.events.parse import fast_canonical_json, gc_paused
 from forewarn.log.bulk import import_streaming
+from forewarn.log.chain import Chain, Fingerprint
 from forewarn.log.store import EventStore
 from forewarn.parallel import forked
 
@@ -153,6 +154,18 @@ def _log_checks(parsed: Sequence[SourcedEvent], rule_ids: Collection[str] | None
 def read_store(store: EventStore, until: datetime | None = None) -> list[Event]:
     """The log's events in evaluation order (up to `until`)."""
     return stored_events(store.payloads(until))
+
+
+def read_store_fingerprinted(store: EventStore, until: datetime | None = None) -> tuple[list[Event], Fingerprint]:
+    """`read_store`, and the fingerprint of the log read: events appended meanwhile are not read."""
+    fingerprint = store.fingerprint()
+    return stored_events(store.payloads(until, fingerprint.seq)), fingerprint
+
+
+def fingerprint_events(events: Iterable[Event]) -> Fingerprint:
+    """The fingerprint of an in-memory log (`--events`): the chain over its events in this order, as
+    importing them into an empty log would record them (`events` in evaluation order, as `load_files`)."""
+    return Chain().extend(map(fast_canonical_json, events)).fingerprint()
 
 
 def stored_events(payloads: Iterable[bytes | str]) -> list[Event]:
