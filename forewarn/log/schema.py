@@ -15,7 +15,17 @@ from collections.abc import Callable
 
 from forewarn.log.chain import GENESIS, link
 
-__all__ = ["CURRENT", "MIGRATIONS", "TRIGGERS", "NewerLog", "OutdatedLog", "create_guards", "upgrade", "version_of"]
+__all__ = [
+    "CURRENT",
+    "MIGRATIONS",
+    "TRIGGERS",
+    "NewerLog",
+    "OutdatedLog",
+    "UpgradeFailed",
+    "create_guards",
+    "upgrade",
+    "version_of",
+]
 
 TRIGGERS: dict[str, str] = {
     f"events_no_{op.lower()}": (
@@ -36,6 +46,10 @@ class OutdatedLog(Exception):
             f"`forewarn upgrade --db {path}` (or any `forewarn import` into it) to upgrade it"
         )
         self.version = version
+
+
+class UpgradeFailed(Exception):
+    """An upgrade failed; its transaction was rolled back: the log is as it was."""
 
 
 class NewerLog(Exception):
@@ -117,7 +131,12 @@ def upgrade(conn: sqlite3.Connection, path: str) -> tuple[int, int]:
         if version < CURRENT:
             _drop_guards(conn)
             for step in MIGRATIONS[version - 1 :]:
-                step(conn)
+                try:
+                    step(conn)
+                except sqlite3.Error as exc:
+                    raise UpgradeFailed(
+                        f"{path}: the upgrade from schema {version} to {CURRENT} failed ({exc}); nothing was changed"
+                    ) from exc
             create_guards(conn)
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(CURRENT)])
     except BaseException:

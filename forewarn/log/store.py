@@ -327,7 +327,7 @@ def open_store(path: str | Path, upgrade: bool = False) -> EventStore:
     (an older one is upgraded if `upgrade`: for commands that write)."""
     try:
         return EventStore(path, upgrade)
-    except (schema.OutdatedLog, schema.NewerLog) as exc:
+    except (schema.OutdatedLog, schema.NewerLog, schema.UpgradeFailed) as exc:
         raise LogError(str(exc)) from exc
     except sqlite3.DatabaseError as exc:
         raise LogError(f"{path}: not a forewarn event log ({exc})") from exc
@@ -343,7 +343,7 @@ def upgrade_log(path: str | Path) -> tuple[int, int]:
             return schema.upgrade(db.conn, str(path))
         finally:
             db.close()
-    except schema.NewerLog as exc:
+    except (schema.NewerLog, schema.UpgradeFailed) as exc:
         raise LogError(str(exc)) from exc
     except sqlite3.DatabaseError as exc:
         raise LogError(f"{path}: not a forewarn event log ({exc})") from exc
