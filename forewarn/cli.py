@@ -90,14 +90,18 @@ def report_input_errors(errors: Sequence[object]) -> NoReturn:
 
 def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str], until: datetime | None) -> list[Any]:
     """The log's events in evaluation order, from --events files or the --db."""
-    return read_log_fingerprinted(db, events_files, rule_ids, until)[0]
+    return read_log_fingerprinted(db, events_files, rule_ids, until, fingerprint=False)[0]
 
 
 def read_log_fingerprinted(
-    db: str | None, events_files: Sequence[str], rule_ids: Sequence[str], until: datetime | None
+    db: str | None,
+    events_files: Sequence[str],
+    rule_ids: Sequence[str],
+    until: datetime | None,
+    fingerprint: bool = True,
 ) -> tuple[list[Any], Any]:
-    """`read_log`, and the fingerprint of the whole log read (forewarn.log.chain)."""
-    from forewarn.log.source import InputErrors, fingerprint_events, load_files, read_store_fingerprinted
+    """`read_log`, and the fingerprint of the whole log read (forewarn.log.chain) if asked for."""
+    from forewarn.log.source import InputErrors, load_files_fingerprinted, read_store, read_store_fingerprinted
     from forewarn.log.store import LogError, open_store
 
     if events_files:
@@ -105,14 +109,14 @@ def read_log_fingerprinted(
             fail("give either --db or --events, not both")
         _refuse_databases(events_files)
         try:
-            events = load_files(events_files, rule_ids)
+            events, log = load_files_fingerprinted(events_files, rule_ids, fingerprint)
         except InputErrors as exc:
             report_input_errors(exc.errors)
-        return [e for e in events if until is None or e.at <= until], fingerprint_events(events)
+        return [e for e in events if until is None or e.at <= until], log
     path = _existing_db(db)
     try:
         store = open_store(path)
-        return read_store_fingerprinted(store, until)
+        return read_store_fingerprinted(store, until) if fingerprint else (read_store(store, until), None)
     except LogError as exc:
         fail(str(exc))
 
@@ -308,12 +312,10 @@ def audit_cmd(
     if events_files and not db:  # the files' checks run meanwhile, on the other CPU
 
         def judge(events: list[Any]) -> Any:
-            from forewarn.log.source import fingerprint_events
+            return audit([e for e in events if e.at <= t], policy, t, start, end)
 
-            result = audit([e for e in events if e.at <= t], policy, t, start, end)
-            return replace(result, log=fingerprint_events(events))
-
-        result = _audit_files(events_files, judge, policy.ids)
+        result, log = _audit_files(events_files, judge, policy.ids)
+        result = replace(result, log=log)
     else:
         events, log = read_log_fingerprinted(db, events_files, policy.ids, t)
         result = replace(audit(events, policy, t, start, end), log=log)
@@ -333,9 +335,10 @@ def audit_cmd(
         sys.exit(EXIT_FINDINGS)
 
 
-def _audit_files(files: Sequence[str], judge: Callable[[list[Any]], Any], rule_ids: Sequence[str]) -> Any:
+def _audit_files(files: Sequence[str], judge: Callable[[list[Any]], Any], rule_ids: Sequence[str]) -> tuple[Any, Any]:
     """`judge` of the JSONL files' events, while their checks (ids, references, rules) run on the other CPU
-    (forewarn.log.source.load_files_checking); a bad log is reported as input errors (exit 2), as by read_log."""
+    (forewarn.log.source.load_files_checking), and the log's fingerprint; a bad log is reported as input errors
+    (exit 2), as by read_log."""
     from forewarn.log.source import InputErrors, load_files_checking
 
     _refuse_databases(files)
@@ -356,7 +359,7 @@ def _audit_files(files: Sequence[str], judge: Callable[[list[Any]], Any], rule_i
         confirmed()  # a log that fails its checks may break the evaluation: its input errors are the answer
         raise
     instead = confirmed()
-    return result if instead is None else judge(instead)  # identical repeats were dropped: judge the rest
+    return (result if instead is None else judge(instead)), confirm.fingerprint  # repeats dropped: judge the rest
 
 
 @main.group("rules")
