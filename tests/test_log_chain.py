@@ -370,6 +370,22 @@ def test_migrations_run_in_order_in_one_transaction(tmp_path: Path, monkeypatch:
     conn.close()
 
 
+def test_the_quick_plan_does_not_show_an_old_logs_published_plan(tmp_path: Path) -> None:
+    from forewarn.program import quick_plan
+
+    db = imported(tmp_path)
+    assert run("plan", "--db", str(db), "--as-of", AS_OF)[0] == 0  # evaluates and publishes the plan
+    args = ["--db", str(db), "--as-of", AS_OF, "--format", "json"]
+    assert quick_plan(args)  # shown from the published plan
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE meta SET value = '1'")
+    conn.commit()
+    conn.close()
+    assert not quick_plan(args)  # left to the CLI, which says how to upgrade (exit 2)
+    code, _, err = run("plan", *args)
+    assert code == 2 and "this log is schema 1" in err
+
+
 def test_a_newer_log_is_refused(tmp_path: Path) -> None:
     db = imported(tmp_path)
     conn = sqlite3.connect(db)

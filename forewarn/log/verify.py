@@ -157,6 +157,9 @@ def _walk(conn: sqlite3.Connection, verdict: Verdict, expect: Fingerprint | None
             )
             break
     verdict.events, verdict.fingerprint = count, Fingerprint(last, head)
+    if problem is None and expect is not None and expect.seq == 0 and expect.head != GENESIS:
+        detail = f"the empty log's head is sha256:{GENESIS.hex()}, not {expect.head_text}"
+        problem = Problem("not the expected log", detail)
     if problem is None and expect is not None and last < expect.seq:
         problem = Problem(
             "not the expected log",
