@@ -8,8 +8,9 @@
 `import`, the bulk import, the engine), so two logs holding the same events in the same recording order
 have the same hashes. The log's fingerprint is its high-water sequence and the hash of that event (the
 chain head): it names the exact log a report judged, and any change to a recorded event, its position or
-a deletion before the head changes it. Deleting events at the end leaves a shorter, valid chain: compare
-the fingerprint a report states with the log's (`forewarn verify --expect SEQ:HEAD`).
+a deletion before the head changes it. A writer who recomputes the hashes after an edit, or deletes the
+newest events, leaves a valid chain with another head: compare the fingerprint a report states with the
+log's (`forewarn verify --expect SEQ:HEAD`).
 """
 
 from __future__ import annotations
