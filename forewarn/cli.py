@@ -92,7 +92,18 @@ def report_input_errors(errors: Sequence[object]) -> NoReturn:
 
 def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str], until: datetime | None) -> list[Any]:
     """The log's events in evaluation order, from --events files or the --db."""
-    from forewarn.log.source import InputErrors, load_files, read_store
+    return read_log_fingerprinted(db, events_files, rule_ids, until, fingerprint=False)[0]
+
+
+def read_log_fingerprinted(
+    db: str | None,
+    events_files: Sequence[str],
+    rule_ids: Sequence[str],
+    until: datetime | None,
+    fingerprint: bool = True,
+) -> tuple[list[Any], Any]:
+    """`read_log`, and the fingerprint of the whole log read (forewarn.log.chain) if asked for."""
+    from forewarn.log.source import InputErrors, load_files_fingerprinted, read_store, read_store_fingerprinted
     from forewarn.log.store import LogError, open_store
 
     if events_files:
@@ -100,14 +111,14 @@ def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str
             fail("give either --db or --events, not both")
         _refuse_databases(events_files)
         try:
-            events = load_files(events_files, rule_ids)
+            events, log = load_files_fingerprinted(events_files, rule_ids, fingerprint)
         except InputErrors as exc:
             report_input_errors(exc.errors)
-        return [e for e in events if until is None or e.at <= until]
+        return [e for e in events if until is None or e.at <= until], log
     path = _existing_db(db)
     try:
         store = open_store(path)
-        return read_store(store, until)
+        return read_store_fingerprinted(store, until) if fingerprint else (read_store(store, until), None)
     except LogError as exc:
         fail(str(exc))
 
@@ -247,7 +258,7 @@ def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) ->
             fail(f"{f}: no such file")
     path = db_path(db)
     try:
-        store = open_store(path)
+        store = open_store(path, upgrade=True)
     except LogError as exc:
         fail(str(exc))
     try:
@@ -342,6 +353,8 @@ def audit_cmd(
     The review period [--since, --until) selects obligations by their due time; --as-of is the instant
     judged at: later facts are ignored, and what is due after it is pending, not a violation.
     """
+    from dataclasses import replace
+
     from forewarn.audit.findings import audit
     from forewarn.audit.formats import render
     from forewarn.audit.formats.stats import build as build_stats
@@ -363,11 +376,12 @@ def audit_cmd(
                 progress.stage("evaluating")
                 return audit([e for e in events if e.at <= t], policy, t, start, end)
 
-            result = _audit_files(events_files, judge, policy.ids)
+            result, log = _audit_files(events_files, judge, policy.ids)
+            result = replace(result, log=log)
         else:
-            events = read_log(db, events_files, policy.ids, t)
+            events, log = read_log_fingerprinted(db, events_files, policy.ids, t)
             progress.stage("evaluating")
-            result = audit(events, policy, t, start, end)
+            result = replace(audit(events, policy, t, start, end), log=log)
         progress.stage("writing the reports")
         if fmt == "table" and output in (None, "-"):
             from forewarn.audit.formats import table
@@ -403,9 +417,10 @@ def _extra_outputs(outputs: dict[str, str | None], output: str | None) -> list[t
     return wanted
 
 
-def _audit_files(files: Sequence[str], judge: Callable[[list[Any]], Any], rule_ids: Sequence[str]) -> Any:
+def _audit_files(files: Sequence[str], judge: Callable[[list[Any]], Any], rule_ids: Sequence[str]) -> tuple[Any, Any]:
     """`judge` of the JSONL files' events, while their checks (ids, references, rules) run on the other CPU
-    (forewarn.log.source.load_files_checking); a bad log is reported as input errors (exit 2), as by read_log."""
+    (forewarn.log.source.load_files_checking), and the log's fingerprint; a bad log is reported as input errors
+    (exit 2), as by read_log."""
     from forewarn.log.source import InputErrors, load_files_checking
 
     _refuse_databases(files)
@@ -426,7 +441,7 @@ def _audit_files(files: Sequence[str], judge: Callable[[list[Any]], Any], rule_i
         confirmed()  # a log that fails its checks may break the evaluation: its input errors are the answer
         raise
     instead = confirmed()
-    return result if instead is None else judge(instead)  # identical repeats were dropped: judge the rest
+    return (result if instead is None else judge(instead)), confirm.fingerprint  # repeats dropped: judge the rest
 
 
 @main.group(
@@ -637,7 +652,7 @@ def run_cmd(
     if not Path(path).exists():
         fail(f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`")
     try:
-        store = open_store(path)
+        store = open_store(path, upgrade=True)
     except LogError as exc:
         fail(str(exc))
     if smtp:
@@ -742,6 +757,54 @@ def demo_cmd(workdir: str) -> None:
     from forewarn.demo import run_demo
 
     run_demo(Path(workdir))
+
+
+@main.command(
+    "verify",
+    epilog=examples("forewarn verify --db forewarn.db", "forewarn verify --db forewarn.db --expect 42:sha256:ab12..."),
+)
+@db_option
+@click.option(
+    "--expect",
+    metavar="SEQ:HEAD",
+    default=None,
+    help="Also check that the log holds the log a report judged (its fingerprint, e.g. 42:sha256:ab12...).",
+)
+def verify_cmd(db: str | None, expect: str | None) -> None:
+    """Check the log's hash chain and append-only triggers: exit 0 intact, 1 broken (the first broken event)."""
+    from forewarn.log.chain import Fingerprint
+    from forewarn.log.schema import NewerLog, OutdatedLog
+    from forewarn.log.verify import NotALog, verify
+
+    try:
+        expected = Fingerprint.parse(expect) if expect is not None else None
+    except ValueError as exc:
+        fail(f"--expect: {exc}")
+    try:
+        verdict = verify(_existing_db(db), expected)
+    except (NotALog, OutdatedLog, NewerLog) as exc:
+        fail(str(exc))
+    for line in verdict.lines():
+        click.echo(line)
+    if not verdict.intact:
+        sys.exit(EXIT_FINDINGS)
+
+
+@main.command("upgrade", epilog=examples("forewarn upgrade --db forewarn.db"))
+@db_option
+def upgrade_cmd(db: str | None) -> None:
+    """Upgrade a log written by an older forewarn to this one's schema (in place, all or nothing)."""
+    from forewarn.log.store import LogError, upgrade_log
+
+    path = _existing_db(db)
+    try:
+        before, after = upgrade_log(path)
+    except LogError as exc:
+        fail(str(exc))
+    if before == after:
+        click.echo(f"forewarn: {path} is schema {after} already", err=True)
+    else:
+        click.echo(f"forewarn: upgraded {path} from schema {before} to {after}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -118,10 +118,13 @@ def published_plan(path: str, key: str, t: datetime) -> tuple[Snapshot, list[dic
     from pathlib import Path
 
     from forewarn.engine.published import lookup
+    from forewarn.log.schema import CURRENT, version_of
 
     try:
         conn = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
         try:
+            if version_of(conn) != CURRENT:
+                return None  # a log of another schema: the full path says so
             snapshot = lookup(conn, key, t)
             return None if snapshot is None else (snapshot, delivery_alerts_json(conn, t))
         finally:

@@ -401,6 +401,7 @@ def context(result: AuditResult) -> dict[str, Any]:
         "timelines": [m for m in maintenances if "svg" in m],
         "policy": _policy(report),
         "digest": result.policy.digest,
+        "log": result.log,
         "versions": {"forewarn": __version__, "holidays": holidays_version()},
         "data": _script_json(_data(report)),
         "rules": result.policy.ids,

@@ -102,6 +102,8 @@ def _suite(result: AuditResult, rule_id: str, cases: list[Case], fail_on: str) -
         "policy-digest": result.policy.digest,
         "fail-on": fail_on,
     }
+    if result.log is not None:
+        props |= {"log-seq": str(result.log.seq), "log-head": result.log.head_text}
     for name, value in props.items():
         yield f"      <property{_attrs(name=name, value=value)}/>"
     yield "    </properties>"

@@ -140,6 +140,7 @@ def render(result: AuditResult) -> str:
         "",
         f"Period: {report.period}. As of {utc(result.as_of)}.",
         "",
+        *([f"Log: seq {result.log.seq}, head `{result.log.head_text}`.", ""] if result.log is not None else []),
         *_verdict(report),
         "",
         "## Compliance by rule",

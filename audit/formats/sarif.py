@@ -169,6 +169,7 @@ def sarif_log(result: AuditResult, fail_on: str = "low") -> dict[str, object]:
             "policyDigest": policy.digest,
             "holidays": holidays_version(),
             "period": period,
+            **({"log": result.log.to_json()} if result.log is not None else {}),
         },
     }
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}

@@ -152,6 +152,8 @@ def render(result: AuditResult, width: int | None = None, color: bool = False) -
         highlight=False,
     )
     console.print(Text(header(report), style="bold"))
+    if result.log is not None:
+        console.print(Text(f"log: {result.log}"))
     console.print(Text(verdict(report), style=_rate_style(report.total.tally.rate)))
     console.print(_summary_table(report))
     for rule_id, findings in findings_by_rule(result).items():

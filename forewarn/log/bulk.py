@@ -53,7 +53,8 @@ from forewarn.events import (
 )
 from forewarn.events.parse import BOM, MAX_LINE_BYTES, fast_canonical_json, gc_paused, validate_line
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
-from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, EventStore, at_columns
+from forewarn.log.chain import Chain
+from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, PAYLOAD, EventStore, at_columns
 
 __all__ = ["BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_streaming"]
 
@@ -497,7 +498,9 @@ class _Import:
         self.clash_errors: list[InputError] = []
         self.valid = 0  # valid events read (appended or unchanged)
         # the log before the import
-        self.base = store.last_seq()
+        tip = store.chain_tip()
+        self.base, self.base_head = tip.seq, tip.head
+        self.chain = tip  # advances with every row inserted into events (forewarn.log.chain)
         self.known_ids: dict[str, int] | None = None  # id -> seq of the log's events, once in bulk mode
         self.known_definitions: dict[tuple[str, str], int] | None = None
         # fresh events
@@ -668,7 +671,7 @@ class _Import:
 
     def insert(self, n: int, rows: list[tuple[Any, ...]], ordered: bool) -> None:
         if self.staging is None and ordered and (self.last_at is None or rows[0][3] >= self.last_at):
-            self.conn.executemany(INSERT_SQL, rows)
+            self.conn.executemany(INSERT_SQL, self.chain.rows(rows, PAYLOAD))
             self.inserted += len(rows)
             self.last_at = rows[-1][3]
             return
@@ -802,10 +805,11 @@ class _Import:
                 staging.add(n, rows)
                 n += len(rows)
             self.conn.execute("ROLLBACK TO forewarn_import")
+            self.chain = Chain(self.base, self.base_head)
             if self.bulk:
                 self.drop_indexes()
         for rows in staging.in_at_order():
-            self.conn.executemany(INSERT_SQL, rows)
+            self.conn.executemany(INSERT_SQL, self.chain.rows(rows, PAYLOAD))
 
     def close(self) -> None:
         if self.staging is not None:
