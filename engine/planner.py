@@ -172,7 +172,7 @@ def cancellations(evaluation: Evaluation, comms: dict, told: Mapping[str, frozen
         assert at is not None
         for customer in sorted(told[subject]):
             after = [x for x in comms.get(("maintenance", subject, customer, "other"), ()) if x.comm.at >= at]
-            if not after and evaluation.index.enterprise_at(customer, last) is not None:
+            if not after and evaluation.index.covered_at(customer, last, evaluation.policy.covers) is not None:
                 out.append((subject, customer))
     return out
 
