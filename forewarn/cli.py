@@ -398,6 +398,33 @@ def rules_lint(directory: str | None) -> None:
     click.echo(f"forewarn: {len(rules)} rules, no problems", err=True)
 
 
+@rules_group.command("test")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def rules_test(directory: str | None, fmt: str) -> None:
+    """Run the fixtures beside each rule (fixtures/<rule>/ruleid-*.jsonl must trigger, ok-*.jsonl must not).
+
+    Exit 0 when all pass, 1 when some fail (the findings missing and extra are shown), 2 for a bad policy."""
+    import json
+
+    from forewarn.policy.tester import coverage_gaps, run_fixtures_of
+
+    policy = load_policy_or_fail(directory)  # a bad policy: every problem, exit 2
+    results = run_fixtures_of(policy, directory)
+    failed = [r for r in results if not r.passed]
+    if fmt == "json":
+        click.echo(json.dumps({"fixtures": [r.to_json() for r in results], "failed": len(failed)}, indent=1))
+    else:
+        from forewarn.policy.tester import report_lines
+
+        for line in report_lines(results):
+            click.echo(line)
+    for gap in coverage_gaps(policy, directory):
+        click.echo(f"forewarn: note: {gap}", err=True)
+    click.echo(f"forewarn: {len(results) - len(failed)} of {len(results)} fixture(s) pass", err=True)
+    sys.exit(1 if failed else 0)
+
+
 @main.command("plan")
 @db_option
 @events_option
