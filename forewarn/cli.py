@@ -425,6 +425,39 @@ def rules_test(directory: str | None, fmt: str) -> None:
     sys.exit(1 if failed else 0)
 
 
+@main.command("explain")
+@db_option
+@events_option
+@rules_option
+@click.option("--rule", "rule_id", metavar="R", required=True, help="The rule (see `forewarn rules list`).")
+@click.option("--subject", metavar="S", required=True, help="The maintenance / incident / release (or communication).")
+@click.option("--customer", metavar="C", default=None, help="Only this customer's obligations.")
+@click.option("--as-of", "as_of", metavar="T", default="now", help="Explain as of T (default now).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def explain_cmd(
+    db: str | None, events_files: tuple[str, ...], rules_dir: str | None, rule_id: str, subject: str,
+    customer: str | None, as_of: str, fmt: str,
+) -> None:
+    """Why an obligation of R about S is met, pending, violated, waived or void: the moments that opened it,
+    its window and deadline arithmetic, every candidate communication, the waivers considered."""
+    import difflib
+    import json
+
+    from forewarn.audit.findings import audit
+    from forewarn.explain import explain, to_text
+
+    policy = load_policy_or_fail(rules_dir)
+    rule = policy.get(rule_id)
+    if rule is None:
+        close = difflib.get_close_matches(rule_id, policy.ids, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; rules: {', '.join(policy.ids)}"
+        fail(f"--rule: no rule {rule_id!r}{hint}")
+    t = parse_instant(as_of, "--as-of")
+    result = audit(read_log(db, events_files, policy.ids, t), policy, t)
+    found = explain(result, rule, subject, customer)
+    click.echo(json.dumps(found, indent=1, ensure_ascii=False) if fmt == "json" else to_text(found))
+
+
 @main.command("plan")
 @db_option
 @events_option

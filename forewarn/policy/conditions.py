@@ -200,6 +200,11 @@ class Term:
     def holds(self, source: Mapping[str, object] | object | None) -> bool:
         return _passes(self.test, self.read(source))
 
+    def why_not(self, source: Mapping[str, object] | object | None) -> str:
+        """The term as it failed: "labels.service is web, needs = api"."""
+        value = self.read(source)
+        return f"{self.key} is {'not set' if value is None else _value(value)}, needs {_show(self.test)}"
+
 
 @dataclass(frozen=True)
 class Condition:
