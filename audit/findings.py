@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from forewarn import __version__
 from forewarn.calendar import holidays_version
@@ -82,6 +83,7 @@ class AuditResult:
     pending: list[Outcome]
     outcomes: list[Outcome]  # every non-void obligation of the period
     evaluation: Evaluation
+    comparison: Any = None  # audit.compare.Comparison, when judged against another policy too (--compare-rules)
 
     @property
     def violations(self) -> list[Finding]:
@@ -100,6 +102,7 @@ class AuditResult:
             "summary": self.summary.to_json(),
             "findings": [f.to_json() for f in self.findings],
             "pending": self.pending_json(),
+            **({"comparison": self.comparison.to_json()} if self.comparison is not None else {}),
         }
 
 

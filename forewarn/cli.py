@@ -271,6 +271,14 @@ SEVERITIES = ["low", "medium", "high", "critical"]
     show_default=True,
     help="Exit 1 only for violations of this severity or higher.",
 )
+@click.option(
+    "--compare-rules",
+    "compare_rules",
+    metavar="OLD_DIR",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Also judge the log by the policy in OLD_DIR and report the findings --rules adds and removes.",
+)
 def audit_cmd(
     db: str | None,
     events_files: tuple[str, ...],
@@ -281,6 +289,7 @@ def audit_cmd(
     fmt: str,
     output: str | None,
     fail_on: str,
+    compare_rules: str | None = None,
 ) -> None:
     """Judge the log against the policy: findings per policy.md."""
     from forewarn.audit.findings import audit
@@ -290,20 +299,28 @@ def audit_cmd(
     from forewarn.policy.schema import SEVERITY_ORDER
 
     policy = load_policy_or_fail(rules_dir)
+    old_policy = load_policy_or_fail(compare_rules) if compare_rules else None
     batch_process(read_only=True)
     t = parse_instant(as_of, "--as-of")
     start = parse_instant(since, "--since") if since else None
     end = parse_instant(until, "--until") if until else None
     if start and end and start >= end:
         fail("--since must be before --until")
-    if events_files and not db:  # the files' checks run meanwhile, on the other CPU
+    if old_policy is not None:
+        from forewarn.audit.compare import audit_compared
+
+        def judge(events: list[Any]) -> Any:
+            return audit_compared([e for e in events if e.at <= t], policy, old_policy, t, start, end)
+
+    else:
 
         def judge(events: list[Any]) -> Any:
             return audit([e for e in events if e.at <= t], policy, t, start, end)
 
+    if events_files and not db:  # the files' checks run meanwhile, on the other CPU
         result = _audit_files(events_files, judge, policy.ids)
     else:
-        result = audit(read_log(db, events_files, policy.ids, t), policy, t, start, end)
+        result = judge(read_log(db, events_files, policy.ids, t))
     text = render(fmt, result)
     write_output(text, output)
     s = result.summary
@@ -315,6 +332,8 @@ def audit_cmd(
         "(obligations and per-communication checks)",
         err=True,
     )
+    if result.comparison is not None:
+        click.echo(f"forewarn: {result.comparison.summary()}", err=True)
     threshold = SEVERITY_ORDER[fail_on]
     if any(SEVERITY_ORDER[f.severity] >= threshold for f in result.violations):
         sys.exit(EXIT_FINDINGS)

@@ -364,7 +364,15 @@ def context(result: AuditResult) -> dict[str, Any]:
         "versions": {"forewarn": __version__, "holidays": holidays_version()},
         "data": _script_json(_data(report)),
         "rules": result.policy.ids,
+        "comparison": result.comparison,
+        "comparison_rows": _comparison_rows(result),
     }
+
+
+def _comparison_rows(result: AuditResult) -> list[list[str]]:
+    from forewarn.audit.compare import table_rows
+
+    return table_rows(result.comparison) if result.comparison is not None else []
 
 
 def render(result: AuditResult) -> str:

@@ -88,6 +88,27 @@ def _suite(result: AuditResult, rule_id: str, cases: list[Case]) -> Iterator[str
     yield "  </testsuite>"
 
 
+def _comparison_suite(result: AuditResult) -> Iterator[str]:
+    """The policy change (audit --compare-rules): each added finding a failure, each removed one a pass."""
+    c = result.comparison
+    rows = c.rows()
+    attrs = _attrs(name="policy-change", tests=len(rows), failures=len(c.added), errors=0, skipped=0, time="0")
+    yield f"  <testsuite{attrs}>"
+    yield "    <properties>"
+    for name, value in (("old-policy", c.old_source), ("old-digest", c.old_digest), ("summary", c.summary())):
+        yield f"      <property{_attrs(name=name, value=value)}/>"
+    yield "    </properties>"
+    for change, f in rows:
+        name = f"{change}: {f.rule} {f.problem} {f.subject} {f.customer} due {utc(f.due)}"
+        head = f"    <testcase{_attrs(name=name, classname='policy-change.' + f.rule, time='0')}"
+        if change == "added":
+            failure = f"<failure{_attrs(message=f.message, type=f.problem)}>{escape(f.message)}</failure>"
+            yield f"{head}>{failure}</testcase>"
+        else:
+            yield f"{head}><system-out>{escape('removed by the change: ' + f.message)}</system-out></testcase>"
+    yield "  </testsuite>"
+
+
 def render(result: AuditResult) -> str:
     by_rule: dict[str, list[Case]] = defaultdict(list)
     for case in iter_cases(result):
@@ -108,5 +129,7 @@ def render(result: AuditResult) -> str:
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', f"<testsuites{attrs}>"]
     for rule_id in order:
         lines.extend(_suite(result, rule_id, by_rule[rule_id]))
+    if result.comparison is not None:
+        lines.extend(_comparison_suite(result))
     lines.append("</testsuites>")
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -152,15 +153,34 @@ def sarif_log(result: AuditResult) -> dict[str, object]:
             }
         ],
         "originalUriBaseIds": {"POLICY": {"description": {"text": "the policy directory (--rules)"}}},
-        "results": [_result(f, index, policy.by_id, kinds(f)) for f in result.findings],
+        "results": _results(result, index, kinds),
         "columnKind": "unicodeCodePoints",
         "properties": {
             "policyDigest": policy.digest,
             "holidays": holidays_version(),
             "period": period,
+            **({"comparison": result.comparison.to_json()} if result.comparison is not None else {}),
         },
     }
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
+def _results(result: AuditResult, index: dict[str, int], kinds: Any) -> list[dict[str, Any]]:
+    """The findings; with --compare-rules, each with its SARIF baselineState against the old policy
+    ("new" or "unchanged"), and the findings the change removed as "absent" results."""
+    by_id = result.policy.by_id
+    out = [_result(f, index, by_id, kinds(f)) for f in result.findings]
+    c = result.comparison
+    if c is None:
+        return out
+    added = {id(f) for f in c.added}
+    for f, r in zip(result.findings, out, strict=True):
+        r["baselineState"] = "new" if id(f) in added else "unchanged"
+    for f in c.removed:
+        gone = _result(f, index, by_id, kinds(f))  # a rule the policy dropped has no ruleIndex
+        gone["baselineState"] = "absent"
+        out.append(gone)
+    return out
 
 
 def render(result: AuditResult) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -118,4 +119,16 @@ def render(result: AuditResult, width: int = 160, color: bool = False) -> str:
         console.print(_findings_table(rule_id, rule.severity if rule else "?", findings))
     if not result.findings:
         console.print("No findings.")
+    if result.comparison is not None:
+        console.print(_comparison_table(result.comparison))
     return buffer.getvalue()
+
+
+def _comparison_table(c: Any) -> Table:
+    """The findings the policy change adds and removes (audit --compare-rules)."""
+    from forewarn.audit.compare import COLUMNS, table_rows
+
+    table = Table(*COLUMNS, title=f"Policy change: {c.summary()}", title_justify="left", expand=False)
+    for row in table_rows(c):
+        table.add_row(*row)
+    return table
