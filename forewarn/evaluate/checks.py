@@ -121,6 +121,27 @@ def applies(
     return check.about is None or _about(check, condition, subject, history, pos)
 
 
+def stated_requirements(
+    policy: Policy,
+    kind: str,
+    history: SubjectHistory | None,
+    pos: int,
+    customer: object | None,
+) -> frozenset[str]:
+    """The `states-*` requirements the policy's checks make of a communication of `kind` about the subject of
+    `history`, sent at `pos` to a customer with the attributes `customer`: what such a message must state
+    (the engine's drafts state exactly these, so what it sends passes the checks)."""
+    subject = (history.kind, history.id) if history is not None else None
+    return frozenset(
+        req
+        for rule in policy.rules
+        for check in rule.spec.checks
+        if not check.replies and applies(rule, check, kind, subject, history, pos, customer)
+        for req, _args in check.requirements()
+        if req.startswith("states-")
+    )
+
+
 def _violation(
     rule: Rule, problem: str, item: Sent, due: datetime, evidence: tuple[str, ...], **fields: str
 ) -> Violation:
