@@ -127,6 +127,12 @@ def test_one_meaning_of_a_test() -> None:
     assert not compile_condition({"customer.country": {"exists": True}}).holds({}, acme)
     assert compile_condition({"customer.country": {"exists": False}}).holds({}, acme)
     assert not compile_condition({"customer.labels.tier": "standard"}).holds({}, acme)
+    # the compiled customer predicate (what the scope runs) means what the terms mean
+    for where in ({"customer.plan": "enterprise"}, {"customer.plan": ["free", "enterprise"]}, {"customer.plan": "free"},
+                  {"customer.labels.tier": ["premium"]}, {"customer.labels.tier": "premium", "customer.plan": "free"},
+                  {"customer.country": {"exists": False}}, {"customer.labels.x": {"exists": True}}, {}):
+        c = compile_condition(where)
+        assert c.customer_predicate(acme) == all(t.holds(acme) for t in c.on_customer), where
 
 
 def test_misspelt_attributes_are_listed_with_did_you_mean(tmp_path: Path) -> None:

@@ -153,9 +153,10 @@ def affected_versions(
         candidates = list(dict.fromkeys(history.customers))
     found = [(c, attrs) for c in candidates if (attrs := index.covered_at(c, pos, covers)) is not None]
     if rule is not None:
-        terms = (rule.obligation_condition if rule.spec.obligation is not None else rule.alarm_condition).on_customer
-        if terms:
-            found = [(c, attrs) for c, attrs in found if all(t.holds(attrs) for t in terms)]
+        condition = rule.obligation_condition if rule.spec.obligation is not None else rule.alarm_condition
+        if condition.on_customer:
+            holds = condition.customer_predicate
+            found = [(c, attrs) for c, attrs in found if holds(attrs)]
     return found
 
 

@@ -12,8 +12,9 @@ of this table: entity -> table, field -> column, test -> predicate).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Literal
 
 Entity = Literal["subject", "moment", "customer"]
@@ -215,11 +216,15 @@ class Condition:
     def __post_init__(self) -> None:
         object.__setattr__(self, "on_subject", tuple(t for t in self.terms if t.attribute.entity != "customer"))
         object.__setattr__(self, "on_customer", tuple(t for t in self.terms if t.attribute.entity == "customer"))
+        object.__setattr__(self, "customer_predicate", _customer_predicate(self.on_customer))
 
     on_subject: tuple[Term, ...] = field(init=False, repr=False, compare=False)
     """The terms read from the subject (or the moment)."""
     on_customer: tuple[Term, ...] = field(init=False, repr=False, compare=False)
     """The terms read from the customer."""
+    customer_predicate: Callable[[object], bool] = field(init=False, repr=False, compare=False)
+    """`holds_for_customer` of a customer version (not None), as one function: the scope is tested for
+    every communication, so its terms are read with attrgetter instead of `Term.read`'s general path."""
 
     def holds(self, subject: Mapping[str, object] | None = None, customer: object | None = None) -> bool:
         """Whether every term holds: subject and moment terms on `subject` (the attributes in force
@@ -230,7 +235,9 @@ class Condition:
         return all(t.holds(subject) for t in self.on_subject)
 
     def holds_for_customer(self, customer: object | None) -> bool:
-        return all(t.holds(customer) for t in self.on_customer)
+        if customer is None:
+            return not self.on_customer or all(t.holds(None) for t in self.on_customer)
+        return self.customer_predicate(customer)
 
     def describe(self) -> str:
         """The condition as written, for explanations."""
@@ -248,6 +255,38 @@ def _show(test: Test) -> str:
 
 def _value(v: object) -> str:
     return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+def _customer_predicate(terms: tuple[Term, ...]) -> Callable[[object], bool]:
+    """The customer terms as one function of a customer version, with the meaning of `_passes`."""
+    tests = [_customer_test(t) for t in terms]
+    if not tests:
+        return lambda _c: True
+    if len(tests) == 1:
+        return tests[0]
+    return lambda c: all(test(c) for test in tests)
+
+
+def _customer_test(term: Term) -> Callable[[object], bool]:
+    plain = attrgetter(term.attribute.field)
+    label = term.label
+    if label is None:
+        read = plain
+    else:
+
+        def read(c: object) -> object:
+            labels = plain(c)
+            return labels.get(label) if labels else None
+
+    op, arg = term.test
+    if op == "eq":
+        kind = type(arg)
+        return lambda c: type(v := read(c)) is kind and v == arg
+    if op == "in":
+        options = tuple(arg)  # type: ignore[arg-type]
+        return lambda c: any(type(v := read(c)) is type(o) and v == o for o in options)
+    present = bool(arg)
+    return lambda c: (read(c) is not None) == present
 
 
 def compile_condition(where: Mapping[str, object]) -> Condition:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -97,9 +97,11 @@ class Policy:
     def scope_condition(self) -> Condition:
         return compile_condition(self.scope)
 
-    def covers(self, customer: object | None) -> bool:
-        """Whether a customer version (attributes in force) is under the policy."""
-        return customer is not None and self.scope_condition.holds_for_customer(customer)
+    @cached_property
+    def covers(self) -> Callable[[object], bool]:
+        """Whether a customer version (attributes in force) is under the policy: one function, called
+        for every communication and affected customer."""
+        return self.scope_condition.customer_predicate
 
     @cached_property
     def by_id(self) -> dict[str, Rule]:
