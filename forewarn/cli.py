@@ -378,7 +378,10 @@ def rules_list(rules_dir: str | None) -> None:
     from rich.table import Table
 
     policy = load_policy_or_fail(rules_dir)
-    table = Table("id", "severity", "title", "parameters", title=f"policy {policy.digest[:19]}…")
+    scope = ", ".join(f"{k}: {v}" for k, v in policy.scope.items())
+    table = Table(
+        "id", "severity", "title", "parameters", title=f"policy {policy.digest[:19]}…", caption=f"scope: {scope}"
+    )
     for rule in policy.rules:
         params = ", ".join(f"{k}={v}" for k, v in rule.params().items())
         table.add_row(rule.id, rule.severity, rule.spec.title, params)

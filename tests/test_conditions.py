@@ -151,6 +151,14 @@ def test_misspelt_attributes_are_listed_with_did_you_mean(tmp_path: Path) -> Non
     assert problems({"customer.plan": "gold"}, "scope", None) == [
         ("customer.plan", "customer.plan: 'gold' is not one of free, basic, business, enterprise")
     ]
+    assert problems({"labels.Service": "api"}, "obligation", "maintenance") == [
+        ("labels.Service", "labels.Service: a label name matches [a-z0-9][a-z0-9._-]{0,62} (labels are lower case), "
+                           "so this never matches")
+    ]
+    from forewarn.events.models import LABEL_KEY_PATTERN
+    from forewarn.policy.conditions import LABEL_NAME_PATTERN
+
+    assert LABEL_NAME_PATTERN == LABEL_KEY_PATTERN
     scope_problem = problems({"impact": "x"}, "scope", None)[0][1]
     assert scope_problem.startswith("no attribute 'impact' can be tested here (a customer attribute; a scope tests")
 

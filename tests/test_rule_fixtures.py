@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -38,6 +39,9 @@ def test_rules_test_passes_on_the_shipped_policy() -> None:
     assert run.exit_code == 0, run.output
     assert f"{len(CASES)} of {len(CASES)} fixture(s) pass" in run.output
     assert "PASS  advance-notice/ruleid-late" in run.output
+    as_json = CliRunner().invoke(main, ["rules", "test", "--format", "json"])
+    report = json.loads(as_json.stdout)
+    assert as_json.exit_code == 0 and report["failed"] == 0 and len(report["fixtures"]) == len(CASES)
 
 
 def test_rules_test_shows_missing_and_extra_findings_and_exits_1(tmp_path: Path) -> None:

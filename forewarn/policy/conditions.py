@@ -12,6 +12,7 @@ of this table: entity -> table, field -> column, test -> predicate).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -24,6 +25,8 @@ customer: the customer's attributes in force at the trigger (`customer.` prefix)
 AttrType = Literal["bool", "enum", "int", "instant", "text"]
 
 CUSTOMER_PREFIX = "customer."
+LABEL_NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,62}"  # as forewarn.events.models.LABEL_KEY_PATTERN
+_LABEL_NAME = re.compile(LABEL_NAME_PATTERN + r"\Z")
 LABELS = "labels"
 SUBJECT_KINDS = ("maintenance", "incident", "release")
 PLANS = ("free", "basic", "business", "enterprise")
@@ -114,7 +117,11 @@ def problems(where: Mapping[str, object], place: Literal["obligation", "check", 
             out.append((key, f"no attribute {key!r} can be tested here{why}{_hint(key, allowed)}; "
                              f"attributes: {', '.join(allowed)}"))
             continue
-        row, _label = found
+        row, label = found
+        if label is not None and not _LABEL_NAME.match(label):
+            out.append((key, f"{key}: a label name matches {LABEL_NAME_PATTERN} (labels are lower case), "
+                             f"so this never matches"))
+            continue
         if isinstance(spec, dict):
             if set(spec) != {"exists"} or not isinstance(spec["exists"], bool):
                 out.append((key, f"{key}: a mapping condition is {{exists: true|false}}"))
