@@ -222,3 +222,26 @@ def test_the_examples_pass_their_fixtures() -> None:
     assert "14 of 14 fixture(s) pass" in run.output
     assert "PASS  premium-advance-notice/ruleid-late" in run.output
     assert "PASS  api-early-reminder/ruleid-relabelled-onto-the-api-by-a-reschedule" in run.output
+
+
+def test_a_customer_term_on_a_check_selects_its_findings_and_the_cases_the_reports_count(tmp_path: Path) -> None:
+    from forewarn.audit.formats.stats import build, iter_cases
+
+    rules = _copy(tmp_path)
+    path = rules / "sender-address.yaml"
+    path.write_text(path.read_text().replace("  - kinds: all\n", "  - kinds: all\n    where:\n"
+                                             "      customer.labels.tier: premium\n", 1))
+    events = [_customer("acme", tier="premium"), _customer("globex", tier="standard"),
+              _maintenance("mx-1", ["acme", "globex"])]
+    for cid in ("acme", "globex"):
+        events.append({"id": f"n-{cid}", "type": "communication.sent", "at": "2026-03-03T07:00:00Z",
+                       "communication": f"n-{cid}", "customer": cid, "to": [f"ops@{cid}.example"],
+                       "from": "someone@example.com", "kind": "other", "subject": "s", "maintenance": "mx-1"})
+    result = audit(load_files([_write(tmp_path / "log.jsonl", events)]), load_policy(rules), AS_OF)
+    assert [(f.rule, f.customer) for f in result.findings if f.rule == "sender-address"] == [
+        ("sender-address", "acme")
+    ]
+    cases = [c for c in iter_cases(result) if c.rule == "sender-address"]
+    assert [(c.subject, c.status) for c in cases] == [("n-acme", "violated")]
+    tally = dict((r.id, g.tally) for r, g in build(result).rules)["sender-address"]
+    assert (tally.met, tally.violated) == (0, 1)

@@ -13,7 +13,7 @@ import numpy as np
 
 from forewarn.audit.findings import AuditResult, Finding, utc
 from forewarn.calendar import calendar_for
-from forewarn.evaluate.checks import applies, humanize
+from forewarn.evaluate.checks import CheckPlan, humanize
 from forewarn.evaluate.model import Outcome
 from forewarn.policy.model import Rule
 
@@ -27,7 +27,6 @@ Plain = defaultdict[tuple[tuple[str, ...], tuple[int, int], str, str | None], in
 Counts = defaultdict[tuple[str, str, tuple[int, int], str, str | None, str], int]
 """Case counts by (kind, rule, month, customer, about, status): a defaultdict, whose C-level default
 is measurably cheaper than Counter's __missing__ for hundreds of thousands of distinct keys."""
-Applies = tuple[tuple[str, ...], dict[str, int]]
 
 
 class Case(NamedTuple):
@@ -155,23 +154,11 @@ def _obligation_cases(result: AuditResult, by_key: FindingsBy) -> Iterator[Case]
         )
 
 
-def _ticket_minutes(rule: Rule) -> int | None:
-    for check in rule.spec.checks:
-        for req, args in check.requirements():
-            if req == "ticket-opened":
-                return int(rule.resolve_int(args["within_minutes"]) or 0)
-    return None
-
-
 def _check_cases(result: AuditResult, by_subject: BySubject) -> Iterator[Case]:
     """One case per communication (or reply) and per rule whose checks apply to it."""
     ev = result.evaluation
     index = ev.index
-    comm_rules = [
-        (r, [c for c in r.spec.checks if not c.replies], _ticket_minutes(r))
-        for r in result.policy.rules
-        if any(not c.replies for c in r.spec.checks)
-    ]
+    plan = CheckPlan(result.policy, ev.histories)
     reply_rules = [r for r in result.policy.rules if any(c.replies for c in r.spec.checks)]
     for sent in index.sent:
         comm = sent.comm
@@ -179,16 +166,15 @@ def _check_cases(result: AuditResult, by_subject: BySubject) -> Iterator[Case]:
         if customer is None:
             continue
         subject = sent.subject
-        history = ev.histories.get(subject) if subject else None
         about = subject[1] if subject else None
-        for rule, checks, ticket_minutes in comm_rules:
-            if not any(applies(rule, c, comm.kind, subject, history, sent.pos, customer) for c in checks):
-                continue
-            found = tuple(by_subject.pop((rule.id, comm.communication), ()))
+        rids, later = plan(comm.kind, subject, sent.pos, customer)
+        for rid in rids:
+            ticket_minutes = later.get(rid)
+            found = tuple(by_subject.pop((rid, comm.communication), ()))
             due = comm.at + timedelta(minutes=ticket_minutes or 0)
             if found:
                 yield Case(
-                    rule.id,
+                    rid,
                     "check",
                     comm.communication,
                     comm.customer,
@@ -201,7 +187,7 @@ def _check_cases(result: AuditResult, by_subject: BySubject) -> Iterator[Case]:
             no_ticket = comm.communication not in index.tickets
             pending = ticket_minutes is not None and due > result.as_of and no_ticket
             yield Case(
-                rule.id,
+                rid,
                 "check",
                 comm.communication,
                 comm.customer,
@@ -259,38 +245,6 @@ def month_name(month: Month) -> str:
     return f"{month[0]:04d}-{month[1]:02d}"
 
 
-class _Applicable:
-    """Which check rules apply to a communication of a kind about a subject, as the checks decide:
-    (their ids, {id: minutes after sending it is due} for those not due when sent), cached."""
-
-    def __init__(self, result: AuditResult) -> None:
-        self.rules = [
-            (r, [c for c in r.spec.checks if not c.replies], _ticket_minutes(r))
-            for r in result.policy.rules
-            if any(not c.replies for c in r.spec.checks)
-        ]
-        self.slack = max((m or 0 for _r, _c, m in self.rules), default=0)
-        self.histories = result.evaluation.histories
-        # customer terms make applicability depend on the customer's version too
-        self.by_customer = any(r.check_condition(c).on_customer for r, cs, _m in self.rules for c in cs)
-        self.cache: dict[tuple[str, tuple[str, str] | None, int, int], Applies] = {}
-
-    def __call__(self, kind: str, subject: tuple[str, str] | None, pos: int, customer: object) -> Applies:
-        history = self.histories.get(subject) if subject else None
-        labels = history.labels_version_at(pos) if history is not None else 0
-        key = (kind, subject, labels, id(customer) if self.by_customer else 0)
-        found = self.cache.get(key)
-        if found is None:
-            rules = [
-                (rule.id, minutes)
-                for rule, checks, minutes in self.rules
-                if any(applies(rule, c, kind, subject, history, pos, customer) for c in checks)
-            ]
-            ids = tuple(rid for rid, _m in rules)
-            found = self.cache[key] = (ids, {rid: m for rid, m in rules if m})
-        return found
-
-
 def _covered_from(result: AuditResult) -> dict[str, tuple[int, object]]:
     """Customers with one unchanged version the policy covers: the position it starts at, and it."""
     out = {}
@@ -304,7 +258,7 @@ def _covered_from(result: AuditResult) -> dict[str, tuple[int, object]]:
 def _count_comm(
     result: AuditResult,
     sent: Any,
-    applicable: _Applicable,
+    applicable: CheckPlan,
     skip: set[tuple[str, str]],
     counts: Counts,
 ) -> None:
@@ -338,7 +292,7 @@ def _count_checks(result: AuditResult, skip: set[tuple[str, str]], counts: Count
     in its own month, inside the period and before the audit instant adds 1 to
     its (kind, subject, customer, month); the others go rule by rule.
     """
-    applicable = _Applicable(result)
+    applicable = CheckPlan(result.policy, result.evaluation.histories)
     starts = _covered_from(result)
     histories = result.evaluation.histories
     skip_ids = {subject for _rid, subject in skip}

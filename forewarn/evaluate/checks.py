@@ -121,6 +121,53 @@ def applies(
     return check.about is None or _about(check, condition, subject, history, pos)
 
 
+def due_minutes(rule: Rule) -> int | None:
+    """How long after a communication is sent a rule's verdict on it falls due (its `ticket-opened`
+    requirement's minutes), or None when the verdict is due when it is sent."""
+    for check in rule.spec.checks:
+        for req, args in check.requirements():
+            if req == "ticket-opened":
+                return int(rule.resolve_int(args["within_minutes"]) or 0)  # type: ignore[arg-type]
+    return None
+
+
+Applies = tuple[tuple[str, ...], dict[str, int]]
+
+
+class CheckPlan:
+    """Which rules' checks apply to a communication, and when each verdict falls due: the evaluation's
+    answer (`applies`), for the reports to count per-communication cases by, cached per kind, subject,
+    labels version and (when a check has customer terms) customer version."""
+
+    def __init__(self, policy: Policy, histories: Mapping[tuple[str, str], SubjectHistory]) -> None:
+        self.rules = [
+            (r, [c for c in r.spec.checks if not c.replies], due_minutes(r))
+            for r in policy.rules
+            if any(not c.replies for c in r.spec.checks)
+        ]
+        self.slack = max((m or 0 for _r, _c, m in self.rules), default=0)
+        """The longest a verdict can fall due after its communication (minutes)."""
+        self.histories = histories
+        self.by_customer = any(r.check_condition(c).on_customer for r, cs, _m in self.rules for c in cs)
+        self.cache: dict[tuple[str, tuple[str, str] | None, int, int], Applies] = {}
+
+    def __call__(self, kind: str, subject: tuple[str, str] | None, pos: int, customer: object) -> Applies:
+        """(ids of the rules whose checks apply, {id: minutes after sending its verdict is due} for those
+        not due when sent) for a communication of `kind` about `subject` at `pos` to `customer`."""
+        history = self.histories.get(subject) if subject else None
+        labels = history.labels_version_at(pos) if history is not None else 0
+        key = (kind, subject, labels, id(customer) if self.by_customer else 0)
+        found = self.cache.get(key)
+        if found is None:
+            rules = [
+                (rule.id, minutes)
+                for rule, checks, minutes in self.rules
+                if any(applies(rule, c, kind, subject, history, pos, customer) for c in checks)
+            ]
+            found = self.cache[key] = (tuple(rid for rid, _m in rules), {rid: m for rid, m in rules if m})
+        return found
+
+
 def stated_requirements(
     policy: Policy,
     kind: str,
