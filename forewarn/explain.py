@@ -230,8 +230,7 @@ def _why_nothing(result: AuditResult, rule: Rule, subject: str, customer: str | 
     policy = ev.policy
     spec = rule.spec.obligation or rule.spec.alarm
     if spec is None:
-        return [f"{rule.id} checks communications: give a communication (or reply) id as --subject; "
-                "no finding about it means each check that applies passed"]
+        return _why_no_check_finding(result, rule, subject)
     history = ev.histories.get((spec.subject, subject))
     if history is None:
         return [f"no {spec.subject} {subject!r} in the log as of {utc(result.as_of)}"]
@@ -263,6 +262,36 @@ def _why_nothing(result: AuditResult, rule: Rule, subject: str, customer: str | 
         if customer is not None and listed != "all" and customer not in listed:
             notes.append(f"customer {customer} is not among the customers of {subject}")
     return notes or ["nothing owed: no obligation of this rule about this subject (and customer)"]
+
+
+def _why_no_check_finding(result: AuditResult, rule: Rule, subject: str) -> list[str]:
+    """A per-communication rule with no finding about `subject` (a communication or reply id): why."""
+    from forewarn.evaluate.checks import CheckPlan
+
+    ev = result.evaluation
+    index = ev.index
+    if any(c.replies for c in rule.spec.checks):
+        reply = next((r for pos, r in index.replies if r.reply == subject), None)
+        if reply is not None:
+            return [f"reply {subject} passed the checks of {rule.id}"]
+    sent = index.sent_by_id.get(subject)
+    if sent is None:
+        return [f"{rule.id} checks communications: no communication {subject!r} in the log as of "
+                f"{utc(result.as_of)} (give a communication or reply id as --subject)"]
+    comm = sent.comm
+    customer = index.covered_at(comm.customer, sent.pos, ev.policy.covers)
+    if customer is None:
+        return [f"{subject} went to {comm.customer}, out of the policy's scope then "
+                f"({ev.policy.scope_description.rstrip('.')})"]
+    rids, later = CheckPlan(ev.policy, ev.histories)(comm.kind, sent.subject, sent.pos, customer)
+    if rule.id not in rids:
+        return [f"no check of {rule.id} applies to {subject} (a {comm.kind}"
+                + (f" about {sent.subject[0]} {sent.subject[1]}" if sent.subject else "") + ")"]
+    minutes = later.get(rule.id)
+    if minutes and comm.at.timestamp() + minutes * 60 > result.as_of.timestamp():
+        return [f"{subject}: the checks of {rule.id} apply; its verdict is due {minutes} min after it was sent, "
+                f"after the as-of: pending"]
+    return [f"{subject} passed the checks of {rule.id} that apply to it"]
 
 
 # -- as text -----------------------------------------------------------------------------
@@ -301,5 +330,5 @@ def to_text(x: dict[str, Any]) -> str:
         for f in x["findings"]:
             lines.append(f"  {f['status']} {f['problem']} {f['customer']} due {f['due']}: {f['message']}")
     if x["notes"]:
-        lines += ["", "nothing owed:"] + [f"  {n}" for n in x["notes"]]
+        lines += ["", "no obligation or finding:"] + [f"  {n}" for n in x["notes"]]
     return "\n".join(lines)

@@ -116,3 +116,20 @@ def test_the_html_report_shows_each_findings_explain_command() -> None:
     assert run.exit_code == 1
     assert ("forewarn explain --rule advance-notice --subject mx-1 --customer acme --as-of 2026-04-20T00:00:00Z"
             in run.output)
+
+
+def test_per_communication_rules_say_what_applies() -> None:
+    log = str(FIXTURES / "ticket-opened" / "ruleid-late.jsonl")
+
+    def notes(rule: str, as_of: str = "2026-04-01") -> list[str]:
+        code, out = _run("--events", log, "--rule", rule, "--subject", "c-x", "--as-of", as_of, "--format", "json")
+        assert code == 0, out
+        return json.loads(out)["notes"]
+
+    assert notes("sender-address") == ["c-x passed the checks of sender-address that apply to it"]
+    assert notes("notice-content") == ["no check of notice-content applies to c-x (a other)"]
+    assert notes("ticket-opened", "2026-03-02T10:06:00Z") == [
+        "c-x: the checks of ticket-opened apply; its verdict is due 10 min after it was sent, after the as-of: pending"
+    ]
+    code, out = _run("--events", log, "--rule", "ticket-opened", "--subject", "c-x", "--as-of", "2026-04-01")
+    assert "violation late acme due 2026-03-02T10:15:00Z: the ticket for other c-x to acme was opened 1m after" in out
