@@ -131,5 +131,5 @@ def test_per_communication_rules_say_what_applies() -> None:
     assert notes("ticket-opened", "2026-03-02T10:06:00Z") == [
         "c-x: the checks of ticket-opened apply; its verdict is due 10 min after it was sent, after the as-of: pending"
     ]
-    code, out = _run("--events", log, "--rule", "ticket-opened", "--subject", "c-x", "--as-of", "2026-04-01")
+    _code, out = _run("--events", log, "--rule", "ticket-opened", "--subject", "c-x", "--as-of", "2026-04-01")
     assert "violation late acme due 2026-03-02T10:15:00Z: the ticket for other c-x to acme was opened 1m after" in out
