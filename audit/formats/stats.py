@@ -288,7 +288,7 @@ def _count_comm(
 def _count_checks(result: AuditResult, skip: set[tuple[str, str]], counts: Counts, plain: Plain) -> None:
     """Count the met and pending communication and reply checks (those with findings are in `skip`).
 
-    In bulk: a communication of an enterprise customer whose checks all fall due
+    In bulk: a communication of a customer in scope whose checks all fall due
     in its own month, inside the period and before the audit instant adds 1 to
     its (kind, subject, customer, month); the others go rule by rule.
     """

@@ -382,7 +382,7 @@ class CustomerUpserted(EventBase):
     customer: EntityId = Field(description="Customer id.")
     name: str = Field(description="Display name.")
     plan: Literal["free", "basic", "business", "enterprise"] = Field(
-        description="Plan; the policy applies to enterprise only."
+        description="Plan; the policy's scope (rules/_scope.yaml) says which plans it covers: enterprise."
     )
     timezone: str = Field(default="UTC", description="IANA time zone name.")
     country: str | None = Field(
@@ -428,7 +428,7 @@ class MaintenanceScheduled(EventBase):
     title: str = Field(description="Title.")
     start: Timestamp = Field(description="Window start.")
     end: Timestamp = Field(description="Window end; after start.")
-    customers: Customers = Field(description='Affected customer ids, or "all" (enterprise).')
+    customers: Customers = Field(description='Affected customer ids, or "all" (every customer in scope).')
     impact: Literal["none", "degraded", "interruption"] = Field(description="Expected impact.")
     impact_summary: str | None = Field(
         default=None, description="What customers will notice; required unless impact is none."
@@ -530,7 +530,7 @@ class IncidentDeclared(EventBase):
     incident: EntityId = Field(description="Incident id.")
     title: str = Field(description="Title.")
     severity: Literal["critical", "major", "minor"] = Field(description="Severity.")
-    customers: Customers = Field(description='Affected customer ids, or "all" (enterprise).')
+    customers: Customers = Field(description='Affected customer ids, or "all" (every customer in scope).')
     summary: str = Field(description="What happened.")
     labels: Labels | None = Field(default=None, description=LABELS_DESCRIPTION)
 
@@ -552,7 +552,7 @@ class ReleaseScheduled(EventBase):
     release: EntityId = Field(description="Release id.")
     title: str = Field(description="Title.")
     release_at: Timestamp = Field(description="When the release happens.")
-    customers: Customers = Field(description='Affected customer ids, or "all" (enterprise).')
+    customers: Customers = Field(description='Affected customer ids, or "all" (every customer in scope).')
     labels: Labels | None = Field(default=None, description=LABELS_DESCRIPTION)
 
 

@@ -16,7 +16,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Literal
+from typing import Literal, get_args
+
+from forewarn.events.models import SUBJECT_KINDS, CustomerUpserted, IncidentDeclared, MaintenanceScheduled
 
 Entity = Literal["subject", "moment", "customer"]
 """subject: the maintenance / incident / release, as in force at the moment tested;
@@ -28,8 +30,16 @@ CUSTOMER_PREFIX = "customer."
 LABEL_NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,62}"  # as forewarn.events.models.LABEL_KEY_PATTERN
 _LABEL_NAME = re.compile(LABEL_NAME_PATTERN + r"\Z")
 LABELS = "labels"
-SUBJECT_KINDS = ("maintenance", "incident", "release")
-PLANS = ("free", "basic", "business", "enterprise")
+
+
+def _values(model: type, name: str) -> tuple[str, ...]:
+    """The allowed values of an event field (a Literal of the event contract): one definition."""
+    return tuple(get_args(model.model_fields[name].annotation))  # type: ignore[attr-defined]
+
+
+PLANS = _values(CustomerUpserted, "plan")
+IMPACTS = _values(MaintenanceScheduled, "impact")
+SEVERITIES = _values(IncidentDeclared, "severity")
 
 
 @dataclass(frozen=True)
@@ -50,14 +60,14 @@ class Attribute:
 
 
 ATTRIBUTES: tuple[Attribute, ...] = (
-    Attribute("impact", "subject", "impact", "enum", ("none", "degraded", "interruption"), ("maintenance",),
+    Attribute("impact", "subject", "impact", "enum", IMPACTS, ("maintenance",),
               "the maintenance's expected impact"),
     Attribute("emergency", "subject", "emergency", "bool", (), ("maintenance",), "an emergency maintenance"),
     Attribute("release", "subject", "release", "bool", (), ("maintenance", "release"),
               "release-related work (always true of a release)"),
     Attribute("notifiable", "subject", "notifiable", "bool", (), ("maintenance",),
               "impact is not none, or an emergency"),
-    Attribute("severity", "subject", "severity", "enum", ("critical", "major", "minor"), ("incident",),
+    Attribute("severity", "subject", "severity", "enum", SEVERITIES, ("incident",),
               "the incident's severity"),
     Attribute("labels.*", "subject", LABELS, "text", (), SUBJECT_KINDS,
               "a label of the subject in force (a reschedule's labels replace the maintenance's)"),
