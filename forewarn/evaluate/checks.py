@@ -29,7 +29,7 @@ def _fmt(t: datetime | None) -> str:
 
 
 Requirement = Callable[..., Violation | None]
-Compiled = list[tuple[Rule, Check, list[tuple[Requirement, Mapping[str, object]]]]]
+Compiled = list[tuple[Rule, Check, Condition, list[tuple[Requirement, Mapping[str, object]]]]]
 
 
 def compile_checks(policy: Policy) -> dict[str, Compiled]:
@@ -45,7 +45,7 @@ def compile_checks(policy: Policy) -> dict[str, Compiled]:
             ]
             for kind in COMMUNICATION_KINDS:
                 if check.kinds == "all" or (check.kinds is not None and kind in check.kinds):
-                    out[kind].append((rule, check, reqs))
+                    out[kind].append((rule, check, rule.check_condition(check), reqs))
     return out
 
 
@@ -65,8 +65,7 @@ def run_checks(policy: Policy, ctx: CheckContext) -> list[Violation]:
             continue  # out of the policy's scope
         subject = sent.subject
         history = ctx.histories.get(subject) if subject else None
-        for rule, check, reqs in by_kind[comm.kind]:
-            condition = rule.check_condition(check)
+        for rule, check, condition, reqs in by_kind[comm.kind]:
             if check.about is not None:
                 key = (id(check), subject, history.labels_version_at(sent.pos) if history else 0)
                 fits = about.get(key)

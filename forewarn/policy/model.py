@@ -65,11 +65,14 @@ class Rule:
         """Each check's `where`, compiled, in the order of `spec.checks`."""
         return tuple(compile_condition(c.where) for c in self.spec.checks)
 
+    @cached_property
+    def _conditions_by_check(self) -> dict[int, Condition]:
+        return {id(c): condition for c, condition in zip(self.spec.checks, self.check_conditions, strict=True)}
+
     def check_condition(self, check: Check) -> Condition:
-        for candidate, condition in zip(self.spec.checks, self.check_conditions, strict=True):
-            if candidate is check:
-                return condition
-        return compile_condition(check.where)
+        """The compiled `where` of one of this rule's checks."""
+        found = self._conditions_by_check.get(id(check))
+        return found if found is not None else compile_condition(check.where)
 
     def params(self) -> dict[str, int | str]:
         return {name: p.value for name, p in self.spec.params.items()}
