@@ -92,9 +92,10 @@ class Policy:
     rules: tuple[Rule, ...]
     digest: str
     source: str = ""
-    scope: Mapping[str, object] = field(default_factory=lambda: dict(DEFAULT_SCOPE))
+    scope: Mapping[str, object] = field(default_factory=lambda: dict(DEFAULT_SCOPE), compare=False)
     """The condition on a customer's attributes in force that puts it under the policy."""
-    scope_description: str = "customers on the enterprise plan"
+    scope_description: str = field(default="customers on the enterprise plan", compare=False)
+    """(Both are part of `digest`, which equality and hashing compare.)"""
 
     @cached_property
     def scope_condition(self) -> Condition:
