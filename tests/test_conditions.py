@@ -245,3 +245,28 @@ def test_a_customer_term_on_a_check_selects_its_findings_and_the_cases_the_repor
     assert [(c.subject, c.status) for c in cases] == [("n-acme", "violated")]
     tally = dict((r.id, g.tally) for r, g in build(result).rules)["sender-address"]
     assert (tally.met, tally.violated) == (0, 1)
+
+
+def test_a_check_sees_the_subjects_labels_in_force_when_the_communication_was_sent(tmp_path: Path) -> None:
+    rules = _copy(tmp_path)
+    path = rules / "notice-content.yaml"
+    path.write_text(path.read_text().replace("      notifiable: true\n", "      notifiable: true\n"
+                                             "      labels.service: api\n", 1))
+    events = [_customer("acme"), _maintenance("mx-1", ["acme"], service="api")]
+
+    def notice(n: int, at: str) -> dict:
+        return {"id": f"n-{n}", "type": "communication.sent", "at": at, "communication": f"n-{n}",
+                "customer": "acme", "to": ["ops@acme.example"], "from": "enterprise-support@example.com",
+                "kind": "advance_notice", "subject": "s", "maintenance": "mx-1"}
+
+    events += [
+        notice(1, "2026-03-02T11:00:00Z"),
+        {"id": "r-1", "type": "maintenance.rescheduled", "at": "2026-03-03T00:00:00Z", "maintenance": "mx-1",
+         "start": "2026-03-10T08:00:00Z", "end": "2026-03-10T10:00:00Z", "labels": {"service": "web"}},
+        notice(2, "2026-03-03T11:00:00Z"),
+        {"id": "r-2", "type": "maintenance.rescheduled", "at": "2026-03-04T00:00:00Z", "maintenance": "mx-1",
+         "start": "2026-03-10T08:00:00Z", "end": "2026-03-10T10:00:00Z"},  # no labels: they stay
+        notice(3, "2026-03-04T11:00:00Z"),
+    ]
+    result = audit(load_files([_write(tmp_path / "log.jsonl", events)]), load_policy(rules), AS_OF)
+    assert sorted({f.subject for f in result.findings if f.rule == "notice-content"}) == ["n-1"]
