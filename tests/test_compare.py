@@ -84,3 +84,14 @@ def test_csv_has_a_change_column_and_the_removed_rows(two_days: Path) -> None:
 def test_a_bad_old_policy_is_exit_2(tmp_path: Path) -> None:
     code, _out, err = _audit(RULES, tmp_path, "json")
     assert code == 2 and "no *.yaml rule files" in err
+
+
+def test_junit_totals_count_the_policy_change_suite(two_days: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    _code, out, _err = _audit(two_days, RULES, "junit")
+    root = ET.fromstring(out)
+    suites = root.findall("testsuite")
+    assert suites[-1].get("name") == "policy-change"
+    assert int(root.get("tests")) == sum(int(s.get("tests")) for s in suites)
+    assert int(root.get("failures")) == sum(int(s.get("failures")) for s in suites)

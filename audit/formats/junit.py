@@ -118,10 +118,11 @@ def render(result: AuditResult) -> str:
     cases = [c for r in order for c in by_rule[r]]
     versions = f"forewarn {__version__}, holidays {holidays_version()}"
     name = f"forewarn audit ({period_text(result)}; {versions})"
+    changes = result.comparison.rows() if result.comparison is not None else []
     attrs = _attrs(
         name=name,
-        tests=len(cases),
-        failures=sum(c.status == "violated" for c in cases),
+        tests=len(cases) + len(changes),
+        failures=sum(c.status == "violated" for c in cases) + sum(change == "added" for change, _f in changes),
         errors=0,
         skipped=sum(c.status in ("waived", "pending") for c in cases),
         time="0",
