@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from forewarn import __version__
 from forewarn.calendar import holidays_version
@@ -84,6 +85,7 @@ class AuditResult:
     outcomes: list[Outcome]  # every non-void obligation of the period
     evaluation: Evaluation
     log: Fingerprint | None = None  # of the log judged (its high-water sequence and chain head), when known
+    comparison: Any = None  # audit.compare.Comparison, when judged against another policy too (--compare-rules)
 
     @property
     def violations(self) -> list[Finding]:
@@ -103,6 +105,7 @@ class AuditResult:
             "summary": self.summary.to_json(),
             "findings": [f.to_json() for f in self.findings],
             "pending": self.pending_json(),
+            **({"comparison": self.comparison.to_json()} if self.comparison is not None else {}),
         }
 
 

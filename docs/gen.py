@@ -62,7 +62,7 @@ def _type_text(annotation: Any) -> str:
 
 
 SPECIAL_TYPES = {
-    "where": "mapping of condition to value: see [Conditions](#conditions-where)",
+    "where": "mapping of condition to value: see [Conditions](#conditions-where-scope)",
     "require": "list of requirement names, or `{name: {argument: value}}`:"
     " see [Check requirements](#check-requirements-require)",
 }
@@ -123,14 +123,20 @@ def rule_vocabulary() -> str:
     out.append(f"| parameter types | {', '.join(f'`{v}`' for v in param_types)} |")
     out += ["", "Each trigger belongs to one subject:", "", "| trigger | subject |", "|---|---|"]
     out += [f"| `{t}` | {subject} |" for t, subject in s.TRIGGER_SUBJECT.items()]
-    out += ["", "## Conditions (`where`)", "", "What a `where` may test, per subject:", ""]
-    out += ["| subject | key | values |", "|---|---|---|"]
-    for subject, fields in s.WHERE_FIELDS.items():
-        for key, kind in fields.items():
-            shown = "`{exists: true}` or `{exists: false}`" if kind == "instant" else kind.replace("|", ", ")
-            out.append(f"| {subject} | `{key}` | {shown} |")
-        if not fields:
-            out.append(f"| {subject} | (none) | |")
+    out += ["", "## Conditions (`where`, `scope`)", ""]
+    out += [
+        "A condition maps attribute names to tests: a value (equal), a list of values (any of them), or",
+        "`{exists: true}` / `{exists: false}`. The attributes a condition may test:",
+        "",
+        "| attribute | read from | type | values | subjects |",
+        "|---|---|---|---|---|",
+    ]
+    from forewarn.policy import conditions as c
+
+    for a in c.ATTRIBUTES:
+        values = ", ".join(f"`{v}`" for v in a.values) or a.type
+        subjects = ", ".join(a.subjects) if a.entity != "customer" else "any"
+        out.append(f"| `{a.name}` | {a.entity} | {a.type} | {values} | {subjects} |")
     out += ["", "## Check requirements (`require`)", ""]
     out += ["| requirement | arguments | problems it reports |", "|---|---|---|"]
     for req, problems in s.REQUIREMENT_PROBLEMS.items():

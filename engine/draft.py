@@ -25,7 +25,7 @@ class Draft:
 
     communication: str  # the communication id recorded in the log
     message_id: str  # RFC 5322 Message-ID, deterministic per obligation (retries reuse it)
-    kind: str  # advance_notice | start_reminder | closing | extension | emergency | incident | release | other
+    kind: str  # one of forewarn.events.models.COMMUNICATION_KINDS
     subject_kind: str  # maintenance | incident | release
     subject: str  # the subject's id
     subject_title: str  # the maintenance / incident / release title (customer-visible)

@@ -14,6 +14,7 @@ from forewarn.calendar import format_local
 from forewarn.engine.alerts import Alert
 from forewarn.engine.draft import Draft, Invitation
 from forewarn.engine.published import Snapshot, due_or_upcoming, json_entry
+from forewarn.evaluate.checks import stated_requirements
 from forewarn.evaluate.evaluation import Evaluation
 from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.matching import count_in_window
@@ -172,7 +173,7 @@ def cancellations(evaluation: Evaluation, comms: dict, told: Mapping[str, frozen
         assert at is not None
         for customer in sorted(told[subject]):
             after = [x for x in comms.get(("maintenance", subject, customer, "other"), ()) if x.comm.at >= at]
-            if not after and evaluation.index.enterprise_at(customer, last) is not None:
+            if not after and evaluation.index.covered_at(customer, last, evaluation.policy.covers) is not None:
                 out.append((subject, customer))
     return out
 
@@ -333,7 +334,8 @@ def _draft(
     attrs = evaluation.index.customer_at(customer, pos)
     assert attrs is not None
     primary = members[0]
-    states, context, invitation = _content(history, kind, pos, now)
+    required = stated_requirements(evaluation.policy, kind, history, pos, attrs)
+    states, context, invitation = _content(history, kind, pos, now, required)
     reasons = tuple(obligation_key(d.obligation) for d in members)
     seed = f"{obligation_key(primary.obligation)}#{primary.sent_so_far}"
     return _new_draft(evaluation, history, customer, attrs, kind, seed, states, context, invitation, reasons)
@@ -375,23 +377,34 @@ def _new_draft(
     )
 
 
-def _content(history: SubjectHistory, kind: str, pos: int, now: datetime) -> tuple[dict, dict, Invitation | None]:
-    """What a message of `kind` states about the subject now (per the notice-content rule)."""
+RESTATED: dict[str, frozenset[str]] = {"start_reminder": frozenset({"states-window", "states-impact"})}
+"""What a message restates for its reader though no rule requires it: a start reminder repeats the window."""
+
+
+def _content(
+    history: SubjectHistory, kind: str, pos: int, now: datetime, required: frozenset[str] = frozenset()
+) -> tuple[dict, dict, Invitation | None]:
+    """What a message of `kind` states about the subject now: what the policy's checks require of it
+    (`required`: checks.stated_requirements, e.g. the notice-content rule), and what RESTATED adds."""
     states: dict[str, object] = {}
     context: dict[str, object] = dict(history.context)
     invitation = None
+    required = required | RESTATED.get(kind, frozenset())
     if history.kind == "maintenance":
         version = history.version_at(pos)
         impact = str(history.attrs.get("impact"))
         summary = history.context.get("impact_summary") or (
             "No customer impact expected" if impact == "none" else impact
         )
-        if version is not None and kind in ("advance_notice", "emergency", "start_reminder"):
-            states.update(window_start=version.start, window_end=version.end, impact=summary)
-        if kind == "extension":
-            ext = history.latest_extension(pos)
-            if ext is not None:
+        if version is not None and "states-window" in required:
+            states.update(window_start=version.start, window_end=version.end)
+        if "states-impact" in required:
+            states["impact"] = summary
+        ext = history.latest_extension(pos)
+        if ext is not None:
+            if "states-reason" in required:
                 states["reason"] = ext.reason
+            if required & {"states-next-step", "states-end-in-force"}:
                 if ext.end is not None:
                     states["end"] = history.end_in_force_at(pos)
                 if ext.next_update_by is not None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from forewarn.instants import epoch_us
-from forewarn.policy.files import rule_files
+from forewarn.policy.files import policy_files
 
 __all__ = [
     "TABLE",
@@ -128,7 +128,7 @@ def plan_key(rules_dir: Path) -> str:
     )
     for part in parts:
         digest.update(part.encode() + b"\0")
-    for path in rule_files(rules_dir):
+    for path in policy_files(rules_dir):
         digest.update(path.name.encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return "sha256:" + digest.hexdigest()

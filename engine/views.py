@@ -240,6 +240,6 @@ def proposal_table(answer: ProposalAnswer) -> str:
             verdict,
         )
     if not answer.obligations:
-        console.print("This window obliges no notice (no affected enterprise customer, or no impact).")
+        console.print("This window obliges no notice (no affected customer in the policy's scope, or no impact).")
     console.print(table)
     return buffer.getvalue()

@@ -336,6 +336,14 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="Exit 1 only for violations of this severity or higher; SARIF and JUnit report lower ones as notes/skipped.",
 )
+@click.option(
+    "--compare-rules",
+    "compare_rules",
+    metavar="OLD_DIR",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Also judge the log by the policy in OLD_DIR and report the findings --rules adds and removes.",
+)
 def audit_cmd(
     db: str | None,
     events_files: tuple[str, ...],
@@ -346,6 +354,7 @@ def audit_cmd(
     fmt: str,
     output: str | None,
     fail_on: str,
+    compare_rules: str | None = None,
     **outputs: str | None,
 ) -> None:
     """Judge the log against the policy and report the findings.
@@ -362,6 +371,7 @@ def audit_cmd(
     from forewarn.policy.schema import SEVERITY_ORDER
 
     policy = load_policy_or_fail(rules_dir)
+    old_policy = load_policy_or_fail(compare_rules) if compare_rules else None
     batch_process(read_only=True)
     t = parse_instant(as_of, "--as-of")
     start = parse_instant(since, "--since") if since else None
@@ -370,18 +380,22 @@ def audit_cmd(
         fail("--since must be before --until")
     extra = _extra_outputs(outputs, output)
     with terminal.Progress("reading the log") as progress:
+
+        def judge(events: list[Any]) -> Any:
+            progress.stage("evaluating")
+            judged = [e for e in events if e.at <= t]
+            if old_policy is not None:
+                from forewarn.audit.compare import audit_compared
+
+                return audit_compared(judged, policy, old_policy, t, start, end)
+            return audit(judged, policy, t, start, end)
+
         if events_files and not db:  # the files' checks run meanwhile, on the other CPU
-
-            def judge(events: list[Any]) -> Any:
-                progress.stage("evaluating")
-                return audit([e for e in events if e.at <= t], policy, t, start, end)
-
             result, log = _audit_files(events_files, judge, policy.ids)
-            result = replace(result, log=log)
         else:
             events, log = read_log_fingerprinted(db, events_files, policy.ids, t)
-            progress.stage("evaluating")
-            result = replace(audit(events, policy, t, start, end), log=log)
+            result = judge(events)
+        result = replace(result, log=log)
         progress.stage("writing the reports")
         if fmt == "table" and output in (None, "-"):
             from forewarn.audit.formats import table
@@ -401,6 +415,8 @@ def audit_cmd(
         f"compliance {rate_text(total.rate)} of {total.met + total.violated} judged cases "
         "(obligations and per-communication checks)"
     )
+    if result.comparison is not None:
+        click.echo(f"forewarn: {result.comparison.summary()}", err=True)
     threshold = SEVERITY_ORDER[fail_on]
     if any(SEVERITY_ORDER[f.severity] >= threshold for f in result.violations):
         sys.exit(EXIT_FINDINGS)
@@ -461,7 +477,10 @@ def rules_list(rules_dir: str | None) -> None:
     from forewarn.audit.formats.table import STYLE
 
     policy = load_policy_or_fail(rules_dir)
-    table = Table("id", "severity", "title", "parameters", title=f"policy {policy.digest[:19]}…")
+    scope = ", ".join(f"{k}: {v}" for k, v in policy.scope.items())
+    table = Table(
+        "id", "severity", "title", "parameters", title=f"policy {policy.digest[:19]}…", caption=f"scope: {scope}"
+    )
     for rule in policy.rules:
         params = ", ".join(f"{k}={v}" for k, v in rule.params().items())
         table.add_row(rule.id, Text(rule.severity, style=STYLE.get(rule.severity, "")), rule.spec.title, params)
@@ -498,6 +517,75 @@ def rules_lint(directory: str | None) -> None:
         click.echo(f"forewarn: {len(errors)} problem(s) in the policy", err=True)
         sys.exit(EXIT_BAD_INPUT)
     terminal.note(f"forewarn: {len(rules)} rules, no problems")
+
+
+@rules_group.command(
+    "test", epilog=examples("forewarn rules test", "forewarn rules test docs/examples/rules --format json")
+)
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def rules_test(directory: str | None, fmt: str) -> None:
+    """Run the fixtures beside each rule (fixtures/<rule>/ruleid-*.jsonl must trigger, ok-*.jsonl must not).
+
+    Exit 0 when all pass, 1 when some fail (the findings missing and extra are shown), 2 for a bad policy."""
+    import json
+
+    from forewarn.policy.tester import coverage_gaps, run_fixtures_of
+
+    policy = load_policy_or_fail(directory)  # a bad policy: every problem, exit 2
+    results = run_fixtures_of(policy, directory)
+    failed = [r for r in results if not r.passed]
+    if fmt == "json":
+        click.echo(json.dumps({"fixtures": [r.to_json() for r in results], "failed": len(failed)}, indent=1))
+    else:
+        from forewarn.policy.tester import report_lines
+
+        for line in report_lines(results):
+            click.echo(line)
+    for gap in coverage_gaps(policy, directory):
+        click.echo(f"forewarn: note: {gap}", err=True)
+    click.echo(f"forewarn: {len(results) - len(failed)} of {len(results)} fixture(s) pass", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@main.command(
+    "explain",
+    epilog=examples(
+        "forewarn explain --rule advance-notice --subject mx-0005 --customer cust-0001 --as-of 2026-04-15",
+        "forewarn explain --rule closing-notice --subject mx-0005 --format json",
+        times=True,
+    ),
+)
+@db_option
+@events_option
+@rules_option
+@click.option("--rule", "rule_id", metavar="R", required=True, help="The rule (see `forewarn rules list`).")
+@click.option("--subject", metavar="S", required=True, help="The maintenance / incident / release (or communication).")
+@click.option("--customer", metavar="C", default=None, help="Only this customer's obligations.")
+@click.option("--as-of", "as_of", metavar="T", default="now", help="Explain as of T (default now).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def explain_cmd(
+    db: str | None, events_files: tuple[str, ...], rules_dir: str | None, rule_id: str, subject: str,
+    customer: str | None, as_of: str, fmt: str,
+) -> None:
+    """Why an obligation of R about S is met, pending, violated, waived or void: the moments that opened it,
+    its window and deadline arithmetic, every candidate communication, the waivers considered."""
+    import difflib
+    import json
+
+    from forewarn.audit.findings import audit
+    from forewarn.explain import explain, to_text
+
+    policy = load_policy_or_fail(rules_dir)
+    rule = policy.get(rule_id)
+    if rule is None:
+        close = difflib.get_close_matches(rule_id, policy.ids, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; rules: {', '.join(policy.ids)}"
+        fail(f"--rule: no rule {rule_id!r}{hint}")
+    t = parse_instant(as_of, "--as-of")
+    result = audit(read_log(db, events_files, policy.ids, t), policy, t)
+    found = explain(result, rule, subject, customer)
+    click.echo(json.dumps(found, indent=1, ensure_ascii=False) if fmt == "json" else to_text(found))
 
 
 @main.command(

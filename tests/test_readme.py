@@ -74,7 +74,7 @@ def test_the_readme_is_short_and_has_commands_for_each_use() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(text.encode()) <= 10_000
     commands = [c for cmds, _ in blocks(text) for c in cmds]
-    for needed in ("make demo", "make test", "forewarn audit", "forewarn plan", "forewarn run", "pytest"):
+    for needed in ("make demo", "make test", "forewarn audit", "forewarn plan", "forewarn run", "forewarn rules test"):
         assert any(needed in c for c in commands), needed
 
 

@@ -37,11 +37,21 @@ def render(result: AuditResult) -> str:
     """RFC 4180 CSV (CRLF line ends); spreadsheet formula prefixes are neutralised."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
     log = (str(result.log.seq), result.log.head_text) if result.log is not None else ("", "")
     tail = (utc(result.as_of) or "", utc(result.since) or "", utc(result.until) or "", *log)
+    c = result.comparison
+    if c is None:
+        writer.writerow(COLUMNS)
+        for f in result.findings:
+            writer.writerow([_defuse(c) for c in _row(f, tail)])
+        return buffer.getvalue()
+    # --compare-rules: a `change` column (added / removed / unchanged), the removed findings as rows too
+    writer.writerow((*COLUMNS, "change"))
+    added = {id(f) for f in c.added}
     for f in result.findings:
-        writer.writerow([_defuse(c) for c in _row(f, tail)])
+        writer.writerow([_defuse(x) for x in (*_row(f, tail), "added" if id(f) in added else "unchanged")])
+    for f in c.removed:
+        writer.writerow([_defuse(x) for x in (*_row(f, tail), "removed")])
     return buffer.getvalue()
 
 

@@ -29,13 +29,14 @@ from forewarn.audit.formats.stats import (
 )
 from forewarn.calendar import holidays_version
 from forewarn.evaluate.lifecycle import SubjectHistory
+from forewarn.explain import command as explain_command
 
 MAX_TIMELINES = 30
 MAX_TABLE_ROWS = 300
 LEAD_EDGES = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)  # multiples of the required N business days
 FINDING_FIELDS = (
     "rule", "status", "severity", "problem", "subject", "customer", "communication", "due", "sent",
-    "timing", "message", "evidence", "waiver", "retroactive", "explain", "about",
+    "timing", "message", "evidence", "waiver", "retroactive", "explain", "about", "command",
 )  # fmt: skip
 
 
@@ -293,7 +294,9 @@ def _timezones(report: Report) -> dict[str, str]:
     return out
 
 
-def _finding_row(f: Finding, case: Case, text: str) -> list[Any]:
+def _finding_row(
+    f: Finding, case: Case, text: str, as_of: datetime | None = None, rules: str | None = None
+) -> list[Any]:
     return [
         f.rule,
         f.status,
@@ -311,6 +314,7 @@ def _finding_row(f: Finding, case: Case, text: str) -> list[Any]:
         1 if f.retroactive else 0,
         text,
         case.about,
+        explain_command(f, as_of, rules) if as_of is not None else "",
     ]
 
 
@@ -321,7 +325,7 @@ def _data(report: Report) -> dict[str, Any]:
     for case in report.flagged:
         text = explain(case, tz.get(case.customer, "UTC"))
         for f in case.findings:
-            rows.append(_finding_row(f, case, text))
+            rows.append(_finding_row(f, case, text, report.result.as_of, report.result.policy.source or None))
             if f.waiver:
                 waivers[f.waiver] = [f.waiver_reason, f.waiver_approved_by]
     rows.sort(key=lambda r: (r[7], r[0], r[4], r[5], r[3]))
@@ -405,7 +409,15 @@ def context(result: AuditResult) -> dict[str, Any]:
         "versions": {"forewarn": __version__, "holidays": holidays_version()},
         "data": _script_json(_data(report)),
         "rules": result.policy.ids,
+        "comparison": result.comparison,
+        "comparison_rows": _comparison_rows(result),
     }
+
+
+def _comparison_rows(result: AuditResult) -> list[list[str]]:
+    from forewarn.audit.compare import table_rows
+
+    return table_rows(result.comparison) if result.comparison is not None else []
 
 
 def render(result: AuditResult) -> str:

@@ -111,6 +111,27 @@ def _suite(result: AuditResult, rule_id: str, cases: list[Case], fail_on: str) -
     yield "  </testsuite>"
 
 
+def _comparison_suite(result: AuditResult) -> Iterator[str]:
+    """The policy change (audit --compare-rules): each added finding a failure, each removed one a pass."""
+    c = result.comparison
+    rows = c.rows()
+    attrs = _attrs(name="policy-change", tests=len(rows), failures=len(c.added), errors=0, skipped=0, time="0")
+    yield f"  <testsuite{attrs}>"
+    yield "    <properties>"
+    for name, value in (("old-policy", c.old_source), ("old-digest", c.old_digest), ("summary", c.summary())):
+        yield f"      <property{_attrs(name=name, value=value)}/>"
+    yield "    </properties>"
+    for change, f in rows:
+        name = f"{change}: {f.rule} {f.problem} {f.subject} {f.customer} due {utc(f.due)}"
+        head = f"    <testcase{_attrs(name=name, classname='policy-change.' + f.rule, time='0')}"
+        if change == "added":
+            failure = f"<failure{_attrs(message=f.message, type=f.problem)}>{escape(f.message)}</failure>"
+            yield f"{head}>{failure}</testcase>"
+        else:
+            yield f"{head}><system-out>{escape('removed by the change: ' + f.message)}</system-out></testcase>"
+    yield "  </testsuite>"
+
+
 def render(result: AuditResult, fail_on: str = "low") -> str:
     """Violations at or above `fail_on` are failures; those below it are skipped with a message saying so
     (and their evidence), as waived and pending cases are: reported, visible, not failing the build."""
@@ -122,10 +143,11 @@ def render(result: AuditResult, fail_on: str = "low") -> str:
     cases = [c for r in order for c in by_rule[r]]
     versions = f"forewarn {__version__}, holidays {holidays_version()}"
     name = f"forewarn audit ({period_text(result)}; {versions})"
+    changes = result.comparison.rows() if result.comparison is not None else []
     attrs = _attrs(
         name=name,
-        tests=len(cases),
-        failures=sum(_failed(c, fail_on) for c in cases),
+        tests=len(cases) + len(changes),
+        failures=sum(_failed(c, fail_on) for c in cases) + sum(change == "added" for change, _f in changes),
         errors=0,
         skipped=sum(_skipped(c, fail_on) for c in cases),
         time="0",
@@ -133,5 +155,7 @@ def render(result: AuditResult, fail_on: str = "low") -> str:
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', f"<testsuites{attrs}>"]
     for rule_id in order:
         lines.extend(_suite(result, rule_id, by_rule[rule_id], fail_on))
+    if result.comparison is not None:
+        lines.extend(_comparison_suite(result))
     lines.append("</testsuites>")
     return "\n".join(lines) + "\n"

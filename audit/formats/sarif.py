@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -163,16 +164,35 @@ def sarif_log(result: AuditResult, fail_on: str = "low") -> dict[str, object]:
             }
         ],
         "originalUriBaseIds": {"POLICY": {"description": {"text": "the policy directory (--rules)"}}},
-        "results": [_result(f, index, policy.by_id, kinds(f), fail_on) for f in result.findings],
+        "results": _results(result, index, kinds, fail_on),
         "columnKind": "unicodeCodePoints",
         "properties": {
             "policyDigest": policy.digest,
             "holidays": holidays_version(),
             "period": period,
             **({"log": result.log.to_json()} if result.log is not None else {}),
+            **({"comparison": result.comparison.to_json()} if result.comparison is not None else {}),
         },
     }
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
+def _results(result: AuditResult, index: dict[str, int], kinds: Any, fail_on: str) -> list[dict[str, Any]]:
+    """The findings; with --compare-rules, each with its SARIF baselineState against the old policy
+    ("new" or "unchanged"), and the findings the change removed as "absent" results."""
+    by_id = result.policy.by_id
+    out = [_result(f, index, by_id, kinds(f), fail_on) for f in result.findings]
+    c = result.comparison
+    if c is None:
+        return out
+    added = {id(f) for f in c.added}
+    for f, r in zip(result.findings, out, strict=True):
+        r["baselineState"] = "new" if id(f) in added else "unchanged"
+    for f in c.removed:
+        gone = _result(f, index, by_id, kinds(f), fail_on)  # a rule the policy dropped has no ruleIndex
+        gone["baselineState"] = "absent"
+        out.append(gone)
+    return out
 
 
 def render(result: AuditResult, fail_on: str = "low") -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.console import Console
 from rich.padding import Padding
@@ -166,4 +167,31 @@ def render(result: AuditResult, width: int | None = None, color: bool = False) -
                 console.print(line)
     if not result.findings:
         console.print("No findings.")
+    if result.comparison is not None:
+        if width >= WIDE:
+            console.print(_comparison_table(result.comparison))
+        else:
+            for line in _comparison_list(result.comparison):
+                console.print(line)
     return "".join(line.rstrip(" ") + "\n" for line in buffer.getvalue().splitlines())  # rich pads lines to the width
+
+
+def _comparison_list(c: Any) -> list[Text | Padding]:
+    """The policy change for a narrow terminal: each finding's facts on one line, its message indented below."""
+    from forewarn.audit.compare import table_rows
+
+    lines: list[Text | Padding] = [Text(f"Policy change: {c.summary()}", style="bold")]
+    for *facts, message in table_rows(c):
+        lines.append(Text("  " + "  ".join(facts), overflow="fold"))
+        lines.append(Padding(Text(message), (0, 0, 0, 6), expand=False))
+    return lines
+
+
+def _comparison_table(c: Any) -> Table:
+    """The findings the policy change adds and removes (audit --compare-rules)."""
+    from forewarn.audit.compare import COLUMNS, table_rows
+
+    table = Table(*COLUMNS, title=f"Policy change: {c.summary()}", title_justify="left", expand=False)
+    for row in table_rows(c):
+        table.add_row(*row)
+    return table

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from forewarn.events.models import CommunicationKind
 
 Severity = Literal["critical", "high", "medium", "low"]
 SEVERITY_ORDER: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 
-Kind = Literal[
-    "advance_notice",
-    "start_reminder",
-    "closing",
-    "extension",
-    "emergency",
-    "incident",
-    "release",
-    "other",
-]
+# The communication kinds are the event contract's (one list, forewarn.events.models).
+Kind = CommunicationKind
 SubjectKind = Literal["maintenance", "incident", "release"]
 
 # Lifecycle moments an obligation can be opened by (produced by
@@ -49,21 +43,7 @@ TRIGGER_SUBJECT: dict[str, str] = {
 # Instants an obligation window can be anchored at (fields of the moment).
 AnchorName = Literal["opened", "start", "end", "release_at", "next_update_by", "end_in_force"]
 
-# Conditions a `where` may test, per subject (the subject's attributes in
-# force at the moment, and the moment's own fields).
-WHERE_FIELDS: dict[str, dict[str, str]] = {
-    "maintenance": {
-        "emergency": "bool",
-        "release": "bool",
-        "notifiable": "bool",
-        "impact": "none|degraded|interruption",
-        "next_update_by": "instant",
-        "end": "instant",
-        "version": "int",
-    },
-    "incident": {"severity": "critical|major|minor"},
-    "release": {},
-}
+# The attributes a `where` may test are the table of forewarn.policy.conditions.
 
 VoidWhen = Literal[
     "superseded-before-deadline",  # a later version or a cancellation before not_after
@@ -118,6 +98,7 @@ LINT_CODES: dict[str, str] = {
     "yaml-syntax": "the file is not valid YAML",
     "duplicate-key": "a key appears twice in one mapping (YAML would silently keep the second)",
     "not-a-rule": "the file is not a mapping of rule keys",
+    "not-a-scope": "the scope file (`_scope.yaml`) is not a mapping of scope keys",
     "duplicate-id": "two files define the same rule id",
     "id-mismatch": "the rule's id differs from its file name",
     "unknown-key": "a key the vocabulary does not have (with a did-you-mean suggestion)",
@@ -209,7 +190,7 @@ WhereValue = bool | int | str | list[str] | dict[str, bool]
 
 
 class Obligation(_Strict):
-    """Per affected enterprise customer: communications of `kinds` due in `window`."""
+    """Per affected customer in scope: communications of `kinds` due in `window`."""
 
     subject: SubjectKind = Field(description="what the obligation is about")
     trigger: list[Trigger] = Field(min_length=1, description="lifecycle moments that open it")
@@ -246,8 +227,8 @@ class Check(_Strict):
     def _target(self) -> Check:
         if self.replies == (self.kinds is not None):
             raise ValueError("a check applies either to `kinds` of communications or to `replies: true`")
-        if self.where and self.about is None:
-            raise ValueError("`where` tests the subject: give `about` too")
+        if self.about is None and any(not key.startswith("customer.") for key in self.where):
+            raise ValueError("a `where` on the subject needs `about` (which kind of subject)")
         return self
 
     def requirements(self) -> list[tuple[str, dict[str, int | str]]]:
@@ -281,6 +262,15 @@ class RuleFile(_Strict):
             if not re.match(r"^[a-z][a-z0-9_]*$", name):
                 raise ValueError(f"parameter name {name!r} must be snake_case")
         return value
+
+
+class ScopeFile(_Strict):
+    """The policy's scope, as written in rules/_scope.yaml: which customers it covers."""
+
+    description: str = Field(min_length=1, description="who is covered, in words")
+    customers: dict[str, Any] = Field(
+        min_length=1, description="the condition on a customer's attributes in force at the trigger"
+    )
 
 
 def placeholders(template: str) -> list[str]:

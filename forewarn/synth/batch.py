@@ -196,7 +196,8 @@ def _cancellations(evaluation: Evaluation, planned: list[tuple[datetime, Draft]]
             if (d.subject_kind, d.subject) == (kind, subject) and d.kind in ANNOUNCING and when < h.cancelled_at
         }
         pos = bisect_right(evaluation.index.ats, h.cancelled_at) - 1
-        pairs = [(subject, c) for c in sorted(told) if evaluation.index.enterprise_at(c, pos) is not None]
+        covers = evaluation.policy.covers
+        pairs = [(subject, c) for c in sorted(told) if evaluation.index.covered_at(c, pos, covers) is not None]
         out.extend((h.cancelled_at, d) for d in cancellation_drafts(evaluation, pairs))
     return out
 
