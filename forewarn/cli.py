@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from forewarn import instants
+from forewarn.errors import guarded, log_errors
 from forewarn.program import db_path, rules_key
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
@@ -90,13 +91,14 @@ def report_input_errors(errors: Sequence[object]) -> NoReturn:
 
 def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str], until: datetime | None) -> list[Any]:
     """The log's events in evaluation order, from --events files or the --db."""
+    from forewarn.log.access import open_reader
     from forewarn.log.source import InputErrors, load_files, read_store
-    from forewarn.log.store import LogError, open_store
+    from forewarn.log.store import LogError
 
     if events_files:
         if db:
             fail("give either --db or --events, not both")
-        _refuse_databases(events_files)
+        _check_input_names(events_files)
         try:
             events = load_files(events_files, rule_ids)
         except InputErrors as exc:
@@ -104,21 +106,23 @@ def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str
         return [e for e in events if until is None or e.at <= until]
     path = _existing_db(db)
     try:
-        store = open_store(path)
-        return read_store(store, until)
+        store = open_reader(path)
     except LogError as exc:
         fail(str(exc))
+    try:
+        with log_errors(path):
+            return read_store(store, until)
+    finally:
+        store.close()
 
 
-def _refuse_databases(paths: Sequence[str]) -> None:
-    for p in paths:
-        try:
-            with open(p, "rb") as fh:
-                head = fh.read(16)
-        except OSError as exc:
-            fail(f"{p}: {exc.strerror}")
-        if head.startswith(b"SQLite format 3"):
-            fail(f"{p} is a SQLite database, not JSONL: use --db {p}")
+def _check_input_names(paths: Sequence[str]) -> None:
+    """Inputs are read once each (see forewarn.inputs): standard input can be named only once."""
+    from forewarn.inputs import check_names
+
+    problem = check_names(paths)
+    if problem:
+        fail(problem)
 
 
 _EXIT_WITHOUT_TEARDOWN = False
@@ -161,38 +165,45 @@ def write_output(text: str, output: str | None) -> None:
     if output is None or output == "-":
         click.echo(text, nl=not text.endswith("\n"))
         return
-    target = Path(output)
-    import tempfile
+    from forewarn.outputs import OutputError, write_file
 
-    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
     try:
-        os.fchmod(fd, _new_file_mode())  # as open() would have created it, not mkstemp's 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_file(text, output)  # never replaces anything but a regular file
+    except OutputError as exc:
+        fail(str(exc))
 
 
-def _new_file_mode() -> int:
-    """0666 less the process's umask: the mode a plain open(path, "w") gives a new file."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+def check_output_or_fail(output: str | None) -> None:
+    """Before the work: a report that could not be written to `output` is an error now, not after it."""
+    from forewarn.outputs import OutputError, check_output
+
+    if output is not None and output != "-":
+        try:
+            check_output(output)
+        except OutputError as exc:
+            fail(str(exc))
 
 
 # -- commands ----------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The top-level group: every command runs `guarded` (forewarn.errors), so that no failure exits 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with guarded(bool(ctx.params.get("debug"))):
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="forewarn", prog_name="forewarn")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="On an internal error, show its traceback.")
+def main(debug: bool) -> None:
     """forewarn: customer-notification policy as code.
 
     \b
     Exit status: 0 success, nothing to report; 1 the audit found violations;
-    2 bad input, bad usage or bad policy.
+    2 bad input, bad usage or bad policy; 3 an internal error.
     """
 
 
@@ -202,21 +213,25 @@ def main() -> None:
 @rules_option
 def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) -> None:
     """Validate FILE... and append them to the log: all or nothing, idempotent."""
+    from forewarn.inputs import is_stdin
+    from forewarn.log.access import check_writable_target
     from forewarn.log.source import InputErrors, import_files
     from forewarn.log.store import LogError, open_store
 
     policy = load_policy_or_fail(rules_dir)
     batch_process()
+    _check_input_names(files)
     for f in files:
-        if not Path(f).exists():
+        if not is_stdin(f) and not Path(f).exists():
             fail(f"{f}: no such file")
     path = db_path(db)
     try:
+        check_writable_target(path)
         store = open_store(path)
     except LogError as exc:
         fail(str(exc))
     try:
-        with import_progress(files) as progress:
+        with import_progress(files) as progress, log_errors(path):
             result = import_files(store, files, policy.ids, progress)
     except InputErrors as exc:
         report_input_errors(exc.errors)
@@ -235,7 +250,9 @@ def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) ->
 @contextmanager
 def import_progress(files: Sequence[str]) -> Iterator[Callable[[int], None] | None]:
     """A progress bar on stderr for large imports, only when stderr is a terminal."""
-    total = sum(Path(f).stat().st_size for f in files)
+    from forewarn.inputs import regular_size
+
+    total = sum(map(regular_size, files))
     if total < 5_000_000 or not sys.stderr.isatty():
         yield None
         return
@@ -296,6 +313,7 @@ def audit_cmd(
     end = parse_instant(until, "--until") if until else None
     if start and end and start >= end:
         fail("--since must be before --until")
+    check_output_or_fail(output)
     if events_files and not db:  # the files' checks run meanwhile, on the other CPU
 
         def judge(events: list[Any]) -> Any:
@@ -325,7 +343,7 @@ def _audit_files(files: Sequence[str], judge: Callable[[list[Any]], Any], rule_i
     (forewarn.log.source.load_files_checking); a bad log is reported as input errors (exit 2), as by read_log."""
     from forewarn.log.source import InputErrors, load_files_checking
 
-    _refuse_databases(files)
+    _check_input_names(files)
     try:
         loaded, confirm = load_files_checking(files, rule_ids)
     except InputErrors as exc:
@@ -449,16 +467,18 @@ def plan_cmd(
         show_plan(published.view(snapshot, t), fmt)
         return
     from forewarn.engine.cache import EvaluationCache
-    from forewarn.log.store import LogError, open_store
+    from forewarn.log.access import open_reader
+    from forewarn.log.store import LogError
 
     try:
-        store = open_store(path)
-        cache = EvaluationCache(store, policy, publish_key=key)  # publishes what it evaluates
-        cache.get(t)
+        store = open_reader(path, publish=True)  # a read-only log is planned too, just not published in
     except LogError as exc:
         fail(str(exc))
-    snapshot = cache.snapshot()  # the one just published
-    alerts = delivery_alerts_json(store.db.conn, t)
+    with log_errors(path):
+        cache = EvaluationCache(store, policy, publish_key=key)  # publishes what it evaluates
+        cache.get(t)
+        snapshot = cache.snapshot()  # the one just published
+        alerts = delivery_alerts_json(store.db.conn, t)
     store.close()
     show_plan(published.view(snapshot, t, alerts), fmt)
 
@@ -529,7 +549,15 @@ def run_cmd(
     path = db_path(db)
     if not Path(path).exists():
         fail(f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`")
+    from forewarn.log.access import read_only_connection
+    from forewarn.options import check_smtp_login, check_webhook_url
+
+    password = os.environ.get("FOREWARN_SMTP_PASSWORD")
+    for problem in (check_webhook_url(ticket_webhook), check_smtp_login(smtp, smtp_user, password)):
+        if problem:
+            fail(problem)
     try:
+        read_only_connection(path).close()  # a forewarn log, or nothing is created in it
         store = open_store(path)
     except LogError as exc:
         fail(str(exc))
@@ -538,13 +566,12 @@ def run_cmd(
             host, port = parse_smtp_target(smtp)
         except ValueError as exc:
             fail(f"--smtp: {exc}")
-        delivery = SmtpDelivery(
-            host, port, starttls=starttls, username=smtp_user, password=os.environ.get("FOREWARN_SMTP_PASSWORD")
-        )
+        delivery = SmtpDelivery(host, port, starttls=starttls, username=smtp_user, password=password)
     else:
         delivery = OutboxDirectory(Path(outbox_dir or "outbox"))
     webhook = TicketWebhook(ticket_webhook) if ticket_webhook else None
-    engine = Engine(store, policy, delivery, webhook, freeze_gc=True, publish_key=key)  # this process is the engine's
+    with log_errors(path):  # this process is the engine's
+        engine = Engine(store, policy, delivery, webhook, freeze_gc=True, publish_key=key)
 
     def report(result: Any) -> None:
         click.echo(
@@ -557,13 +584,14 @@ def run_cmd(
             click.echo(f"forewarn: ticket {ticket} is in the log but the ticket webhook failed: {error}", err=True)
 
     try:
-        if once:
-            result = engine.run_once(t)
-            report(result)
-            if result.failed:
-                sys.exit(EXIT_FINDINGS)
-        else:
-            engine.run_forever(poll=poll, report=report)
+        with log_errors(path):
+            if once:
+                result = engine.run_once(t)
+                report(result)
+                if result.failed:
+                    sys.exit(EXIT_FINDINGS)
+            else:
+                engine.run_forever(poll=poll, report=report)
     finally:
         delivery.close()
         store.close()

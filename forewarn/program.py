@@ -25,7 +25,8 @@ _PLAN_OPTIONS = {"--db": "db", "--rules": "rules", "--as-of": "as_of", "--format
 
 
 def main() -> None:
-    """The console script's entry point."""
+    """The console script's entry point. Global options (such as --debug) come before the command,
+    so a `plan` with any of them is forewarn.cli's."""
     if sys.argv[1:2] == ["plan"] and quick_plan(sys.argv[2:]):
         return
     from forewarn.cli import entry
@@ -126,8 +127,8 @@ def published_plan(path: str, key: str, t: datetime) -> tuple[Snapshot, list[dic
             return None if snapshot is None else (snapshot, delivery_alerts_json(conn, t))
         finally:
             conn.close()
-    except sqlite3.Error:
-        return None  # not a database we can read this way: the full path reports it
+    except Exception:  # not a database we can read this way, or a damaged one: the full path reports it
+        return None
 
 
 def delivery_alerts_json(conn: sqlite3.Connection, t: datetime) -> list[dict[str, Any]]:

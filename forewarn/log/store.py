@@ -98,6 +98,14 @@ class EventStore:
         self._create()
 
     @classmethod
+    def attach(cls, path: str | Path, conn: sqlite3.Connection) -> EventStore:
+        """The existing log `conn` is open on (see forewarn.log.access): nothing is created or changed."""
+        store = cls.__new__(cls)
+        store.path = str(path)
+        store.db = sqlite_utils.Database(conn)
+        return store
+
+    @classmethod
     def memory(cls) -> EventStore:
         """A temporary in-memory log (for `--events` and tests)."""
         return cls(":memory:")
@@ -295,7 +303,10 @@ def open_store(path: str | Path) -> EventStore:
     try:
         return EventStore(path)
     except sqlite3.DatabaseError as exc:
-        raise LogError(f"{path}: not a forewarn event log ({exc})") from exc
+        from forewarn.errors import describe
+
+        message = None if "not a database" in str(exc) else describe(exc, str(path))  # read-only, full, damaged
+        raise LogError(message or f"{path}: not a forewarn event log ({exc})") from exc
 
 
 class LogError(Exception):
