@@ -4,13 +4,16 @@ including the parallel import and the audit's checks on the other CPU."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,22 @@ BASIC = SAMPLES / "basic.jsonl"  # 18 events, < 8 KiB: a sniff that buffers swal
 QUARTER = SAMPLES / "quarter.jsonl"  # > 8 KiB: a sniff that buffers cut its first line
 AS_OF = ["--as-of", "2026-12-31T00:00:00Z"]
 PROGRAM = [sys.executable, "-c", "from forewarn.program import main; main()"]
+
+
+@contextlib.contextmanager
+def bounded(seconds: int = 60) -> Iterator[None]:
+    """Fail instead of hanging: a FIFO that is opened again after its writer left blocks for ever."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def forewarn(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -70,11 +89,13 @@ def _fifo_from(tmp_path: Path, data: bytes, name: str = "events.fifo") -> Path:
 def test_audit_and_plan_read_a_fifo(tmp_path: Path) -> None:
     code, expected = reference(QUARTER)
     fifo = _fifo_from(tmp_path, QUARTER.read_bytes())
-    result = CliRunner().invoke(main, ["audit", "--events", str(fifo), *AS_OF, "--format", "json"])
+    with bounded():
+        result = CliRunner().invoke(main, ["audit", "--events", str(fifo), *AS_OF, "--format", "json"])
     assert (result.exit_code, result.stdout) == (code, expected), result.stderr
     plan = CliRunner().invoke(main, ["plan", "--events", str(QUARTER), *AS_OF, "--format", "json"])
     fifo2 = _fifo_from(tmp_path, QUARTER.read_bytes(), "again.fifo")
-    planned = CliRunner().invoke(main, ["plan", "--events", str(fifo2), *AS_OF, "--format", "json"])
+    with bounded():
+        planned = CliRunner().invoke(main, ["plan", "--events", str(fifo2), *AS_OF, "--format", "json"])
     assert planned.exit_code == plan.exit_code == 0 and planned.stdout == plan.stdout
     piped = CliRunner().invoke(main, ["plan", "--events", "-", *AS_OF, "--format", "json"], input=QUARTER.read_bytes())
     assert piped.exit_code == 0 and piped.stdout == plan.stdout
@@ -133,7 +154,8 @@ def test_parallel_import_takes_a_fifo_between_regular_files(tmp_path: Path) -> N
     last.write_bytes(b"".join(lines[2 * third :]))
     fifo = _fifo_from(tmp_path, b"".join(middle))
     store = EventStore(tmp_path / "log.db")
-    appended, unchanged, errors = import_streaming(store, [first, fifo, last], workers=2, chunk_bytes=4096)
+    with bounded():
+        appended, unchanged, errors = import_streaming(store, [first, fifo, last], workers=2, chunk_bytes=4096)
     store.close()
     assert errors == [] and (appended, unchanged) == (len(lines), 0)
     expected = tmp_path / "expected.db"
