@@ -549,6 +549,7 @@ def run_cmd(
     path = db_path(db)
     if not Path(path).exists():
         fail(f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`")
+    from forewarn.errors import note_log
     from forewarn.log.access import read_only_connection
     from forewarn.options import check_smtp_login, check_webhook_url
 
@@ -556,6 +557,7 @@ def run_cmd(
     for problem in (check_webhook_url(ticket_webhook), check_smtp_login(smtp, smtp_user, password)):
         if problem:
             fail(problem)
+    note_log(path)  # a failure of the database below names it
     try:
         read_only_connection(path).close()  # a forewarn log, or nothing is created in it
         store = open_store(path)
@@ -566,12 +568,13 @@ def run_cmd(
             host, port = parse_smtp_target(smtp)
         except ValueError as exc:
             fail(f"--smtp: {exc}")
-        delivery = SmtpDelivery(host, port, starttls=starttls, username=smtp_user, password=password)
+        delivery = SmtpDelivery(
+            host, port, starttls=starttls, username=smtp_user, password=os.environ.get("FOREWARN_SMTP_PASSWORD")
+        )
     else:
         delivery = OutboxDirectory(Path(outbox_dir or "outbox"))
     webhook = TicketWebhook(ticket_webhook) if ticket_webhook else None
-    with log_errors(path):  # this process is the engine's
-        engine = Engine(store, policy, delivery, webhook, freeze_gc=True, publish_key=key)
+    engine = Engine(store, policy, delivery, webhook, freeze_gc=True, publish_key=key)  # this process is the engine's
 
     def report(result: Any) -> None:
         click.echo(
@@ -584,14 +587,13 @@ def run_cmd(
             click.echo(f"forewarn: ticket {ticket} is in the log but the ticket webhook failed: {error}", err=True)
 
     try:
-        with log_errors(path):
-            if once:
-                result = engine.run_once(t)
-                report(result)
-                if result.failed:
-                    sys.exit(EXIT_FINDINGS)
-            else:
-                engine.run_forever(poll=poll, report=report)
+        if once:
+            result = engine.run_once(t)
+            report(result)
+            if result.failed:
+                sys.exit(EXIT_FINDINGS)
+        else:
+            engine.run_forever(poll=poll, report=report)
     finally:
         delivery.close()
         store.close()

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import click
 
-__all__ = ["EXIT_INTERNAL", "InternalError", "Refused", "describe", "guarded", "log_errors"]
+__all__ = ["EXIT_INTERNAL", "InternalError", "Refused", "describe", "guarded", "log_errors", "note_log"]
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
@@ -133,8 +133,7 @@ def describe(exc: BaseException, path: str | None = None) -> str | None:
             " or rebuild it with `forewarn import` from its JSONL"
         )
     if isinstance(exc, OSError) and exc.errno is not None:
-        name = exc.filename if exc.filename is not None else path
-        at = f"{name}: " if name else ""
+        at = f"{exc.filename}: " if exc.filename is not None else ""
         reason = exc.strerror or str(exc)
         if exc.errno in _FULL:
             return f"{at}no space left to write ({reason}): free some space and run it again"
@@ -162,18 +161,25 @@ def log_errors(path: str) -> Iterator[None]:
 
 
 _PASSED = (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+_log: list[str] = []  # the log the running command works on (note_log), for messages about its database
+
+
+def note_log(path: str) -> None:
+    """The running command works on the log at `path`: a database failure escaping it names `path`."""
+    _log[:] = [path]
 
 
 @contextlib.contextmanager
 def guarded(debug: bool) -> Iterator[None]:
     """Around a whole command: a failure of the machine becomes `Refused`, any other exception an
     `InternalError`; click's own exits and errors pass unchanged."""
+    _log.clear()
     try:
         yield
     except _PASSED:
         raise
     except Exception as exc:  # every escaping failure gets an exit status that cannot pass for findings
-        message = describe(exc)
+        message = describe(exc, _log[0] if _log and not isinstance(exc, OSError) else None)
         if message is not None:
             raise Refused(message) from exc
         raise InternalError(exc, debug) from exc
