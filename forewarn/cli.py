@@ -116,6 +116,16 @@ def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str
         store.close()
 
 
+def _refuse_foreign(path: str, check: Callable[[str], None]) -> None:
+    """`check` the database at `path` (forewarn.log.access) before a command writes to it; its LogError is an error."""
+    from forewarn.log.store import LogError
+
+    try:
+        check(path)
+    except LogError as exc:
+        fail(str(exc))
+
+
 def _check_input_names(paths: Sequence[str]) -> None:
     """Inputs are read once each (see forewarn.inputs): standard input can be named only once."""
     from forewarn.inputs import check_names
@@ -225,8 +235,8 @@ def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) ->
         if not is_stdin(f) and not Path(f).exists():
             fail(f"{f}: no such file")
     path = db_path(db)
+    _refuse_foreign(path, check_writable_target)
     try:
-        check_writable_target(path)
         store = open_store(path)
     except LogError as exc:
         fail(str(exc))
@@ -558,8 +568,8 @@ def run_cmd(
         if problem:
             fail(problem)
     note_log(path)  # a failure of the database below names it
+    _refuse_foreign(path, lambda p: read_only_connection(p).close())  # a forewarn log, or nothing is created in it
     try:
-        read_only_connection(path).close()  # a forewarn log, or nothing is created in it
         store = open_store(path)
     except LogError as exc:
         fail(str(exc))
