@@ -14,7 +14,6 @@ from typing import Any, NoReturn
 import click
 
 from forewarn import instants
-from forewarn.errors import guarded, log_errors
 from forewarn.program import db_path, rules_key
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
@@ -91,6 +90,7 @@ def report_input_errors(errors: Sequence[object]) -> NoReturn:
 
 def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str], until: datetime | None) -> list[Any]:
     """The log's events in evaluation order, from --events files or the --db."""
+    from forewarn.errors import log_errors
     from forewarn.log.access import open_reader
     from forewarn.log.source import InputErrors, load_files, read_store
     from forewarn.log.store import LogError
@@ -201,6 +201,8 @@ class _Group(click.Group):
     """The top-level group: every command runs `guarded` (forewarn.errors), so that no failure exits 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from forewarn.errors import guarded
+
         with guarded(bool(ctx.params.get("debug"))):
             return super().invoke(ctx)
 
@@ -223,6 +225,7 @@ def main(debug: bool) -> None:
 @rules_option
 def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) -> None:
     """Validate FILE... and append them to the log: all or nothing, idempotent."""
+    from forewarn.errors import log_errors
     from forewarn.inputs import is_stdin
     from forewarn.log.access import check_writable_target
     from forewarn.log.source import InputErrors, import_files
@@ -319,11 +322,11 @@ def audit_cmd(
     policy = load_policy_or_fail(rules_dir)
     batch_process(read_only=True)
     t = parse_instant(as_of, "--as-of")
+    check_output_or_fail(output)
     start = parse_instant(since, "--since") if since else None
     end = parse_instant(until, "--until") if until else None
     if start and end and start >= end:
         fail("--since must be before --until")
-    check_output_or_fail(output)
     if events_files and not db:  # the files' checks run meanwhile, on the other CPU
 
         def judge(events: list[Any]) -> Any:
@@ -477,6 +480,7 @@ def plan_cmd(
         show_plan(published.view(snapshot, t), fmt)
         return
     from forewarn.engine.cache import EvaluationCache
+    from forewarn.errors import log_errors
     from forewarn.log.access import open_reader
     from forewarn.log.store import LogError
 
