@@ -25,8 +25,7 @@ _PLAN_OPTIONS = {"--db": "db", "--rules": "rules", "--as-of": "as_of", "--format
 
 
 def main() -> None:
-    """The console script's entry point. Global options (such as --debug) come before the command,
-    so a `plan` with any of them is forewarn.cli's."""
+    """The console script's entry point."""
     if sys.argv[1:2] == ["plan"] and quick_plan(sys.argv[2:]):
         return
     from forewarn.cli import entry

@@ -42,6 +42,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from forewarn import inputs
 from forewarn.events import (
     ENTITY_OF,
     EVENT_ADAPTER,
@@ -53,7 +54,6 @@ from forewarn.events import (
 )
 from forewarn.events.parse import BOM, MAX_LINE_BYTES, fast_canonical_json, gc_paused, validate_line
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
-from forewarn.inputs import SQLITE_HEADER, Fingerprint, NotJsonl, is_stdin, open_input
 from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, EventStore, at_columns
 
 __all__ = ["BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_streaming"]
@@ -304,24 +304,24 @@ Unit = tuple[str, int, Any]
 """("range", file index, (start, end)) | ("stream", file index, None) | ("error", file index, message)."""
 
 
-def _plan(paths: Sequence[str | Path], chunk: int) -> tuple[list[Unit], int, dict[int, Fingerprint]]:
+def _plan(paths: Sequence[str | Path], chunk: int) -> tuple[list[Unit], int, dict[int, inputs.Fingerprint]]:
     """The units of work in file order, the total bytes of the regular files, and what each regular file
     was when its ranges were cut (to tell, before the commit, that none changed meanwhile)."""
     units: list[Unit] = []
     total = 0
-    seen: dict[int, Fingerprint] = {}
+    seen: dict[int, inputs.Fingerprint] = {}
     for index, path in enumerate(paths):
         try:
-            if is_stdin(path) or not stat.S_ISREG(os.stat(path).st_mode):  # read once, later; or a directory
+            if inputs.is_stdin(path) or not stat.S_ISREG(os.stat(path).st_mode):  # read once, later; or a directory
                 units.append(("stream", index, None))
                 continue
             with open(path, "rb") as handle:
                 st = os.fstat(handle.fileno())
                 size = st.st_size
-                if handle.read(len(SQLITE_HEADER)).startswith(SQLITE_HEADER):
-                    units.append(("error", index, str(NotJsonl(str(path)))))
+                if handle.read(len(inputs.SQLITE_HEADER)).startswith(inputs.SQLITE_HEADER):
+                    units.append(("error", index, str(inputs.NotJsonl(str(path)))))
                     continue
-                seen[index] = Fingerprint.of(st)
+                seen[index] = inputs.Fingerprint.of(st)
                 total += size
                 units.extend(("range", index, r) for r in _ranges(handle, size, chunk))
         except OSError as exc:
@@ -333,7 +333,7 @@ def _stream_chunks(path: str | Path, name: str) -> Iterator[tuple[Chunk | str, i
     """Chunks of a file that cannot be cut by offset (a pipe, standard input), read once and validated here,
     with their byte counts."""
     try:
-        with open_input(path) as handle:
+        with inputs.open_input(path) as handle:
             first = True
             while True:
                 lines = handle.readlines(STREAM_LINES * EST_BYTES_PER_EVENT)
@@ -341,7 +341,7 @@ def _stream_chunks(path: str | Path, name: str) -> Iterator[tuple[Chunk | str, i
                     return
                 yield parse_chunk(lines, name, first), sum(map(len, lines))
                 first = False
-    except NotJsonl as exc:
+    except inputs.NotJsonl as exc:
         yield str(exc), 0
     except OSError as exc:
         yield f"cannot read: {exc.strerror or exc}", 0
