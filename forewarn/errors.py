@@ -22,6 +22,8 @@ __all__ = ["EXIT_INTERNAL", "InternalError", "Refused", "describe", "guarded", "
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
 
 # SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xff)
 _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 8, 10, 11, 13, 14, 26
@@ -178,6 +180,9 @@ def guarded(debug: bool) -> Iterator[None]:
         yield
     except _PASSED:
         raise
+    except KeyboardInterrupt:  # click would say "Aborted!" and exit 1, which reads as "violations found"
+        click.echo("forewarn: interrupted", err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:  # every escaping failure gets an exit status that cannot pass for findings
         message = describe(exc, _log[0] if _log and not isinstance(exc, OSError) else None)
         if message is not None:

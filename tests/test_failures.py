@@ -183,3 +183,14 @@ def test_the_quick_plan_leaves_debug_to_the_cli(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert '"due"' in result.stdout
+
+
+def test_an_interrupted_command_does_not_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    import forewarn.audit.findings as findings
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(findings, "audit", interrupted)
+    code, out, err = run("audit", "--events", str(BASIC))
+    assert code == 130 and out == "" and err.strip() == "forewarn: interrupted"
