@@ -103,13 +103,15 @@ def read_log_fingerprinted(
     fingerprint: bool = True,
 ) -> tuple[list[Any], Any]:
     """`read_log`, and the fingerprint of the whole log read (forewarn.log.chain) if asked for."""
+    from forewarn.errors import log_errors
+    from forewarn.log.access import open_reader
     from forewarn.log.source import InputErrors, load_files_fingerprinted, read_store, read_store_fingerprinted
-    from forewarn.log.store import LogError, open_store
+    from forewarn.log.store import LogError
 
     if events_files:
         if db:
             fail("give either --db or --events, not both")
-        _refuse_databases(events_files)
+        _check_input_names(events_files)
         try:
             events, log = load_files_fingerprinted(events_files, rule_ids, fingerprint)
         except InputErrors as exc:
@@ -117,21 +119,33 @@ def read_log_fingerprinted(
         return [e for e in events if until is None or e.at <= until], log
     path = _existing_db(db)
     try:
-        store = open_store(path)
-        return read_store_fingerprinted(store, until) if fingerprint else (read_store(store, until), None)
+        store = open_reader(path)
+    except LogError as exc:
+        fail(str(exc))
+    try:
+        with log_errors(path):
+            return read_store_fingerprinted(store, until) if fingerprint else (read_store(store, until), None)
+    finally:
+        store.close()
+
+
+def _refuse_foreign(path: str, check: Callable[[str], None]) -> None:
+    """`check` the database at `path` (forewarn.log.access) before a command writes to it; its LogError is an error."""
+    from forewarn.log.store import LogError
+
+    try:
+        check(path)
     except LogError as exc:
         fail(str(exc))
 
 
-def _refuse_databases(paths: Sequence[str]) -> None:
-    for p in paths:
-        try:
-            with open(p, "rb") as fh:
-                head = fh.read(16)
-        except OSError as exc:
-            fail(f"{p}: {exc.strerror}")
-        if head.startswith(b"SQLite format 3"):
-            fail(f"{p} is a SQLite database, not JSONL: use --db {p}")
+def _check_input_names(paths: Sequence[str]) -> None:
+    """Inputs are read once each (see forewarn.inputs): standard input can be named only once."""
+    from forewarn.inputs import check_names
+
+    problem = check_names(paths)
+    if problem:
+        fail(problem)
 
 
 _EXIT_WITHOUT_TEARDOWN = False
@@ -175,25 +189,23 @@ def write_output(text: str, output: str | None) -> None:
     if output is None or output == "-":
         click.echo(text, nl=not text.endswith("\n"), color=True)  # escapes only where colour was chosen
         return
-    target = Path(output)
-    import tempfile
+    from forewarn.outputs import OutputError, write_file
 
-    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
     try:
-        os.fchmod(fd, _new_file_mode())  # as open() would have created it, not mkstemp's 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_file(text, output)  # never replaces anything but a regular file
+    except OutputError as exc:
+        fail(str(exc))
 
 
-def _new_file_mode() -> int:
-    """0666 less the process's umask: the mode a plain open(path, "w") gives a new file."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+def check_output_or_fail(output: str | None) -> None:
+    """Before the work: a report that could not be written to `output` is an error now, not after it."""
+    from forewarn.outputs import OutputError, check_output
+
+    if output is not None and output != "-":
+        try:
+            check_output(output)
+        except OutputError as exc:
+            fail(str(exc))
 
 
 # -- commands ----------------------------------------------------------------------
@@ -207,7 +219,18 @@ def examples(*lines: str, times: bool = False) -> str:
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines) + (f"\n\n{TIME_HELP}" if times else "")
 
 
+class _Group(click.Group):
+    """The top-level group: every command runs `guarded` (forewarn.errors), so that no failure exits 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from forewarn.errors import guarded
+
+        with guarded(bool(ctx.params.get("debug"))):
+            return super().invoke(ctx)
+
+
 @click.group(
+    cls=_Group,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog='Shell completion (bash): eval "$(_FOREWARN_COMPLETE=bash_source forewarn)" (zsh: zsh_source).',
 )
@@ -219,7 +242,8 @@ def examples(*lines: str, times: bool = False) -> str:
     help="Colour severities and statuses (default: on a terminal, unless NO_COLOR is set).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress display and no summary lines on stderr (errors remain).")
-def main(color: bool | None, quiet: bool) -> None:
+@click.option("--debug", is_flag=True, help="On an internal error, show its traceback.")
+def main(color: bool | None, quiet: bool, debug: bool) -> None:
     """forewarn: customer-notification policy as code.
 
     \b
@@ -235,7 +259,8 @@ def main(color: bool | None, quiet: bool) -> None:
 
     \b
     Exit status: 0 success, nothing to report; 1 the audit found violations
-    (or run --once could not deliver); 2 bad input, bad usage or bad policy.
+    (or run --once could not deliver); 2 bad input, bad usage or bad policy;
+    3 an internal error (--debug shows its traceback).
     """
     terminal.configure(color, quiet)
 
@@ -248,21 +273,26 @@ def main(color: bool | None, quiet: bool) -> None:
 @rules_option
 def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) -> None:
     """Validate FILE... and append them to the log: all or nothing, idempotent."""
+    from forewarn.errors import log_errors
+    from forewarn.inputs import is_stdin
+    from forewarn.log.access import check_writable_target
     from forewarn.log.source import InputErrors, import_files
     from forewarn.log.store import LogError, open_store
 
     policy = load_policy_or_fail(rules_dir)
     batch_process()
+    _check_input_names(files)
     for f in files:
-        if not Path(f).exists():
+        if not is_stdin(f) and not Path(f).exists():
             fail(f"{f}: no such file")
     path = db_path(db)
+    _refuse_foreign(path, check_writable_target)
     try:
         store = open_store(path, upgrade=True)
     except LogError as exc:
         fail(str(exc))
     try:
-        with import_progress(files) as progress:
+        with import_progress(files) as progress, log_errors(path):
             result = import_files(store, files, policy.ids, progress)
     except InputErrors as exc:
         report_input_errors(exc.errors)
@@ -280,10 +310,12 @@ def import_cmd(files: tuple[str, ...], db: str | None, rules_dir: str | None) ->
 @contextmanager
 def import_progress(files: Sequence[str]) -> Iterator[Callable[[int], None] | None]:
     """A progress bar on stderr for an import that takes over a second, on a terminal, not with --quiet."""
+    from forewarn.inputs import regular_size
+
     if not terminal.Progress.wanted():
         yield None
         return
-    total = sum(Path(f).stat().st_size for f in files)
+    total = sum(map(regular_size, files))
     with terminal.Progress("validating", total=total) as bar:
         yield bar.advance
 
@@ -374,6 +406,7 @@ def audit_cmd(
     old_policy = load_policy_or_fail(compare_rules) if compare_rules else None
     batch_process(read_only=True)
     t = parse_instant(as_of, "--as-of")
+    check_output_or_fail(output)
     start = parse_instant(since, "--since") if since else None
     end = parse_instant(until, "--until") if until else None
     if start and end and start >= end:
@@ -439,7 +472,7 @@ def _audit_files(files: Sequence[str], judge: Callable[[list[Any]], Any], rule_i
     (exit 2), as by read_log."""
     from forewarn.log.source import InputErrors, load_files_checking
 
-    _refuse_databases(files)
+    _check_input_names(files)
     try:
         loaded, confirm = load_files_checking(files, rule_ids)
     except InputErrors as exc:
@@ -648,16 +681,19 @@ def plan_cmd(
         show_plan(published.view(snapshot, t), fmt)
         return
     from forewarn.engine.cache import EvaluationCache
-    from forewarn.log.store import LogError, open_store
+    from forewarn.errors import log_errors
+    from forewarn.log.access import open_reader
+    from forewarn.log.store import LogError
 
     try:
-        store = open_store(path)
-        cache = EvaluationCache(store, policy, publish_key=key)  # publishes what it evaluates
-        cache.get(t)
+        store = open_reader(path, publish=True)  # a read-only log is planned too, just not published in
     except LogError as exc:
         fail(str(exc))
-    snapshot = cache.snapshot()  # the one just published
-    alerts = delivery_alerts_json(store.db.conn, t)
+    with log_errors(path):
+        cache = EvaluationCache(store, policy, publish_key=key)  # publishes what it evaluates
+        cache.get(t)
+        snapshot = cache.snapshot()  # the one just published
+        alerts = delivery_alerts_json(store.db.conn, t)
     store.close()
     show_plan(published.view(snapshot, t, alerts), fmt)
 
@@ -739,6 +775,16 @@ def run_cmd(
     path = db_path(db)
     if not Path(path).exists():
         fail(f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`")
+    from forewarn.errors import note_log
+    from forewarn.log.access import read_only_connection
+    from forewarn.options import check_smtp_login, check_webhook_url
+
+    password = os.environ.get("FOREWARN_SMTP_PASSWORD")
+    for problem in (check_webhook_url(ticket_webhook), check_smtp_login(smtp, smtp_user, password)):
+        if problem:
+            fail(problem)
+    note_log(path)  # a failure of the database below names it
+    _refuse_foreign(path, lambda p: read_only_connection(p).close())  # a forewarn log, or nothing is created in it
     try:
         store = open_store(path, upgrade=True)
     except LogError as exc:

@@ -129,8 +129,8 @@ def published_plan(path: str, key: str, t: datetime) -> tuple[Snapshot, list[dic
             return None if snapshot is None else (snapshot, delivery_alerts_json(conn, t))
         finally:
             conn.close()
-    except sqlite3.Error:
-        return None  # not a database we can read this way: the full path reports it
+    except Exception:  # not a database we can read this way, or a damaged one: the full path reports it
+        return None
 
 
 def delivery_alerts_json(conn: sqlite3.Connection, t: datetime) -> list[dict[str, Any]]:

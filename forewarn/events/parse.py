@@ -18,6 +18,7 @@ from forewarn.events.errors import (
     errors_from_validation,
 )
 from forewarn.events.models import EVENT_ADAPTER, Event, canonical_json, share_fields_sets
+from forewarn.inputs import NotJsonl, open_input
 from forewarn.record import record
 
 __all__ = [
@@ -110,10 +111,13 @@ def parse_files(paths: Sequence[str | Path]) -> tuple[list[SourcedEvent], list[I
     for path in paths:
         name = str(path)
         try:
-            with open(path, "rb") as handle:
+            with open_input(path) as handle:  # once: a pipe cannot be read again
                 found, problems = parse_lines(handle, name)
         except OSError as exc:
             errors.append(InputError(name, 0, None, None, None, f"cannot read: {exc.strerror}"))
+            continue
+        except NotJsonl as exc:
+            errors.append(InputError(name, 0, None, None, None, str(exc)))
             continue
         events.extend(found)
         errors.extend(problems)

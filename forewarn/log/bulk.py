@@ -42,6 +42,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from forewarn import inputs
 from forewarn.events import (
     ENTITY_OF,
     EVENT_ADAPTER,
@@ -77,6 +78,10 @@ STREAM_LINES = 10_000
 
 Progress = Callable[[int], None]
 """Called with the number of bytes read since the last call."""
+CHANGED_MESSAGE = (
+    "the file changed while it was read (size, modification time or identity); nothing was imported:"
+    " import it again once it is complete"
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FIRST, _SECOND, _AT_US = itemgetter(0), itemgetter(1), itemgetter(COLUMNS.index("at_us"))
@@ -261,7 +266,7 @@ def _parse_range(path: str, name: str, start: int, end: int) -> Chunk | str:
             handle.seek(start)
             data = handle.read(end - start)
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return f"cannot read: {exc.strerror or exc}"
     return parse_chunk(io.BytesIO(data), name, start == 0)
 
 
@@ -300,28 +305,36 @@ Unit = tuple[str, int, Any]
 """("range", file index, (start, end)) | ("stream", file index, None) | ("error", file index, message)."""
 
 
-def _plan(paths: Sequence[str | Path], chunk: int) -> tuple[list[Unit], int]:
-    """The units of work in file order, and the total bytes of the regular files."""
+def _plan(paths: Sequence[str | Path], chunk: int) -> tuple[list[Unit], int, dict[int, inputs.Fingerprint]]:
+    """The units of work in file order, the total bytes of the regular files, and what each regular file
+    was when its ranges were cut (to tell, before the commit, that none changed meanwhile)."""
     units: list[Unit] = []
     total = 0
+    seen: dict[int, inputs.Fingerprint] = {}
     for index, path in enumerate(paths):
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe (opened once, later) or a directory
+            if inputs.is_stdin(path) or not stat.S_ISREG(os.stat(path).st_mode):  # read once, later; or a directory
                 units.append(("stream", index, None))
                 continue
             with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
+                st = os.fstat(handle.fileno())
+                size = st.st_size
+                if handle.read(len(inputs.SQLITE_HEADER)).startswith(inputs.SQLITE_HEADER):
+                    units.append(("error", index, str(inputs.NotJsonl(str(path)))))
+                    continue
+                seen[index] = inputs.Fingerprint.of(st)
                 total += size
                 units.extend(("range", index, r) for r in _ranges(handle, size, chunk))
         except OSError as exc:
-            units.append(("error", index, exc.strerror))
-    return units, total
+            units.append(("error", index, f"cannot read: {exc.strerror}"))
+    return units, total, seen
 
 
 def _stream_chunks(path: str | Path, name: str) -> Iterator[tuple[Chunk | str, int]]:
-    """Chunks of a file that cannot be cut by offset (a pipe), validated here, with their byte counts."""
+    """Chunks of a file that cannot be cut by offset (a pipe, standard input), read once and validated here,
+    with their byte counts."""
     try:
-        with open(path, "rb") as handle:
+        with inputs.open_input(path) as handle:
             first = True
             while True:
                 lines = handle.readlines(STREAM_LINES * EST_BYTES_PER_EVENT)
@@ -329,8 +342,10 @@ def _stream_chunks(path: str | Path, name: str) -> Iterator[tuple[Chunk | str, i
                     return
                 yield parse_chunk(lines, name, first), sum(map(len, lines))
                 first = False
+    except inputs.NotJsonl as exc:
+        yield str(exc), 0
     except OSError as exc:
-        yield exc.strerror or str(exc), 0
+        yield f"cannot read: {exc.strerror or exc}", 0
 
 
 def _worker_count(requested: int | None, total: int) -> int:
@@ -870,14 +885,22 @@ def import_streaming(
 ) -> tuple[int, int, list[InputError]]:
     """(appended, unchanged, errors); with errors, nothing was changed."""
     _trace.reset()
-    units, total = _plan(paths, chunk_bytes or CHUNK_BYTES)
+    units, total, fingerprints = _plan(paths, chunk_bytes or CHUNK_BYTES)
     names = [str(p) for p in paths]
+
+    def changed() -> list[InputError]:
+        return [
+            InputError(names[i], 0, None, None, None, CHANGED_MESSAGE)
+            for i, fingerprint in fingerprints.items()
+            if not fingerprint.same_as(paths[i])
+        ]
+
     workers = _worker_count(workers, total)
     _trace(f"plan: {len(units)} units, {workers} process(es)")
     with gc_paused(), _pool(workers) as pool, _bulk_settings(store.db.conn):  # workers fork before the transaction
         chunks = _chunks(units, paths, pool, workers)
         try:
-            return _run(store, names, rule_ids, progress, chunks, total)
+            return _run(store, names, rule_ids, progress, chunks, total, changed)
         finally:
             chunks.close()
 
@@ -889,6 +912,7 @@ def _run(
     progress: Progress | None,
     chunks: Iterator[tuple[int, Chunk | str, int]],
     total: int,
+    changed: Callable[[], list[InputError]] = list,
 ) -> tuple[int, int, list[InputError]]:
     store.begin_exclusive()  # validation and append see the same log
     try:
@@ -909,9 +933,7 @@ def _run(
             if isinstance(chunk, str):
                 if file_index not in unreadable:
                     unreadable.add(file_index)
-                    state.parse_errors.append(
-                        InputError(names[file_index], 0, None, None, None, f"cannot read: {chunk}")
-                    )
+                    state.parse_errors.append(InputError(names[file_index], 0, None, None, None, chunk))
             else:
                 state.take(file_index, line_base, chunk)
                 line_base += chunk[6]
@@ -920,13 +942,13 @@ def _run(
         _trace(f"read (waited {_trace.waited:.2f} s)")
         if state.parse_errors:
             store.rollback()
-            return 0, 0, state.parse_errors
+            return 0, 0, [*changed(), *state.parse_errors]  # a file still being written: say so first
         order = state.evaluation_order()
         errors = [*state.clash_errors, *state.check_references(order), *state.check_rules()]
         _trace("checks")
         if errors:
             store.rollback()
-            return 0, 0, errors
+            return 0, 0, [*changed(), *errors]
         if state.staging is not None:
             state.place_staged_rows()
             _trace("staged rows placed")
@@ -934,10 +956,15 @@ def _run(
         appended = state.fresh
         if not appended:
             store.rollback()  # nothing to append: leave the log exactly as it was
-            return 0, state.valid, []
+            moved = changed()
+            return (0, 0, moved) if moved else (0, state.valid, [])
         if state.bulk:
             state.create_indexes()
             _trace("indexes")
+        moved = changed()  # last, just before the commit: what was read is what the files hold
+        if moved:
+            store.rollback()
+            return 0, 0, moved
     except BaseException:
         store.rollback()
         raise

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from forewarn.events import (
     EVENT_ADAPTER,
     Event,
@@ -197,7 +199,15 @@ def stored_events(payloads: Iterable[bytes | str]) -> list[Event]:
     events = []
     with gc_paused():
         for payload in payloads:
-            event = validate(payload)
+            try:
+                event = validate(payload)
+            except ValidationError as exc:  # the log holds only validated events: it was altered or damaged
+                first = exc.errors(include_url=False)[0]
+                raise DamagedLog(f"a stored event is not a valid event ({first['msg']})") from None
             share_fields_sets(event)
             events.append(event)
     return events
+
+
+class DamagedLog(ValueError):
+    """A stored event no longer validates: the log's file was altered or damaged."""

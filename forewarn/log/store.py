@@ -105,6 +105,26 @@ class EventStore:
         self._create(upgrade)
 
     @classmethod
+    def attach(cls, path: str | Path, conn: sqlite3.Connection) -> EventStore:
+        """The existing log `conn` is open on (see forewarn.log.access): nothing is created or changed.
+        A log of another schema version is refused (LogError), saying how to upgrade an older one."""
+        version = schema.version_of(conn)
+        problem: Exception | None = None
+        if version is None:
+            problem = LogError(f"{path}: not a forewarn event log (it has an events table but no schema version)")
+        elif version > schema.CURRENT:
+            problem = schema.NewerLog(str(path), version)
+        elif version < schema.CURRENT:
+            problem = schema.OutdatedLog(str(path), version)
+        if problem is not None:
+            conn.close()
+            raise LogError(str(problem))
+        store = cls.__new__(cls)
+        store.path = str(path)
+        store.db = sqlite_utils.Database(conn)
+        return store
+
+    @classmethod
     def memory(cls) -> EventStore:
         """A temporary in-memory log (for `--events` and tests)."""
         return cls(":memory:")
@@ -331,7 +351,15 @@ def open_store(path: str | Path, upgrade: bool = False) -> EventStore:
     except (schema.OutdatedLog, schema.NewerLog, schema.UpgradeFailed) as exc:
         raise LogError(str(exc)) from exc
     except sqlite3.DatabaseError as exc:
-        raise LogError(f"{path}: not a forewarn event log ({exc})") from exc
+        raise LogError(_database_error(exc, path)) from exc
+
+
+def _database_error(exc: sqlite3.DatabaseError, path: str | Path) -> str:
+    """What went wrong opening the log: read-only, full or damaged (forewarn.errors.describe), else not a log."""
+    from forewarn.errors import describe
+
+    message = None if "not a database" in str(exc) else describe(exc, str(path))
+    return message or f"{path}: not a forewarn event log ({exc})"
 
 
 def upgrade_log(path: str | Path) -> tuple[int, int]:
@@ -347,7 +375,7 @@ def upgrade_log(path: str | Path) -> tuple[int, int]:
     except (schema.NewerLog, schema.UpgradeFailed) as exc:
         raise LogError(str(exc)) from exc
     except sqlite3.DatabaseError as exc:
-        raise LogError(f"{path}: not a forewarn event log ({exc})") from exc
+        raise LogError(_database_error(exc, path)) from exc
 
 
 class LogError(Exception):
