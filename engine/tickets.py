@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -13,9 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from forewarn.engine.delivery import DeliveryError, with_retries
+from forewarn.engine.delivery import Breaker, DeliveryError, with_retries
 from forewarn.engine.draft import Draft
+from forewarn.engine.redact import redact, redact_url, url_secrets
 from forewarn.engine.render import subject_line
 
 _SCHEMA = """
@@ -194,19 +197,30 @@ class TicketWebhook:
         url: str,
         *,
         timeout: float = 10.0,
-        attempts: int = 5,
+        attempts: int = 3,
         base_delay: float = 0.5,
         max_delay: float = 30.0,
         sleep: Callable[[float], object] = time.sleep,
         headers: dict[str, str] | None = None,
     ) -> None:
+        self.shown = redact_url(url)  # the URL as printed: credentials in it are never shown
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"ticket webhook {url!r}: expected an http:// or https:// URL")
+            raise ValueError(f"ticket webhook {self.shown!r}: expected an http:// or https:// URL")
+        self.headers = dict(headers or {})
+        self.secrets = url_secrets(url) + [v for v in self.headers.values() if v]
+        parts = urlsplit(url)
+        userinfo, at, host = parts.netloc.rpartition("@")
+        if at:  # user:password@host is HTTP Basic authentication, not part of the address
+            user, _, password = userinfo.partition(":")
+            token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+            self.headers.setdefault("Authorization", f"Basic {token}")
+            self.secrets.append(token)
+            url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
         self.url = url
         self.timeout = timeout
         self.attempts, self.base_delay, self.max_delay = attempts, base_delay, max_delay
         self.sleep = sleep
-        self.headers = dict(headers or {})
+        self.breaker: Breaker | None = None  # set by the engine: counts each attempt, gives up when open
         self._opener = urllib.request.build_opener(_NoRedirect)
 
     def post(self, draft: Draft, ticket: str, at: datetime) -> None:
@@ -217,12 +231,22 @@ class TicketWebhook:
     def post_ticket(self, payload: dict[str, str]) -> None:
         """POST one ticket payload, with retries; TicketError when it cannot."""
         body = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        breaker = self.breaker
+        if breaker is not None and breaker.open:
+            raise TicketError(f"ticket webhook {self.shown}: not tried ({breaker.last_error})", transient=True)
+
+        def attempt() -> None:
+            if breaker is None:
+                return self._send(body, payload["ticket"])
+            return breaker.guard(lambda: self._send(body, payload["ticket"]))
+
         with_retries(
-            lambda: self._send(body, payload["ticket"]),
+            attempt,
             attempts=self.attempts,
             base_delay=self.base_delay,
             max_delay=self.max_delay,
             sleep=self.sleep,
+            give_up=None if breaker is None else (lambda _exc: breaker.open),
         )
 
     def _send(self, body: bytes, ticket: str) -> None:
@@ -238,10 +262,11 @@ class TicketWebhook:
             with self._opener.open(request, timeout=self.timeout) as response:
                 response.read(_MAX_RESPONSE)
         except urllib.error.HTTPError as exc:
-            raise _http_error(self.url, exc) from exc
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            error = _http_error(self.shown, exc)
+            raise TicketError(redact(str(error), self.secrets), transient=error.transient, code=error.code) from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise TicketError(f"ticket webhook {self.url}: {reason}", transient=True) from exc
+            raise TicketError(redact(f"ticket webhook {self.shown}: {reason}", self.secrets), transient=True) from None
 
 
 def _http_error(url: str, exc: urllib.error.HTTPError) -> TicketError:
