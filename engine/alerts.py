@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-__all__ = ["RETRY_COMMAND", "Alert", "delivery_alerts"]
+__all__ = ["RETRY_COMMAND", "Alert", "delivery_alerts", "ticket_alerts"]
 
 
 class Alert(NamedTuple):
@@ -64,3 +64,18 @@ def delivery_alerts(
                 )
             )
     return out
+
+
+def ticket_alerts(failing: list[tuple[str, int, str | None, float]]) -> list[Alert]:
+    """Tickets the external ticket system has not accepted yet: (communication, attempts, last error,
+    next try) per owed ticket (engine.tickets.failing). Retried by the engine; a person should look."""
+    return [
+        Alert(
+            "ticket-opened",
+            communication,
+            "ticket-failing",
+            f"the ticket for {communication} is not opened: the ticket system refused or missed it "
+            f"{attempts} time(s) ({error}); the engine retries it with backoff: check --ticket-webhook",
+        )
+        for communication, attempts, error, _next_try in failing
+    ]

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from forewarn import __version__
-from forewarn.engine import outbox
-from forewarn.engine.alerts import RETRY_COMMAND, Alert, delivery_alerts
+from forewarn.engine import outbox, ticket_queue
+from forewarn.engine.alerts import RETRY_COMMAND, Alert, delivery_alerts, ticket_alerts
 from forewarn.engine.cache import EvaluationCache
 from forewarn.engine.delivery import Breaker, Delivery, DeliveryError, Refused, with_retries
 from forewarn.engine.draft import Draft
@@ -27,7 +27,7 @@ from forewarn.engine.planner import (
     obligation_key,
 )
 from forewarn.engine.render import render
-from forewarn.engine.tickets import TicketStore, TicketWebhook
+from forewarn.engine.tickets import Ticket, TicketStore, TicketWebhook, ticket_id, utc_text
 from forewarn.evaluate.evaluation import Evaluation, evaluate
 from forewarn.events import parse_lines
 from forewarn.log.source import read_store
@@ -58,8 +58,8 @@ class PassResult:
 
     @property
     def unfinished(self) -> bool:
-        """Whether something due was not delivered and recorded by this pass."""
-        return bool(self.failed or self.deferred or self.alerts)
+        """Whether something due was not delivered and recorded by this pass (its ticket included)."""
+        return bool(self.failed or self.deferred or self.alerts or self.ticket_errors)
 
 
 @dataclass
@@ -93,7 +93,7 @@ def _reply(code: int, text: bytes | str) -> str:
 
 def recorded_events(
     draft: Draft,
-    ticket: str,
+    ticket: str | None,
     at: datetime,
     subject_line: str,
     ticket_at: datetime | None = None,
@@ -136,14 +136,14 @@ def recorded_events(
         "states": states,
         "meta": {"forewarn": decision},
     }
-    opened = {
-        "id": f"evt-{ticket}",
-        "type": "ticket.opened",
-        "at": _utc(ticket_at or at),
-        "ticket": ticket,
-        "communication": draft.communication,
-    }
-    return [comm, opened]
+    if ticket is None:  # an external ticket system: recorded once it accepted the ticket
+        return [comm]
+    return [comm, ticket_event(f"evt-{ticket}", ticket, draft.communication, ticket_at or at)]
+
+
+def ticket_event(event_id: str, ticket: str, communication: str, at: datetime) -> dict[str, object]:
+    """The ticket.opened event: TICKET, opened for COMMUNICATION at AT."""
+    return {"id": event_id, "type": "ticket.opened", "at": _utc(at), "ticket": ticket, "communication": communication}
 
 
 class _Heartbeat:
@@ -198,6 +198,7 @@ class Engine:
         pass_deadline: float | None = 300.0,
         give_up_after: int = 3,
         destination: str = "the mail server",
+        ticket_backoff: float = 30.0,
     ) -> None:
         """`publish_key`: engine.published.plan_key of the rules `policy` was loaded from; with it,
         every fresh evaluation's plan is published in the log's database for `forewarn plan`.
@@ -205,7 +206,8 @@ class Engine:
         `lease`: seconds another process keeps off an entry this one holds (renewed while held);
         `pass_deadline`: seconds after which a pass stops starting deliveries (the rest waits for the
         next pass); `give_up_after`: consecutive transient failures after which a destination (the mail
-        server, the webhook) is not tried again this pass (0: never given up)."""
+        server, the webhook) is not tried again this pass (0: never given up); `ticket_backoff`: seconds
+        before a failed ticket POST is tried again by a later pass (doubled per failure, at most an hour)."""
         self.store = store
         self.policy = policy
         self.delivery = delivery
@@ -218,11 +220,14 @@ class Engine:
         self.pass_deadline = pass_deadline
         self.give_up_after = give_up_after
         self.destination = destination
+        self.ticket_backoff = ticket_backoff
         self.conn = store.db.conn
         # WAL with synchronous=NORMAL: a commit survives a crash of this process (SIGKILL
         # included), only an OS crash may lose the last ones; FULL costs an fsync per send.
         self.conn.execute("PRAGMA synchronous=NORMAL")
         outbox.ensure_schema(self.conn)
+        if webhook is not None:
+            ticket_queue.ensure_queue(self.conn)
         self.conn.commit()
         self.tickets = TicketStore(store.db)
         self.cache = EvaluationCache(store, policy, freeze_gc, publish_key) if cache else None
@@ -244,6 +249,7 @@ class Engine:
         """What is due and upcoming as of `now`, with delivery alerts (no side effects)."""
         plan = self.evaluation(now)[1].at(now)
         plan.alerts.extend(delivery_alerts(outbox.failing(self.conn), now))
+        plan.alerts.extend(ticket_alerts(ticket_queue.failing(self.conn)))
         return plan
 
     def standing_refusals(self, now: datetime) -> list[Alert]:
@@ -320,8 +326,22 @@ class Engine:
                 if len(delivered) >= RECORD_BATCH:
                     self._record(delivered, at, result)
                     delivered = []
+                    self._post_tickets(now, result, out_of_time)
             if delivered:
                 self._record(delivered, at, result)
+            self._post_tickets(now, result, out_of_time)
+        hook = self.webhook.breaker if self.webhook is not None else None
+        if hook is not None and hook.open:
+            owed = ticket_queue.owed(self.conn)
+            result.alerts.append(
+                Alert(
+                    "ticket-opened",
+                    hook.destination,
+                    "unreachable",
+                    f"{hook.destination} failed {hook.failures} time(s) in a row ({hook.last_error}); "
+                    f"not tried again this pass: {owed} ticket(s) wait for the next pass",
+                )
+            )
         if breaker.open:
             result.alerts.append(
                 Alert(
@@ -434,9 +454,14 @@ class Engine:
                 result.failed.append((outbox.key_of(follow_ups[-1][0]), error))
         self.store.begin_exclusive()
         try:
-            tickets = self.tickets.open_many([d.draft for d in delivered], at)
+            if self.webhook is None:  # the built-in store is the ticket system: opened with the record
+                opened: list[str | None] = list(self.tickets.open_many([d.draft for d in delivered], at))
+            else:  # owed to the external system, recorded once it accepts (_post_tickets)
+                opened = [None] * len(delivered)
+                for d in delivered:
+                    ticket_queue.owe(self.conn, d.draft, at)
             lines = []
-            for d, ticket in zip(delivered, tickets, strict=True):
+            for d, ticket in zip(delivered, opened, strict=True):
                 events = recorded_events(d.draft, ticket, at, d.subject_line, refused=d.refused, note=d.entry.note)
                 lines.extend(json.dumps(e) for e in events)
             events, errors = parse_lines(lines, "<engine>")
@@ -451,14 +476,54 @@ class Engine:
             self.store.rollback()
             raise
         self.store.commit()
-        for d, ticket in zip(delivered, tickets, strict=True):
-            result.sent.append(d.draft.communication)
-            if self.webhook is None:
+        result.sent.extend(d.draft.communication for d in delivered)
+
+    def _post_tickets(self, now: datetime | None, result: PassResult, out_of_time: Callable[[], bool]) -> None:
+        """Open the tickets owed to the external system (those whose backoff has passed): each recorded
+        as ticket.opened, with the id the system returned, once it accepted it; failures wait for a
+        later pass."""
+        webhook = self.webhook
+        if webhook is None:
+            return
+        for communication in ticket_queue.due(self.conn):
+            if out_of_time() or (webhook.breaker is not None and webhook.breaker.open):
+                break
+            payload: dict[str, str] | None = None
+
+            def take(communication: str = communication) -> None:
+                nonlocal payload
+                payload = ticket_queue.take(self.conn, communication, self.owner, self.lease)
+
+            self._commit(take)
+            if payload is None:
                 continue
-            try:  # the mail went out and is recorded; the external ticket is best effort, retried
-                self.webhook.post(d.draft, ticket, at)
+            proposed = ticket_id(communication)
+            try:
+                ticket = webhook.post_ticket({**payload, "ticket": proposed})
             except DeliveryError as exc:
-                result.ticket_errors.append((ticket, str(exc)))
+                error = str(exc)
+                self._commit(lambda c=communication, e=error: ticket_queue.failed(self.conn, c, e, self.ticket_backoff))
+                result.ticket_errors.append((communication, error))
+                continue
+            self._ticket_opened(payload, ticket, now or self.clock())
+
+    def _ticket_opened(self, payload: dict[str, str], ticket: str, at: datetime) -> None:
+        """Record that the external system opened TICKET for the payload's communication at AT."""
+        communication = payload["communication"]
+        line = json.dumps(ticket_event(f"evt-ticket-{communication}", ticket, communication, at))
+        self.store.begin_exclusive()
+        try:
+            events, errors = parse_lines([line], "<engine>")
+            if errors:
+                raise RuntimeError("; ".join(str(e) for e in errors))
+            if not self.store.known_events(e.event.id for e in events):
+                self.store.append_in_transaction(events)
+            self.tickets.record(Ticket(**{**payload, "ticket": ticket, "created_at": utc_text(at)}))
+            ticket_queue.opened(self.conn, communication, ticket)
+        except BaseException:
+            self.store.rollback()
+            raise
+        self.store.commit()
 
     def _commit(self, fn: Callable[[], None]) -> None:
         self.store.begin_exclusive()

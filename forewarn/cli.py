@@ -492,7 +492,15 @@ def _existing_db(db: str | None) -> str:
 @click.option("--smtp", metavar="HOST:PORT", default=None, help="Deliver over SMTP instead.")
 @click.option("--starttls", is_flag=True, help="SMTP: upgrade the connection with STARTTLS.")
 @click.option("--smtp-user", metavar="USER", default=None, help="SMTP: log in as USER ($FOREWARN_SMTP_PASSWORD).")
-@click.option("--ticket-webhook", metavar="URL", default=None, help="Also open each ticket in an external system.")
+@click.option("--ticket-webhook", metavar="URL", default=None, help="Open each ticket in an external system.")
+@click.option(
+    "--ticket-auth-header",
+    metavar="VALUE",
+    envvar="FOREWARN_TICKET_AUTH",
+    default=None,
+    show_default=False,
+    help="The webhook's Authorization header ('Bearer TOKEN') or 'Name: value' ($FOREWARN_TICKET_AUTH); never printed.",
+)
 @click.option(
     "--poll",
     metavar="SECONDS",
@@ -543,6 +551,7 @@ def run_cmd(
     starttls: bool,
     smtp_user: str | None,
     ticket_webhook: str | None,
+    ticket_auth_header: str | None,
     poll: float,
     retry_failed: bool,
     ids: tuple[str, ...],
@@ -591,8 +600,10 @@ def run_cmd(
         delivery = OutboxDirectory(Path(outbox_dir or "outbox"))
         destination = f"outbox {outbox_dir or 'outbox'}"
     try:
-        webhook = TicketWebhook(ticket_webhook, timeout=timeout) if ticket_webhook else None
-    except ValueError as exc:
+        webhook = (
+            TicketWebhook(ticket_webhook, timeout=timeout, authorization=ticket_auth_header) if ticket_webhook else None
+        )
+    except ValueError as exc:  # its message never holds a credential
         fail(f"--ticket-webhook: {exc}")
     engine = Engine(
         store,
@@ -622,8 +633,10 @@ def run_cmd(
         )
         for message_id, error in result.failed:
             click.echo(f"forewarn: delivery of {message_id} failed: {error}", err=True)
-        for ticket, error in result.ticket_errors:
-            click.echo(f"forewarn: ticket {ticket} is in the log but the ticket webhook failed: {error}", err=True)
+        for communication, error in result.ticket_errors:
+            click.echo(
+                f"forewarn: the ticket for {communication} is not opened (retried by later passes): {error}", err=True
+            )
         for alert in result.alerts:
             click.echo(f"forewarn: alert: {alert.message}", err=True)
 
@@ -640,6 +653,8 @@ def run_cmd(
             engine.run_forever(poll=poll, report=report)
     finally:
         delivery.close()
+        if webhook is not None:
+            webhook.close()
         store.close()
 
 

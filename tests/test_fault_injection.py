@@ -27,6 +27,7 @@ from forewarn.audit.findings import audit
 from forewarn.cli import main
 from forewarn.engine import outbox
 from forewarn.engine.delivery import SmtpDelivery
+from forewarn.engine.replay import MemoryDelivery
 from forewarn.engine.runner import Engine
 from forewarn.engine.tickets import TicketWebhook
 from forewarn.log.source import import_files, read_store
@@ -351,7 +352,12 @@ def test_a_hung_ticket_webhook_is_given_up_and_mail_still_goes_out(
         server.server_close()
     assert len(result.sent) == 8 and len(handler.ids()) == 8
     assert len(server.requests) == 3  # then given up for the pass
-    assert len(result.ticket_errors) == 8
+    assert len(result.ticket_errors) == 2  # the two tried; the other six were not
+    (alert,) = result.alerts
+    assert alert.problem == "unreachable" and "8 ticket(s) wait" in alert.message
+    store = EventStore(db)
+    assert [e for e in read_store(store) if e.type == "ticket.opened"] == []  # none accepted: none recorded
+    store.close()
 
 
 # ---------------------------------------------------------------- two engines, a pass longer than the lease
@@ -420,6 +426,107 @@ class SlowWebhook(WebhookServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         time.sleep(self.delay)
         super().finish_request(request, client_address)
+
+
+# ---------------------------------------------------------------- tickets opened only when accepted
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """webhook(replies) -> a running ticket system answering `replies` in turn, then 200; stopped at teardown."""
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    running: list[WebhookServer] = []
+
+    def start(replies: list[tuple[int, dict[str, str]]]) -> WebhookServer:
+        server = WebhookServer(replies)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def tickets_opened(db: Path) -> dict[str, str]:
+    store = EventStore(db)
+    opened = {e.communication: e.ticket for e in read_store(store) if e.type == "ticket.opened"}
+    store.close()
+    return opened
+
+
+def test_a_ticket_is_recorded_with_the_id_the_ticket_system_returned(tmp_path: Path, webhook: Any) -> None:
+    db = make_log(tmp_path, 1)
+    server = webhook([(201, {"_body": '{"id": "SUP-17"}'}), (201, {"Location": "/api/tickets/SUP-18", "_body": ""})])
+    engine = Engine(EventStore(db), POLICY, MemoryDelivery(), TicketWebhook(server.url, timeout=5))
+    result = engine.run_once(NOW)
+    assert len(result.sent) == 2 and result.ticket_errors == []
+    assert sorted(tickets_opened(db).values()) == ["SUP-17", "SUP-18"]
+    assert sorted(t.ticket for t in engine.tickets.all()) == ["SUP-17", "SUP-18"]  # the built-in table mirrors them
+    assert len(server.requests) == 2 and engine.run_once(NOW + timedelta(minutes=1)).sent == []
+    assert len(server.requests) == 2  # each ticket posted once
+
+
+def test_with_the_ticket_system_down_nothing_is_recorded_as_opened_and_run_exits_1(
+    tmp_path: Path, webhook: Any
+) -> None:
+    db = make_log(tmp_path, 2)
+    server = webhook([(503, {})] * 40)
+    code, _, err = run_cli("run", "--once", "--now", T, "--db", str(db), "--outbox", str(tmp_path / "out"),
+                           "--ticket-webhook", server.url, "--timeout", "2", "--give-up-after", "0")
+    assert code == 1 and "sent 4" in err and "not opened" in err
+    assert len(sent_events(db)) == 4 and tickets_opened(db) == {}
+    store = EventStore(db)
+    findings = audit(read_store(store), POLICY, NOW + timedelta(minutes=30)).findings
+    store.close()
+    assert sorted((f.rule, f.problem) for f in findings) == [("ticket-opened", "missing")] * 4
+    code, out, _ = run_cli("plan", "--db", str(db), "--as-of", T, "--format", "json")
+    alerts = [a for a in json.loads(out)["alerts"] if a["problem"] == "ticket-failing"]
+    assert len(alerts) == 4 and all("503" in a["message"] for a in alerts)
+    # the system is back: a later pass opens them once their backoff has passed, and the alerts are gone
+    server.replies.clear()
+    engine = Engine(EventStore(db), POLICY, MemoryDelivery(), TicketWebhook(server.url, timeout=5))
+    assert engine.run_once(NOW + timedelta(minutes=5)).ticket_errors == [] and tickets_opened(db) == {}
+    engine.conn.execute("UPDATE ticket_queue SET next_try = 0")  # the backoff has passed
+    engine.conn.commit()
+    result = engine.run_once(NOW + timedelta(minutes=5))
+    assert result.sent == [] and result.ticket_errors == [] and len(tickets_opened(db)) == 4
+    assert not [a for a in engine.plan(NOW + timedelta(minutes=6)).alerts if a.rule == "ticket-opened"]
+    store = EventStore(db)
+    assert audit(read_store(store), POLICY, NOW + timedelta(minutes=30)).findings == []
+    store.close()
+
+
+def test_a_failed_ticket_waits_for_its_backoff(tmp_path: Path, webhook: Any) -> None:
+    db = make_log(tmp_path, 1)
+    server = webhook([(500, {})] * 10)
+    hook = TicketWebhook(server.url, timeout=5, attempts=1)
+    engine = Engine(EventStore(db), POLICY, MemoryDelivery(), hook, ticket_backoff=3600)
+    assert len(engine.run_once(NOW).ticket_errors) == 2
+    assert len(server.requests) == 2
+    assert engine.run_once(NOW + timedelta(minutes=1)).ticket_errors == []
+    assert len(server.requests) == 2  # not before its backoff
+    assert len([a for a in engine.plan(NOW).alerts if a.problem == "ticket-failing"]) == 2
+
+
+def test_the_ticket_authorization_header_is_sent_and_never_printed(tmp_path: Path, webhook: Any) -> None:
+    db = make_log(tmp_path, 1)
+    server = webhook([(401, {"_body": "token Bearer s3cr3t-t0ken refused"})] * 10)
+    result = CliRunner(env={"FOREWARN_TICKET_AUTH": "Bearer s3cr3t-t0ken"}).invoke(
+        main, ["run", "--once", "--now", T, "--db", str(db), "--outbox", str(tmp_path / "out"),
+               "--ticket-webhook", server.url]
+    )
+    assert result.exit_code == 1
+    assert server.requests[0][0]["Authorization"] == "Bearer s3cr3t-t0ken"
+    assert "s3cr3t" not in result.stderr + result.stdout and "401" in result.stderr
+    code, out, err = run_cli("plan", "--db", str(db), "--as-of", T, "--format", "json")
+    assert "s3cr3t" not in out + err
+    code, _, err = run_cli("run", "--once", "--now", T, "--db", str(db), "--ticket-webhook", server.url,
+                           "--ticket-auth-header", "Bearer s3cr3t\r\nX-Evil: 1")
+    assert code == 2 and "s3cr3t" not in err
 
 
 # ---------------------------------------------------------------- credentials
