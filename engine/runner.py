@@ -116,6 +116,8 @@ def recorded_events(
             for address, (code, text) in refused.items()
         ]
         decision["met_by"] = "the recipients the server accepted (to); refused ones are followed up apart"
+    if draft.late:
+        decision["late"] = list(draft.late)  # sent after these obligations' deadlines (policy: late, not never)
     if draft.follow_up_of is not None:
         decision["follow_up_of"] = draft.follow_up_of
         decision["kind_sent"] = draft.kind
@@ -477,6 +479,20 @@ class Engine:
             raise
         self.store.commit()
         result.sent.extend(d.draft.communication for d in delivered)
+        for d in delivered:
+            if d.draft.late and d.draft.follow_up_of is None:
+                draft = d.draft
+                result.alerts.append(
+                    Alert(
+                        "late",
+                        draft.subject,
+                        "sent-late",
+                        f"{draft.kind} to {draft.customer} about {draft.subject} went out after its deadline "
+                        f"({', '.join(draft.late)}): the audit reports it late; tell the customer why, or record "
+                        "a waiver with the reason",
+                        customer=draft.customer,
+                    )
+                )
 
     def _post_tickets(self, now: datetime | None, result: PassResult, out_of_time: Callable[[], bool]) -> None:
         """Open the tickets owed to the external system (those whose backoff has passed): each recorded
