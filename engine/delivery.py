@@ -463,7 +463,8 @@ def with_retries(
     on_retry: Callable[[int, DeliveryError, float], object] | None = None,
     give_up: Callable[[DeliveryError], bool] | None = None,
 ) -> T:
-    """FN() retried on transient DeliveryError with exponential backoff and jitter.
+    """FN() retried on transient DeliveryError with exponential backoff and jitter (our own, not tenacity's:
+    a dozen lines the SMTP path and its tests pin down; the ticket webhook uses tenacity).
 
     Permanent errors (and any other exception) propagate at once; after the
     last attempt, or once GIVE_UP(error) says so, the last transient error propagates."""
