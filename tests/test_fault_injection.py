@@ -68,8 +68,8 @@ class Sink:
 
     `rcpt`: reply per address at RCPT (kept until changed); `data`: one fault per DATA command, in
     turn ("drop": the connection closes before the message is stored, "store-drop": stored, then
-    the connection closes before the reply, "hang": no reply for a long time, or a reply such as
-    "451 ..."); `delay`: seconds each DATA takes."""
+    the connection closes before the reply, "hang": no reply for a long time, "slow:SECONDS": stored
+    after that long, or a reply such as "451 ..."); `delay`: seconds each DATA takes."""
 
     def __init__(self) -> None:
         self.accepted: list[tuple[str, list[str]]] = []  # (Message-ID, envelope recipients)
@@ -91,6 +91,9 @@ class Sink:
             await asyncio.sleep(self.delay)
         if fault == "hang":
             await asyncio.sleep(30)  # cancelled when the server stops
+        if fault is not None and fault.startswith("slow:"):
+            await asyncio.sleep(float(fault[5:]))
+            fault = None
         if fault == "drop":
             server.transport.close()
             return "250 OK"  # never reaches the client
@@ -391,6 +394,17 @@ def test_two_engines_with_a_pass_longer_than_the_lease_send_each_message_once(
     assert len(a.sent) + len(b.sent) == 30 and a.sent and b.sent  # the second one helped, never doubled
     recorded = [c.message_id for c in sent_events(db)]
     assert sorted(recorded) == sorted(ids)
+
+
+def test_a_message_in_flight_longer_than_the_lease_stays_with_its_engine(
+    tmp_path: Path, sink: tuple[Sink, int]
+) -> None:
+    handler, port = sink
+    db = make_log(tmp_path, 1)
+    handler.data = ["slow:1.5"]  # the first message takes three leases: renewed while in flight
+    a, b = _two_engines(db, port, lease=0.5, start_second_after=0.8)
+    ids = handler.ids()
+    assert len(ids) == len(set(ids)) == 2 == len(a.sent) + len(b.sent)
 
 
 def test_two_engines_with_a_slow_ticket_webhook_post_each_ticket_once(
