@@ -236,7 +236,15 @@ class TicketWebhook:
             name, value = auth_header(authorization)
             self.headers[name] = value
         self.secrets = url_secrets(url) + [v for v in self.headers.values() if v]
-        parts = urlsplit(url)
+        import httpx  # here: the engine's other users (plan, audit) never load it
+
+        if any(ord(c) < 32 or ord(c) == 127 for c in url):  # urlsplit would drop CR/LF silently
+            raise ValueError(f"ticket webhook {self.shown!r}: not a valid URL (a control character)")
+        try:
+            parts = urlsplit(url)
+            httpx.URL(url)
+        except (ValueError, httpx.InvalidURL) as exc:
+            raise ValueError(redact(f"ticket webhook {self.shown!r}: not a valid URL ({exc})", self.secrets)) from None
         userinfo, at, host = parts.netloc.rpartition("@")
         auth: tuple[str, str] | None = None
         if at:  # user:password@host is HTTP Basic authentication, not part of the address
@@ -248,8 +256,6 @@ class TicketWebhook:
         self.attempts, self.base_delay, self.max_delay = attempts, base_delay, max_delay
         self.sleep = sleep
         self.breaker: Breaker | None = None  # set by the engine: counts each attempt, gives up when open
-        import httpx  # here: the engine's other users (plan, audit) never load it
-
         self._client = httpx.Client(
             auth=auth, timeout=httpx.Timeout(timeout), follow_redirects=False, headers={"User-Agent": "forewarn"}
         )
@@ -307,7 +313,7 @@ class TicketWebhook:
         except httpx.TimeoutException:
             error = f"ticket webhook {self.shown}: timed out after {self.timeout:g} s"
             raise TicketError(error, transient=True) from None
-        except (httpx.HTTPError, OSError, ValueError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
             raise TicketError(
                 redact(f"ticket webhook {self.shown}: {type(exc).__name__}: {exc}", self.secrets), transient=True
             ) from None

@@ -288,6 +288,13 @@ def test_webhook_needs_an_http_url(url: str) -> None:
         TicketWebhook(url)
 
 
+@pytest.mark.parametrize("url", ["http://u:s3cr3t@x/\r\nHost: evil", "http://u:s3cr3t@[::1/t"])
+def test_a_malformed_webhook_url_is_refused_without_its_credentials(url: str) -> None:
+    with pytest.raises(ValueError, match="not a valid URL") as info:
+        TicketWebhook(url)
+    assert "s3cr3t" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
