@@ -249,6 +249,50 @@ def test_retry_failed_resends_to_a_refused_recipient_only(tmp_path: Path, sink: 
     assert not [a for a in engine.plan(NOW + timedelta(minutes=3)).alerts if a.rule == "delivery"]
 
 
+def append(db: Path, *events: dict[str, object]) -> None:
+    src = db.parent / "more.jsonl"
+    src.write_text("".join(json.dumps(e) + "\n" for e in events))
+    store = EventStore(db)
+    import_files(store, [src], POLICY.ids)
+    store.close()
+
+
+def test_retry_failed_sends_to_the_corrected_address(tmp_path: Path, sink: tuple[Sink, int]) -> None:
+    handler, port = sink
+    db = make_log(tmp_path, 1)
+    handler.rcpt[OPS] = "550 5.1.1 no such user"  # every recipient refused: nothing delivered
+    engine = engine_for(db, port)
+    assert len(engine.run_once(NOW).failed) == 2 and sent_events(db) == []
+    fixed = "noc@cust-0.example"
+    append(db, {"id": "c0-fixed", "type": "customer.upserted", "at": "2026-03-02T10:05:00Z", "customer": "cust-0",
+                "name": "Customer 0", "plan": "enterprise", "timezone": "Europe/Berlin", "country": "DE",
+                "contacts": [fixed]})
+    engine = engine_for(db, port)
+    assert len(engine.retry_failed()) == 2
+    result = engine.run_once(NOW + timedelta(minutes=10))
+    assert len(result.sent) == 2 and result.failed == []
+    assert [rcpts for _, rcpts in handler.accepted] == [[fixed], [fixed]]
+    assert [list(c.to) for c in sent_events(db)] == [[fixed], [fixed]]
+
+
+def test_a_follow_up_about_a_cancelled_maintenance_is_not_sent(tmp_path: Path, sink: tuple[Sink, int]) -> None:
+    handler, port = sink
+    db = make_log(tmp_path, 1, contacts=2)
+    handler.rcpt[CTO] = "451 4.2.1 mailbox busy"
+    engine_for(db, port).run_once(NOW)
+    append(db, {"id": "m-cancel", "type": "maintenance.cancelled", "at": "2026-03-02T10:05:00Z",
+                "maintenance": "mx-1"})
+    del handler.rcpt[CTO]
+    engine = engine_for(db, port)
+    result = engine.run_once(NOW + timedelta(minutes=10))
+    kinds = [c.kind for c in sent_events(db)[2:]]
+    assert sorted(kinds) == ["other", "other"]  # the incident's follow-up and the withdrawn invitation
+    follow = [c for c in sent_events(db)[2:] if "follow_up_of" in c.meta["forewarn"]]
+    assert len(follow) == 1 and follow[0].incident == "inc-1"
+    (refusal,) = [error for _, error in result.failed]
+    assert "mx-1 was cancelled" in refusal
+
+
 # ---------------------------------------------------------------- SMTP faults mid-transaction
 
 
