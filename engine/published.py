@@ -52,9 +52,10 @@ FORMAT = 1
 def due_or_upcoming(pending: bool, send_from: Any, not_after: Any, now: Any) -> str | None:
     """Where a plan entry goes as of `now`: "due", "upcoming", or None (left out).
 
-    A pending obligation is due once it may be sent; a missed one (its deadline passed,
-    nothing sent) is only listed at its deadline instant itself, when a notice is still on
-    time. The one rule of engine.planner.PlanBasis.at and of a published plan (instants or
+    A pending obligation is due once it may be sent, and so is a missed one the engine sends
+    late (`pending` is true for both: engine.planner.Due.sendable); any other missed one (its
+    deadline passed, nothing sent) is only listed at its deadline instant itself, when a notice
+    is still on time. The one rule of engine.planner.PlanBasis.at and of a published plan (instants or
     epoch microseconds alike)."""
     if not pending and not_after != now:
         return None
@@ -147,7 +148,7 @@ class Snapshot(NamedTuple):
     as_of_us: int
     horizon_us: int
     pending: list[bool]
-    """Still pending (else missed: its deadline passed with nothing sent)."""
+    """Still pending, or missed and sent late (else missed, for a person: its deadline passed with nothing sent)."""
     send_from_us: list[int]
     not_after_us: list[int]
     local: list[str]

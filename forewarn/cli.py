@@ -735,7 +735,15 @@ def _existing_db(db: str | None) -> str:
 @click.option("--smtp", metavar="HOST:PORT", default=None, help="Deliver over SMTP instead.")
 @click.option("--starttls", is_flag=True, help="SMTP: upgrade the connection with STARTTLS.")
 @click.option("--smtp-user", metavar="USER", default=None, help="SMTP: log in as USER ($FOREWARN_SMTP_PASSWORD).")
-@click.option("--ticket-webhook", metavar="URL", default=None, help="Also open each ticket in an external system.")
+@click.option("--ticket-webhook", metavar="URL", default=None, help="Open each ticket in an external system.")
+@click.option(
+    "--ticket-auth-header",
+    metavar="VALUE",
+    envvar="FOREWARN_TICKET_AUTH",
+    default=None,
+    show_default=False,
+    help="The webhook's Authorization header ('Bearer TOKEN') or 'Name: value' ($FOREWARN_TICKET_AUTH); never printed.",
+)
 @click.option(
     "--poll",
     metavar="SECONDS",
@@ -744,6 +752,38 @@ def _existing_db(db: str | None) -> str:
     show_default=True,
     help="Without --once: longest sleep between passes.",
 )
+@click.option(
+    "--retry-failed",
+    "retry_failed",
+    is_flag=True,
+    help="First make refused deliveries due again: those named by ID (message or communication id), or all.",
+)
+@click.argument("ids", nargs=-1, metavar="[ID...]")
+@click.option(
+    "--timeout",
+    metavar="SECONDS",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Connect / read timeout of each attempt (mail server and ticket webhook).",
+)
+@click.option(
+    "--pass-deadline",
+    metavar="SECONDS",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="A pass starts no delivery after this; the rest waits for the next pass.",
+)
+@click.option(
+    "--give-up-after",
+    metavar="N",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Consecutive failures after which the mail server (or webhook) is not tried again this pass (0: never).",
+)
+@click.option("--lease", metavar="SECONDS", type=click.FloatRange(min=0.1), default=None, hidden=True)
 def run_cmd(
     db: str | None,
     rules_dir: str | None,
@@ -754,7 +794,14 @@ def run_cmd(
     starttls: bool,
     smtp_user: str | None,
     ticket_webhook: str | None,
+    ticket_auth_header: str | None,
     poll: float,
+    retry_failed: bool,
+    ids: tuple[str, ...],
+    timeout: float,
+    pass_deadline: float,
+    give_up_after: int,
+    lease: float | None,
 ) -> None:
     """Decide and send what is due, and record it in the log.
 
@@ -772,6 +819,8 @@ def run_cmd(
     t = parse_instant(now, "--now") if now else None
     if t is not None and not once:
         fail("--now replays one instant: use it with --once")
+    if ids and not retry_failed:
+        fail(f"unexpected argument {ids[0]!r}: IDs name failed deliveries to resend, with --retry-failed")
     path = db_path(db)
     if not Path(path).exists():
         fail(f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`")
@@ -795,32 +844,72 @@ def run_cmd(
         except ValueError as exc:
             fail(f"--smtp: {exc}")
         delivery = SmtpDelivery(
-            host, port, starttls=starttls, username=smtp_user, password=os.environ.get("FOREWARN_SMTP_PASSWORD")
+            host,
+            port,
+            starttls=starttls,
+            username=smtp_user,
+            password=os.environ.get("FOREWARN_SMTP_PASSWORD"),
+            timeout=timeout,
         )
+        destination = f"SMTP {host}:{port}"
     else:
         delivery = OutboxDirectory(Path(outbox_dir or "outbox"))
-    webhook = TicketWebhook(ticket_webhook) if ticket_webhook else None
-    engine = Engine(store, policy, delivery, webhook, freeze_gc=True, publish_key=key)  # this process is the engine's
+        destination = f"outbox {outbox_dir or 'outbox'}"
+    try:
+        webhook = (
+            TicketWebhook(ticket_webhook, timeout=timeout, authorization=ticket_auth_header) if ticket_webhook else None
+        )
+    except ValueError as exc:  # its message never holds a credential
+        fail(f"--ticket-webhook: {exc}")
+    engine = Engine(
+        store,
+        policy,
+        delivery,
+        webhook,
+        freeze_gc=True,  # this process is the engine's
+        publish_key=key,
+        lease=lease,
+        pass_deadline=pass_deadline,
+        give_up_after=give_up_after,
+        destination=destination,
+    )
+    if retry_failed:
+        try:
+            reset = engine.retry_failed(ids, by="forewarn run --retry-failed" + "".join(f" {i}" for i in ids))
+        except ValueError as exc:
+            store.close()
+            fail(f"--retry-failed: {exc}")
+        click.echo(f"forewarn: {len(reset)} failed deliver(ies) due again", err=True)
 
     def report(result: Any) -> None:
         terminal.note(
             f"forewarn: sent {len(result.sent)}, failed {len(result.failed)}, held by another process {result.skipped}"
+            + (f", left for the next pass {result.deferred}" if result.deferred else ""),
         )
         for message_id, error in result.failed:
             click.echo(f"forewarn: delivery of {message_id} failed: {error}", err=True)
-        for ticket, error in result.ticket_errors:
-            click.echo(f"forewarn: ticket {ticket} is in the log but the ticket webhook failed: {error}", err=True)
+        for communication, error in result.ticket_errors:
+            click.echo(
+                f"forewarn: the ticket for {communication} is not opened (retried by later passes): {error}", err=True
+            )
+        for alert in result.alerts:
+            click.echo(f"forewarn: alert: {alert.message}", err=True)
 
     try:
         if once:
             result = engine.run_once(t)
+            refused = engine.standing_refusals(t or engine.clock())
             report(result)
-            if result.failed:
+            for alert in refused:
+                click.echo(f"forewarn: alert: {alert.message}", err=True)
+            if result.unfinished or refused:
                 sys.exit(EXIT_FINDINGS)
         else:
             engine.run_forever(poll=poll, report=report)
     finally:
         delivery.close()
+        if webhook is not None:
+            webhook.close()
         store.close()
 
 

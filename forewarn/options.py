@@ -11,17 +11,20 @@ def check_webhook_url(url: str | None) -> str | None:
     """--ticket-webhook must be an http:// or https:// URL with a host (None: not given)."""
     if url is None:
         return None
+    from forewarn.engine.redact import redact_url
+
+    shown_url = redact_url(url)  # a URL's credentials are never printed
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
     except ValueError as exc:
-        return f"--ticket-webhook {url!r}: not a URL ({exc}); expected http(s)://HOST/PATH"
+        return f"--ticket-webhook {shown_url!r}: not a URL ({exc}); expected http(s)://HOST/PATH"
     if parts.scheme not in ("http", "https"):
         shown = f"{parts.scheme}: URLs are not accepted" if parts.scheme else "not a URL"
-        return f"--ticket-webhook {url!r}: {shown}; expected an http:// or https:// URL such as https://tickets.example/hook"
+        return f"--ticket-webhook {shown_url!r}: {shown}; expected an http:// or https:// URL such as https://tickets.example/hook"
     if not host:
-        return f"--ticket-webhook {url!r}: the URL names no host; expected http(s)://HOST/PATH"
+        return f"--ticket-webhook {shown_url!r}: the URL names no host; expected http(s)://HOST/PATH"
     return None
 
 

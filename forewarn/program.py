@@ -135,10 +135,12 @@ def published_plan(path: str, key: str, t: datetime) -> tuple[Snapshot, list[dic
 
 def delivery_alerts_json(conn: sqlite3.Connection, t: datetime) -> list[dict[str, Any]]:
     """Alerts for deliveries that keep failing, from the engine's outbox in the log's database."""
-    from forewarn.engine.alerts import delivery_alerts
+    from forewarn.engine.alerts import delivery_alerts, ticket_alerts
     from forewarn.engine.outbox import failing
+    from forewarn.engine.ticket_queue import failing as tickets_failing
 
-    return [alert.to_json() for alert in delivery_alerts(failing(conn), t)]
+    alerts = delivery_alerts(failing(conn), t) + ticket_alerts(tickets_failing(conn))
+    return [alert.to_json() for alert in alerts]
 
 
 def show_plan(view: PlanView, fmt: str) -> None:

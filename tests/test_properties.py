@@ -182,6 +182,62 @@ def test_batch_sends_are_the_replayed_engines_sends(life: Lifecycle) -> None:
     assert engine == batch
 
 
+def engine_log_down(life: Lifecycle, down_from: datetime, back_at: datetime) -> list[Event]:
+    """The real engine stepped through the lifecycle, but down from `down_from` until `back_at`."""
+    parsed, errors = parse_lines(life.jsonl().splitlines(), "lifecycle.jsonl")
+    assert not errors, errors
+    fresh, errors = check_log(parsed, rule_ids=POLICY.ids)
+    assert not errors, errors
+    store = EventStore.memory()
+    try:
+        store.append(evaluation_order(fresh))
+        engine = Engine(store, POLICY, MemoryDelivery())
+        replay(engine, life.start, down_from)
+        replay(engine, back_at, life.as_of)
+        return read_store(store)
+    finally:
+        store.close()
+
+
+def told_otherwise(result: AuditResult, f: Finding) -> bool:
+    """A missed notice nobody should get late (policy.md, "The engine and deadlines already passed"): its
+    maintenance was cancelled or its window rescheduled (the customer is told of that instead), or the
+    maintenance is over (completed) and it is not the closing notice; or its rule knows no `late` (a promised
+    update sent after its time is still missing)."""
+    if "late" not in POLICY.by_id[f.rule].spec.problems:
+        return True
+    history = result.evaluation.histories.get(("maintenance", f.subject))
+    if history is None:
+        return False
+    if history.cancelled_at is not None or (history.completed_at is not None and f.rule != "closing-notice"):
+        return True
+    for o in result.outcomes:
+        ob = o.obligation
+        if (ob.rule, ob.subject, ob.customer, ob.not_after) == (f.rule, f.subject, f.customer, f.due):
+            number = ob.moment.attrs.get("version")
+            if isinstance(number, int) and history.versions[number - 1].superseded_at is not None:
+                return True
+    return False
+
+
+@scaled(ci=60, thorough=10_000)
+@given(lifecycles(feasible=True), st.data())
+def test_an_engine_that_was_down_sends_late_never_leaves_missing(life: Lifecycle, data: st.DataObject) -> None:
+    """Down for a while, the engine sends what it missed once back: the audit reports those `late`, never
+    `missing`, but for what nobody should get late (cancelled, rescheduled, over)."""
+    span = int((life.as_of - life.start) / STEP)
+    down = data.draw(st.integers(0, span), label="down from (steps after the start)")
+    back = data.draw(st.integers(down, span), label="back at (steps after the start)")
+    events = engine_log_down(life, life.start + down * STEP, life.start + back * STEP)
+    show("engine-made log", events)
+    result = audit(events, POLICY, life.as_of)
+    note(f"findings:\n{findings_text(result)}")
+    missing = [f for f in result.findings if f.problem == "missing" and not told_otherwise(result, f)]
+    assert missing == []
+    assert all(f.problem in ("late", "missing", "overrun", "premature") for f in result.findings)
+    event(f"late findings: {bool([f for f in result.findings if f.problem == 'late'])}")
+
+
 # --------------------------------------------------------------------------- 2. every violation is found
 
 

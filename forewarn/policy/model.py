@@ -27,6 +27,11 @@ class Rule:
     def severity(self) -> str:
         return self.spec.severity
 
+    @property
+    def late(self) -> str:
+        """What the engine does once a deadline of this rule passed unmet: "send" (late) or "alert" only."""
+        return self.spec.late or "send"
+
     def resolve(self, value: int | str | None) -> int | str | None:
         """A `$param` reference's value; literals unchanged."""
         if isinstance(value, str):

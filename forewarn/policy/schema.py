@@ -254,6 +254,11 @@ class RuleFile(_Strict):
     alarm: Alarm | None = Field(None, description="a finding when a timer fires")
     checks: list[Check] = Field(default_factory=list, description="tests of every matching communication")
     problems: dict[str, str] = Field(min_length=1, description="problem code -> finding message")
+    late: Literal["send", "alert"] | None = Field(
+        None,
+        description="a deadline passed unmet: `send` the communication late as soon as possible, and alert "
+        "(the default), or only `alert` a person",
+    )
 
     @field_validator("params")
     @classmethod
