@@ -167,8 +167,26 @@ Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 
 # --------------------------------------------------------------------------- strings
 
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-EntityId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+_CONTROL = "\\x00-\\x1f\\x7f-\\x9f"  # Unicode category Cc: C0, DEL and C1 (NUL, tab, newlines, ...)
+ID_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
+"""An id: not blank, no control character; any other Unicode (checked by pydantic's Rust regex: linear time)."""
+_CONTROL_CHAR = re.compile(f"[{_CONTROL}]")
+
+
+def id_problem(value: str) -> str | None:
+    """Why `value` is not a valid id (spec: 1-200 characters, not blank, no control characters), or None."""
+    if not 0 < len(value) <= 200:
+        return "must be 1-200 characters"
+    bad = _CONTROL_CHAR.search(value)
+    if bad is not None:
+        return f"must not contain control characters (U+{ord(bad.group()):04X} at character {bad.start() + 1})"
+    if not value.strip():
+        return "must not be blank"
+    return None
+
+
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ID_PATTERN)]
+EntityId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ID_PATTERN)]
 NONBLANK_PATTERN = r"\S"
 NonBlank = Annotated[str, StringConstraints(pattern=NONBLANK_PATTERN)]
 
@@ -187,8 +205,10 @@ def _customers(value: object) -> tuple[str, ...] | Literal["all"]:
         raise problem('must be a list of customer ids or "all"')
     if not value:
         raise problem('must list at least one customer (or be "all")')
-    if not all(0 < len(v) <= 200 for v in value):
-        raise problem("customer ids must be 1-200 characters")
+    for v in value:
+        why = id_problem(v)
+        if why is not None:
+            raise problem(f"customer ids {why} (got {shorten(v)!r})")
     return tuple(value)
 
 
