@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import field
+from typing import BinaryIO
 from pathlib import Path
 
 import orjson
@@ -23,7 +25,9 @@ from forewarn.record import record
 __all__ = [
     "BOM",
     "MAX_LINE_BYTES",
+    "TOO_LONG",
     "SourcedEvent",
+    "bounded_lines",
     "fast_canonical_json",
     "gc_paused",
     "parse_files",
@@ -35,6 +39,16 @@ MAX_LINE_BYTES = 1 << 20
 """Longest accepted line (1 MiB); an event is a few hundred bytes."""
 BOM = b"\xef\xbb\xbf"
 """A UTF-8 byte order mark, skipped at the start of a file."""
+TOO_LONG = (f"line too long: more than {MAX_LINE_BYTES} bytes (at most {MAX_LINE_BYTES}); "
+            "the rest of the file is not read")
+"""The error of an over-long line. Reading stops there: a file without line ends (/dev/zero) has no next line."""
+
+
+def bounded_lines(handle: BinaryIO) -> Iterator[bytes]:
+    """The lines of a binary file, each read only up to `MAX_LINE_BYTES` + 1 bytes: a longer line comes
+    cut there (and is refused as too long), so memory stays bounded whatever the input. The consumer stops
+    at such a line (`parse_lines` does); reading on would give the rest of it as further lines."""
+    return iter(functools.partial(handle.readline, MAX_LINE_BYTES + 1), b"")
 
 
 @record
@@ -100,6 +114,8 @@ def parse_lines(
                 append(result)
             elif result is not None:
                 errors.extend(result)  # type: ignore[arg-type]
+                if errors[-1].message == TOO_LONG:
+                    break  # the rest of the file is not read
     return events, errors
 
 
@@ -111,7 +127,7 @@ def parse_files(paths: Sequence[str | Path]) -> tuple[list[SourcedEvent], list[I
         name = str(path)
         try:
             with open(path, "rb") as handle:
-                found, problems = parse_lines(handle, name)
+                found, problems = parse_lines(bounded_lines(handle), name)
         except OSError as exc:
             errors.append(InputError(name, 0, None, None, None, f"cannot read: {exc.strerror}"))
             continue
@@ -156,8 +172,7 @@ def validate_line(
     if (number == 1 if first is None else first) and line.startswith(BOM):
         line = line[len(BOM):]
     if len(line) > MAX_LINE_BYTES:
-        return [_error(file, number, f"line too long: {len(line)} bytes "
-                                     f"(at most {MAX_LINE_BYTES})")]
+        return [_error(file, number, TOO_LONG)]
     try:
         event = EVENT_ADAPTER.validate_json(line, by_name=False)
     except ValidationError as exc:
