@@ -26,7 +26,8 @@ from forewarn.log.store import EventStore
 
 SAMPLE = Path(__file__).resolve().parents[1] / "forewarn" / "samples" / "basic.jsonl"
 GOOD = SAMPLE.read_bytes().splitlines(keepends=True)
-TOO_LONG = f"line too long: more than {MAX_LINE_BYTES} bytes (at most {MAX_LINE_BYTES}); the rest of the file is not read"
+TOO_LONG = (f"line too long: more than {MAX_LINE_BYTES} bytes (at most {MAX_LINE_BYTES}); "
+            "the rest of the file is not read")
 
 
 def run(*args: str) -> tuple[int, str]:
