@@ -8,8 +8,8 @@ import gc
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import field
-from typing import BinaryIO
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 from pydantic import ValidationError
