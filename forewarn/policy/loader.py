@@ -93,7 +93,7 @@ def lint_file(path: Path) -> tuple[Rule | None, list[LintError]]:
     try:
         doc = load_yaml(text)
     except YamlError as exc:
-        return None, [LintError(name, exc.line, "yaml-syntax", exc.message)]
+        return None, [LintError(name, exc.line, exc.code, exc.message)]
     errors = [
         LintError(name, line, "duplicate-key", f"key {p[-1]!r} appears twice; the second would silently win")
         for p, line in doc.duplicates
