@@ -262,17 +262,24 @@ def _check_country(code: str) -> str:
 _INT_RANGE = range(-(2**63), 2**64)
 
 
-def _check_json_numbers(value: object) -> None:
-    """Numbers in free-form data must survive a JSON round trip (finite, 64-bit).
+META_KEYS = [0]
+"""The number of keys (nested objects included) of the last `meta` validated: the duplicate-key check of
+forewarn.events.parse compares it, right after validating a line, with the keys in the line's text."""
+
+
+def _check_json_numbers(value: object) -> int:
+    """Numbers in free-form data must survive a JSON round trip (finite, 64-bit); the keys of its objects.
 
     Iterative, dispatching on exact types (the values come from JSON: dict, list, str, int, float,
     bool, None): every communication the engine sends carries `meta`, so this runs for most events.
     """
     pending = [value]
+    keys = 0
     while pending:
         item = pending.pop()
         kind = type(item)
         if kind is dict:
+            keys += len(item)  # type: ignore[arg-type]
             pending.extend(item.values())  # type: ignore[attr-defined]
         elif kind is list:
             pending.extend(item)  # type: ignore[arg-type]
@@ -284,6 +291,7 @@ def _check_json_numbers(value: object) -> None:
                 raise problem("integers must fit in 64 bits")
         elif kind is not str and kind is not bool and item is not None:  # not from JSON: the general case
             if isinstance(item, dict):
+                keys += len(item)
                 pending.extend(item.values())
             elif isinstance(item, list | tuple):
                 pending.extend(item)
@@ -291,6 +299,7 @@ def _check_json_numbers(value: object) -> None:
                 raise problem("numbers must be finite")
             elif isinstance(item, int) and not isinstance(item, bool) and item not in _INT_RANGE:
                 raise problem("integers must fit in 64 bits")
+    return keys
 
 
 # --------------------------------------------------------------------------- base
@@ -325,8 +334,7 @@ class EventBase(BaseModel):
     @field_validator("meta")
     @classmethod
     def _meta(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            _check_json_numbers(value)
+        META_KEYS[0] = 0 if value is None else _check_json_numbers(value)
         return value
 
     def defines(self) -> tuple[str, str] | None:

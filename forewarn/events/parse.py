@@ -19,7 +19,7 @@ from forewarn.events.errors import (
     describe_json_error,
     errors_from_validation,
 )
-from forewarn.events.models import EVENT_ADAPTER, Event, canonical_json, share_fields_sets
+from forewarn.events.models import EVENT_ADAPTER, META_KEYS, Event, canonical_json, share_fields_sets
 from forewarn.record import record
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "bounded_lines",
     "fast_canonical_json",
     "gc_paused",
+    "maybe_duplicate_keys",
     "parse_files",
     "parse_lines",
     "validate_line",
@@ -106,9 +107,10 @@ def parse_lines(
                 except ValidationError:
                     pass
                 else:
-                    share_fields_sets(event)
-                    append(SourcedEvent(event, file, number))
-                    continue
+                    if not maybe_duplicate_keys(line, event):
+                        share_fields_sets(event)
+                        append(SourcedEvent(event, file, number))
+                        continue
             result = _parse_line(line, file, number)
             if type(result) is SourcedEvent:
                 append(result)
@@ -179,6 +181,10 @@ def validate_line(
         if not line.strip():
             return None
         return _explain(exc, line, file, number)
+    if maybe_duplicate_keys(line, event):
+        repeated = duplicate_keys(line)
+        if repeated:
+            return [InputError(file, number, event.type, event.id, path, DUPLICATE_KEY) for path in repeated]
     if not canonical:
         return event, None
     try:
@@ -213,6 +219,61 @@ def fast_canonical_json(event: Event) -> str:
         _fast = False
         return slow
     return canonical_json(event)
+
+
+DUPLICATE_KEY = "duplicate key: a JSON object must not repeat a key (which value counts would be a guess)"
+
+
+def maybe_duplicate_keys(line: bytes, event: Event) -> bool:
+    """False when `line`, which validated as `event`, surely repeats no key in any object; True when it may.
+
+    The JSON parsers keep the last of repeated keys silently. The exact check (`duplicate_keys`) costs
+    a second parse; this one costs a few byte scans: without an escaped quote, `":` occurs in the
+    line only where a key ends, so with no whitespace after a quote either (no key `"k" :` escapes
+    the count) the line has `count('":')` keys, which equals the keys the event holds exactly when
+    none is repeated. An escaped quote can only add to the count (then the exact check runs); a raw tab
+    or CR can only be whitespace (control characters are invalid in JSON strings), so one byte search
+    each finds them.
+    """
+    return b'" ' in line or b"\t" in line or b"\r" in line or line.count(b'":') != _key_count(event)
+
+
+def _key_count(event: Event) -> int:
+    """The keys of the JSON object `event` was validated from, nested objects included."""
+    given = event.__pydantic_fields_set__
+    count = len(given)
+    if "states" in given and (states := event.__dict__["states"]) is not None:
+        count += len(states.__pydantic_fields_set__)
+    if "meta" in given:
+        count += META_KEYS[0]  # counted by its validator, which ran for this event just before
+    return count
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as its (key, value) pairs, in order, repeats kept."""
+
+
+def duplicate_keys(line: bytes) -> list[str]:
+    """The path (`at`, `meta.source.x`, `meta.list[2].k`) of every repeated key of the JSON `line`."""
+    try:
+        tree = json.loads(line, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
+        return []
+    found: list[str] = []
+    pending: list[tuple[object, str]] = [(tree, "")]
+    while pending:
+        item, path = pending.pop()
+        if type(item) is _Pairs:
+            seen: set[str] = set()
+            for key, value in item:
+                where = f"{path}.{key}" if path else key
+                if key in seen and where not in found:
+                    found.append(where)
+                seen.add(key)
+                pending.append((value, where))
+        elif type(item) is list:
+            pending.extend((value, f"{path}[{i}]") for i, value in enumerate(item))
+    return sorted(found)
 
 
 def _stdlib_json(line: bytes) -> object:

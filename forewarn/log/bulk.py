@@ -58,6 +58,7 @@ from forewarn.events.parse import (
     bounded_lines,
     fast_canonical_json,
     gc_paused,
+    maybe_duplicate_keys,
     validate_line,
 )
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
@@ -195,6 +196,8 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
             ):
                 raise _Unusual
             event = validate(line, by_name=False)
+            if maybe_duplicate_keys(line, event):
+                raise _Unusual  # validate_line says whether a key repeats
             payload = fast_canonical_json(event)
         except (ValidationError, TypeError, ValueError, _Unusual):  # errors, blank or unusual lines: the slow way
             result = validate_line(line, name, number, at_file_start and number == 1)
@@ -261,7 +264,7 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
 
 
 class _Unusual(Exception):
-    """A line `parse_chunk` leaves to `validate_line` (not bytes, too long, or a BOM to skip)."""
+    """A line `parse_chunk` leaves to `validate_line` (not bytes, too long, a BOM to skip, a key maybe repeated)."""
 
 
 def _parse_range(path: str, name: str, start: int, end: int) -> Chunk | str:
