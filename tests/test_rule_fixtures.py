@@ -31,6 +31,10 @@ def test_fixture(case: Path) -> None:
     got = sorted((f.rule, f.problem, f.subject, f.customer) for f in result.findings if f.rule == rule)
     want = sorted((f["rule"], f["problem"], f["subject"], f["customer"]) for f in expected["findings"])
     assert got == want
+    named = {(f["rule"], f["problem"], f["subject"], f["customer"]): f["communication"]
+             for f in expected["findings"] if "communication" in f}  # the communication, where the fixture names it
+    assert {(f.rule, f.problem, f.subject, f.customer): f.communication
+            for f in result.findings if (f.rule, f.problem, f.subject, f.customer) in named} == named
     if case.stem.startswith("ok-"):
         assert want == [], "an ok- fixture expects no finding of its rule"
     else:
