@@ -26,18 +26,23 @@ def test_the_generated_pages_change_with_the_code(monkeypatch) -> None:
 
 
 def test_every_lint_code_the_linter_reports_is_documented() -> None:
-    """The codes passed to LintError(file, line, CODE, ...) and err(loc, CODE, ...) in the loader."""
+    """The codes passed to LintError(file, line, CODE, ...), err(loc, CODE, ...) and YamlError(line, message,
+    CODE) (its default code included) in the loader and the YAML reader."""
     from forewarn.policy.schema import LINT_CODES
 
-    tree = ast.parse((ROOT / "forewarn" / "policy" / "loader.py").read_text(encoding="utf-8"))
     used = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            position = {"LintError": 2, "err": 1}.get(node.func.id)
-            if position is not None and len(node.args) > position:
-                arg = node.args[position]
+    calls = {"LintError": 2, "err": 1, "YamlError": 2}  # the position of the code among each call's arguments
+    for module in ("loader.py", "yamlsrc.py"):
+        tree = ast.parse((ROOT / "forewarn" / "policy" / module).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in calls:
+                position = calls[node.func.id]
+                arg = node.args[position] if len(node.args) > position else None
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                     used.add(arg.value)
+            if isinstance(node, ast.FunctionDef) and node.name == "__init__" and module == "yamlsrc.py":
+                defaults = node.args.defaults
+                used |= {d.value for d in defaults if isinstance(d, ast.Constant) and isinstance(d.value, str)}
     assert len(used) >= 15
     assert used <= set(LINT_CODES), used - set(LINT_CODES)
     assert set(LINT_CODES) <= used, set(LINT_CODES) - used

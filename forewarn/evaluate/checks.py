@@ -189,8 +189,10 @@ def stated_requirements(
 
 
 def _violation(
-    rule: Rule, problem: str, item: Sent, due: datetime, evidence: tuple[str, ...], **fields: str
+    rule: Rule, problem: str, item: Sent, due: datetime, evidence: tuple[str, ...], *, of: str | None = None,
+    **fields: str,
 ) -> Violation:
+    """The violation of a per-communication check: its subject is the communication, or `of`."""
     comm = item.comm
     subject = item.subject
     base = {
@@ -202,7 +204,7 @@ def _violation(
     return Violation(
         rule=rule.id,
         problem=problem,
-        subject=comm.communication,
+        subject=comm.communication if of is None else of,
         customer=comm.customer,
         communication=comm.communication,
         due=due,
@@ -286,7 +288,11 @@ def _states_end(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | N
 
 def _after_closed(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
     if history is not None and not history.closed_by(sent.pos):
-        return _violation(rule, "premature", sent, sent.comm.at, _evidence(sent, history), sent=_fmt(sent.comm.at))
+        # policy.md: a finding of the obligation rule, so its subject is the maintenance (a waiver for the
+        # maintenance covers it); the closing mail is its `communication`.
+        return _violation(
+            rule, "premature", sent, sent.comm.at, _evidence(sent, history), of=history.id, sent=_fmt(sent.comm.at)
+        )
 
 
 def _sender(rule: Rule, args: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:

@@ -169,8 +169,26 @@ Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 
 # --------------------------------------------------------------------------- strings
 
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-EntityId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+_CONTROL = "\\x00-\\x1f\\x7f-\\x9f"  # Unicode category Cc: C0, DEL and C1 (NUL, tab, newlines, ...)
+ID_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
+"""An id: not blank, no control character; any other Unicode (checked by pydantic's Rust regex: linear time)."""
+_CONTROL_CHAR = re.compile(f"[{_CONTROL}]")
+
+
+def id_problem(value: str) -> str | None:
+    """Why `value` is not a valid id (spec: 1-200 characters, not blank, no control characters), or None."""
+    if not 0 < len(value) <= 200:
+        return "must be 1-200 characters"
+    bad = _CONTROL_CHAR.search(value)
+    if bad is not None:
+        return f"must not contain control characters (U+{ord(bad.group()):04X} at character {bad.start() + 1})"
+    if not value.strip():
+        return "must not be blank"
+    return None
+
+
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ID_PATTERN)]
+EntityId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ID_PATTERN)]
 NONBLANK_PATTERN = r"\S"
 NonBlank = Annotated[str, StringConstraints(pattern=NONBLANK_PATTERN)]
 
@@ -189,8 +207,10 @@ def _customers(value: object) -> tuple[str, ...] | Literal["all"]:
         raise problem('must be a list of customer ids or "all"')
     if not value:
         raise problem('must list at least one customer (or be "all")')
-    if not all(0 < len(v) <= 200 for v in value):
-        raise problem("customer ids must be 1-200 characters")
+    for v in value:
+        why = id_problem(v)
+        if why is not None:
+            raise problem(f"customer ids {why} (got {shorten(v)!r})")
     return tuple(value)
 
 
@@ -279,17 +299,24 @@ def _check_country(code: str) -> str:
 _INT_RANGE = range(-(2**63), 2**64)
 
 
-def _check_json_numbers(value: object) -> None:
-    """Numbers in free-form data must survive a JSON round trip (finite, 64-bit).
+META_KEYS = [0]
+"""The number of keys (nested objects included) of the last `meta` validated: the duplicate-key check of
+forewarn.events.parse compares it, right after validating a line, with the keys in the line's text."""
+
+
+def _check_json_numbers(value: object) -> int:
+    """Numbers in free-form data must survive a JSON round trip (finite, 64-bit); the keys of its objects.
 
     Iterative, dispatching on exact types (the values come from JSON: dict, list, str, int, float,
     bool, None): every communication the engine sends carries `meta`, so this runs for most events.
     """
     pending = [value]
+    keys = 0
     while pending:
         item = pending.pop()
         kind = type(item)
         if kind is dict:
+            keys += len(item)  # type: ignore[arg-type]
             pending.extend(item.values())  # type: ignore[attr-defined]
         elif kind is list:
             pending.extend(item)  # type: ignore[arg-type]
@@ -301,6 +328,7 @@ def _check_json_numbers(value: object) -> None:
                 raise problem("integers must fit in 64 bits")
         elif kind is not str and kind is not bool and item is not None:  # not from JSON: the general case
             if isinstance(item, dict):
+                keys += len(item)
                 pending.extend(item.values())
             elif isinstance(item, list | tuple):
                 pending.extend(item)
@@ -308,6 +336,7 @@ def _check_json_numbers(value: object) -> None:
                 raise problem("numbers must be finite")
             elif isinstance(item, int) and not isinstance(item, bool) and item not in _INT_RANGE:
                 raise problem("integers must fit in 64 bits")
+    return keys
 
 
 # --------------------------------------------------------------------------- base
@@ -342,8 +371,7 @@ class EventBase(BaseModel):
     @field_validator("meta")
     @classmethod
     def _meta(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            _check_json_numbers(value)
+        META_KEYS[0] = 0 if value is None else _check_json_numbers(value)
         return value
 
     def defines(self) -> tuple[str, str] | None:

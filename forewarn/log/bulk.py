@@ -52,7 +52,16 @@ from forewarn.events import (
     InputError,
     WaiverGranted,
 )
-from forewarn.events.parse import BOM, MAX_LINE_BYTES, fast_canonical_json, gc_paused, validate_line
+from forewarn.events.parse import (
+    BOM,
+    MAX_LINE_BYTES,
+    TOO_LONG,
+    bounded_lines,
+    fast_canonical_json,
+    gc_paused,
+    maybe_duplicate_keys,
+    validate_line,
+)
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
 from forewarn.log.chain import Chain
 from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, PAYLOAD, EventStore, at_columns
@@ -163,6 +172,7 @@ Chunk = tuple[
     list[tuple[Any, ...]],  # errors as InputError fields, lines within the chunk
     int,  # lines read
     bool,  # whether `at` never goes back within the chunk
+    bool,  # whether an over-long line ended it: the rest of the file is not read (TOO_LONG)
 ]
 
 
@@ -171,7 +181,7 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
 
     The result is `validate_line` + `row_values` + `defines()` / `references()` of each line, computed inline
     for the common line (bytes, not too long, valid, storable); any other line goes through `validate_line`
-    itself, which reports its errors (so they are exactly its errors).
+    itself, which reports its errors (so they are exactly its errors). An over-long line is the last one read.
     """
     rows: list[tuple[Any, ...]] = []
     numbers: list[int] = []
@@ -192,12 +202,16 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
             ):
                 raise _Unusual
             event = validate(line, by_name=False)
+            if maybe_duplicate_keys(line, event):
+                raise _Unusual  # validate_line says whether a key repeats
             payload = fast_canonical_json(event)
         except (ValidationError, TypeError, ValueError, _Unusual):  # errors, blank or unusual lines: the slow way
             result = validate_line(line, name, number, at_file_start and number == 1)
             if type(result) is not tuple:
                 if result is not None:
                     errors.extend((e.file, e.line, e.event_type, e.event_id, e.field, e.message) for e in result)
+                    if result[-1].message == TOO_LONG:
+                        return rows, numbers, defs, refs, rules, errors, number, ordered, True
                 continue
             event, payload = result
         entity, standard_defines, ref_fields, has_customers, has_customer, subject_fields, waiver = plans[
@@ -252,11 +266,11 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
             entry[3].append(j)
         if waiver:
             rules.append((i, data["rule"]))
-    return rows, numbers, defs, refs, rules, errors, number, ordered
+    return rows, numbers, defs, refs, rules, errors, number, ordered, False
 
 
 class _Unusual(Exception):
-    """A line `parse_chunk` leaves to `validate_line` (not bytes, too long, or a BOM to skip)."""
+    """A line `parse_chunk` leaves to `validate_line` (not bytes, too long, a BOM to skip, a key maybe repeated)."""
 
 
 def _parse_range(path: str, name: str, start: int, end: int) -> Chunk | str:
@@ -285,7 +299,12 @@ def _init_worker() -> None:
 
 
 def _ranges(handle: Any, size: int, chunk: int) -> list[tuple[int, int]]:
-    """Byte ranges of about `chunk` bytes, each ending at a line end (or the end of the file)."""
+    """Byte ranges of about `chunk` bytes, each ending at a line end (or the end of the file).
+
+    A line end is looked for at most `MAX_LINE_BYTES` + 1 bytes on: if there is none, the line there is too
+    long, the range ends after those bytes (so it holds more than `MAX_LINE_BYTES` of that line, which
+    `parse_chunk` refuses) and no range follows (the rest of the file is not read).
+    """
     ranges = []
     start = 0
     while start < size:
@@ -294,8 +313,11 @@ def _ranges(handle: Any, size: int, chunk: int) -> list[tuple[int, int]]:
             end = size
         else:
             handle.seek(end)
-            handle.readline()
-            end = min(handle.tell(), size)
+            tail = handle.readline(MAX_LINE_BYTES + 1)
+            end = min(end + len(tail), size)
+            if len(tail) > MAX_LINE_BYTES:
+                ranges.append((start, end))
+                break
         ranges.append((start, end))
         start = end
     return ranges
@@ -332,15 +354,29 @@ def _plan(paths: Sequence[str | Path], chunk: int) -> tuple[list[Unit], int, dic
 
 def _stream_chunks(path: str | Path, name: str) -> Iterator[tuple[Chunk | str, int]]:
     """Chunks of a file that cannot be cut by offset (a pipe, standard input), read once and validated here,
-    with their byte counts."""
+    with their byte counts.
+
+    Lines are read bounded (`bounded_lines`): `import /dev/zero` is refused after one MiB, not out of memory.
+    """
+    budget = STREAM_LINES * EST_BYTES_PER_EVENT
     try:
         with inputs.open_input(path) as handle:
+            reader = bounded_lines(handle)
             first = True
             while True:
-                lines = handle.readlines(STREAM_LINES * EST_BYTES_PER_EVENT)
+                lines: list[bytes] = []
+                size = 0
+                for line in reader:  # as readlines(budget), line by line
+                    lines.append(line)
+                    size += len(line)
+                    if size >= budget or len(line) > MAX_LINE_BYTES:  # too long: the chunk's last line
+                        break
                 if not lines:
                     return
-                yield parse_chunk(lines, name, first), sum(map(len, lines))
+                chunk = parse_chunk(lines, name, first)
+                yield chunk, size
+                if chunk[8]:
+                    return
                 first = False
     except inputs.NotJsonl as exc:
         yield str(exc), 0
@@ -576,7 +612,7 @@ class _Import:
     # -- one chunk -------------------------------------------------------------------
 
     def take(self, file_index: int, line_base: int, chunk: Chunk) -> None:
-        rows, numbers, defs, refs, rules, errors, _, ordered = chunk
+        rows, numbers, defs, refs, rules, errors, _, ordered, _ = chunk
         self.valid += len(rows)
         if errors:
             self.parse_errors.extend(
@@ -921,6 +957,7 @@ def _run(
         store.rollback()
         raise
     unreadable: set[int] = set()
+    stopped: set[int] = set()  # files whose reading ended at an over-long line
     try:
         if total // EST_BYTES_PER_EVENT >= max(BULK_MIN_ROWS, state.base):
             state.go_bulk()
@@ -934,9 +971,11 @@ def _run(
                 if file_index not in unreadable:
                     unreadable.add(file_index)
                     state.parse_errors.append(InputError(names[file_index], 0, None, None, None, chunk))
-            else:
+            elif file_index not in stopped:
                 state.take(file_index, line_base, chunk)
                 line_base += chunk[6]
+                if chunk[8]:
+                    stopped.add(file_index)
             if progress is not None:
                 progress(size)
         _trace(f"read (waited {_trace.waited:.2f} s)")

@@ -19,7 +19,7 @@ from forewarn.events import (
     parse_lines,
     share_fields_sets,
 )
-from forewarn.events.parse import gc_paused
+from forewarn.events.parse import bounded_lines, gc_paused
 from forewarn.log.bulk import import_streaming
 from forewarn.log.chain import Chain, Fingerprint
 from forewarn.log.store import EventStore
@@ -66,7 +66,7 @@ def parse_with_progress(
     for path in paths:
         try:
             with open(path, "rb") as handle:
-                found, problems = parse_lines(_counted(handle, progress), str(path))
+                found, problems = parse_lines(_counted(bounded_lines(handle), progress), str(path))
         except OSError as exc:
             errors.append(InputError(str(path), 0, None, None, None, f"cannot read: {exc.strerror}"))
             continue

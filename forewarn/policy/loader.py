@@ -80,7 +80,7 @@ def lint_scope(root: Path) -> tuple[ScopeFile | None, list[LintError]]:
     except (OSError, UnicodeDecodeError) as exc:
         return None, [LintError(name, 1, "unreadable", str(exc))]
     except YamlError as exc:
-        return None, [LintError(name, exc.line, "yaml-syntax", exc.message)]
+        return None, [LintError(name, exc.line, exc.code, exc.message)]
     errors = [
         LintError(name, line, "duplicate-key", f"key {p[-1]!r} appears twice; the second would silently win")
         for p, line in doc.duplicates
@@ -143,7 +143,7 @@ def lint_file(path: Path) -> tuple[Rule | None, list[LintError]]:
     try:
         doc = load_yaml(text)
     except YamlError as exc:
-        return None, [LintError(name, exc.line, "yaml-syntax", exc.message)]
+        return None, [LintError(name, exc.line, exc.code, exc.message)]
     errors = [
         LintError(name, line, "duplicate-key", f"key {p[-1]!r} appears twice; the second would silently win")
         for p, line in doc.duplicates

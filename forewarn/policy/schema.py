@@ -96,6 +96,7 @@ LINT_CODES: dict[str, str] = {
     "no-rules": "the directory holds no `*.yaml` rule file",
     "unreadable": "the file cannot be read, or is not UTF-8",
     "yaml-syntax": "the file is not valid YAML",
+    "yaml-alias": "an anchor or alias (`&a`, `*a`, `<<`), refused before expansion (aliases can nest exponentially)",
     "duplicate-key": "a key appears twice in one mapping (YAML would silently keep the second)",
     "not-a-rule": "the file is not a mapping of rule keys",
     "not-a-scope": "the scope file (`_scope.yaml`) is not a mapping of scope keys",

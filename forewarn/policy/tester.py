@@ -95,9 +95,15 @@ def run_fixture(case: Path, policy: Policy) -> FixtureResult:
     except InputErrors as exc:
         result.errors.extend(str(e) for e in exc.errors)
         return result
-    got = [
-        (f.rule, f.problem, f.subject, f.customer) for f in audit(events, policy, as_of).findings if f.rule == rule
-    ]
+    findings = [f for f in audit(events, policy, as_of).findings if f.rule == rule]
+    got = [(f.rule, f.problem, f.subject, f.customer) for f in findings]
+    named = {  # the communication a finding names, where the fixture says which
+        tuple(str(f[k]) for k in KEY_FIELDS): f["communication"] for f in expected["findings"] if "communication" in f
+    }
+    for f in findings:
+        key = (f.rule, f.problem, f.subject, f.customer)
+        if key in named and f.communication != named[key]:
+            result.errors.append(f"{'/'.join(key)}: names communication {f.communication!r}, expected {named[key]!r}")
     want_count, got_count = Counter(want), Counter(got)
     result.missing = sorted((want_count - got_count).elements())  # type: ignore[arg-type]
     result.extra = sorted((got_count - want_count).elements())
