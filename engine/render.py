@@ -17,7 +17,16 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar import Calendar, Event, vCalAddress, vDDDTypes
-from jinja2 import FunctionLoader, StrictUndefined, Template, select_autoescape
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    FileSystemLoader,
+    FunctionLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    select_autoescape,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
 from forewarn.engine.draft import Draft, Invitation
@@ -112,11 +121,35 @@ def _load_template(name: str) -> str | None:
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
+_OWN_TEMPLATES: str | None = None
+"""A directory of the operator's mail templates (`--templates DIR`), tried before the bundled ones."""
+
+
+def use_templates(directory: str | None) -> None:
+    """Take mail templates from DIR first, each template falling back to the bundled one of its name
+    (so a DIR with only `layout.txt.j2` changes the text layout of every kind); None: only the bundled ones.
+    Every template is compiled at once: RenderError names the file and line of a bad one."""
+    global _OWN_TEMPLATES
+    _OWN_TEMPLATES = directory
+    environment.cache_clear()
+    _template.cache_clear()
+    try:
+        for kind in KINDS:
+            for fmt in ("txt", "html"):
+                _template(kind, fmt)
+    except TemplateError as exc:
+        where = f"{getattr(exc, 'filename', None) or getattr(exc, 'name', None) or ''}:{getattr(exc, 'lineno', '')}"
+        raise RenderError(f"mail template {where.strip(':')}: {exc.message or exc}") from None
+
+
 @functools.cache
 def environment() -> SandboxedEnvironment:
     """The sandboxed Jinja2 environment; HTML templates (*.html.j2) are autoescaped."""
+    loader: BaseLoader = FunctionLoader(_load_template)
+    if _OWN_TEMPLATES is not None:
+        loader = ChoiceLoader([FileSystemLoader(_OWN_TEMPLATES), loader])
     return SandboxedEnvironment(
-        loader=FunctionLoader(_load_template),
+        loader=loader,
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
         undefined=StrictUndefined,
         trim_blocks=True,

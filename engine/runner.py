@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -32,6 +33,8 @@ from forewarn.log.source import read_store
 from forewarn.log.store import EventStore
 from forewarn.policy.model import Policy
 
+log = logging.getLogger("forewarn.engine")
+
 RECORD_BATCH = 50  # delivered messages recorded per transaction (each is marked delivered at once)
 WATCH = 0.25
 """Seconds between two looks at the log while `run` sleeps: an append by another process (a
@@ -51,6 +54,7 @@ class PassResult:
     skipped: int = 0  # due drafts another process holds
     ticket_errors: list[tuple[str, str]] = field(default_factory=list)  # (ticket, webhook error)
     plan: Plan | None = None
+    evaluation_seconds: float = 0.0  # evaluating the log (and planning) for this pass
 
 
 def recorded_events(
@@ -115,6 +119,12 @@ class Engine:
         outbox.ensure_schema(self.conn)
         self.tickets = TicketStore(store.db)
         self.cache = EvaluationCache(store, policy, freeze_gc, publish_key) if cache else None
+        self.woken = threading.Event()
+        self._alerted: set[str] = set()  # alerts logged already (each is logged when it appears)
+
+    def wake(self) -> None:
+        """Cut the current sleep of `run_forever` short (from any thread): something was appended."""
+        self.woken.set()
 
     def store_times(self) -> list[datetime]:
         """The `at` of every event in the log (the instants a replay must visit)."""
@@ -138,8 +148,10 @@ class Engine:
     def run_once(self, now: datetime | None = None) -> PassResult:
         """One pass: everything due at `now` (default: the clock) is sent and recorded."""
         at = now or self.clock()
+        started = time.perf_counter()
         evaluation, basis = self.evaluation(at)
         plan = basis.at(at)
+        evaluated = time.perf_counter() - started
         drafts = drafts_for(evaluation, plan.due)
         due_by = {obligation_key(d.obligation): d.obligation.not_after for d in plan.due}
         deadlines = {d.message_id: min(due_by[k] for k in d.reasons) for d in drafts}
@@ -151,7 +163,8 @@ class Engine:
             self.store.rollback()
             raise
         self.store.commit()
-        result = PassResult(plan=plan, skipped=len(drafts) - len(claimed))
+        result = PassResult(plan=plan, skipped=len(drafts) - len(claimed), evaluation_seconds=evaluated)
+        self._log_plan(plan, claimed)
         # Each message is rendered while the server answers for the one before
         # (SMTP), so rendering overlaps the server's work; sending stays one at a time.
         rendered: dict[int, EmailMessage | Exception] = {}
@@ -196,6 +209,8 @@ class Engine:
             error = f"cannot render: {message}"
             self._commit(lambda: outbox.mark(self.conn, draft.message_id, outbox.FAILED, error))
             result.failed.append((draft.message_id, error))
+            log.error("cannot render", extra={"fields": {"event": "failed", "message_id": draft.message_id,
+                                                           "error": error}})
             return None
         if isinstance(message, Exception):
             raise message
@@ -205,17 +220,35 @@ class Engine:
                 send = lambda: self.delivery.deliver(msg, while_waiting=(next_one,))  # type: ignore[call-arg]  # noqa: E731
             else:
                 send = lambda: self.delivery.deliver(msg)  # noqa: E731
+            def retrying(attempt: int, exc: DeliveryError, delay: float) -> None:
+                log.warning(
+                    "delivery failed, retrying",
+                    extra={"fields": {"event": "retry", "message_id": draft.message_id, "attempt": attempt,
+                                      "delay_s": round(delay, 3), "error": str(exc)}},
+                )
+
             try:
-                with_retries(send, attempts=self.attempts, base_delay=self.retry_delay)
+                with_retries(send, attempts=self.attempts, base_delay=self.retry_delay, on_retry=retrying)
             except DeliveryError as exc:
                 state = outbox.INTENT if exc.transient else outbox.FAILED
                 error = str(exc)
                 self._commit(lambda: outbox.mark(self.conn, draft.message_id, state, error))
                 result.failed.append((draft.message_id, error))
+                log.error(
+                    "delivery failed",
+                    extra={"fields": {"event": "failed", "message_id": draft.message_id, "transient": exc.transient,
+                                      "error": error}},
+                )
                 return None
             # Known delivered from here on: a crash before it is recorded records it
             # on restart without sending it again.
             self._commit(lambda: outbox.mark(self.conn, draft.message_id, outbox.DELIVERED))
+            log.info(
+                "sent",
+                extra={"fields": {"event": "sent", "communication": draft.communication, "kind": draft.kind,
+                                  "subject": draft.subject, "customer": draft.customer,
+                                  "message_id": draft.message_id}},
+            )
         return draft, str(message["Subject"])
 
     def _record(self, delivered: list[tuple[Draft, str]], at: datetime, result: PassResult) -> None:
@@ -244,6 +277,26 @@ class Engine:
                 except DeliveryError as exc:
                     result.ticket_errors.append((ticket, str(exc)))
 
+    def _log_plan(self, plan: Plan, claimed: list[outbox.Entry]) -> None:
+        """A line per decision (a message claimed to be sent, and why) and per alert when it appears."""
+        for entry in claimed:
+            draft = entry.draft
+            log.info(
+                "decided to send",
+                extra={"fields": {"event": "decision", "communication": draft.communication, "kind": draft.kind,
+                                  "subject": draft.subject, "customer": draft.customer, "because": list(draft.reasons),
+                                  "state": entry.state}},
+            )
+        current = set()
+        for alert in plan.alerts:
+            data = alert.to_json()
+            key = json.dumps(data, sort_keys=True, default=str)
+            current.add(key)
+            if key not in self._alerted:
+                message = str(data.get("message") or data.get("problem"))
+                log.warning(message, extra={"fields": {"event": "alert", **data}})
+        self._alerted = current
+
     def _commit(self, fn: Callable[[], None]) -> None:
         self.store.begin_exclusive()
         try:
@@ -258,12 +311,15 @@ class Engine:
         poll: float = 30.0,
         stop: threading.Event | None = None,
         report: Callable[[PassResult], None] | None = None,
+        handle_signals: bool = True,
     ) -> None:
-        """Pass after pass, sleeping until the next due time, `poll` seconds, or an append to the log by
-        another process, whichever comes first; stops on SIGTERM/SIGINT."""
+        """Pass after pass, sleeping until the next due time, `poll` seconds, an append to the log by
+        another process, or `wake()`, whichever comes first; stops when `stop` is set, and on
+        SIGTERM/SIGINT if `handle_signals` (only possible in the main thread)."""
         stop = stop or threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
         while not stop.is_set():
             seen = self._data_version()  # before the pass reads the log: a commit from now on wakes the sleep
             result = self.run_once()
@@ -287,9 +343,12 @@ class Engine:
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _sleep(self, stop: threading.Event, seconds: float, seen: int) -> None:
-        """Wait `seconds`, or until stopped, or until another connection has committed since `seen`."""
+        """Wait `seconds`, or until stopped, woken, or another connection has committed since `seen`."""
         deadline = time.monotonic() + seconds
         while self._data_version() == seen:
             left = deadline - time.monotonic()
-            if left <= 0 or stop.wait(min(WATCH, left)):
+            if left <= 0 or stop.is_set():
+                return
+            if self.woken.wait(min(WATCH, left)):
+                self.woken.clear()
                 return

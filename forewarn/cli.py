@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from forewarn import instants
+from forewarn import config, instants, serve
 from forewarn.program import db_path, rules_key
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
@@ -501,6 +501,8 @@ def _existing_db(db: str | None) -> str:
     show_default=True,
     help="Without --once: longest sleep between passes.",
 )
+@serve.templates_option
+@serve.log_format_option
 def run_cmd(
     db: str | None,
     rules_dir: str | None,
@@ -512,15 +514,21 @@ def run_cmd(
     smtp_user: str | None,
     ticket_webhook: str | None,
     poll: float,
+    templates_dir: str | None,
+    log_format: str,
 ) -> None:
     """Decide and send what is due, and record it in the log."""
+    from forewarn import logs
     from forewarn.engine.delivery import OutboxDirectory, SmtpDelivery, parse_smtp_target
     from forewarn.engine.runner import Engine
     from forewarn.engine.tickets import TicketWebhook
     from forewarn.log.store import LogError, open_store
+    from forewarn.service import report_pass
 
+    logs.setup(log_format)
     key = rules_key(rules_dir)  # before the policy is loaded: a rule file edited meanwhile changes the key
     policy = load_policy_or_fail(rules_dir)
+    serve.use_templates(templates_dir)
     if smtp and outbox_dir:
         fail("give either --outbox or --smtp, not both")
     t = parse_instant(now, "--now") if now else None
@@ -538,32 +546,21 @@ def run_cmd(
             host, port = parse_smtp_target(smtp)
         except ValueError as exc:
             fail(f"--smtp: {exc}")
-        delivery = SmtpDelivery(
-            host, port, starttls=starttls, username=smtp_user, password=os.environ.get("FOREWARN_SMTP_PASSWORD")
-        )
+        password = config.settings().get("smtp.password") or os.environ.get("FOREWARN_SMTP_PASSWORD")
+        delivery = SmtpDelivery(host, port, starttls=starttls, username=smtp_user, password=password)
     else:
         delivery = OutboxDirectory(Path(outbox_dir or "outbox"))
     webhook = TicketWebhook(ticket_webhook) if ticket_webhook else None
     engine = Engine(store, policy, delivery, webhook, freeze_gc=True, publish_key=key)  # this process is the engine's
 
-    def report(result: Any) -> None:
-        click.echo(
-            f"forewarn: sent {len(result.sent)}, failed {len(result.failed)}, held by another process {result.skipped}",
-            err=True,
-        )
-        for message_id, error in result.failed:
-            click.echo(f"forewarn: delivery of {message_id} failed: {error}", err=True)
-        for ticket, error in result.ticket_errors:
-            click.echo(f"forewarn: ticket {ticket} is in the log but the ticket webhook failed: {error}", err=True)
-
     try:
         if once:
             result = engine.run_once(t)
-            report(result)
+            report_pass(result)
             if result.failed:
                 sys.exit(EXIT_FINDINGS)
         else:
-            engine.run_forever(poll=poll, report=report)
+            engine.run_forever(poll=poll, report=report_pass)
     finally:
         delivery.close()
         store.close()
@@ -631,6 +628,10 @@ def demo_cmd(workdir: str) -> None:
     from forewarn.demo import run_demo
 
     run_demo(Path(workdir))
+
+
+main.add_command(serve.serve_cmd)
+config.install(main)  # last: every command gets --config (forewarn.config)
 
 
 if __name__ == "__main__":  # pragma: no cover

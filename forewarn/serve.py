@@ -1,0 +1,224 @@
+"""`forewarn serve`: the engine loop and the HTTP API (forewarn.api) on one log, in one process."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from forewarn.program import db_path, rules_key
+
+
+def fail(message: str) -> Any:
+    from forewarn.cli import fail as cli_fail
+
+    cli_fail(message)
+
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_MAX_BODY = 16 << 20
+EXIT_INTERNAL = 3
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT ([::1]:PORT for IPv6)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host or int(port) > 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def templates_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--templates",
+        "templates_dir",
+        metavar="DIR",
+        default=None,
+        type=click.Path(file_okay=False, exists=True),
+        help="Your own mail templates (NAME.txt.j2, NAME.html.j2); the bundled ones for any not in DIR.",
+    )(f)
+
+
+def log_format_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--log-format",
+        "log_format",
+        type=click.Choice(["plain", "json"]),
+        default="plain",
+        show_default=True,
+        help="Log lines on stderr: plain text with timestamps, or one JSON object per line.",
+    )(f)
+
+
+def use_templates(templates_dir: str | None) -> None:
+    """Mail templates from DIR (falling back to the bundled ones), all compiled now: a bad one is exit 2."""
+    from forewarn.engine.render import RenderError
+    from forewarn.engine.render import use_templates as use
+
+    try:
+        use(templates_dir)
+    except RenderError as exc:
+        fail(str(exc))
+
+
+def delivery_factory(
+    outbox_dir: str | None, smtp: str | None, starttls: bool, smtp_user: str | None, password: str | None
+) -> Callable[[], Any]:
+    """A function making the delivery (as `run` does), its arguments checked now."""
+    from forewarn.engine.delivery import OutboxDirectory, SmtpDelivery, parse_smtp_target
+
+    if smtp and outbox_dir:
+        fail("give either --outbox or --smtp, not both")
+    if smtp:
+        try:
+            host, port = parse_smtp_target(smtp)
+        except ValueError as exc:
+            fail(f"--smtp: {exc}")
+        return lambda: SmtpDelivery(host, port, starttls=starttls, username=smtp_user, password=password)
+    return lambda: OutboxDirectory(Path(outbox_dir or "outbox"))
+
+
+@click.command("serve")
+@click.option(
+    "--db", metavar="PATH", default=None, help="The SQLite event log (default ./forewarn.db, or $FOREWARN_DB)."
+)
+@click.option("--rules", "rules_dir", metavar="DIR", default=None, type=click.Path(file_okay=False),
+              help="The policy: a directory of rule files (default: the project's rules/).")
+@click.option("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN, show_default=True, help="Where the API listens.")
+@click.option(
+    "--insecure-no-auth", "insecure", is_flag=True,
+    help="No tokens: anyone who can connect may do anything (loopback only).",
+)
+@click.option(
+    "--max-body", "max_body", metavar="BYTES", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY, show_default=True,
+    help="Largest request body accepted (413 beyond).",
+)
+@click.option("--outbox", "outbox_dir", metavar="DIR", default=None, type=click.Path(file_okay=False),
+              help="Write each message as a .eml file into DIR (the default: ./outbox).")
+@click.option("--smtp", metavar="HOST:PORT", default=None, help="Deliver over SMTP instead.")
+@click.option("--starttls", is_flag=True, help="SMTP: upgrade the connection with STARTTLS.")
+@click.option("--smtp-user", metavar="USER", default=None, help="SMTP: log in as USER ($FOREWARN_SMTP_PASSWORD).")
+@click.option("--ticket-webhook", metavar="URL", default=None, help="Also open each ticket in an external system.")
+@click.option("--poll", metavar="SECONDS", type=float, default=30.0, show_default=True,
+              help="Longest sleep between passes (an append through the API wakes the engine at once).")
+@templates_option
+@log_format_option
+def serve_cmd(
+    db: str | None,
+    rules_dir: str | None,
+    listen: str,
+    insecure: bool,
+    max_body: int,
+    outbox_dir: str | None,
+    smtp: str | None,
+    starttls: bool,
+    smtp_user: str | None,
+    ticket_webhook: str | None,
+    poll: float,
+    templates_dir: str | None,
+    log_format: str,
+) -> None:
+    """Run the engine loop and the HTTP API (cli.md) on one log.
+
+    Tokens come from the config file (api.tokens) or $FOREWARN_API_TOKENS (writer:TOKEN,reader:TOKEN).
+    Without tokens it only starts with --insecure-no-auth on a loopback address."""
+    from forewarn import config, logs
+    from forewarn.cli import load_policy_or_fail
+    from forewarn.service import Service, Settings, TokenError, Tokens, parse_tokens
+
+    values = config.settings()
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        fail(f"--listen: {exc}")
+    try:
+        tokens = Tokens(parse_tokens(values.get("api.tokens")))
+    except TokenError as exc:
+        fail(str(exc))
+    if insecure:
+        if not is_loopback(host):
+            fail(f"--insecure-no-auth only on a loopback address (127.0.0.1, ::1), not {host}")
+    elif not tokens:
+        fail(
+            "no API tokens: set api.tokens in the config file or $FOREWARN_API_TOKENS (writer:TOKEN,reader:TOKEN),"
+            " or use --insecure-no-auth on a loopback address"
+        )
+    logs.setup(log_format)
+    key = rules_key(rules_dir)
+    policy = load_policy_or_fail(rules_dir)
+    use_templates(templates_dir)
+    path = db_path(db)
+    if not Path(path).exists():
+        fail(f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`")
+    from forewarn.log.store import LogError, open_store
+
+    try:
+        open_store(path).close()
+    except LogError as exc:
+        fail(str(exc))
+    password = values.get("smtp.password") or os.environ.get("FOREWARN_SMTP_PASSWORD")
+    make_delivery = delivery_factory(outbox_dir, smtp, starttls, smtp_user, password)
+
+    def make_webhook() -> Any:
+        from forewarn.engine.tickets import TicketWebhook
+
+        return TicketWebhook(ticket_webhook) if ticket_webhook else None
+
+    settings = Settings(
+        db=path, rules_dir=rules_dir, policy=policy, plan_key=key, tokens=tokens, insecure=insecure,
+        max_body=max_body, poll=poll, make_delivery=make_delivery, make_webhook=make_webhook,
+    )
+    code = serve(Service(settings), host, port)
+    if code:
+        sys.exit(code)
+
+
+def make_server(service: Any, host: str, port: int) -> Any:
+    """The uvicorn server of the API (run() it; in the main thread it stops on SIGTERM/SIGINT)."""
+    import uvicorn
+
+    from forewarn.api import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service), host=host, port=port, log_config=None, access_log=False, server_header=False,
+            lifespan="off", timeout_graceful_shutdown=10,
+        )
+    )
+
+    def engine_failed() -> None:
+        server.should_exit = True
+
+    service.on_engine_failure = engine_failed
+    return server
+
+
+def serve(service: Any, host: str, port: int) -> int:
+    """Run the engine thread and the API until SIGTERM/SIGINT, or until the engine fails (exit status 3)."""
+    import logging
+
+    log = logging.getLogger("forewarn.serve")
+    server = make_server(service, host, port)
+    service.start_engine()
+    log.info("listening", extra={"fields": {"event": "listening", "address": f"{host}:{port}",
+                                             "auth": not service.settings.insecure}})
+    try:
+        server.run()
+    finally:
+        service.shutdown()
+    log.info("stopped", extra={"fields": {"event": "stopped"}})
+    return EXIT_INTERNAL if service.engine_error else 0
