@@ -134,7 +134,7 @@ def use_templates(directory: str | None) -> None:
     environment.cache_clear()
     _template.cache_clear()
     try:
-        for kind in KINDS:
+        for kind in (*KINDS, "layout"):  # a kind's template loads its layout only when rendered
             for fmt in ("txt", "html"):
                 _template(kind, fmt)
     except TemplateError as exc:
