@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -193,7 +194,15 @@ def make_server(service: Any, host: str, port: int) -> Any:
 
     from forewarn.api import create_app
 
-    server = uvicorn.Server(
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            """Stop serving; unlike uvicorn's, the signal is not raised again once the server stopped, so
+            the engine thread is stopped too (service.shutdown) and the process ends with status 0."""
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+
+    server = Server(
         uvicorn.Config(
             create_app(service), host=host, port=port, log_config=None, access_log=False, server_header=False,
             lifespan="off", timeout_graceful_shutdown=10,
