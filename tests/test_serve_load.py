@@ -107,20 +107,17 @@ def kill_during_load(tmp_path: Path, kills: int, seed: int) -> None:
     db = make_db(tmp_path / "log.db", [])
     outbox = tmp_path / "outbox"
     acknowledged: list[str] = []
-    work = list(batches("kill", 100_000, 20, enterprise_every=10))
-    position = 0
+    work = batches("kill", 1_000_000, 20, enterprise_every=10)  # drawn as needed
     for _ in range(kills):
         child = Child(db, outbox)
         stop = threading.Event()
         lock = threading.Lock()
 
         def client() -> None:
-            nonlocal position
             with httpx.Client(base_url=child.url, headers={"Authorization": f"Bearer {WRITER}"}, timeout=30) as c:
                 while not stop.is_set():
                     with lock:
-                        batch = work[position]
-                        position += 1
+                        batch = next(work)
                     try:
                         r = c.post("/v1/events", json=batch)
                     except httpx.TransportError:
@@ -132,7 +129,7 @@ def kill_during_load(tmp_path: Path, kills: int, seed: int) -> None:
         threads = [threading.Thread(target=client) for _ in range(4)]
         for t in threads:
             t.start()
-        time.sleep(rng.uniform(0.3, 1.5))
+        time.sleep(rng.uniform(0.2, 0.8))
         child.kill()
         stop.set()
         for t in threads:
