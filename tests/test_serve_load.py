@@ -108,25 +108,25 @@ def kill_during_load(tmp_path: Path, kills: int, seed: int) -> None:
     outbox = tmp_path / "outbox"
     acknowledged: list[str] = []
     work = batches("kill", 1_000_000, 20, enterprise_every=10)  # drawn as needed
+    lock = threading.Lock()
+
+    def client(url: str, stop: threading.Event) -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {WRITER}"}, timeout=30) as c:
+            while not stop.is_set():
+                with lock:
+                    batch = next(work)
+                try:
+                    r = c.post("/v1/events", json=batch)
+                except httpx.TransportError:
+                    return  # killed: unacknowledged
+                if r.status_code == 200:
+                    with lock:
+                        acknowledged.extend(e["id"] for e in batch)
+
     for _ in range(kills):
         child = Child(db, outbox)
         stop = threading.Event()
-        lock = threading.Lock()
-
-        def client() -> None:
-            with httpx.Client(base_url=child.url, headers={"Authorization": f"Bearer {WRITER}"}, timeout=30) as c:
-                while not stop.is_set():
-                    with lock:
-                        batch = next(work)
-                    try:
-                        r = c.post("/v1/events", json=batch)
-                    except httpx.TransportError:
-                        return  # killed: unacknowledged
-                    if r.status_code == 200:
-                        with lock:
-                            acknowledged.extend(e["id"] for e in batch)
-
-        threads = [threading.Thread(target=client) for _ in range(4)]
+        threads = [threading.Thread(target=client, args=(child.url, stop)) for _ in range(4)]
         for t in threads:
             t.start()
         time.sleep(rng.uniform(0.2, 0.8))
