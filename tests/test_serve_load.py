@@ -127,9 +127,13 @@ def kill_during_load(tmp_path: Path, kills: int, seed: int) -> None:
         child = Child(db, outbox)
         stop = threading.Event()
         threads = [threading.Thread(target=client, args=(child.url, stop)) for _ in range(4)]
+        before = len(acknowledged)
         for t in threads:
             t.start()
-        time.sleep(rng.uniform(0.2, 0.8))
+        deadline = time.monotonic() + 60
+        while len(acknowledged) == before and time.monotonic() < deadline:  # under way (a busy machine is slow)
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.8))
         child.kill()
         stop.set()
         for t in threads:
