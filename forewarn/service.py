@@ -30,6 +30,9 @@ from forewarn.policy.model import Policy
 log = logging.getLogger("forewarn.serve")
 
 ROLES = ("writer", "reader")
+MIN_PASS_INTERVAL = 0.25
+"""Seconds between the starts of two engine passes at least: under a stream of posts, a pass per post
+would take the CPU from the posts; an incident posted waits at most this for its pass."""
 BUSY_TIMEOUT_MS = 60_000
 """How long a connection waits for the other writer (engine or API) before giving up."""
 
@@ -174,7 +177,8 @@ class Service:
             )
             log.info("engine started", extra={"fields": {"event": "engine", "db": self.settings.db}})
             self.engine.run_forever(
-                poll=self.settings.poll, stop=self.stop, report=self._report, handle_signals=False
+                poll=self.settings.poll, stop=self.stop, report=self._report, handle_signals=False,
+                min_interval=MIN_PASS_INTERVAL,
             )
         except Exception as exc:
             self.engine_error = f"{type(exc).__name__}: {exc}"

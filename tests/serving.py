@@ -165,11 +165,11 @@ def batches(prefix: str, n_batches: int, size: int, enterprise_every: int = 0) -
     """Self-contained batches (a customer and incidents about it, so batches may land in any order); every
     `enterprise_every`-th batch's customer is enterprise with one critical incident (one mail), the rest
     basic customers' minor incidents (no mail)."""
-    now = datetime.now(UTC)
     for b in range(n_batches):
+        now = datetime.now(UTC)  # as a live feed does: events of now, after those of the log
         cust = f"{prefix}-{b}"
         mail = bool(enterprise_every) and b % enterprise_every == 0
-        events = [customer(cust, "enterprise" if mail else "basic", at=utc(now.replace(year=now.year - 1)))]
+        events = [customer(cust, "enterprise" if mail else "basic", at=utc(now))]
         for i in range(size - 1):
             severity = "critical" if mail and i == 0 else "minor"
             events.append(incident(f"{cust}-{i}", [cust], severity, at=now))
