@@ -37,6 +37,9 @@ MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
 }
 JSON_MEDIA = "application/json"
+POSTS_IN_FLIGHT = 8
+"""Event posts read and validated at once, at most (the others wait, unread): bounds the memory that
+bodies of up to --max-body take, whatever the number of clients."""
 
 
 def problem_response(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
@@ -147,6 +150,7 @@ def create_app(service: Service) -> FastAPI:
         return Depends(check)
 
     writer, reader = role("writer"), role("reader")
+    posts = asyncio.Semaphore(POSTS_IN_FLIGHT)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -170,9 +174,9 @@ def create_app(service: Service) -> FastAPI:
         media = request.headers.get("content-type", JSON_MEDIA).split(";")[0].strip().lower()
         if media not in (JSON_MEDIA, NDJSON):
             raise Problem(415, f"Content-Type must be {JSON_MEDIA} (an array of events) or {NDJSON}")
-        body = await read_limited(request, settings.max_body)
-        future = service.append(body, media == NDJSON)
-        result = await asyncio.wrap_future(future)
+        async with posts:
+            body = await read_limited(request, settings.max_body)
+            result = await asyncio.wrap_future(service.append(body, media == NDJSON))
         return JSONResponse(result)
 
     @app.get("/v1/events", dependencies=[reader], responses=_responses(401, 403, 422),
