@@ -218,10 +218,15 @@ def make_server(service: Any, host: str, port: int) -> Any:
 
 def serve(service: Any, host: str, port: int) -> int:
     """Run the engine thread and the API until SIGTERM/SIGINT, or until the engine fails (exit status 3)."""
+    import gc
     import logging
 
     log = logging.getLogger("forewarn.serve")
     server = make_server(service, host, port)
+    # What start-up built (modules, the policy, the app) lives as long as the process: out of the cyclic
+    # GC's way, or every full collection walks all of it again while requests wait.
+    gc.collect()
+    gc.freeze()
     service.start_engine()
     log.info("listening", extra={"fields": {"event": "listening", "address": f"{host}:{port}",
                                              "auth": not service.settings.insecure}})
