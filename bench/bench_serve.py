@@ -93,15 +93,18 @@ def start_service(tmp: Path, smtp_port: int) -> tuple[subprocess.Popen[bytes], s
 
 
 def throughput(url: str, total: int, clients: int, batch: int = 100) -> float:
-    """Events/s accepted: `clients` threads posting pre-encoded batches (a basic customer and its minor
-    incidents each: validated, checked and appended, no mail)."""
-    bodies = []
-    for b in range(total // batch):
-        cust = f"tp-{b}"
-        events = [customer(cust, "basic")] + [incident(f"{cust}-{i}", cust, "minor") for i in range(batch - 1)]
-        bodies.append(json.dumps(events).encode())
+    """Events/s accepted: `clients` threads posting batches (a basic customer and its minor incidents each:
+    validated, checked and appended, no mail). Each batch is made just before it is posted, with events of
+    that moment, as a live feed's are (batches made ahead and posted out of order would be late events,
+    which make the engine evaluate the log afresh)."""
+    bodies = list(range(total // batch))
     lock = threading.Lock()
     appended = 0
+
+    def make(b: int) -> bytes:
+        cust = f"tp-{b}"
+        events = [customer(cust, "basic")] + [incident(f"{cust}-{i}", cust, "minor") for i in range(batch - 1)]
+        return json.dumps(events).encode()
 
     def client() -> None:
         nonlocal appended
@@ -111,7 +114,7 @@ def throughput(url: str, total: int, clients: int, batch: int = 100) -> float:
                 with lock:
                     if not bodies:
                         return
-                    body = bodies.pop()
+                    body = make(bodies.pop(0))
                 r = c.post("/v1/events", content=body)
                 r.raise_for_status()
                 with lock:
