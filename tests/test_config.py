@@ -114,3 +114,16 @@ def test_run_refuses_a_bad_template_directory(tmp_path: Path) -> None:
     code, _, err = cli("run", "--once", "--templates", str(tmp_path), "--db", str(tmp_path / "x.db"))
     render.use_templates(None)
     assert code == 2 and "layout.txt.j2" in err
+
+
+def test_the_example_config_file_reads_and_serve_takes_its_tokens(tmp_path: Path) -> None:
+    from forewarn import config
+
+    example = Path(__file__).resolve().parents[1] / "deploy" / "forewarn.toml"
+    values = config.load(str(example), environ={})
+    assert values["db"] == "/var/lib/forewarn/forewarn.db" and values["smtp.starttls"] is True
+    assert values["api.tokens"].startswith("writer:") and values["api.listen"] == "127.0.0.1:8080"
+    own = tmp_path / "forewarn.toml"
+    own.write_text('[api]\ntokens = ["boss:sekrit-value"]\n', encoding="utf-8")
+    code, _, err = cli("serve", "--config", str(own), env={"FOREWARN_API_TOKENS": ""})
+    assert code == 2 and "role 'boss'" in err and "sekrit" not in err

@@ -287,3 +287,13 @@ def test_serve_refuses_to_start_without_tokens_or_off_loopback(tmp_path: Path) -
     assert code == 2 and "role 'admin'" in err and "hunter2" not in err
     code, _, err = cli("serve", "--db", str(tmp_path / "none.db"), env={"FOREWARN_API_TOKENS": TOKENS})
     assert code == 2 and "no event log" in err
+
+
+def test_insecure_no_auth_on_loopback_needs_no_token(tmp_path: Path) -> None:
+    running = InProcess(make_db(tmp_path / "log.db", BASE), insecure=True, engine=False)
+    try:
+        with httpx.Client(base_url=running.url) as anon:
+            assert anon.get("/v1/events").json()["seq"] == 2
+            assert anon.post("/v1/events", json=[customer("open-co")]).json()["appended"] == 1
+    finally:
+        running.stop()
