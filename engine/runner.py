@@ -34,6 +34,7 @@ from forewarn.log.store import EventStore
 from forewarn.policy.model import Policy
 
 log = logging.getLogger("forewarn.engine")
+log.addHandler(logging.NullHandler())  # silent unless the program sets logging up (forewarn.logs: run, serve)
 
 RECORD_BATCH = 50  # delivered messages recorded per transaction (each is marked delivered at once)
 WATCH = 0.25
