@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ ROLES = ("writer", "reader")
 MIN_PASS_INTERVAL = 0.25
 """Seconds between the starts of two engine passes at least: under a stream of posts, a pass per post
 would take the CPU from the posts; an incident posted waits at most this for its pass."""
+PLAN_WAIT = 2.0
+"""Seconds GET /v1/plan waits for the engine's plan of now before evaluating the log itself."""
 BUSY_TIMEOUT_MS = 60_000
 """How long a connection waits for the other writer (engine or API) before giving up."""
 
@@ -155,8 +157,6 @@ class Service:
         self._planner = concurrent.futures.ThreadPoolExecutor(1, "forewarn-planner")
         self._local = threading.local()
         self._thread: threading.Thread | None = None
-        self._plan_cache: Any = None
-        self._plan_store: Any = None
 
     # -- the engine ------------------------------------------------------------------------
 
@@ -263,17 +263,29 @@ class Service:
         finally:
             store.close()
 
-    def plan_json(self, t: datetime) -> str:
-        """`plan --format json` as of t: the engine's published plan when current, else evaluated here."""
+    def plan_json(self, t: datetime, wait: float = PLAN_WAIT) -> str:
+        """`plan --format json` as of t: the engine's published plan when current for t. For an instant the
+        engine's next pass will cover (it may be taking an append right now), that pass is waited for, up
+        to `wait` seconds; otherwise (another instant, no engine) the log is evaluated for this request
+        alone, as `forewarn plan --as-of` does (no second copy of the engine's evaluation kept)."""
         from forewarn.engine.published import view
         from forewarn.engine.views import plan_json
         from forewarn.program import published_plan
 
-        if self.settings.plan_key is not None:
-            found = published_plan(self.settings.db, self.settings.plan_key, t)
-            if found is not None:
-                snapshot, alerts = found
-                return plan_json(view(snapshot, t, alerts, published=True))
+        key = self.settings.plan_key
+        if key is not None:
+            deadline = time.monotonic() + wait
+            while True:
+                found = published_plan(self.settings.db, key, t)
+                if found is not None:
+                    snapshot, alerts = found
+                    return plan_json(view(snapshot, t, alerts, published=True))
+                if self.engine is None or self.engine_error or time.monotonic() >= deadline:
+                    break
+                if abs((t - datetime.now(UTC)).total_seconds()) > wait:
+                    break  # not an instant the engine plans for
+                self.wake()
+                time.sleep(0.02)
         return self._planner.submit(self._evaluate_plan, t).result()
 
     def _evaluate_plan(self, t: datetime) -> str:
@@ -282,12 +294,14 @@ class Service:
         from forewarn.engine.views import plan_json
         from forewarn.program import delivery_alerts_json
 
-        if self._plan_cache is None:
-            self._plan_store = _open(self.settings.db)
-            self._plan_cache = EvaluationCache(self._plan_store, self.policy)
-        self._plan_cache.get(t)
-        alerts = delivery_alerts_json(self._plan_store.db.conn, t)
-        return plan_json(view(self._plan_cache.snapshot(), t, alerts))
+        store = _open(self.settings.db)
+        try:
+            cache = EvaluationCache(store, self.policy)
+            cache.get(t)
+            alerts = delivery_alerts_json(store.db.conn, t)
+            return plan_json(view(cache.snapshot(), t, alerts))
+        finally:
+            store.close()
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -322,3 +322,16 @@ def test_an_engine_that_fails_stops_the_service_with_status_3(tmp_path: Path) ->
     assert not thread.is_alive() and codes == [3]
     assert service.engine_error == "RuntimeError: no way to deliver"
     assert "the engine stopped: RuntimeError" in (service.readiness() or "")
+
+
+def test_the_plan_right_after_a_post_includes_what_was_posted(api: InProcess) -> None:
+    now = datetime.now(UTC)
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    scheduled = dict(MAINTENANCE, id="m-fresh", maintenance="mx-fresh", at=now.strftime(stamp),
+                     start=(now + timedelta(days=40)).strftime(stamp), end=(now + timedelta(days=41)).strftime(stamp))
+    with api.client(WRITER) as w:
+        assert w.post("/v1/events", json=[scheduled]).json()["appended"] == 1
+    with api.client() as c:
+        plan = c.get("/v1/plan").json()
+    subjects = {(o["rule"], o["subject"]) for o in plan["due"] + plan["upcoming"]}
+    assert ("start-reminder", "mx-fresh") in subjects
