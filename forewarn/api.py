@@ -203,7 +203,9 @@ def create_app(service: Service) -> FastAPI:
         t = instant(as_of, "as_of")
         try:
             proposal = proposal_from(body.model_dump(), t)
-            answer = propose_window(service.events_until(t), service.policy, proposal, t)
+            answer = service.one_at_a_time(
+                lambda: propose_window(service.events_until(t), service.policy, proposal, t)
+            )
         except ProposalError as exc:
             raise Problem(422, str(exc)) from None
         return Response(proposal_json(answer), media_type=JSON_MEDIA)
@@ -222,18 +224,21 @@ def create_app(service: Service) -> FastAPI:
         until: str | None = None,
         format: Literal["json", "table", "markdown", "html", "sarif", "junit", "csv"] = "json",
     ) -> Response:
-        from forewarn.audit.findings import audit
-        from forewarn.audit.formats import render
-
         t = instant(as_of, "as_of")
         start = instant(since, "since") if since else None
         end = instant(until, "until") if until else None
         if start and end and start >= end:
             raise Problem(422, "since must be before until")
-        result = audit(service.events_until(t), service.policy, t, start, end)
+        result, text = service.one_at_a_time(lambda: _audit(t, start, end, format))
         exit_status = "1" if result.violations else "0"
-        return Response(render(format, result), media_type=MEDIA_TYPES[format],
-                        headers={"Forewarn-Exit": exit_status})
+        return Response(text, media_type=MEDIA_TYPES[format], headers={"Forewarn-Exit": exit_status})
+
+    def _audit(t: datetime, start: datetime | None, end: datetime | None, fmt: str) -> tuple[Any, str]:
+        from forewarn.audit.findings import audit
+        from forewarn.audit.formats import render
+
+        result = audit(service.events_until(t), service.policy, t, start, end)
+        return result, render(fmt, result)
 
     # -- operations ----------------------------------------------------------------------------
 

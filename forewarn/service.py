@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -28,6 +28,7 @@ from forewarn.events.errors import describe_json_error
 from forewarn.policy.model import Policy
 
 log = logging.getLogger("forewarn.serve")
+T = TypeVar("T")
 
 ROLES = ("writer", "reader")
 MIN_PASS_INTERVAL = 0.25
@@ -253,6 +254,11 @@ class Service:
         ).fetchall()
         last = rows[-1][0] if rows else after
         return b'{"events":[' + b",".join(p.encode() for _, p in rows) + b'],"seq":' + str(last).encode() + b"}"
+
+    def one_at_a_time(self, fn: Callable[[], T]) -> T:
+        """fn() on the planner thread: evaluations of the whole log (audit, propose, a past plan) run one at
+        a time, so concurrent requests cannot hold several copies of a large log in memory."""
+        return self._planner.submit(fn).result()
 
     def events_until(self, t: datetime) -> list[Any]:
         from forewarn.log.source import read_store
