@@ -30,17 +30,9 @@ from jinja2 import (
 from jinja2.sandbox import SandboxedEnvironment
 
 from forewarn.engine.draft import Draft, Invitation
+from forewarn.events.models import COMMUNICATION_KINDS
 
-KINDS = (
-    "advance_notice",
-    "start_reminder",
-    "closing",
-    "extension",
-    "emergency",
-    "incident",
-    "release",
-    "other",
-)
+KINDS = COMMUNICATION_KINDS
 TIME_STATES = ("window_start", "window_end", "end", "next_update_by")
 TEXT_STATES = ("impact", "reason")
 PRODID = "-//forewarn//forewarn engine//EN"

@@ -234,10 +234,13 @@ def create_app(service: Service) -> FastAPI:
         return Response(text, media_type=MEDIA_TYPES[format], headers={"Forewarn-Exit": exit_status})
 
     def _audit(t: datetime, start: datetime | None, end: datetime | None, fmt: str) -> tuple[Any, str]:
+        from dataclasses import replace
+
         from forewarn.audit.findings import audit
         from forewarn.audit.formats import render
 
-        result = audit(service.events_until(t), service.policy, t, start, end)
+        events, log = service.events_until_fingerprinted(t)
+        result = replace(audit(events, service.policy, t, start, end), log=log)  # as `forewarn audit --db` states it
         return result, render(fmt, result)
 
     # -- operations ----------------------------------------------------------------------------

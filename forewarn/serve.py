@@ -65,6 +65,53 @@ def log_format_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def ticket_auth_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--ticket-auth-header",
+        metavar="VALUE",
+        envvar="FOREWARN_TICKET_AUTH",
+        default=None,
+        show_default=False,
+        help="The webhook's Authorization header ('Bearer TOKEN') or 'Name: value' ($FOREWARN_TICKET_AUTH); "
+        "never printed.",
+    )(f)
+
+
+def delivery_limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--timeout, --pass-deadline and --give-up-after (run and serve)."""
+    for option in reversed(
+        (
+            click.option(
+                "--timeout",
+                metavar="SECONDS",
+                type=click.FloatRange(min=0.1),
+                default=10.0,
+                show_default=True,
+                help="Connect / read timeout of each attempt (mail server and ticket webhook).",
+            ),
+            click.option(
+                "--pass-deadline",
+                metavar="SECONDS",
+                type=click.FloatRange(min=1),
+                default=300.0,
+                show_default=True,
+                help="A pass starts no delivery after this; the rest waits for the next pass.",
+            ),
+            click.option(
+                "--give-up-after",
+                metavar="N",
+                type=click.IntRange(min=0),
+                default=3,
+                show_default=True,
+                help="Consecutive failures after which the mail server (or webhook) is not tried again this pass "
+                "(0: never).",
+            ),
+        )
+    ):
+        f = option(f)
+    return f
+
+
 def use_templates(templates_dir: str | None) -> None:
     """Mail templates from DIR (falling back to the bundled ones), all compiled now: a bad one is exit 2."""
     from forewarn.engine.render import RenderError
@@ -77,9 +124,14 @@ def use_templates(templates_dir: str | None) -> None:
 
 
 def delivery_factory(
-    outbox_dir: str | None, smtp: str | None, starttls: bool, smtp_user: str | None, password: str | None
-) -> Callable[[], Any]:
-    """A function making the delivery (as `run` does), its arguments checked now."""
+    outbox_dir: str | None,
+    smtp: str | None,
+    starttls: bool,
+    smtp_user: str | None,
+    password: str | None,
+    timeout: float = 10.0,
+) -> tuple[Callable[[], Any], str]:
+    """A function making the delivery (as `run` does), its arguments checked now, and its destination's name."""
     from forewarn.engine.delivery import OutboxDirectory, SmtpDelivery, parse_smtp_target
 
     if smtp and outbox_dir:
@@ -89,8 +141,19 @@ def delivery_factory(
             host, port = parse_smtp_target(smtp)
         except ValueError as exc:
             fail(f"--smtp: {exc}")
-        return lambda: SmtpDelivery(host, port, starttls=starttls, username=smtp_user, password=password)
-    return lambda: OutboxDirectory(Path(outbox_dir or "outbox"))
+        return (
+            lambda: SmtpDelivery(host, port, starttls=starttls, username=smtp_user, password=password, timeout=timeout),
+            f"SMTP {host}:{port}",
+        )
+    return lambda: OutboxDirectory(Path(outbox_dir or "outbox")), f"outbox {outbox_dir or 'outbox'}"
+
+
+EXAMPLES = (
+    "forewarn serve --db forewarn.db --insecure-no-auth",
+    "FOREWARN_API_TOKENS=writer:$W,reader:$R forewarn serve --listen 0.0.0.0:8080 --smtp mail.example.com:25",
+    "FOREWARN_CONFIG=/etc/forewarn/settings.toml forewarn serve --log-format json",
+)
+"""The examples of `serve --help` (its epilog, made by forewarn.cli.examples where the command is registered)."""
 
 
 @click.command("serve")
@@ -114,8 +177,10 @@ def delivery_factory(
 @click.option("--starttls", is_flag=True, help="SMTP: upgrade the connection with STARTTLS.")
 @click.option("--smtp-user", metavar="USER", default=None, help="SMTP: log in as USER ($FOREWARN_SMTP_PASSWORD).")
 @click.option("--ticket-webhook", metavar="URL", default=None, help="Also open each ticket in an external system.")
+@ticket_auth_option
 @click.option("--poll", metavar="SECONDS", type=float, default=30.0, show_default=True,
               help="Longest sleep between passes (an append through the API wakes the engine at once).")
+@delivery_limit_options
 @templates_option
 @log_format_option
 def serve_cmd(
@@ -129,11 +194,15 @@ def serve_cmd(
     starttls: bool,
     smtp_user: str | None,
     ticket_webhook: str | None,
+    ticket_auth_header: str | None,
     poll: float,
+    timeout: float,
+    pass_deadline: float,
+    give_up_after: int,
     templates_dir: str | None,
     log_format: str,
 ) -> None:
-    """Run the engine loop and the HTTP API (cli.md) on one log.
+    """Run the engine loop and the HTTP API on one log.
 
     Tokens come from the config file (api.tokens) or $FOREWARN_API_TOKENS (writer:TOKEN,reader:TOKEN).
     Without tokens it only starts with --insecure-no-auth on a loopback address."""
@@ -165,23 +234,34 @@ def serve_cmd(
     path = db_path(db)
     if not Path(path).exists():
         fail(f"no event log at {path}; import one with `forewarn import FILE.jsonl --db {path}`")
+    from forewarn.engine.tickets import TicketWebhook
     from forewarn.log.store import LogError, open_store
+    from forewarn.options import check_smtp_login, check_webhook_url
 
+    password = values.get("smtp.password") or os.environ.get("FOREWARN_SMTP_PASSWORD")
+    for problem in (check_webhook_url(ticket_webhook), check_smtp_login(smtp, smtp_user, password)):
+        if problem:
+            fail(problem)
     try:
-        open_store(path).close()
+        open_store(path, upgrade=True).close()  # the service writes: an older log is upgraded once, here
     except LogError as exc:
         fail(str(exc))
-    password = values.get("smtp.password") or os.environ.get("FOREWARN_SMTP_PASSWORD")
-    make_delivery = delivery_factory(outbox_dir, smtp, starttls, smtp_user, password)
+    make_delivery, destination = delivery_factory(outbox_dir, smtp, starttls, smtp_user, password, timeout)
+    try:
+        if ticket_webhook:  # checked now; each engine thread makes its own
+            TicketWebhook(ticket_webhook, timeout=timeout, authorization=ticket_auth_header).close()
+    except ValueError as exc:  # its message never holds a credential
+        fail(f"--ticket-webhook: {exc}")
 
     def make_webhook() -> Any:
-        from forewarn.engine.tickets import TicketWebhook
-
-        return TicketWebhook(ticket_webhook) if ticket_webhook else None
+        if not ticket_webhook:
+            return None
+        return TicketWebhook(ticket_webhook, timeout=timeout, authorization=ticket_auth_header)
 
     settings = Settings(
         db=path, rules_dir=rules_dir, policy=policy, plan_key=key, tokens=tokens, insecure=insecure,
         max_body=max_body, poll=poll, make_delivery=make_delivery, make_webhook=make_webhook,
+        destination=destination, pass_deadline=pass_deadline, give_up_after=give_up_after,
     )
     code = serve(Service(settings), host, port)
     if code:

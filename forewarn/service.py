@@ -140,6 +140,9 @@ class Settings:
     poll: float
     make_delivery: Callable[[], Any]  # called on the engine's thread (an SMTP connection lives there)
     make_webhook: Callable[[], Any]
+    destination: str = "the mail server"  # as alerts name it
+    pass_deadline: float | None = 300.0
+    give_up_after: int = 3
 
 
 class Service:
@@ -174,7 +177,9 @@ class Service:
             delivery = self.settings.make_delivery()
             webhook = self.settings.make_webhook()
             self.engine = Engine(
-                store, self.policy, delivery, webhook, freeze_gc=False, publish_key=self.settings.plan_key
+                store, self.policy, delivery, webhook, freeze_gc=False, publish_key=self.settings.plan_key,
+                pass_deadline=self.settings.pass_deadline, give_up_after=self.settings.give_up_after,
+                destination=self.settings.destination,
             )
             log.info("engine started", extra={"fields": {"event": "engine", "db": self.settings.db}})
             self.engine.run_forever(
@@ -188,6 +193,8 @@ class Service:
         finally:
             if delivery is not None:
                 delivery.close()
+            if webhook is not None:
+                webhook.close()
             if store is not None:
                 store.close()
 
@@ -261,11 +268,15 @@ class Service:
         return self._planner.submit(fn).result()
 
     def events_until(self, t: datetime) -> list[Any]:
-        from forewarn.log.source import read_store
+        return self.events_until_fingerprinted(t)[0]
+
+    def events_until_fingerprinted(self, t: datetime) -> tuple[list[Any], Any]:
+        """The events up to t, and the fingerprint of the log read (forewarn.log.chain): reports state it."""
+        from forewarn.log.source import read_store_fingerprinted
 
         store = _open(self.settings.db)
         try:
-            return read_store(store, t)
+            return read_store_fingerprinted(store, t)
         finally:
             store.close()
 
@@ -370,24 +381,33 @@ def _open(path: str) -> Any:
 
 
 def report_pass(result: Any) -> None:
-    """The log line of one engine pass (run and serve)."""
+    """The log lines of one engine pass (run and serve): its summary, tickets not opened, its alerts."""
     plan = result.plan
     fields: dict[str, Any] = {
         "event": "pass",
         "sent": len(result.sent),
         "failed": len(result.failed),
         "held_elsewhere": result.skipped,
+        "deferred": result.deferred,
         "evaluation_ms": round(1000 * result.evaluation_seconds, 2),
     }
     if plan is not None:
         fields.update(due=len(plan.due), upcoming=len(plan.upcoming), alerts=len(plan.alerts))
     log_engine = logging.getLogger("forewarn.engine")
     log_engine.info(
-        f"sent {len(result.sent)}, failed {len(result.failed)}, held by another process {result.skipped}",
+        f"sent {len(result.sent)}, failed {len(result.failed)}, held by another process {result.skipped}"
+        + (f", left for the next pass {result.deferred}" if result.deferred else ""),
         extra={"fields": fields},
     )
-    for ticket, error in result.ticket_errors:
+    for communication, error in result.ticket_errors:
         log_engine.error(
-            f"ticket {ticket} is in the log but the ticket webhook failed: {error}",
-            extra={"fields": {"event": "ticket_failed", "ticket": ticket, "error": error}},
+            f"the ticket for {communication} is not opened (retried by later passes): {error}",
+            extra={"fields": {"event": "ticket_failed", "communication": communication, "error": error}},
         )
+    for alert in result.alerts:
+        report_alert(alert)
+
+
+def report_alert(alert: Any) -> None:
+    """The log line of an alert raised by a pass (or standing: a refused delivery waiting for a person)."""
+    logging.getLogger("forewarn.engine").warning(alert.message, extra={"fields": {"event": "alert", **alert.to_json()}})

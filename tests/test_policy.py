@@ -69,7 +69,7 @@ def test_nested_unknown_key_and_bad_enum_value(tmp_path: Path) -> None:
     other = rules / "release-notice.yaml"
     other.write_text(other.read_text().replace("severity: medium", "severity: urgent"))
     errors = "\n".join(_lint(rules))
-    assert "unknown-key: a maintenance has no attribute 'impcat' to test; did you mean 'impact'?" in errors
+    assert "unknown-key: no attribute 'impcat' can be tested here; did you mean 'impact'?" in errors
     assert f"{other}:3: invalid-value: severity: 'urgent' is not one of" in errors
 
 

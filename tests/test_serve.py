@@ -47,8 +47,10 @@ def is_problem(r: httpx.Response, status: int) -> dict:
 
 
 def count(api: InProcess) -> int:
+    """The events posted to the log (not those the engine records meanwhile: it sends missed notices late)."""
     with api.client() as c:
-        return len(c.get("/v1/events", params={"limit": 10_000}).json()["events"])
+        events = c.get("/v1/events", params={"limit": 10_000}).json()["events"]
+    return sum(e["type"] not in ("communication.sent", "ticket.opened") for e in events)
 
 
 # -- posting events ---------------------------------------------------------------------------------
@@ -260,15 +262,16 @@ def test_a_critical_incident_posted_is_mailed_at_once(tmp_path: Path, monkeypatc
         deadline = time.monotonic() + 30
         while running.service.last_pass is None and time.monotonic() < deadline:
             time.sleep(0.02)
+        before = len(sink.messages)  # the first pass sent the maintenance's missed notices late
         with running.client(WRITER) as c:
             r = c.post("/v1/events", json=[incident("db-down", ["acme"], at=datetime.now(UTC))])
             assert r.json()["appended"] == 1
         posted = time.monotonic()
-        while not sink.messages and time.monotonic() - posted < 20:
+        while len(sink.messages) == before and time.monotonic() - posted < 20:
             time.sleep(0.01)
-        assert sink.messages, "no mail"
-        assert sink.messages[0][1] == ["ops@acme.example"]
-        assert b"Critical incident" in sink.messages[0][2]
+        assert len(sink.messages) > before, "no mail"
+        assert sink.messages[before][1] == ["ops@acme.example"]
+        assert b"Critical incident" in sink.messages[before][2]
     finally:
         running.stop()
         sink.stop()

@@ -95,6 +95,8 @@ def describe_json_error(line: bytes, parser_message: str = "") -> str:
         return f"not valid JSON: {exc.msg} (column {exc.colno})"
     except RecursionError:
         return "not valid JSON: nested too deeply"
+    except ValueError:  # valid JSON to the standard library, but a number too long for int(): the parser's words
+        pass
     match = _AT_POSITION.match(parser_message)
     if match is None:
         return f"not valid JSON: {parser_message or 'unreadable'}"

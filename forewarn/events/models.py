@@ -27,12 +27,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "COMMUNICATION_KINDS",
     "ENTITY_OF",
     "EVENT_ADAPTER",
     "EVENT_CLASSES",
     "EVENT_TYPES",
     "REFERENCE_SOURCES",
     "SUBJECT_KINDS",
+    "CommunicationKind",
     "CommunicationSent",
     "CustomerUpserted",
     "Event",
@@ -202,6 +204,41 @@ Customers = Annotated[
     ),
 ]
 
+# --------------------------------------------------------------------------- labels
+
+MAX_LABELS = 32
+LABEL_KEY_PATTERN = r"[a-z0-9][a-z0-9._-]{0,62}"
+_LABEL_KEY = re.compile(LABEL_KEY_PATTERN + r"\Z")
+LABEL_VALUE_MAX = 200
+
+
+def _labels(value: object) -> dict[str, str]:
+    """Labels: at most 32 entries, lower-case keys, string values of 1-200 characters."""
+    if not isinstance(value, dict):
+        raise problem("must be an object of label names to strings")
+    if len(value) > MAX_LABELS:
+        raise problem(f"at most {MAX_LABELS} labels, got {len(value)}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            raise problem(f"label name '{shorten(str(key))}' must match {LABEL_KEY_PATTERN}")
+        if not isinstance(item, str):
+            raise problem(f"label '{key}': must be a string, got {type(item).__name__}")
+        if not 1 <= len(item) <= LABEL_VALUE_MAX:
+            raise problem(f"label '{key}': must be 1-{LABEL_VALUE_MAX} characters")
+    return dict(value)
+
+
+Labels = Annotated[
+    dict[str, str],
+    PlainValidator(_labels),
+    WithJsonSchema(
+        {"type": "object", "maxProperties": MAX_LABELS, "propertyNames": {"pattern": f"^{LABEL_KEY_PATTERN}$"},
+         "additionalProperties": {"type": "string", "minLength": 1, "maxLength": LABEL_VALUE_MAX}}
+    ),
+]
+"""Free-form attributes rules can test (`labels.NAME`), e.g. {"tier": "premium"}."""
+LABELS_DESCRIPTION = "Labels rules can test: at most 32, names [a-z0-9][a-z0-9._-]{0,62}, values 1-200 chars."
+
 # --------------------------------------------------------------------------- calendar
 
 
@@ -345,7 +382,7 @@ class CustomerUpserted(EventBase):
     customer: EntityId = Field(description="Customer id.")
     name: str = Field(description="Display name.")
     plan: Literal["free", "basic", "business", "enterprise"] = Field(
-        description="Plan; the policy applies to enterprise only."
+        description="Plan; the policy's scope (rules/_scope.yaml) says which plans it covers: enterprise."
     )
     timezone: str = Field(default="UTC", description="IANA time zone name.")
     country: str | None = Field(
@@ -355,6 +392,7 @@ class CustomerUpserted(EventBase):
         default=None, description="State/region code for holidays (requires country)."
     )
     contacts: tuple[Email, ...] = Field(min_length=1, description="E-mail addresses, >= 1.")
+    labels: Labels | None = Field(default=None, description=LABELS_DESCRIPTION)
 
     @field_validator("timezone")
     @classmethod
@@ -390,7 +428,7 @@ class MaintenanceScheduled(EventBase):
     title: str = Field(description="Title.")
     start: Timestamp = Field(description="Window start.")
     end: Timestamp = Field(description="Window end; after start.")
-    customers: Customers = Field(description='Affected customer ids, or "all" (enterprise).')
+    customers: Customers = Field(description='Affected customer ids, or "all" (every customer in scope).')
     impact: Literal["none", "degraded", "interruption"] = Field(description="Expected impact.")
     impact_summary: str | None = Field(
         default=None, description="What customers will notice; required unless impact is none."
@@ -400,6 +438,7 @@ class MaintenanceScheduled(EventBase):
     )
     reason: str | None = Field(default=None, description="The critical issue; if emergency.")
     release: StrictBool = Field(default=False, description="Release-related work.")
+    labels: Labels | None = Field(default=None, description=LABELS_DESCRIPTION)
 
     @model_validator(mode="after")
     def _consistent(self) -> MaintenanceScheduled:
@@ -422,6 +461,9 @@ class MaintenanceRescheduled(EventBase):
     maintenance: EntityId = Field(description="Maintenance id.")
     start: Timestamp = Field(description="New window start.")
     end: Timestamp = Field(description="New window end; after start.")
+    labels: Labels | None = Field(
+        default=None, description="Replaces the maintenance's labels from then on. " + LABELS_DESCRIPTION
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MaintenanceRescheduled:
@@ -488,8 +530,9 @@ class IncidentDeclared(EventBase):
     incident: EntityId = Field(description="Incident id.")
     title: str = Field(description="Title.")
     severity: Literal["critical", "major", "minor"] = Field(description="Severity.")
-    customers: Customers = Field(description='Affected customer ids, or "all" (enterprise).')
+    customers: Customers = Field(description='Affected customer ids, or "all" (every customer in scope).')
     summary: str = Field(description="What happened.")
+    labels: Labels | None = Field(default=None, description=LABELS_DESCRIPTION)
 
 
 class IncidentResolved(EventBase):
@@ -509,7 +552,8 @@ class ReleaseScheduled(EventBase):
     release: EntityId = Field(description="Release id.")
     title: str = Field(description="Title.")
     release_at: Timestamp = Field(description="When the release happens.")
-    customers: Customers = Field(description='Affected customer ids, or "all" (enterprise).')
+    customers: Customers = Field(description='Affected customer ids, or "all" (every customer in scope).')
+    labels: Labels | None = Field(default=None, description=LABELS_DESCRIPTION)
 
 
 class States(BaseModel):
@@ -528,6 +572,12 @@ class States(BaseModel):
 SUBJECT_KINDS = ("maintenance", "incident", "release")
 """What a communication can be about."""
 
+CommunicationKind = Literal[
+    "advance_notice", "start_reminder", "closing", "extension", "emergency", "incident", "release", "other"
+]
+"""The kinds of communication: the one list (rules, checks, planner, templates and reports use it)."""
+COMMUNICATION_KINDS: tuple[str, ...] = CommunicationKind.__args__  # type: ignore[attr-defined]
+
 
 class CommunicationSent(EventBase):
     """An e-mail sent to one customer."""
@@ -544,10 +594,7 @@ class CommunicationSent(EventBase):
     customer: EntityId = Field(description="Customer the e-mail was sent to.")
     to: tuple[Email, ...] = Field(min_length=1, description="Recipient addresses.")
     from_: Email = Field(alias="from", description="Sender address.")
-    kind: Literal[
-        "advance_notice", "start_reminder", "closing", "extension", "emergency", "incident",
-        "release", "other",
-    ] = Field(description="Kind of communication.")
+    kind: CommunicationKind = Field(description="Kind of communication.")
     maintenance: EntityId | None = Field(default=None, description="Maintenance it is about.")
     incident: EntityId | None = Field(default=None, description="Incident it is about.")
     release: EntityId | None = Field(default=None, description="Release it is about.")

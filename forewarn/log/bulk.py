@@ -42,6 +42,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from forewarn import inputs
 from forewarn.events import (
     ENTITY_OF,
     EVENT_ADAPTER,
@@ -53,7 +54,8 @@ from forewarn.events import (
 )
 from forewarn.events.parse import BOM, MAX_LINE_BYTES, fast_canonical_json, gc_paused, validate_line
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
-from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, EventStore, at_columns
+from forewarn.log.chain import Chain
+from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, PAYLOAD, EventStore, at_columns
 
 __all__ = ["BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_lines", "import_streaming"]
 
@@ -76,6 +78,10 @@ STREAM_LINES = 10_000
 
 Progress = Callable[[int], None]
 """Called with the number of bytes read since the last call."""
+CHANGED_MESSAGE = (
+    "the file changed while it was read (size, modification time or identity); nothing was imported:"
+    " import it again once it is complete"
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FIRST, _SECOND, _AT_US = itemgetter(0), itemgetter(1), itemgetter(COLUMNS.index("at_us"))
@@ -260,7 +266,7 @@ def _parse_range(path: str, name: str, start: int, end: int) -> Chunk | str:
             handle.seek(start)
             data = handle.read(end - start)
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return f"cannot read: {exc.strerror or exc}"
     return parse_chunk(io.BytesIO(data), name, start == 0)
 
 
@@ -299,28 +305,36 @@ Unit = tuple[str, int, Any]
 """("range", file index, (start, end)) | ("stream", file index, None) | ("error", file index, message)."""
 
 
-def _plan(paths: Sequence[str | Path], chunk: int) -> tuple[list[Unit], int]:
-    """The units of work in file order, and the total bytes of the regular files."""
+def _plan(paths: Sequence[str | Path], chunk: int) -> tuple[list[Unit], int, dict[int, inputs.Fingerprint]]:
+    """The units of work in file order, the total bytes of the regular files, and what each regular file
+    was when its ranges were cut (to tell, before the commit, that none changed meanwhile)."""
     units: list[Unit] = []
     total = 0
+    seen: dict[int, inputs.Fingerprint] = {}
     for index, path in enumerate(paths):
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe (opened once, later) or a directory
+            if inputs.is_stdin(path) or not stat.S_ISREG(os.stat(path).st_mode):  # read once, later; or a directory
                 units.append(("stream", index, None))
                 continue
             with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
+                st = os.fstat(handle.fileno())
+                size = st.st_size
+                if handle.read(len(inputs.SQLITE_HEADER)).startswith(inputs.SQLITE_HEADER):
+                    units.append(("error", index, str(inputs.NotJsonl(str(path)))))
+                    continue
+                seen[index] = inputs.Fingerprint.of(st)
                 total += size
                 units.extend(("range", index, r) for r in _ranges(handle, size, chunk))
         except OSError as exc:
-            units.append(("error", index, exc.strerror))
-    return units, total
+            units.append(("error", index, f"cannot read: {exc.strerror}"))
+    return units, total, seen
 
 
 def _stream_chunks(path: str | Path, name: str) -> Iterator[tuple[Chunk | str, int]]:
-    """Chunks of a file that cannot be cut by offset (a pipe), validated here, with their byte counts."""
+    """Chunks of a file that cannot be cut by offset (a pipe, standard input), read once and validated here,
+    with their byte counts."""
     try:
-        with open(path, "rb") as handle:
+        with inputs.open_input(path) as handle:
             first = True
             while True:
                 lines = handle.readlines(STREAM_LINES * EST_BYTES_PER_EVENT)
@@ -328,8 +342,10 @@ def _stream_chunks(path: str | Path, name: str) -> Iterator[tuple[Chunk | str, i
                     return
                 yield parse_chunk(lines, name, first), sum(map(len, lines))
                 first = False
+    except inputs.NotJsonl as exc:
+        yield str(exc), 0
     except OSError as exc:
-        yield exc.strerror or str(exc), 0
+        yield f"cannot read: {exc.strerror or exc}", 0
 
 
 def _worker_count(requested: int | None, total: int) -> int:
@@ -337,9 +353,8 @@ def _worker_count(requested: int | None, total: int) -> int:
 
     As requested, or $FOREWARN_IMPORT_WORKERS; else 1 for small inputs, and for large ones one per CPU that is
     idle right now, plus one (up to 4): a worker costs more CPU in all (marshalling, a second process), which
-    only pays when a CPU is free to run it (measured on 2 CPUs shared with other jobs: slower when they are
-    busy); the extra one keeps the CPUs busy while this process inserts or waits for a chunk (measured on 2
-    idle CPUs, 781k events: validation and insertion 8.1 s with 2 processes, 7.1 s with 3).
+    only pays when a CPU is free to run it (on CPUs busy with other jobs it makes the import slower); the
+    extra one keeps the CPUs busy while this process inserts or waits for a chunk.
     """
     if requested is None and os.environ.get("FOREWARN_IMPORT_WORKERS", "").isdigit():
         requested = int(os.environ["FOREWARN_IMPORT_WORKERS"])
@@ -498,7 +513,9 @@ class _Import:
         self.clash_errors: list[InputError] = []
         self.valid = 0  # valid events read (appended or unchanged)
         # the log before the import
-        self.base = store.last_seq()
+        tip = store.chain_tip()
+        self.base, self.base_head = tip.seq, tip.head
+        self.chain = tip  # advances with every row inserted into events (forewarn.log.chain)
         self.known_ids: dict[str, int] | None = None  # id -> seq of the log's events, once in bulk mode
         self.known_definitions: dict[tuple[str, str], int] | None = None
         # fresh events
@@ -544,9 +561,9 @@ class _Import:
         existing = {name for name, _ in self.store.secondary_indexes()}
         cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
         threads = self.conn.execute("PRAGMA threads").fetchone()[0]
-        self.conn.execute(f"PRAGMA cache_size = {-INDEX_CACHE_KIB}")  # smaller sorts are faster (measured)
-        # The sorter's helper threads: nothing else runs now (measured on 781k rows: 0.54-0.71 s -> 0.37-0.38 s
-        # per index with 2 threads). A build without them keeps 0.
+        self.conn.execute(f"PRAGMA cache_size = {-INDEX_CACHE_KIB}")  # sorts that fit the CPU caches run faster
+        # The sorter's helper threads: nothing else runs now, so each index is built on every CPU.
+        # A build without them keeps 0.
         self.conn.execute(f"PRAGMA threads = {int(os.cpu_count() or 1)}")
         try:
             for name, sql in self.indexes:
@@ -669,7 +686,7 @@ class _Import:
 
     def insert(self, n: int, rows: list[tuple[Any, ...]], ordered: bool) -> None:
         if self.staging is None and ordered and (self.last_at is None or rows[0][3] >= self.last_at):
-            self.conn.executemany(INSERT_SQL, rows)
+            self.conn.executemany(INSERT_SQL, self.chain.rows(rows, PAYLOAD))
             self.inserted += len(rows)
             self.last_at = rows[-1][3]
             return
@@ -803,10 +820,11 @@ class _Import:
                 staging.add(n, rows)
                 n += len(rows)
             self.conn.execute("ROLLBACK TO forewarn_import")
+            self.chain = Chain(self.base, self.base_head)
             if self.bulk:
                 self.drop_indexes()
         for rows in staging.in_at_order():
-            self.conn.executemany(INSERT_SQL, rows)
+            self.conn.executemany(INSERT_SQL, self.chain.rows(rows, PAYLOAD))
 
     def close(self) -> None:
         if self.staging is not None:
@@ -867,14 +885,22 @@ def import_streaming(
 ) -> tuple[int, int, list[InputError]]:
     """(appended, unchanged, errors); with errors, nothing was changed."""
     _trace.reset()
-    units, total = _plan(paths, chunk_bytes or CHUNK_BYTES)
+    units, total, fingerprints = _plan(paths, chunk_bytes or CHUNK_BYTES)
     names = [str(p) for p in paths]
+
+    def changed() -> list[InputError]:
+        return [
+            InputError(names[i], 0, None, None, None, CHANGED_MESSAGE)
+            for i, fingerprint in fingerprints.items()
+            if not fingerprint.same_as(paths[i])
+        ]
+
     workers = _worker_count(workers, total)
     _trace(f"plan: {len(units)} units, {workers} process(es)")
     with gc_paused(), _pool(workers) as pool, _bulk_settings(store.db.conn):  # workers fork before the transaction
         chunks = _chunks(units, paths, pool, workers)
         try:
-            return _run(store, names, rule_ids, progress, chunks, total)
+            return _run(store, names, rule_ids, progress, chunks, total, changed)
         finally:
             chunks.close()
 
@@ -899,6 +925,7 @@ def _run(
     progress: Progress | None,
     chunks: Iterator[tuple[int, Chunk | str, int]],
     total: int,
+    changed: Callable[[], list[InputError]] = list,
 ) -> tuple[int, int, list[InputError]]:
     store.begin_exclusive()  # validation and append see the same log
     try:
@@ -919,9 +946,7 @@ def _run(
             if isinstance(chunk, str):
                 if file_index not in unreadable:
                     unreadable.add(file_index)
-                    state.parse_errors.append(
-                        InputError(names[file_index], 0, None, None, None, f"cannot read: {chunk}")
-                    )
+                    state.parse_errors.append(InputError(names[file_index], 0, None, None, None, chunk))
             else:
                 state.take(file_index, line_base, chunk)
                 line_base += chunk[6]
@@ -930,13 +955,13 @@ def _run(
         _trace(f"read (waited {_trace.waited:.2f} s)")
         if state.parse_errors:
             store.rollback()
-            return 0, 0, state.parse_errors
+            return 0, 0, [*changed(), *state.parse_errors]  # a file still being written: say so first
         order = state.evaluation_order()
         errors = [*state.clash_errors, *state.check_references(order), *state.check_rules()]
         _trace("checks")
         if errors:
             store.rollback()
-            return 0, 0, errors
+            return 0, 0, [*changed(), *errors]
         if state.staging is not None:
             state.place_staged_rows()
             _trace("staged rows placed")
@@ -944,10 +969,15 @@ def _run(
         appended = state.fresh
         if not appended:
             store.rollback()  # nothing to append: leave the log exactly as it was
-            return 0, state.valid, []
+            moved = changed()
+            return (0, 0, moved) if moved else (0, state.valid, [])
         if state.bulk:
             state.create_indexes()
             _trace("indexes")
+        moved = changed()  # last, just before the commit: what was read is what the files hold
+        if moved:
+            store.rollback()
+            return 0, 0, moved
     except BaseException:
         store.rollback()
         raise
