@@ -2,7 +2,8 @@
 `FOREWARN_*` environment variable, and each by its command-line flag.
 
 One mechanism: an eager `--config` option on every command reads the file and the environment and hands the
-result to click as the command's `default_map` (click's defaults for options not given on the command line).
+result to click as the command's `default_map` (click's defaults for options not given on the command line);
+`forewarn --config FILE CMD` does the same through the group's default_map, by command name.
 So the order of precedence is: flag, environment variable, config file, built-in default. Settings that are
 not flags (API tokens, the SMTP password) are read from the same merged settings (`settings(ctx)`).
 
@@ -144,6 +145,9 @@ def default_map(values: Mapping[str, Any], params: set[str]) -> dict[str, Any]:
 
 def _apply(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """Eager callback of --config: runs before the other options are processed, so their defaults come from here."""
+    from_group = META_KEY in ctx.meta  # `forewarn --config FILE CMD`: the group's settings apply already
+    if from_group and (value is None or ctx.get_parameter_source("config") == click.core.ParameterSource.ENVIRONMENT):
+        return value
     values = load(value)
     names = {p.name for p in ctx.command.params if p.name}
     ctx.default_map = {**(ctx.default_map or {}), **default_map(values, names)}
@@ -171,10 +175,39 @@ def config_option() -> click.Option:
     )
 
 
-def install(group: click.Group) -> None:
-    """Give every command of `group` (and of its subgroups) the --config option."""
+def _apply_group(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Callback of the group's --config (`forewarn --config FILE CMD`): the settings become the defaults of
+    whichever command runs (click's default_map by command name), and the settings of that command."""
+    if value is None:
+        return value
+    values = load(value)
+    group = ctx.command
+    assert isinstance(group, click.Group)
+    ctx.default_map = _group_defaults(values, group)
+    ctx.meta[META_KEY] = values
+    return value
+
+
+def _group_defaults(values: Mapping[str, Any], group: click.Group) -> dict[str, Any]:
+    """click's default_map of a group: by command name, nested for subgroups."""
+    out: dict[str, Any] = {}
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            out[name] = _group_defaults(values, command)
+        else:
+            out[name] = default_map(values, {p.name for p in command.params if p.name})
+    return out
+
+
+def install(group: click.Group, top: bool = True) -> None:
+    """Give every command of `group` (and of its subgroups) the --config option; `group` itself too (`top`)."""
+    if top and not any(p.name == "config" for p in group.params):
+        option = config_option()
+        option.envvar = None  # $FOREWARN_CONFIG is read by the command's own --config
+        option.callback = _apply_group
+        group.params.append(option)
     for command in group.commands.values():
         if isinstance(command, click.Group):
-            install(command)
+            install(command, top=False)
         elif not any(p.name == "config" for p in command.params):
             command.params.insert(0, config_option())

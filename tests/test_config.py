@@ -127,3 +127,40 @@ def test_the_example_config_file_reads_and_serve_takes_its_tokens(tmp_path: Path
     own.write_text('[api]\ntokens = ["boss:sekrit-value"]\n', encoding="utf-8")
     code, _, err = cli("serve", "--config", str(own), env={"FOREWARN_API_TOKENS": ""})
     assert code == 2 and "role 'boss'" in err and "sekrit" not in err
+
+
+def test_run_takes_its_delivery_limits_from_the_file_also_given_before_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forewarn.engine import runner
+
+    seen: dict[str, object] = {}
+    real_init = runner.Engine.__init__
+
+    def spy(self: runner.Engine, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        seen.update(pass_deadline=self.pass_deadline, give_up_after=self.give_up_after)
+        seen.update(timeout=self.delivery.timeout, auth=self.webhook.headers.get("Authorization"))  # type: ignore[union-attr]
+
+    monkeypatch.setattr(runner.Engine, "__init__", spy)
+    config = tmp_path / "forewarn.toml"
+    config.write_text(
+        'db = "log.db"\ntimeout = 2.5\npass_deadline = 42\ngive_up_after = 7\n'
+        '[smtp]\nserver = "127.0.0.1:9"\n'
+        '[webhook]\nurl = "http://127.0.0.1:9/hook"\nauth_header = "Bearer sekrit-tok"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "events.jsonl").write_text(json.dumps(EVENTS[0]) + "\n", encoding="utf-8")
+    env = {"FOREWARN_DB": "", "FOREWARN_CONFIG": "", "FOREWARN_TICKET_AUTH": ""}
+    assert cli("import", str(tmp_path / "events.jsonl"), "--config", str(config), env=env)[0] == 0
+    expected = {"pass_deadline": 42.0, "give_up_after": 7, "timeout": 2.5, "auth": "Bearer sekrit-tok"}
+    for args in (["--config", str(config), "run", "--once"], ["run", "--once", "--config", str(config)]):
+        seen.clear()
+        code, _, err = cli(*args, env=env)
+        assert code == 0, err
+        assert seen == expected and "sekrit" not in err
+    seen.clear()
+    code, _, err = cli("--config", str(config), "run", "--once", "--give-up-after", "1",
+                       env={**env, "FOREWARN_TIMEOUT": "4"})
+    assert code == 0, err
+    assert seen == {**expected, "give_up_after": 1, "timeout": 4.0}  # flag over environment over file
