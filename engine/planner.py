@@ -20,6 +20,7 @@ from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.matching import count_in_window
 from forewarn.evaluate.model import Obligation, Outcome
 from forewarn.events import CustomerUpserted
+from forewarn.events.models import COMMUNICATION_KINDS
 from forewarn.instants import epoch_us, utc
 
 # A second communication an obligation needs (update-cadence's promised
@@ -375,6 +376,7 @@ def _draft(
     primary = members[0]
     required = stated_requirements(evaluation.policy, kind, history, pos, attrs)
     states, context, invitation = _content(history, kind, pos, now, required)
+    context.update(_what_changed(evaluation, history, customer, kind, pos))
     reasons = tuple(obligation_key(d.obligation) for d in members)
     seed = f"{obligation_key(primary.obligation)}#{primary.sent_so_far}"
     draft = _new_draft(evaluation, history, customer, attrs, kind, seed, states, context, invitation, reasons)
@@ -397,6 +399,9 @@ def _new_draft(
     """A draft to one customer about `history`; its ids derive from `seed` (stable across retries)."""
     communication = "fw-" + hashlib.sha256(seed.encode()).hexdigest()[:20]
     sender = evaluation.policy.sender(history.release_related) or "enterprise-support@example.com"
+    thread = first_message_id(evaluation, history, customer)
+    if thread is not None:
+        context = {**context, "thread": thread}
     return Draft(
         communication=communication,
         message_id=f"<{communication}@{sender.rsplit('@', 1)[-1]}>",
@@ -416,6 +421,50 @@ def _new_draft(
         reasons=reasons,
         policy_digest=evaluation.policy.digest,
     )
+
+
+def first_message_id(evaluation: Evaluation, history: SubjectHistory, customer: str) -> str | None:
+    """The Message-ID of the first message to `customer` about the subject (later ones are replies to it:
+    the customer's mail client shows them as one thread)."""
+    first = None
+    for kind in COMMUNICATION_KINDS:
+        for sent in evaluation.comms.get((history.kind, history.id, customer, kind), ()):  # in send order
+            if sent.comm.message_id:
+                if first is None or sent.pos < first.pos:
+                    first = sent
+                break
+    return first.comm.message_id if first is not None else None
+
+
+def _what_changed(
+    evaluation: Evaluation, history: SubjectHistory, customer: str, kind: str, pos: int
+) -> dict[str, object]:
+    """What a message says changed, as context for its text (never a decision input): a reschedule's
+    previous window; for an extension message after one was already sent about the same extension (the
+    update an extension promised), when that one went out and what it stated."""
+    out: dict[str, object] = {}
+    if history.kind != "maintenance":
+        return out
+    version = history.version_at(pos)
+    if kind in ("advance_notice", "emergency") and version is not None and version.number > 1:
+        previous = history.versions[version.number - 2]
+        out.update(previous_window_start=previous.start, previous_window_end=previous.end)
+    if kind == "extension":
+        i = bisect_right(history.extension_positions, pos)
+        since = history.extension_positions[i - 1] if i else None
+        earlier = [
+            s for s in evaluation.comms.get(("maintenance", history.id, customer, "extension"), ())
+            if since is not None and s.pos > since
+        ]
+        if earlier:
+            last = earlier[-1].comm
+            out["update_since"] = last.at
+            stated = last.states
+            if stated is not None and stated.end is not None:
+                out["update_previous_end"] = stated.end
+            if stated is not None and stated.next_update_by is not None:
+                out["update_previous_next_update_by"] = stated.next_update_by
+    return out
 
 
 RESTATED: dict[str, frozenset[str]] = {"start_reminder": frozenset({"states-window", "states-impact"})}

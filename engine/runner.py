@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import signal
 import threading
 import time
@@ -34,6 +35,9 @@ from forewarn.log.source import read_store
 from forewarn.log.store import EventStore
 from forewarn.policy.model import Policy
 
+log = logging.getLogger("forewarn.engine")
+log.addHandler(logging.NullHandler())  # silent unless the program sets logging up (forewarn.logs: run, serve)
+
 RECORD_BATCH = 50  # delivered messages recorded per transaction (each is marked delivered at once)
 WATCH = 0.25
 """Seconds between two looks at the log while `run` sleeps: an append by another process (a
@@ -51,8 +55,9 @@ class PassResult:
     sent: list[str] = field(default_factory=list)  # communication ids recorded
     failed: list[tuple[str, str]] = field(default_factory=list)  # (outbox key, error), recipients refused included
     skipped: int = 0  # due drafts another process holds
-    ticket_errors: list[tuple[str, str]] = field(default_factory=list)  # (ticket, webhook error)
+    ticket_errors: list[tuple[str, str]] = field(default_factory=list)  # (communication, webhook error)
     plan: Plan | None = None
+    evaluation_seconds: float = 0.0  # evaluating the log (and planning) for this pass
     deferred: int = 0  # due messages not tried this pass: the pass deadline passed, or the mail server was given up
     alerts: list[Alert] = field(default_factory=list)  # raised by this pass, for a person
 
@@ -233,6 +238,12 @@ class Engine:
         self.conn.commit()
         self.tickets = TicketStore(store.db)
         self.cache = EvaluationCache(store, policy, freeze_gc, publish_key) if cache else None
+        self.woken = threading.Event()
+        self._alerted: set[str] = set()  # alerts logged already (each is logged when it appears)
+
+    def wake(self) -> None:
+        """Cut the current sleep of `run_forever` short (from any thread): something was appended."""
+        self.woken.set()
 
     def store_times(self) -> list[datetime]:
         """The `at` of every event in the log (the instants a replay must visit)."""
@@ -278,8 +289,10 @@ class Engine:
         follow-ups owed to recipients refused before are resent; within the pass deadline."""
         started = time.monotonic()
         at = now or self.clock()
+        evaluating = time.perf_counter()
         evaluation, basis = self.evaluation(at)
         plan = basis.at(at)
+        evaluated = time.perf_counter() - evaluating
         drafts = drafts_for(evaluation, plan.due)
         due_by = {obligation_key(d.obligation): d.obligation.not_after for d in plan.due}
         deadlines = {d.message_id: min(due_by[k] for k in d.reasons) for d in drafts}
@@ -291,7 +304,8 @@ class Engine:
 
         self._commit(register)
         fresh = {outbox.key_of(d): d for d in drafts}
-        result = PassResult(plan=plan)
+        result = PassResult(plan=plan, evaluation_seconds=evaluated)
+        self._log_alerts(plan.alerts)
         breaker = Breaker(self.destination, self.give_up_after)
         if self.webhook is not None:  # its own destination: given up apart from the mail server
             self.webhook.breaker = Breaker("the ticket webhook", self.give_up_after)
@@ -318,6 +332,7 @@ class Engine:
                 if entry is None:
                     result.skipped += 1
                     continue
+                self._log_decision(entry)
                 ahead = rendered.pop(i, None)
                 message = ahead[1] if ahead is not None and ahead[0] == entry.draft else None
                 sent = self._deliver(
@@ -403,6 +418,7 @@ class Engine:
                 error = f"{draft.subject} was cancelled before this resend to {', '.join(draft.resend_to)}: not sent"
                 self._commit(lambda: outbox.mark(self.conn, entry.key, outbox.FAILED, error))
                 result.failed.append((entry.key, error))
+                log.error(error, extra={"fields": {"event": "failed", "message_id": entry.key, "error": error}})
                 return None
         if message is None:
             message = self._render(draft, now or self.clock())
@@ -410,6 +426,7 @@ class Engine:
             error = f"cannot render: {message}"
             self._commit(lambda: outbox.mark(self.conn, entry.key, outbox.FAILED, error))
             result.failed.append((entry.key, error))
+            log.error("cannot render", extra={"fields": {"event": "failed", "message_id": entry.key, "error": error}})
             return None
         if isinstance(message, Exception):
             raise message
@@ -422,11 +439,20 @@ class Engine:
             if getattr(self.delivery, "overlaps", False):
                 options["while_waiting"] = (next_one,)
             send = lambda: breaker.guard(lambda: self.delivery.deliver(msg, **options))  # noqa: E731
+
+            def retrying(attempt: int, exc: DeliveryError, delay: float) -> None:
+                log.warning(
+                    "delivery failed, retrying",
+                    extra={"fields": {"event": "retry", "message_id": entry.key, "attempt": attempt,
+                                      "delay_s": round(delay, 3), "error": str(exc)}},
+                )
+
             try:
                 refused = with_retries(
                     send,
                     attempts=self.attempts,
                     base_delay=self.retry_delay,
+                    on_retry=retrying,
                     give_up=lambda _exc: breaker.open or out_of_time(),
                 ) or {}
             except DeliveryError as exc:
@@ -434,10 +460,21 @@ class Engine:
                 error = str(exc)
                 self._commit(lambda: outbox.mark(self.conn, entry.key, state, error))
                 result.failed.append((entry.key, error))
+                log.error(
+                    "delivery failed",
+                    extra={"fields": {"event": "failed", "message_id": entry.key, "transient": exc.transient,
+                                      "error": error}},
+                )
                 return None
             # Known delivered from here on: a crash before it is recorded records it
             # on restart without sending it again (its refused recipients are then not followed up).
             self._commit(lambda: outbox.mark(self.conn, entry.key, outbox.DELIVERED))
+            log.info(
+                "sent",
+                extra={"fields": {"event": "sent", "communication": draft.communication, "kind": draft.kind,
+                                  "subject": draft.subject, "customer": draft.customer,
+                                  "message_id": draft.message_id, **({"refused": sorted(refused)} if refused else {})}},
+            )
         return Delivered(entry, str(message["Subject"]), dict(refused))
 
     def _record(self, delivered: list[Delivered], at: datetime, result: PassResult) -> None:
@@ -479,6 +516,12 @@ class Engine:
             raise
         self.store.commit()
         result.sent.extend(d.draft.communication for d in delivered)
+        for draft, _not_after, error, permanent in follow_ups:
+            log.warning(
+                error,
+                extra={"fields": {"event": "refused", "message_id": draft.message_id, "to": list(draft.resend_to),
+                                  "follow_up": outbox.key_of(draft), "permanent": permanent}},
+            )
         for d in delivered:
             if d.draft.late and d.draft.follow_up_of is None:
                 draft = d.draft
@@ -541,6 +584,30 @@ class Engine:
             raise
         self.store.commit()
 
+    @staticmethod
+    def _log_decision(entry: outbox.Entry) -> None:
+        """A line per message this process took to send (leased), and why it is sent."""
+        draft = entry.draft
+        fields: dict[str, object] = {
+            "event": "decision", "communication": draft.communication, "kind": draft.kind, "subject": draft.subject,
+            "customer": draft.customer, "because": list(draft.reasons), "state": entry.state,
+        }
+        if draft.follow_up_of:
+            fields.update(follow_up_of=draft.follow_up_of, to=list(draft.resend_to))
+        log.info("decided to send", extra={"fields": fields})
+
+    def _log_alerts(self, alerts: Sequence[Alert]) -> None:
+        """A line per alert of the plan when it appears (not again at each pass while it stands)."""
+        current = set()
+        for alert in alerts:
+            data = alert.to_json()
+            key = json.dumps(data, sort_keys=True, default=str)
+            current.add(key)
+            if key not in self._alerted:
+                message = str(data.get("message") or data.get("problem"))
+                log.warning(message, extra={"fields": {"event": "alert", **data}})
+        self._alerted = current
+
     def _commit(self, fn: Callable[[], None]) -> None:
         self.store.begin_exclusive()
         try:
@@ -555,15 +622,27 @@ class Engine:
         poll: float = 30.0,
         stop: threading.Event | None = None,
         report: Callable[[PassResult], None] | None = None,
+        handle_signals: bool = True,
+        min_interval: float = 0.0,
     ) -> None:
-        """Pass after pass, sleeping until the next due time, `poll` seconds, or an append to the log by
-        another process, whichever comes first; stops on SIGTERM/SIGINT."""
+        """Pass after pass, sleeping until the next due time, `poll` seconds, an append to the log by
+        another process, or `wake()`, whichever comes first; stops when `stop` is set, and on
+        SIGTERM/SIGINT if `handle_signals` (only possible in the main thread). With `min_interval`, passes
+        start at most every `min_interval` seconds, or three times the last pass's duration if longer: under a
+        stream of appends (the API's), one pass takes all those of the interval, and the engine keeps at most
+        a third of the time for itself."""
         stop = stop or threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+        next_start = 0.0
         while not stop.is_set():
+            if min_interval > 0:
+                stop.wait(max(0.0, next_start - time.monotonic()))
+            started = time.monotonic()
             seen = self._data_version()  # before the pass reads the log: a commit from now on wakes the sleep
             result = self.run_once()
+            next_start = started + max(min_interval, 3 * (time.monotonic() - started))
             if result.sent and self.cache is not None and self.cache.publish_key is not None:
                 # Evaluate the log just appended to now rather than at the next pass (which then finds
                 # it cached): the plan published for `forewarn plan` is current while the engine sleeps.
@@ -586,9 +665,12 @@ class Engine:
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _sleep(self, stop: threading.Event, seconds: float, seen: int) -> None:
-        """Wait `seconds`, or until stopped, or until another connection has committed since `seen`."""
+        """Wait `seconds`, or until stopped, woken, or another connection has committed since `seen`."""
         deadline = time.monotonic() + seconds
         while self._data_version() == seen:
             left = deadline - time.monotonic()
-            if left <= 0 or stop.wait(min(WATCH, left)):
+            if left <= 0 or stop.is_set():
+                return
+            if self.woken.wait(min(WATCH, left)):
+                self.woken.clear()
                 return

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from forewarn import instants, terminal
+from forewarn import config, instants, serve, terminal
 from forewarn.audit.formats import FORMATS as FORMAT_REGISTRY
 from forewarn.program import db_path, rules_key
 
@@ -736,14 +736,7 @@ def _existing_db(db: str | None) -> str:
 @click.option("--starttls", is_flag=True, help="SMTP: upgrade the connection with STARTTLS.")
 @click.option("--smtp-user", metavar="USER", default=None, help="SMTP: log in as USER ($FOREWARN_SMTP_PASSWORD).")
 @click.option("--ticket-webhook", metavar="URL", default=None, help="Open each ticket in an external system.")
-@click.option(
-    "--ticket-auth-header",
-    metavar="VALUE",
-    envvar="FOREWARN_TICKET_AUTH",
-    default=None,
-    show_default=False,
-    help="The webhook's Authorization header ('Bearer TOKEN') or 'Name: value' ($FOREWARN_TICKET_AUTH); never printed.",
-)
+@serve.ticket_auth_option
 @click.option(
     "--poll",
     metavar="SECONDS",
@@ -759,31 +752,10 @@ def _existing_db(db: str | None) -> str:
     help="First make refused deliveries due again: those named by ID (message or communication id), or all.",
 )
 @click.argument("ids", nargs=-1, metavar="[ID...]")
-@click.option(
-    "--timeout",
-    metavar="SECONDS",
-    type=click.FloatRange(min=0.1),
-    default=10.0,
-    show_default=True,
-    help="Connect / read timeout of each attempt (mail server and ticket webhook).",
-)
-@click.option(
-    "--pass-deadline",
-    metavar="SECONDS",
-    type=click.FloatRange(min=1),
-    default=300.0,
-    show_default=True,
-    help="A pass starts no delivery after this; the rest waits for the next pass.",
-)
-@click.option(
-    "--give-up-after",
-    metavar="N",
-    type=click.IntRange(min=0),
-    default=3,
-    show_default=True,
-    help="Consecutive failures after which the mail server (or webhook) is not tried again this pass (0: never).",
-)
+@serve.delivery_limit_options
 @click.option("--lease", metavar="SECONDS", type=click.FloatRange(min=0.1), default=None, hidden=True)
+@serve.templates_option
+@serve.log_format_option
 def run_cmd(
     db: str | None,
     rules_dir: str | None,
@@ -802,18 +774,24 @@ def run_cmd(
     pass_deadline: float,
     give_up_after: int,
     lease: float | None,
+    templates_dir: str | None,
+    log_format: str,
 ) -> None:
     """Decide and send what is due, and record it in the log.
 
     Without --once it keeps running: it sleeps until the next due time, --poll seconds or an append by
     another process, and stops cleanly on SIGTERM or Ctrl-C."""
+    from forewarn import logs
     from forewarn.engine.delivery import OutboxDirectory, SmtpDelivery, parse_smtp_target
     from forewarn.engine.runner import Engine
     from forewarn.engine.tickets import TicketWebhook
     from forewarn.log.store import LogError, open_store
+    from forewarn.service import report_alert, report_pass
 
+    logs.setup(log_format)
     key = rules_key(rules_dir)  # before the policy is loaded: a rule file edited meanwhile changes the key
     policy = load_policy_or_fail(rules_dir)
+    serve.use_templates(templates_dir)
     if smtp and outbox_dir:
         fail("give either --outbox or --smtp, not both")
     t = parse_instant(now, "--now") if now else None
@@ -828,7 +806,7 @@ def run_cmd(
     from forewarn.log.access import read_only_connection
     from forewarn.options import check_smtp_login, check_webhook_url
 
-    password = os.environ.get("FOREWARN_SMTP_PASSWORD")
+    password = config.settings().get("smtp.password") or os.environ.get("FOREWARN_SMTP_PASSWORD")
     for problem in (check_webhook_url(ticket_webhook), check_smtp_login(smtp, smtp_user, password)):
         if problem:
             fail(problem)
@@ -848,7 +826,7 @@ def run_cmd(
             port,
             starttls=starttls,
             username=smtp_user,
-            password=os.environ.get("FOREWARN_SMTP_PASSWORD"),
+            password=password,
             timeout=timeout,
         )
         destination = f"SMTP {host}:{port}"
@@ -882,6 +860,9 @@ def run_cmd(
         click.echo(f"forewarn: {len(reset)} failed deliver(ies) due again", err=True)
 
     def report(result: Any) -> None:
+        report_pass(result)  # the log lines (JSON with --log-format json: then the only lines on stderr)
+        if log_format == "json":
+            return
         terminal.note(
             f"forewarn: sent {len(result.sent)}, failed {len(result.failed)}, held by another process {result.skipped}"
             + (f", left for the next pass {result.deferred}" if result.deferred else ""),
@@ -901,7 +882,10 @@ def run_cmd(
             refused = engine.standing_refusals(t or engine.clock())
             report(result)
             for alert in refused:
-                click.echo(f"forewarn: alert: {alert.message}", err=True)
+                if log_format == "json":
+                    report_alert(alert)
+                else:
+                    click.echo(f"forewarn: alert: {alert.message}", err=True)
             if result.unfinished or refused:
                 sys.exit(EXIT_FINDINGS)
         else:
@@ -1028,6 +1012,11 @@ def upgrade_cmd(db: str | None) -> None:
         click.echo(f"forewarn: {path} is schema {after} already", err=True)
     else:
         click.echo(f"forewarn: upgraded {path} from schema {before} to {after}", err=True)
+
+
+serve.serve_cmd.epilog = examples(*serve.EXAMPLES)
+main.add_command(serve.serve_cmd)
+config.install(main)  # last: every command gets --config (forewarn.config)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,7 +26,8 @@ _PLAN_OPTIONS = {"--db": "db", "--rules": "rules", "--as-of": "as_of", "--format
 
 def main() -> None:
     """The console script's entry point."""
-    if sys.argv[1:2] == ["plan"] and quick_plan(sys.argv[2:]):
+    configured = os.environ.get("FOREWARN_CONFIG") or os.environ.get("FOREWARN_RULES")  # forewarn.config's
+    if sys.argv[1:2] == ["plan"] and not configured and quick_plan(sys.argv[2:]):
         return
     from forewarn.cli import entry
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -141,7 +142,7 @@ def engine_process(db: Path, port: int) -> subprocess.Popen:
             f"127.0.0.1:{port}",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=tempfile.TemporaryFile(),  # a line per decision and send: more than a pipe holds unread
     )
 
 

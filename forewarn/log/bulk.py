@@ -66,7 +66,7 @@ from forewarn.events.references import dangling_message, id_clash_message, unkno
 from forewarn.log.chain import Chain
 from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, PAYLOAD, EventStore, at_columns
 
-__all__ = ["BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_streaming"]
+__all__ = ["BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_lines", "import_streaming"]
 
 CHUNK_BYTES = 4 << 20
 """Bytes of input per unit of work (about 10,000 events)."""
@@ -939,6 +939,19 @@ def import_streaming(
             return _run(store, names, rule_ids, progress, chunks, total, changed)
         finally:
             chunks.close()
+
+
+def import_lines(
+    store: EventStore, lines: Sequence[bytes], name: str, rule_ids: Collection[str] | None = None
+) -> tuple[int, int, list[InputError]]:
+    """`import_streaming` of lines held in memory (an HTTP request's body), named `name` in errors: the same
+    validation, checks and all-or-nothing transaction. The lines are validated before the write lock is taken."""
+    _trace.reset()
+    size = sum(map(len, lines))
+    with gc_paused():
+        chunk = parse_chunk(lines, name, True)
+        with _bulk_settings(store.db.conn):
+            return _run(store, [name], rule_ids, None, iter([(0, chunk, size)]), size)
 
 
 def _run(
