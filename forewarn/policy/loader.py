@@ -69,11 +69,10 @@ def load_policy(directory: str | Path | None = None) -> Policy:
 DEFAULT_SCOPE_FILE = ScopeFile(description="customers on the enterprise plan", customers=dict(conditions.DEFAULT_SCOPE))
 
 
-def lint_scope(root: Path) -> tuple[ScopeFile | None, list[LintError]]:
-    """The policy's scope (the directory's _scope.yaml, or the default) and its problems."""
-    path = root / SCOPE_FILE
-    if not root.is_dir() or not path.is_file():
-        return DEFAULT_SCOPE_FILE, []
+
+def _read_mapping(path: Path, code: str, expected: str) -> tuple[YamlDoc | None, list[LintError]]:
+    """A policy file's YAML document, with its duplicate keys as errors; None (and why) when it cannot be
+    read, is not YAML this loader accepts, or is not a mapping (`code`, `expected`)."""
     name = str(path)
     try:
         doc = load_yaml(path.read_text(encoding="utf-8"))
@@ -86,8 +85,18 @@ def lint_scope(root: Path) -> tuple[ScopeFile | None, list[LintError]]:
         for p, line in doc.duplicates
     ]
     if not isinstance(doc.data, dict):
-        not_a_scope = LintError(name, 1, "not-a-scope", "a scope file is a mapping (description:, customers:)")
-        return None, [*errors, not_a_scope]
+        return None, [*errors, LintError(name, 1, code, expected)]
+    return doc, errors
+
+def lint_scope(root: Path) -> tuple[ScopeFile | None, list[LintError]]:
+    """The policy's scope (the directory's _scope.yaml, or the default) and its problems."""
+    path = root / SCOPE_FILE
+    if not root.is_dir() or not path.is_file():
+        return DEFAULT_SCOPE_FILE, []
+    name = str(path)
+    doc, errors = _read_mapping(path, "not-a-scope", "a scope file is a mapping (description:, customers:)")
+    if doc is None:
+        return None, errors
     try:
         scope = ScopeFile.model_validate(doc.data)
     except ValidationError as exc:
@@ -136,20 +145,9 @@ def lint_directory(directory: str | Path | None = None) -> tuple[list[Rule], lis
 def lint_file(path: Path) -> tuple[Rule | None, list[LintError]]:
     """The rule in `path` if it is valid, and every problem found in it."""
     name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [LintError(name, 1, "unreadable", str(exc))]
-    try:
-        doc = load_yaml(text)
-    except YamlError as exc:
-        return None, [LintError(name, exc.line, exc.code, exc.message)]
-    errors = [
-        LintError(name, line, "duplicate-key", f"key {p[-1]!r} appears twice; the second would silently win")
-        for p, line in doc.duplicates
-    ]
-    if not isinstance(doc.data, dict):
-        return None, [*errors, LintError(name, 1, "not-a-rule", "a rule file is a mapping (id:, title:, ...)")]
+    doc, errors = _read_mapping(path, "not-a-rule", "a rule file is a mapping (id:, title:, ...)")
+    if doc is None:
+        return None, errors
     try:
         parsed = RuleFile.model_validate(doc.data)
     except ValidationError as exc:
