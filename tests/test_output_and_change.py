@@ -3,18 +3,16 @@ file that changed while it was read (nothing appended)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_io_streams import bounded
 
 from forewarn.cli import main
 from forewarn.log import bulk
@@ -23,22 +21,6 @@ SAMPLES = Path(__file__).resolve().parents[1] / "forewarn" / "samples"
 BASIC = SAMPLES / "basic.jsonl"
 QUARTER = SAMPLES / "quarter.jsonl"
 AUDIT = ["audit", "--events", str(BASIC), "--as-of", "2026-12-31", "--format", "json"]
-
-
-@contextlib.contextmanager
-def bounded(seconds: int = 60) -> Iterator[None]:
-    """Fail instead of hanging: a FIFO that is opened again after its writer left blocks for ever."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"still blocked after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def run(*args: str) -> tuple[int, str, str]:
