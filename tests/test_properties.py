@@ -54,8 +54,11 @@ def as_dicts(events: Sequence[Event]) -> list[dict[str, object]]:
     return [json.loads(canonical_json(e)) for e in events]
 
 
-def engine_log(life: Lifecycle) -> tuple[list[Event], MemoryDelivery]:
-    """The real engine, stepped through the lifecycle on an in-memory log (engine/replay.py): the log it leaves."""
+def engine_log(
+    life: Lifecycle, down: tuple[datetime, datetime] | None = None
+) -> tuple[list[Event], MemoryDelivery]:
+    """The real engine, stepped through the lifecycle on an in-memory log (engine/replay.py): the log it leaves;
+    with `down` (from, back at), the engine was down in between."""
     parsed, errors = parse_lines(life.jsonl().splitlines(), "lifecycle.jsonl")
     assert not errors, errors
     fresh, errors = check_log(parsed, rule_ids=POLICY.ids)
@@ -64,7 +67,12 @@ def engine_log(life: Lifecycle) -> tuple[list[Event], MemoryDelivery]:
     try:
         store.append(evaluation_order(fresh))
         delivery = MemoryDelivery()
-        replay(Engine(store, POLICY, delivery), life.start, life.as_of)
+        engine = Engine(store, POLICY, delivery)
+        if down is None:
+            replay(engine, life.start, life.as_of)
+        else:
+            replay(engine, life.start, down[0])
+            replay(engine, down[1], life.as_of)
         return read_store(store), delivery
     finally:
         store.close()
@@ -184,19 +192,7 @@ def test_batch_sends_are_the_replayed_engines_sends(life: Lifecycle) -> None:
 
 def engine_log_down(life: Lifecycle, down_from: datetime, back_at: datetime) -> list[Event]:
     """The real engine stepped through the lifecycle, but down from `down_from` until `back_at`."""
-    parsed, errors = parse_lines(life.jsonl().splitlines(), "lifecycle.jsonl")
-    assert not errors, errors
-    fresh, errors = check_log(parsed, rule_ids=POLICY.ids)
-    assert not errors, errors
-    store = EventStore.memory()
-    try:
-        store.append(evaluation_order(fresh))
-        engine = Engine(store, POLICY, MemoryDelivery())
-        replay(engine, life.start, down_from)
-        replay(engine, back_at, life.as_of)
-        return read_store(store)
-    finally:
-        store.close()
+    return engine_log(life, (down_from, back_at))[0]
 
 
 def told_otherwise(result: AuditResult, f: Finding) -> bool:
