@@ -4,7 +4,7 @@
   `row_values` + `defines()` / `references()` for every line, odd ones included (errors, blank lines, a BOM,
   `str` lines, overlong lines, unstorable `meta`, waivers, "all" customers).
 - Every index of a new log serves a query (the store's own, or the lookups by subject, customer and type
-  that issue 2 asks for), and each of those queries uses it.
+  that readers and reports need), and each of those queries uses it.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def test_every_index_of_a_new_log_serves_a_query(tmp_path: Path) -> None:
             " GROUP BY entity_id",
             ["customer", "a", "b", 10],
         ),
-        # the lookups issue 2 asks for: by subject, by customer, by type, each in time order
+        # the lookups readers need: by subject, by customer, by type, each in time order
         "idx_events_subject_at_us": ("SELECT payload FROM events WHERE subject = ? ORDER BY at_us", ["mx-1"]),
         "idx_events_customer_at_us": ("SELECT payload FROM events WHERE customer = ? ORDER BY at_us", ["acme"]),
         "idx_events_type_at_us": (
