@@ -132,10 +132,11 @@ class Child:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "FOREWARN_API_TOKENS": TOKENS}
+        delivery = () if "--smtp" in extra else ("--outbox", str(outbox))
         self.log = open(db.parent / f"serve-{self.port}-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "forewarn"), "serve", "--db", str(db),
-             "--listen", f"127.0.0.1:{self.port}", "--outbox", str(outbox), "--poll", "300", *extra],
+             "--listen", f"127.0.0.1:{self.port}", *delivery, "--poll", "300", *extra],
             stdout=self.log, stderr=subprocess.STDOUT, env=env,
         )
         deadline = time.monotonic() + 60
