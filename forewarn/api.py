@@ -74,6 +74,11 @@ class ProposeBody(BaseModel):
     emergency: bool = False
 
 
+class RetryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] = []  # communication ids, Message-IDs or outbox keys; none: every failed delivery
+
+
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: {"model": ProblemModel, "content": {PROBLEM: {}}, "description": HTTPStatus(c).phrase} for c in codes}
 
@@ -209,6 +214,15 @@ def create_app(service: Service) -> FastAPI:
         except ProposalError as exc:
             raise Problem(422, str(exc)) from None
         return Response(proposal_json(answer), media_type=JSON_MEDIA)
+
+    # -- deliveries refused for good --------------------------------------------------------------
+
+    @app.post("/v1/outbox/retry-failed", dependencies=[writer], responses=_responses(401, 403, 422),
+              summary="Resend failed deliveries (all, or those named), as `run --retry-failed`")
+    async def retry_failed(body: RetryBody | None = None) -> Response:
+        ids = body.ids if body is not None else []
+        reset = await asyncio.wrap_future(service.retry_failed(ids))
+        return JSONResponse({"reset": reset})
 
     # -- audit ---------------------------------------------------------------------------------
 

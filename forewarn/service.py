@@ -353,6 +353,31 @@ class Service:
         return {"appended": appended, "duplicates": duplicates, "seq": seq}
 
 
+    def retry_failed(self, ids: Sequence[str]) -> concurrent.futures.Future[list[str]]:
+        """Make failed deliveries due again (all, or those IDS name), on the writer thread, as `run --retry-failed`."""
+        return self._writer.submit(self._retry_failed, tuple(ids))
+
+    def _retry_failed(self, ids: tuple[str, ...]) -> list[str]:
+        from forewarn.engine import outbox
+
+        store = self._local.store
+        by = "POST /v1/outbox/retry-failed" + "".join(f" {i}" for i in ids)
+        store.begin_exclusive()
+        try:
+            outbox.ensure_schema(store.db.conn)
+            reset, unknown = outbox.retry_failed(store.db.conn, ids, by)
+            if unknown:
+                raise Problem(422, f"no failed delivery {', '.join(unknown)} in the outbox; nothing was reset")
+        except BaseException:
+            store.rollback()
+            raise
+        store.commit()
+        log.info("failed deliveries due again", extra={"fields": {"event": "retry_failed", "reset": len(reset)}})
+        if reset:
+            self.wake()
+        return reset
+
+
 def array_lines(body: bytes) -> list[bytes]:
     """The events of a JSON array body, one JSON text each (line n = index n-1); Problem 422 if not an array."""
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -642,3 +643,43 @@ def test_a_hung_server_with_300_due_messages_costs_a_pass_seconds(tmp_path: Path
                            "--timeout", "1")
     assert code == 1 and "left for the next pass 299" in err
     assert time.monotonic() - started < 30
+
+
+def test_the_api_resends_what_was_refused_as_run_does(tmp_path: Path, sink: tuple[Sink, int]) -> None:
+    """POST /v1/outbox/retry-failed: writers only; an unknown id resets nothing; the decision is noted."""
+    from serving import READER, WRITER, InProcess
+
+    handler, port = sink
+    db = make_log(tmp_path, 1)
+    handler.data = ["550 5.7.1 rejected by policy"] * 2
+    code, _, err = run_cli("run", "--once", "--now", T, "--db", str(db), "--smtp", f"127.0.0.1:{port}")
+    assert code == 1 and "failed 2" in err
+
+    def failed() -> list[tuple[str, str | None]]:
+        conn = sqlite3.connect(db)
+        try:
+            return conn.execute("SELECT message_id, note FROM outbox WHERE state = 'failed' ORDER BY 1").fetchall()
+        finally:
+            conn.close()
+
+    before = failed()
+    assert len(before) == 2
+    running = InProcess(db, smtp_port=port, engine=False)
+    try:
+        with running.client(READER) as c:
+            assert c.post("/v1/outbox/retry-failed", json={}).status_code == 403
+        with running.client(WRITER) as c:
+            r = c.post("/v1/outbox/retry-failed", json={"ids": ["nope"]})
+            assert r.status_code == 422 and "nope" in r.json()["detail"]
+            assert failed() == before  # nothing reset
+            r = c.post("/v1/outbox/retry-failed", json={"ids": [before[0][0]]})
+            assert r.status_code == 200 and r.json() == {"reset": [before[0][0]]}
+            assert [k for k, _ in failed()] == [before[1][0]]
+            r = c.post("/v1/outbox/retry-failed")
+            assert r.status_code == 200 and r.json() == {"reset": [before[1][0]]}
+    finally:
+        running.stop()
+    conn = sqlite3.connect(db)
+    notes = [json.loads(n) for (n,) in conn.execute("SELECT note FROM outbox WHERE state = 'intent'")]
+    conn.close()
+    assert len(notes) == 2 and all(n["retry_failed"]["by"].startswith("POST /v1/outbox/retry-failed") for n in notes)
