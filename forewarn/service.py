@@ -365,7 +365,13 @@ class Service:
                         end = True
                         break
                     group.append(post)
-                self._append_group(store, group)
+                try:
+                    self._append_group(store, group)
+                except BaseException as exc:  # the writer goes on; no post of the group waits forever
+                    log.exception("internal error", extra={"fields": {"event": "internal_error"}})
+                    for post in group:
+                        if not post.future.done():
+                            post.future.set_exception(exc)
                 if end:
                     return
         finally:
