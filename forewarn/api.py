@@ -138,7 +138,7 @@ def create_app(service: Service) -> FastAPI:
     # -- authentication ------------------------------------------------------------------------
 
     def role(needed: str) -> Any:
-        def check(request: Request) -> None:
+        async def check(request: Request) -> None:  # async: no thread of the pool taken for a header check
             if settings.insecure:
                 return
             header = request.headers.get("authorization", "")

@@ -1,9 +1,11 @@
 """`forewarn serve`'s process: the engine loop in a thread and what the HTTP API (forewarn.api) asks of the log.
 
-Writes to the log go through one connection on one thread (the `writer` executor), so the API's appends are
+Writes to the log go through one connection on one thread (the writer), so the API's appends are
 serialised among themselves; the engine has its own connection on its own thread, and SQLite's write lock
-(BEGIN IMMEDIATE, WAL) serialises the two. Each append is one transaction: all of a request, or nothing.
-A successful append wakes the engine at once (besides its watch of PRAGMA data_version).
+(BEGIN IMMEDIATE, WAL) serialises the two. The posts waiting when the writer is free are committed together
+(group commit): each in a savepoint of the one transaction, all of a request or nothing of it, and each
+answered only once that transaction is committed. A successful append wakes the engine at once (besides its
+watch of PRAGMA data_version).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import concurrent.futures
 import hmac
 import io
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -38,6 +41,8 @@ PLAN_WAIT = 2.0
 """Seconds GET /v1/plan waits for the engine's plan of now before evaluating the log itself."""
 BUSY_TIMEOUT_MS = 60_000
 """How long a connection waits for the other writer (engine or API) before giving up."""
+GROUP_MAX = 32
+"""Posts committed in one transaction, at most."""
 
 
 class TokenError(ValueError):
@@ -157,7 +162,9 @@ class Service:
         self.engine_error: str | None = None
         self.last_pass: float | None = None  # time.monotonic() at the end of the last pass
         self.on_engine_failure: Callable[[], None] = lambda: None
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, "forewarn-writer", self._open_writer)
+        self._posts: queue.SimpleQueue[_Post | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write, name="forewarn-writer", daemon=True)
+        self._writer_started = threading.Lock()
         self._planner = concurrent.futures.ThreadPoolExecutor(1, "forewarn-planner")
         self._local = threading.local()
         self._thread: threading.Thread | None = None
@@ -222,7 +229,9 @@ class Service:
         self.wake()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        self._writer.shutdown(wait=True)
+        if self._writer.is_alive():
+            self._posts.put(None)
+            self._writer.join()
         self._planner.shutdown(wait=True)
 
     def readiness(self) -> str | None:
@@ -322,35 +331,119 @@ class Service:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _open_writer(self) -> None:
-        self._local.store = _open(self.settings.db)
-
     def append(self, body: bytes, ndjson: bool) -> concurrent.futures.Future[dict[str, int]]:
         """Validate and append a request's events on the writer thread: all or none (Problem 422)."""
-        return self._writer.submit(self._append, body, ndjson)
+        future: concurrent.futures.Future[dict[str, int]] = concurrent.futures.Future()
+        with self._writer_started:
+            if not self._writer.is_alive():
+                self._writer.start()
+        self._posts.put(_Post(body, ndjson, future))
+        return future
 
-    def _append(self, body: bytes, ndjson: bool) -> dict[str, int]:
-        from forewarn.log.bulk import import_lines
+    def _write(self) -> None:
+        """The writer thread: the posts waiting, validated one by one, then appended in one transaction."""
+        try:
+            store = _open(self.settings.db)
+        except BaseException as exc:
+            log.exception("the log cannot be opened for writing", extra={"fields": {"event": "writer_failed"}})
+            while (post := self._posts.get()) is not None:  # every post is answered (500), none waits forever
+                post.future.set_exception(exc)
+            return
+        try:
+            while True:
+                post = self._posts.get()
+                if post is None:
+                    return
+                group = [post]
+                end = False
+                while len(group) < GROUP_MAX:
+                    try:
+                        post = self._posts.get_nowait()
+                    except queue.Empty:
+                        break
+                    if post is None:
+                        end = True
+                        break
+                    group.append(post)
+                try:
+                    self._append_group(store, group)
+                except BaseException as exc:  # the writer goes on; no post of the group waits forever
+                    log.exception("internal error", extra={"fields": {"event": "internal_error"}})
+                    for post in group:
+                        if not post.future.done():
+                            post.future.set_exception(exc)
+                if end:
+                    return
+        finally:
+            store.close()
 
-        store = self._local.store
-        lines = io.BytesIO(body).readlines() if ndjson else array_lines(body)  # NDJSON: as `import` reads a file
+    def _append_group(self, store: Any, group: list[_Post]) -> None:
+        from forewarn.log.bulk import import_validated, validate_lines
+
         started = time.perf_counter()
-        appended, duplicates, errors = import_lines(store, lines, "<request>", self.policy.ids)
-        if errors:
-            self.metrics.rejected.inc()
-            shown = input_errors(errors, array=not ndjson)
-            raise Problem(422, f"{len(errors)} input error(s); nothing was appended", shown)
-        seq = store.last_seq()
-        self.metrics.appended.inc(appended)
-        self.metrics.duplicates.inc(duplicates)
-        if appended:
-            self.wake()
-        log.info(
-            "events appended" if appended else "events already in the log",
-            extra={"fields": {"event": "append", "appended": appended, "duplicates": duplicates, "seq": seq,
-                              "ms": round(1000 * (time.perf_counter() - started), 2)}},
-        )
-        return {"appended": appended, "duplicates": duplicates, "seq": seq}
+        ready: list[tuple[_Post, Any]] = []
+        for post in group:  # validated before the write lock is taken
+            if not post.future.set_running_or_notify_cancel():
+                continue
+            try:
+                lines = io.BytesIO(post.body).readlines() if post.ndjson else array_lines(post.body)
+                ready.append((post, validate_lines(lines, "<request>")))  # NDJSON: as `import` reads a file
+            except BaseException as exc:
+                post.future.set_exception(exc)
+            post.body = b""
+        if not ready:
+            return
+        answers: list[tuple[_Post, dict[str, int] | BaseException]] = []
+        try:
+            store.begin_exclusive()
+            try:
+                for post, validated in ready:
+                    appended, duplicates, errors = import_validated(
+                        store, validated, "<request>", self.policy.ids, nested=True
+                    )
+                    if errors:  # its savepoint is rolled back: the others of the group go on
+                        shown = input_errors(errors, array=not post.ndjson)
+                        answers.append((post, Problem(422, f"{len(errors)} input error(s); nothing was appended",
+                                                      shown)))
+                    else:
+                        seq = store.last_seq()
+                        answers.append((post, {"appended": appended, "duplicates": duplicates, "seq": seq}))
+                store.commit()  # only now is any of them answered: an acknowledged event is in the log
+            except BaseException:
+                store.rollback()  # an unexpected failure (the commit's too): nothing of the group is appended
+                raise
+        except BaseException as exc:
+            for post, _ in ready:
+                post.future.set_exception(exc)
+            return
+        ms = round(1000 * (time.perf_counter() - started), 2)
+        woken = False
+        for post, answer in answers:
+            if isinstance(answer, BaseException):
+                self.metrics.rejected.inc()
+                post.future.set_exception(answer)
+                continue
+            appended, duplicates, seq = answer["appended"], answer["duplicates"], answer["seq"]
+            self.metrics.appended.inc(appended)
+            self.metrics.duplicates.inc(duplicates)
+            if appended and not woken:
+                self.wake()
+                woken = True
+            log.info(
+                "events appended" if appended else "events already in the log",
+                extra={"fields": {"event": "append", "appended": appended, "duplicates": duplicates, "seq": seq,
+                                  "ms": ms, "group": len(ready)}},
+            )
+            post.future.set_result(answer)
+
+
+@dataclass
+class _Post:
+    """A POST /v1/events waiting for the writer."""
+
+    body: bytes
+    ndjson: bool
+    future: concurrent.futures.Future[dict[str, int]]
 
 
     def retry_failed(self, ids: Sequence[str]) -> concurrent.futures.Future[list[str]]:

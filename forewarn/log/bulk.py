@@ -66,7 +66,10 @@ from forewarn.events.references import dangling_message, id_clash_message, unkno
 from forewarn.log.chain import Chain
 from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, PAYLOAD, EventStore, at_columns
 
-__all__ = ["BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_lines", "import_streaming"]
+__all__ = [
+    "BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_lines", "import_streaming",
+    "import_validated", "validate_lines",
+]
 
 CHUNK_BYTES = 4 << 20
 """Bytes of input per unit of work (about 10,000 events)."""
@@ -104,9 +107,10 @@ class _Trace:
 
     def reset(self) -> None:
         self.on = bool(os.environ.get("FOREWARN_IMPORT_TRACE"))
-        self.wall = self.start = time.perf_counter()
-        self.cpu = time.process_time()
         self.waited = 0.0
+        if self.on:  # the clocks are read per request of the API too: only when traced
+            self.wall = self.start = time.perf_counter()
+            self.cpu = time.process_time()
 
     def __call__(self, label: str) -> None:
         if self.on:
@@ -566,7 +570,7 @@ class _Import:
         self.rules: dict[int, str] = {}
         self.shared: dict[str, str] = {}  # one string per referenced id (customers are named by many events)
         # where rows went
-        self.indexes = store.secondary_indexes()
+        self.indexes: list[tuple[str, str]] = []  # of the log, read when going bulk (they are dropped then)
         self.bulk = False
         self.inserted = 0  # rows inserted into events, in file order (n < inserted)
         self.last_at: int | None = None
@@ -584,6 +588,7 @@ class _Import:
         if self.base:
             self.known_ids = self.store.stored_ids(self.base)
             self.known_definitions = self.store.first_definitions(self.base)
+        self.indexes = self.store.secondary_indexes()
         self.drop_indexes()
         self.bulk = True
 
@@ -946,12 +951,64 @@ def import_lines(
 ) -> tuple[int, int, list[InputError]]:
     """`import_streaming` of lines held in memory (an HTTP request's body), named `name` in errors: the same
     validation, checks and all-or-nothing transaction. The lines are validated before the write lock is taken."""
-    _trace.reset()
-    size = sum(map(len, lines))
+    return import_validated(store, validate_lines(lines, name), name, rule_ids)
+
+
+Validated = tuple[Chunk, int]
+"""Lines validated by `validate_lines` (their chunk and size in bytes), to append with `import_validated`."""
+
+
+def validate_lines(lines: Sequence[bytes], name: str) -> Validated:
+    """The validation of `import_lines`, without the log (no lock taken): `import_validated` checks and appends."""
     with gc_paused():
-        chunk = parse_chunk(lines, name, True)
-        with _bulk_settings(store.db.conn):
-            return _run(store, [name], rule_ids, None, iter([(0, chunk, size)]), size)
+        return parse_chunk(lines, name, True), sum(map(len, lines))
+
+
+def import_validated(
+    store: EventStore, validated: Validated, name: str, rule_ids: Collection[str] | None = None, nested: bool = False
+) -> tuple[int, int, list[InputError]]:
+    """The rest of `import_lines`: checks against the log and the append, all or nothing. `nested`: within a
+    transaction the caller opened and commits (several requests in one commit), in a savepoint of its own,
+    released if the lines are appended and rolled back otherwise; else in a transaction of its own."""
+    _trace.reset()
+    chunk, size = validated
+    transaction = _Savepoint(store) if nested else _Transaction(store)
+    # The larger page cache pays only for large appends; setting it costs statements of its own.
+    settings = _bulk_settings(store.db.conn) if size >= CHUNK_BYTES else contextlib.nullcontext()
+    with gc_paused(), settings:
+        return _run(store, [name], rule_ids, None, iter([(0, chunk, size)]), size, transaction=transaction)
+
+
+class _Transaction:
+    """An import's own transaction: the write lock taken at the start, committed or rolled back at the end."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def begin(self) -> None:
+        self.store.begin_exclusive()  # validation and append see the same log
+
+    def commit(self) -> None:
+        self.store.commit()
+
+    def rollback(self) -> None:
+        self.store.rollback()
+
+
+class _Savepoint(_Transaction):
+    """An import within a transaction its caller holds (and commits): a savepoint, kept or undone."""
+
+    def begin(self) -> None:
+        if not self.store.db.conn.in_transaction:
+            raise RuntimeError("a nested import needs the caller's transaction")
+        self.store.db.conn.execute("SAVEPOINT forewarn_request")
+
+    def commit(self) -> None:
+        self.store.db.conn.execute("RELEASE forewarn_request")
+
+    def rollback(self) -> None:
+        self.store.db.conn.execute("ROLLBACK TO forewarn_request")
+        self.store.db.conn.execute("RELEASE forewarn_request")
 
 
 def _run(
@@ -962,12 +1019,14 @@ def _run(
     chunks: Iterator[tuple[int, Chunk | str, int]],
     total: int,
     changed: Callable[[], list[InputError]] = list,
+    transaction: _Transaction | None = None,
 ) -> tuple[int, int, list[InputError]]:
-    store.begin_exclusive()  # validation and append see the same log
+    tx = transaction or _Transaction(store)
+    tx.begin()
     try:
         state = _Import(store, names, rule_ids)
     except BaseException:
-        store.rollback()
+        tx.rollback()
         raise
     unreadable: set[int] = set()
     stopped: set[int] = set()  # files whose reading ended at an over-long line
@@ -993,13 +1052,13 @@ def _run(
                 progress(size)
         _trace(f"read (waited {_trace.waited:.2f} s)")
         if state.parse_errors:
-            store.rollback()
+            tx.rollback()
             return 0, 0, [*changed(), *state.parse_errors]  # a file still being written: say so first
         order = state.evaluation_order()
         errors = [*state.clash_errors, *state.check_references(order), *state.check_rules()]
         _trace("checks")
         if errors:
-            store.rollback()
+            tx.rollback()
             return 0, 0, [*changed(), *errors]
         if state.staging is not None:
             state.place_staged_rows()
@@ -1007,7 +1066,7 @@ def _run(
         store.db.conn.execute("RELEASE forewarn_import")
         appended = state.fresh
         if not appended:
-            store.rollback()  # nothing to append: leave the log exactly as it was
+            tx.rollback()  # nothing to append: leave the log exactly as it was
             moved = changed()
             return (0, 0, moved) if moved else (0, state.valid, [])
         if state.bulk:
@@ -1015,13 +1074,13 @@ def _run(
             _trace("indexes")
         moved = changed()  # last, just before the commit: what was read is what the files hold
         if moved:
-            store.rollback()
+            tx.rollback()
             return 0, 0, moved
     except BaseException:
-        store.rollback()
+        tx.rollback()
         raise
     finally:
         state.close()
-    store.commit()
+    tx.commit()
     _trace("commit")
     return appended, state.valid - appended, []
