@@ -162,7 +162,7 @@ class Service:
         self.engine_error: str | None = None
         self.last_pass: float | None = None  # time.monotonic() at the end of the last pass
         self.on_engine_failure: Callable[[], None] = lambda: None
-        self._posts: queue.SimpleQueue[_Post | None] = queue.SimpleQueue()
+        self._posts: queue.SimpleQueue[_Post | _Job | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write, name="forewarn-writer", daemon=True)
         self._writer_started = threading.Lock()
         self._planner = concurrent.futures.ThreadPoolExecutor(1, "forewarn-planner")
@@ -334,11 +334,48 @@ class Service:
     def append(self, body: bytes, ndjson: bool) -> concurrent.futures.Future[dict[str, int]]:
         """Validate and append a request's events on the writer thread: all or none (Problem 422)."""
         future: concurrent.futures.Future[dict[str, int]] = concurrent.futures.Future()
+        self._start_writer()
+        self._posts.put(_Post(body, ndjson, future))
+        return future
+
+    def retry_failed(self, ids: Sequence[str]) -> concurrent.futures.Future[list[str]]:
+        """Make failed deliveries due again (all, or those IDS name), on the writer thread, as `run --retry-failed`."""
+        future: concurrent.futures.Future[list[str]] = concurrent.futures.Future()
+        self._start_writer()
+        self._posts.put(_Job(lambda store: self._retry_failed(store, tuple(ids)), future))
+        return future
+
+    def _retry_failed(self, store: Any, ids: tuple[str, ...]) -> list[str]:
+        from forewarn.engine import outbox
+
+        by = "POST /v1/outbox/retry-failed" + "".join(f" {i}" for i in ids)
+        store.begin_exclusive()
+        try:
+            outbox.ensure_schema(store.db.conn)
+            reset, unknown = outbox.retry_failed(store.db.conn, ids, by)
+            if unknown:
+                raise Problem(422, f"no failed delivery {', '.join(unknown)} in the outbox; nothing was reset")
+        except BaseException:
+            store.rollback()
+            raise
+        store.commit()
+        log.info("failed deliveries due again", extra={"fields": {"event": "retry_failed", "reset": len(reset)}})
+        if reset:
+            self.wake()
+        return reset
+
+    def _start_writer(self) -> None:
         with self._writer_started:
             if not self._writer.is_alive():
                 self._writer.start()
-        self._posts.put(_Post(body, ndjson, future))
-        return future
+
+    @staticmethod
+    def _do(store: Any, job: _Job) -> None:
+        if job.future.set_running_or_notify_cancel():
+            try:
+                job.future.set_result(job.run(store))
+            except BaseException as exc:
+                job.future.set_exception(exc)
 
     def _write(self) -> None:
         """The writer thread: the posts waiting, validated one by one, then appended in one transaction."""
@@ -354,8 +391,12 @@ class Service:
                 post = self._posts.get()
                 if post is None:
                     return
+                if isinstance(post, _Job):
+                    self._do(store, post)
+                    continue
                 group = [post]
                 end = False
+                job = None
                 while len(group) < GROUP_MAX:
                     try:
                         post = self._posts.get_nowait()
@@ -363,6 +404,9 @@ class Service:
                         break
                     if post is None:
                         end = True
+                        break
+                    if isinstance(post, _Job):  # done after the group, in the order it came
+                        job = post
                         break
                     group.append(post)
                 try:
@@ -372,6 +416,8 @@ class Service:
                     for post in group:
                         if not post.future.done():
                             post.future.set_exception(exc)
+                if job is not None:
+                    self._do(store, job)
                 if end:
                     return
         finally:
@@ -446,29 +492,15 @@ class _Post:
     future: concurrent.futures.Future[dict[str, int]]
 
 
-    def retry_failed(self, ids: Sequence[str]) -> concurrent.futures.Future[list[str]]:
-        """Make failed deliveries due again (all, or those IDS name), on the writer thread, as `run --retry-failed`."""
-        return self._writer.submit(self._retry_failed, tuple(ids))
+@dataclass
+class _Job:
+    """Other work for the writer thread, which holds the API's one writer connection: done on its own,
+    between groups of posts."""
 
-    def _retry_failed(self, ids: tuple[str, ...]) -> list[str]:
-        from forewarn.engine import outbox
+    run: Callable[[Any], Any]  # given the writer's store
+    future: concurrent.futures.Future[Any]
 
-        store = self._local.store
-        by = "POST /v1/outbox/retry-failed" + "".join(f" {i}" for i in ids)
-        store.begin_exclusive()
-        try:
-            outbox.ensure_schema(store.db.conn)
-            reset, unknown = outbox.retry_failed(store.db.conn, ids, by)
-            if unknown:
-                raise Problem(422, f"no failed delivery {', '.join(unknown)} in the outbox; nothing was reset")
-        except BaseException:
-            store.rollback()
-            raise
-        store.commit()
-        log.info("failed deliveries due again", extra={"fields": {"event": "retry_failed", "reset": len(reset)}})
-        if reset:
-            self.wake()
-        return reset
+
 
 
 def array_lines(body: bytes) -> list[bytes]:

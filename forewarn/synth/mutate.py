@@ -228,9 +228,12 @@ def _stable(log: Log, c: dict[str, object]) -> bool:
 
 def late_advance_notice(log: Log, rng: random.Random) -> list[Expected]:
     """Send the advance notice one hour before the window starts (well past one business day)."""
-    return _move_to(
-        "advance_notice", "advance-notice", "late", lambda _log, c: _window_start(c) - timedelta(hours=1), _stable
-    )(log, rng)
+    def when(log: Log, c: dict[str, object]) -> datetime | None:
+        at = _window_start(c) - timedelta(hours=1)
+        scheduled = log.defined_at("maintenance", str(c["maintenance"]))
+        return at if scheduled is not None and scheduled <= at else None
+
+    return _move_to("advance_notice", "advance-notice", "late", when, _stable)(log, rng)
 
 
 def reminder_outside_tolerance(log: Log, rng: random.Random) -> list[Expected]:
@@ -273,7 +276,8 @@ def _late_release_time(log: Log, c: dict[str, object]) -> datetime | None:
     release = next((e for e in log.events if e["type"] == "release.scheduled" and e["release"] == c["release"]), None)
     if release is None:
         return None
-    return datetime.fromisoformat(str(release["release_at"]).replace("Z", "+00:00")) - timedelta(hours=1)
+    at = datetime.fromisoformat(str(release["release_at"]).replace("Z", "+00:00")) - timedelta(hours=1)
+    return at if _at(release) <= at else None  # announced less than an hour ahead: no time for a late notice
 
 
 def wrong_sender(log: Log, rng: random.Random) -> list[Expected]:
