@@ -1,0 +1,72 @@
+"""The relational evaluation: a log's typed tables + the policy's compiled queries -> outcomes (in DuckDB)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from forewarn.events import Event
+from forewarn.events.parse import fast_canonical_json
+from forewarn.instants import epoch_us
+from forewarn.policy.model import Policy
+from forewarn.relational import lifecycle, obligations, tables
+
+
+@dataclass
+class Relational:
+    """One evaluation's DuckDB tables (ev, comms, customer_versions, triggers, obligations, outcomes)."""
+
+    con: duckdb.DuckDBPyConnection
+    policy: Policy
+    as_of: datetime
+    life: lifecycle.Lifecycles
+
+
+def evaluate_raw(raw: pa.Table, policy: Policy, as_of: datetime) -> Relational:
+    """Evaluate canonical payloads given as Arrow (seq, at_us, type, payload)."""
+    con = tables.connect()
+    tables.load_payloads(con, raw, as_of)
+    life = lifecycle.fold_all(con, policy, as_of)
+    lifecycle.register(con, life)
+    obligations.build_obligations(con, policy)
+    obligations.match(con, policy, epoch_us(as_of))
+    return Relational(con, policy, as_of, life)
+
+
+def evaluate_store(path: str | Path, policy: Policy, as_of: datetime) -> Relational:
+    """Evaluate the SQLite event log at `path`."""
+    return evaluate_raw(tables.read_store_payloads(path, as_of), policy, as_of)
+
+
+def evaluate_events(events: Sequence[Event], policy: Policy, as_of: datetime) -> Relational:
+    """Evaluate validated events given in evaluation order (the JSONL path)."""
+    fast = fast_canonical_json
+    rows = [(n, epoch_us(e.at), e.type, fast(e)) for n, e in enumerate(events, 1)]
+    return evaluate_raw(tables.payloads_table(rows), policy, as_of)
+
+
+OutcomeKey = tuple[str, str, str, str, int, int, int, str, str | None, tuple[str, ...]]
+
+
+def outcome_keys(rel: Relational) -> list[OutcomeKey]:
+    """Every obligation's outcome as (rule, subject kind, subject, customer, opened, not_before, not_after (us),
+    status, problem, communications), void ones as status 'void' (for comparisons)."""
+    rows = rel.con.execute(
+        """
+        WITH named AS (
+            SELECT r.oid, list(c.communication ORDER BY u.n) AS comms
+            FROM outcomes r, unnest(r.comm_pos) WITH ORDINALITY AS u(p, n) JOIN comms c ON c.pos = u.p
+            GROUP BY r.oid
+        )
+        SELECT o.rule, o.subject_kind, o.subject, o.customer, o.opened_us, o.nb_us, o.na_us,
+               CASE WHEN o.void IS NOT NULL THEN 'void' ELSE r.status END, r.problem, coalesce(n.comms, [])
+        FROM obligations o LEFT JOIN outcomes r USING (oid) LEFT JOIN named n USING (oid)
+        ORDER BY o.oid
+        """
+    ).fetchall()
+    return [(*row[:9], tuple(row[9])) for row in rows]

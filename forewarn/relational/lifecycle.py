@@ -1,0 +1,175 @@
+"""Each subject's lifecycle on durable_rules (forewarn.evaluate.rete), as rows: the `triggers` table.
+
+Only the lifecycle events (a handful per maintenance / incident / release) become Python objects here;
+the fold and the rules' trigger conditions are the existing ones (forewarn.evaluate.lifecycle and
+forewarn.evaluate.obligations.compile_rules). Each fired (rule, moment) becomes one row with what the
+obligation queries need: the moment, its anchors resolved per the rule, and the instants that void it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from forewarn.evaluate.lifecycle import SubjectHistory, fold_subject
+from forewarn.evaluate.model import Moment
+from forewarn.evaluate.obligations import ALARM_SUFFIX, _fact, compile_rules, timers_of
+from forewarn.evaluate.rete import Session
+from forewarn.events import EVENT_ADAPTER, Event
+from forewarn.instants import epoch_us
+from forewarn.policy.model import Policy, Rule
+from forewarn.policy.schema import AnchorName
+
+ANCHORS: tuple[str, ...] = AnchorName.__args__  # type: ignore[attr-defined]
+
+LIFECYCLE = (
+    "maintenance.scheduled",
+    "maintenance.rescheduled",
+    "maintenance.cancelled",
+    "maintenance.started",
+    "maintenance.extended",
+    "maintenance.completed",
+    "maintenance.healthy",
+    "incident.declared",
+    "incident.resolved",
+    "release.scheduled",
+)
+
+
+@dataclass
+class Lifecycles:
+    """Every subject's history (by (kind, id), in order of first event) and the fired triggers."""
+
+    histories: dict[tuple[str, str], SubjectHistory]
+    order: dict[tuple[str, str], int]  # subject -> its rank (order of its first event)
+    fired: list[tuple[Rule, Moment, int]]  # (rule, moment, moment number in its subject); alarms included
+
+
+def _us(t: object) -> int | None:
+    return epoch_us(t) if isinstance(t, datetime) else None
+
+
+def fold_all(con: duckdb.DuckDBPyConnection, policy: Policy, as_of: datetime) -> Lifecycles:
+    """Fold every subject's lifecycle events (read from `ev`) and run the triggers on durable_rules."""
+    rows = con.execute(
+        f"SELECT pos, payload FROM ev WHERE type IN {LIFECYCLE} ORDER BY pos",  # a fixed list of ours
+    ).fetchall()
+    ats = con.execute("SELECT at_us FROM ev ORDER BY pos").fetchnumpy()["at_us"]
+    by_subject: dict[tuple[str, str], list[tuple[int, Event]]] = {}
+    validate = EVENT_ADAPTER.validate_json
+    for pos, payload in rows:
+        event = validate(payload)
+        kind = event.type.split(".", 1)[0]
+        by_subject.setdefault((kind, getattr(event, kind)), []).append((pos, event))
+
+    def pos_at(t: datetime) -> int:
+        return int(np.searchsorted(ats, epoch_us(t), side="right")) - 1
+
+    timers = timers_of(policy)
+    fired_names: list[tuple[str, str]] = []
+    out = Lifecycles({}, {}, [])
+    with Session(compile_rules(policy, fired_names)) as session:
+        for rank, ((kind, subject), events) in enumerate(by_subject.items()):
+            history = fold_subject(kind, subject, events, timers, as_of, pos_at)
+            if history is None:
+                continue
+            out.histories[(kind, subject)] = history
+            out.order[(kind, subject)] = rank
+            sid = f"{kind}:{subject}"
+            fired_names.clear()
+            for n, moment in enumerate(history.moments):
+                session.assert_fact(sid, _fact(moment, str(n)))
+            session.end_subject(sid)
+            for name, fact_id in fired_names:
+                rule_id = name[: -len(ALARM_SUFFIX)] if name.endswith(ALARM_SUFFIX) else name
+                n = int(fact_id)
+                out.fired.append((policy.by_id[rule_id], history.moments[n], n))
+    return out
+
+
+TRIGGER_SCHEMA = pa.schema(
+    [
+        ("tid", pa.int64()),  # the trigger's number, in derivation order
+        ("rule", pa.string()),
+        ("subject_kind", pa.string()),
+        ("subject", pa.string()),
+        ("subject_rank", pa.int64()),
+        ("moment_no", pa.int64()),
+        ("fire_no", pa.int64()),  # order among the rules fired by one moment
+        ("pos", pa.int64()),
+        ("opened_us", pa.int64()),
+        ("event_id", pa.string()),
+        ("defined_event", pa.string()),
+        ("defined_pos", pa.int64()),
+        ("all_customers", pa.bool_()),
+        # the moment's instants an obligation window can be anchored at (schema.AnchorName)
+        *((f"{name}_at_us", pa.int64()) for name in ANCHORS),
+        ("superseded_us", pa.int64()),
+        ("version_start_us", pa.int64()),
+        ("cancelled_us", pa.int64()),
+        ("closed_us", pa.int64()),
+    ]
+)
+
+CUSTOMER_LIST_SCHEMA = pa.schema(
+    [("subject_kind", pa.string()), ("subject", pa.string()), ("ord", pa.int64()), ("customer", pa.string())]
+)
+
+
+def trigger_rows(life: Lifecycles) -> Iterator[dict[str, object]]:
+    """One row per (obligation rule, moment) fired (alarms are apart)."""
+    fire_no: dict[tuple[str, str, int], int] = {}
+    for tid, (rule, moment, n) in enumerate(life.fired):
+        spec = rule.spec.obligation
+        if spec is None or moment.type == "maintenance.overrun":
+            continue
+        key = (moment.subject_kind, moment.subject, n)
+        fire_no[key] = fire_no.get(key, -1) + 1
+        history = life.histories[(moment.subject_kind, moment.subject)]
+        version_no = moment.attrs.get("version")
+        version = history.versions[int(version_no) - 1] if isinstance(version_no, int) else None
+        yield {
+            "tid": tid,
+            "rule": rule.id,
+            "subject_kind": moment.subject_kind,
+            "subject": moment.subject,
+            "subject_rank": life.order[(moment.subject_kind, moment.subject)],
+            "moment_no": n,
+            "fire_no": fire_no[key],
+            "pos": moment.pos,
+            "opened_us": epoch_us(moment.at),
+            "event_id": moment.event_id,
+            "defined_event": history.defined_event,
+            "defined_pos": history.defined_pos,
+            "all_customers": history.customers == "all",
+            **{f"{name}_at_us": _us(moment.attrs.get(name)) for name in ANCHORS},
+            "superseded_us": _us(version.superseded_at) if version is not None else None,
+            "version_start_us": _us(version.start) if version is not None else None,
+            "cancelled_us": _us(history.cancelled_at),
+            "closed_us": _us(history.closed_at),
+        }
+
+
+def customer_list_rows(life: Lifecycles) -> Iterator[dict[str, object]]:
+    """Each subject's own list of affected customers, in its order, without repeats."""
+    for (kind, subject), history in life.histories.items():
+        if history.customers != "all":
+            for ord_, customer in enumerate(dict.fromkeys(history.customers)):
+                yield {"subject_kind": kind, "subject": subject, "ord": ord_, "customer": customer}
+
+
+def register(con: duckdb.DuckDBPyConnection, life: Lifecycles) -> None:
+    """The `triggers` and `subject_customers` tables."""
+    triggers = pa.Table.from_pylist(list(trigger_rows(life)), schema=TRIGGER_SCHEMA)
+    lists = pa.Table.from_pylist(list(customer_list_rows(life)), schema=CUSTOMER_LIST_SCHEMA)
+    con.register("triggers_arrow", triggers)
+    con.register("lists_arrow", lists)
+    con.execute("CREATE OR REPLACE TABLE triggers AS SELECT * FROM triggers_arrow")
+    con.execute("CREATE OR REPLACE TABLE subject_customers AS SELECT * FROM lists_arrow")
+    con.unregister("triggers_arrow")
+    con.unregister("lists_arrow")

@@ -1,0 +1,319 @@
+"""Obligation rules compiled to queries: affected customers, deadlines, voiding, matching.
+
+Each rule's `obligation` becomes a fixed set of query shapes over the `triggers`, `subject_customers`,
+`customer_versions` and `comms` tables; the rule's values (id, kinds, count, offsets, scope) are bound
+as parameters, and its anchors and void conditions (a closed vocabulary, see
+forewarn.policy.schema) pick fragments from the tables below, never text from the rule file.
+Business-day deadlines come from the calendar (forewarn.calendar), computed once per distinct
+(zone, country, subdivision, anchor instant, days) and joined back.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from forewarn.calendar import business_days_before_many
+from forewarn.calendar.business import business_days_before
+from forewarn.instants import epoch_us
+from forewarn.policy.model import Policy, Rule
+from forewarn.policy.schema import Anchor
+from forewarn.relational.lifecycle import ANCHORS
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SCOPE_PLAN = "enterprise"
+"""The plan the policy covers (policy.md: Scope)."""
+
+CREATE_OBLIGATIONS = """
+CREATE OR REPLACE TABLE obligations (
+    oid BIGINT, tid BIGINT, rule VARCHAR, subject_kind VARCHAR, subject VARCHAR, customer VARCHAR,
+    customer_ord BIGINT, subject_rank BIGINT, moment_no BIGINT, fire_no BIGINT, pos BIGINT,
+    opened_us BIGINT, event_id VARCHAR, defined_event VARCHAR, attrs_id VARCHAR,
+    timezone VARCHAR, country VARCHAR, subdivision VARCHAR,
+    nb_base_us BIGINT, nb_days BIGINT, nb_us BIGINT, na_base_us BIGINT, na_days BIGINT, na_us BIGINT,
+    kinds VARCHAR[], need BIGINT,
+    superseded_us BIGINT, version_start_us BIGINT, cancelled_us BIGINT, closed_us BIGINT, void VARCHAR
+)
+"""
+
+# The one query shape of an obligation rule: its triggers' affected customers in scope, with their
+# calendar in force at the moment. `{nb}` / `{na}` are columns of `triggers` named by the rule's anchors.
+OBLIGATIONS_OF_RULE = """
+INSERT INTO obligations BY NAME
+WITH t AS (
+    SELECT * FROM triggers WHERE rule = $rule AND {nb} IS NOT NULL AND {na} IS NOT NULL
+),
+listed AS (
+    SELECT t.tid, sc.customer, sc.ord
+    FROM t JOIN subject_customers sc USING (subject_kind, subject)
+    WHERE NOT t.all_customers
+),
+everyone AS (  -- "all": the customers in scope when the subject was defined, by id
+    SELECT t.tid, cv.customer,
+           row_number() OVER (PARTITION BY t.tid ORDER BY cv.customer) - 1 AS ord
+    FROM t JOIN customer_versions cv
+      ON cv.pos <= t.defined_pos AND (cv.pos_to IS NULL OR t.defined_pos < cv.pos_to)
+    WHERE t.all_customers AND cv.plan = $scope_plan
+)
+SELECT
+    t.tid, t.rule, t.subject_kind, t.subject, a.customer, a.ord AS customer_ord, t.subject_rank,
+    t.moment_no, t.fire_no, t.pos, t.opened_us, t.event_id, t.defined_event, cv.id AS attrs_id,
+    cv.timezone, cv.country, cv.subdivision,
+    t.{nb} AS nb_base_us, $nb_days::BIGINT AS nb_days,
+    CASE WHEN $nb_days = 0 THEN t.{nb} + $nb_minutes::BIGINT * 60000000 END AS nb_us,
+    t.{na} AS na_base_us, $na_days::BIGINT AS na_days,
+    CASE WHEN $na_days = 0 THEN t.{na} + $na_minutes::BIGINT * 60000000 END AS na_us,
+    $kinds::VARCHAR[] AS kinds, $need AS need,
+    t.superseded_us, t.version_start_us, t.cancelled_us, t.closed_us
+FROM t
+JOIN (SELECT * FROM listed UNION ALL SELECT * FROM everyone) a USING (tid)
+JOIN customer_versions cv
+  ON cv.customer = a.customer AND cv.pos <= t.pos AND (cv.pos_to IS NULL OR t.pos < cv.pos_to)
+WHERE cv.plan = $scope_plan
+"""
+
+# Void conditions (schema.VoidWhen): a predicate on an obligation row each, in the rule's order.
+VOID_PREDICATES: dict[str, str] = {
+    "superseded-before-deadline": "superseded_us IS NOT NULL AND superseded_us <= na_us",
+    "superseded-before-start": "superseded_us IS NOT NULL AND version_start_us IS NOT NULL"
+    " AND superseded_us < version_start_us",
+    "cancelled-before-deadline": "cancelled_us IS NOT NULL AND cancelled_us < na_us",
+    "closed-before-deadline": "closed_us IS NOT NULL AND closed_us < na_us",
+}
+VOID_OF_RULE = "UPDATE obligations SET void = CASE {branches} END WHERE rule = $rule"
+
+# Matching, the common case in one query: an obligation alone in its (rule, subject, customer) group
+# that needs one communication is met by the first fitting one (in evaluation order).
+MET_BY_ONE = """
+CREATE OR REPLACE TABLE met_by_one AS
+WITH lone AS (
+    SELECT o.* FROM obligations o
+    WHERE o.void IS NULL AND o.need = 1
+      AND (SELECT count(*) FROM obligations p
+           WHERE p.void IS NULL AND p.rule = o.rule AND p.subject_kind = o.subject_kind
+             AND p.subject = o.subject AND p.customer = o.customer) = 1
+)
+SELECT lone.oid, arg_min(c.pos, c.pos) AS pos
+FROM lone JOIN comms c
+  ON c.subject_kind = lone.subject_kind AND c.subject = lone.subject AND c.customer = lone.customer
+ AND list_contains(lone.kinds, c.kind)
+ AND c.at_us >= greatest(lone.opened_us, lone.nb_us) AND c.at_us <= lone.na_us
+GROUP BY lone.oid
+"""
+
+
+def from_epoch_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _anchor_column(anchor: Anchor) -> str:
+    if anchor.at not in ANCHORS:  # the schema admits nothing else; never text from a rule file in a query
+        raise ValueError(f"unknown anchor {anchor.at!r}")
+    return f"{anchor.at}_at_us"
+
+
+def _offset(rule: Rule, anchor: Anchor) -> tuple[int, int]:
+    """(business days before, signed minutes) of an anchor."""
+    unit, amount = rule.anchor_offset(anchor)
+    if unit == "business_days" and amount:
+        return -amount, 0
+    return 0, amount
+
+
+def rule_queries(rule: Rule) -> list[tuple[str, dict[str, object]]]:
+    """The queries (text, bound parameters) an obligation rule compiles to (empty for other rules)."""
+    spec = rule.spec.obligation
+    if spec is None:
+        return []
+    nb_days, nb_minutes = _offset(rule, spec.window.not_before)
+    na_days, na_minutes = _offset(rule, spec.window.not_after)
+    text = OBLIGATIONS_OF_RULE.format(
+        nb=_anchor_column(spec.window.not_before), na=_anchor_column(spec.window.not_after)
+    )
+    params: dict[str, object] = {
+        "rule": rule.id,
+        "scope_plan": SCOPE_PLAN,
+        "nb_days": nb_days,
+        "nb_minutes": nb_minutes,
+        "na_days": na_days,
+        "na_minutes": na_minutes,
+        "kinds": list(spec.kinds),
+        "need": spec.count,
+    }
+    out: list[tuple[str, dict[str, object]]] = [(text, params)]
+    if spec.void_when:
+        branches = " ".join(f"WHEN {VOID_PREDICATES[c]} THEN '{c}'" for c in spec.void_when)  # fixed fragments
+        out.append((VOID_OF_RULE.format(branches=branches), {"rule": rule.id}))
+    return out
+
+
+def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> None:
+    """Fill `{side}_us` of business-day bounds: the calendar once per distinct key, joined back."""
+    keys = con.execute(
+        f"SELECT DISTINCT timezone, country, subdivision, {side}_days, {side}_base_us FROM obligations"
+        f" WHERE {side}_days > 0"
+    ).fetchall()
+    if not keys:
+        return
+    groups: dict[tuple[str, str | None, str | None, int], list[int]] = defaultdict(list)
+    for tz, country, sub, days, base in keys:
+        groups[(tz, country, sub, days)].append(base)
+    cols: dict[str, list[object]] = {k: [] for k in ("timezone", "country", "subdivision", "days", "base", "due")}
+    for (tz, country, sub, days), bases in groups.items():
+        whole = [b for b in bases if b % 1_000_000 == 0]  # the vectorised calendar works in whole seconds
+        dues = business_days_before_many(
+            np.array([b // 1_000_000 for b in whole], dtype=np.int64), days, tz, country, sub
+        )
+        pairs = list(zip(whole, (int(d) * 1_000_000 for d in dues), strict=True))
+        pairs += [
+            (b, epoch_us(business_days_before(from_epoch_us(b), days, tz, country, sub)))
+            for b in bases
+            if b % 1_000_000
+        ]
+        for base, due in pairs:
+            cols["timezone"].append(tz)
+            cols["country"].append(country)
+            cols["subdivision"].append(sub)
+            cols["days"].append(days)
+            cols["base"].append(base)
+            cols["due"].append(due)
+    table = pa.table(
+        {
+            "timezone": pa.array(cols["timezone"], pa.string()),
+            "country": pa.array(cols["country"], pa.string()),
+            "subdivision": pa.array(cols["subdivision"], pa.string()),
+            "days": pa.array(cols["days"], pa.int64()),
+            "base": pa.array(cols["base"], pa.int64()),
+            "due": pa.array(cols["due"], pa.int64()),
+        }
+    )
+    con.register("deadlines_arrow", table)
+    con.execute(
+        f"UPDATE obligations o SET {side}_us = d.due FROM deadlines_arrow d"
+        f" WHERE o.{side}_days > 0 AND d.timezone = o.timezone AND d.country IS NOT DISTINCT FROM o.country"
+        f" AND d.subdivision IS NOT DISTINCT FROM o.subdivision AND d.days = o.{side}_days"
+        f" AND d.base = o.{side}_base_us"
+    )
+    con.unregister("deadlines_arrow")
+
+
+def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
+    """The `obligations` table: every obligation with its bounds, in derivation order (`oid`), void marked."""
+    con.execute(CREATE_OBLIGATIONS)
+    voids: list[tuple[str, dict[str, object]]] = []
+    for rule in policy.rules:
+        queries = rule_queries(rule)
+        if queries:
+            con.execute(*queries[0])
+            voids.extend(queries[1:])
+    con.execute(
+        "CREATE OR REPLACE TABLE obligations AS SELECT * REPLACE "
+        "(row_number() OVER (ORDER BY subject_rank, moment_no, fire_no, customer_ord) - 1 AS oid) FROM obligations"
+    )
+    _business_deadlines(con, "nb")
+    _business_deadlines(con, "na")
+    for text, params in voids:
+        con.execute(text, params)
+
+
+def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None:
+    """The `outcomes` table (oid, status, problem, comm_pos[]) of every non-void obligation.
+
+    The common case (a lone obligation met by one communication) is one query; the rest (groups of
+    several obligations, several communications needed, or not met on time) are matched per
+    (rule, subject, customer) group in deadline order, exactly as policy.md says: first every
+    obligation that can be met on time takes the earliest fitting unused communications, then each
+    remaining one past its deadline is late (an unused one sent after), early, or missing."""
+    con.execute(MET_BY_ONE)
+    allowed = {r.id: frozenset(r.spec.problems) for r in policy.rules}
+    rest = con.execute(
+        """
+        SELECT o.oid, o.rule, o.subject_kind, o.subject, o.customer, o.kinds, o.need,
+               o.opened_us, o.nb_us, o.na_us
+        FROM obligations o ANTI JOIN met_by_one m USING (oid)
+        WHERE o.void IS NULL
+        ORDER BY o.rule, o.subject_kind, o.subject, o.customer, o.na_us, o.opened_us, o.oid
+        """
+    ).fetchall()
+    groups: dict[tuple[str, str, str, str], list[tuple]] = defaultdict(list)
+    for row in rest:
+        groups[(row[1], row[2], row[3], row[4])].append(row)
+    # Their candidate communications, fetched per group key in one query.
+    keys = pa.table(
+        {
+            "subject_kind": pa.array([k[1] for k in groups], pa.string()),
+            "subject": pa.array([k[2] for k in groups], pa.string()),
+            "customer": pa.array([k[3] for k in groups], pa.string()),
+        }
+    )
+    con.register("group_keys", keys)
+    cands = con.execute(
+        """
+        SELECT DISTINCT c.subject_kind, c.subject, c.customer, c.kind, c.pos, c.at_us
+        FROM comms c JOIN group_keys g USING (subject_kind, subject, customer)
+        ORDER BY c.pos
+        """
+    ).fetchall()
+    con.unregister("group_keys")
+    by_key: dict[tuple[str, str, str], list[tuple[str, int, int]]] = defaultdict(list)
+    for kind_, subject, customer, kind, pos, at_us in cands:
+        by_key[(kind_, subject, customer)].append((kind, pos, at_us))
+    out_oid: list[int] = []
+    out_status: list[str] = []
+    out_problem: list[str | None] = []
+    out_pos: list[list[int]] = []
+
+    def emit(oid: int, status: str, problem: str | None, pos: list[int]) -> None:
+        out_oid.append(oid)
+        out_status.append(status)
+        out_problem.append(problem)
+        out_pos.append(pos)
+
+    for (rule, kind_, subject, customer), members in groups.items():
+        kinds = set(members[0][5])
+        candidates = [(pos, at) for kind, pos, at in by_key.get((kind_, subject, customer), ()) if kind in kinds]
+        used: set[int] = set()
+        done: set[int] = set()
+        for oid, *_k, _kinds, need, opened, nb, na in members:  # pass 1: on time
+            fitting = [p for p, at in candidates if p not in used and opened <= at and nb <= at <= na][:need]
+            if len(fitting) == need:
+                used.update(fitting)
+                done.add(oid)
+                emit(oid, "met", None, fitting)
+        codes = allowed[rule]
+        for oid, *_k, _kinds, _need, opened, nb, na in members:  # pass 2: pending or violated
+            if oid in done:
+                continue
+            if na > as_of_us:
+                emit(oid, "pending", None, [])
+                continue
+            unused = [(p, at) for p, at in candidates if p not in used and at >= opened]
+            late = next((p for p, at in unused if at > na), None) if "late" in codes else None
+            early = next((p for p, at in unused if at < nb), None) if "early" in codes else None
+            chosen, problem = (
+                (late, "late") if late is not None else (early, "early") if early is not None else (None, "missing")
+            )
+            if chosen is not None:
+                used.add(chosen)
+            emit(oid, "violated", problem, [chosen] if chosen is not None else [])
+    rest_table = pa.table(
+        {
+            "oid": pa.array(out_oid, pa.int64()),
+            "status": pa.array(out_status, pa.string()),
+            "problem": pa.array(out_problem, pa.string()),
+            "comm_pos": pa.array(out_pos, pa.list_(pa.int64())),
+        }
+    )
+    con.register("rest_arrow", rest_table)
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE outcomes AS
+        SELECT oid, 'met' AS status, NULL::VARCHAR AS problem, [pos] AS comm_pos FROM met_by_one
+        UNION ALL SELECT oid, status, problem, comm_pos FROM rest_arrow
+        """
+    )
+    con.unregister("rest_arrow")

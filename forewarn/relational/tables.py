@@ -1,0 +1,157 @@
+"""The log as typed DuckDB tables: one scan of the canonical payloads, no Python object per event.
+
+`ev` holds every event up to the as-of instant in evaluation order (`pos`), with the fields the
+evaluation reads as typed columns; instants are epoch microseconds (exact). The payloads are the
+log's canonical JSON (validated when they were recorded, or by the JSONL parser), so they are typed
+here, not validated again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from forewarn.instants import epoch_us
+
+# Typed fields: name -> DuckDB type, as json_transform reads them from one payload (parsed once).
+# `release` is a release's id in release and communication events and a flag in a maintenance's.
+PAYLOAD_FIELDS: dict[str, str] = {
+    "id": "VARCHAR",
+    "customer": "VARCHAR",
+    "communication": "VARCHAR",
+    "kind": "VARCHAR",
+    "maintenance": "VARCHAR",
+    "incident": "VARCHAR",
+    "release": "VARCHAR",
+    "from": "VARCHAR",
+    "to": "VARCHAR[]",
+    "ticket": "VARCHAR",
+    "reply": "VARCHAR",
+    "in_reply_to": "VARCHAR",
+    "plan": "VARCHAR",
+    "timezone": "VARCHAR",
+    "country": "VARCHAR",
+    "subdivision": "VARCHAR",
+    "contacts": "VARCHAR[]",
+    "waiver": "VARCHAR",
+    "rule": "VARCHAR",
+    "subject": "VARCHAR",
+    "states": "STRUCT(window_start VARCHAR, window_end VARCHAR, impact VARCHAR, reason VARCHAR, "
+    '"end" VARCHAR, next_update_by VARCHAR)',
+}
+
+_STRUCTURE = json.dumps(PAYLOAD_FIELDS)
+assert "'" not in _STRUCTURE  # a constant of ours, written into the query text
+
+TYPED_EVENTS = f"""
+CREATE OR REPLACE TABLE ev AS
+WITH parsed AS (
+    SELECT seq, at_us, type, json_transform(payload, '{_STRUCTURE}') AS p, payload
+    FROM raw WHERE at_us <= $as_of_us
+)
+SELECT
+    (row_number() OVER (ORDER BY at_us, seq) - 1)::BIGINT AS pos,
+    seq, at_us, type,
+    p.id AS id,
+    p.customer AS customer,
+    p.communication AS communication,
+    p.kind AS kind,
+    CASE WHEN type = 'communication.sent' THEN
+        CASE WHEN p.maintenance IS NOT NULL THEN 'maintenance'
+             WHEN p.incident IS NOT NULL THEN 'incident'
+             WHEN p.release IS NOT NULL THEN 'release' END END AS subject_kind,
+    CASE WHEN type = 'communication.sent' THEN coalesce(p.maintenance, p.incident, p.release) END AS subject,
+    p."from" AS from_addr,
+    p."to" AS to_list,
+    p.ticket AS ticket,
+    p.reply AS reply,
+    p.in_reply_to AS in_reply_to,
+    p.plan AS plan,
+    p.timezone AS timezone,
+    p.country AS country,
+    p.subdivision AS subdivision,
+    p.contacts AS contacts,
+    p.waiver AS waiver,
+    p.rule AS rule,
+    p.subject AS waived_subject,
+    epoch_us(CAST(p.states.window_start AS TIMESTAMPTZ)) AS stated_window_start,
+    epoch_us(CAST(p.states.window_end AS TIMESTAMPTZ)) AS stated_window_end,
+    p.states.impact AS stated_impact,
+    p.states.reason AS stated_reason,
+    epoch_us(CAST(p.states."end" AS TIMESTAMPTZ)) AS stated_end,
+    epoch_us(CAST(p.states.next_update_by AS TIMESTAMPTZ)) AS stated_next_update_by,
+    CASE WHEN type IN {
+    tuple(
+        sorted(
+            {
+                "maintenance.scheduled",
+                "maintenance.rescheduled",
+                "maintenance.cancelled",
+                "maintenance.started",
+                "maintenance.extended",
+                "maintenance.completed",
+                "maintenance.healthy",
+                "incident.declared",
+                "incident.resolved",
+                "release.scheduled",
+                "waiver.granted",
+            }
+        )
+    )
+} THEN payload END AS payload
+FROM parsed
+"""
+"""Lifecycle and waiver events keep their payload: the lifecycle fold reads them (a few per subject)."""
+
+DERIVED = """
+CREATE OR REPLACE TABLE comms AS
+    SELECT pos, id, at_us, communication, customer, kind, subject_kind, subject, from_addr
+    FROM ev WHERE type = 'communication.sent';
+CREATE OR REPLACE TABLE customer_versions AS
+    SELECT customer, pos, lead(pos) OVER (PARTITION BY customer ORDER BY pos) AS pos_to,
+           plan, coalesce(timezone, 'UTC') AS timezone, country, subdivision, contacts, id
+    FROM ev WHERE type = 'customer.upserted';
+"""
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for one evaluation."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def load_payloads(con: duckdb.DuckDBPyConnection, raw: pa.Table, as_of: datetime) -> None:
+    """The typed tables from (seq, at_us, type, payload) rows of canonical payloads."""
+    con.register("raw", raw)
+    con.execute(TYPED_EVENTS, {"as_of_us": epoch_us(as_of)})
+    con.unregister("raw")
+    con.execute(DERIVED)
+
+
+def read_store_payloads(path: str | Path, as_of: datetime) -> pa.Table:
+    """The log's (seq, at_us, type, payload) columns up to `as_of`, as Arrow (ADBC: no Python row objects)."""
+    import adbc_driver_sqlite.dbapi as adbc
+
+    with adbc.connect(str(path)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT seq, at_us, type, payload FROM events WHERE at_us <= ?", [epoch_us(as_of)])
+        return cur.fetch_arrow_table()
+
+
+def payloads_table(rows: Sequence[tuple[int, int, str, str]]) -> pa.Table:
+    """Arrow (seq, at_us, type, payload) from Python rows (the JSONL parser's canonical payloads)."""
+    seq, at_us, types, payloads = zip(*rows, strict=True) if rows else ((), (), (), ())
+    return pa.table(
+        {
+            "seq": pa.array(seq, pa.int64()),
+            "at_us": pa.array(at_us, pa.int64()),
+            "type": pa.array(types, pa.string()),
+            "payload": pa.array(payloads, pa.string()),
+        }
+    )
