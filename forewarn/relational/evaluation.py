@@ -10,11 +10,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from forewarn.evaluate.model import Violation
 from forewarn.events import Event
 from forewarn.events.parse import fast_canonical_json
 from forewarn.instants import epoch_us
 from forewarn.policy.model import Policy
-from forewarn.relational import lifecycle, obligations, tables
+from forewarn.relational import lifecycle, obligations, tables, violations
 
 
 @dataclass
@@ -26,6 +27,13 @@ class Relational:
     as_of: datetime
     life: lifecycle.Lifecycles
 
+    def violations(self, checks: bool = True) -> list[Violation]:
+        """Obligation violations, then alarms, then (if `checks`) the per-communication checks' violations."""
+        out = violations.obligation_violations(self.con) + violations.alarm_violations(self.con, self.policy)
+        if checks:
+            out += violations.check_violations(self.con, self.policy, epoch_us(self.as_of))
+        return out
+
 
 def evaluate_raw(raw: pa.Table, policy: Policy, as_of: datetime) -> Relational:
     """Evaluate canonical payloads given as Arrow (seq, at_us, type, payload)."""
@@ -33,6 +41,7 @@ def evaluate_raw(raw: pa.Table, policy: Policy, as_of: datetime) -> Relational:
     tables.load_payloads(con, raw, as_of)
     life = lifecycle.fold_all(con, policy, as_of)
     lifecycle.register(con, life)
+    lifecycle.register_subjects(con, life)
     obligations.build_obligations(con, policy)
     obligations.match(con, policy, epoch_us(as_of))
     return Relational(con, policy, as_of, life)

@@ -96,6 +96,7 @@ TRIGGER_SCHEMA = pa.schema(
     [
         ("tid", pa.int64()),  # the trigger's number, in derivation order
         ("rule", pa.string()),
+        ("alarm", pa.bool_()),  # an alarm's timer moment (else an obligation's trigger)
         ("subject_kind", pa.string()),
         ("subject", pa.string()),
         ("subject_rank", pa.int64()),
@@ -122,11 +123,11 @@ CUSTOMER_LIST_SCHEMA = pa.schema(
 
 
 def trigger_rows(life: Lifecycles) -> Iterator[dict[str, object]]:
-    """One row per (obligation rule, moment) fired (alarms are apart)."""
+    """One row per (rule, moment) fired: an obligation's trigger or an alarm's timer."""
     fire_no: dict[tuple[str, str, int], int] = {}
     for tid, (rule, moment, n) in enumerate(life.fired):
-        spec = rule.spec.obligation
-        if spec is None or moment.type == "maintenance.overrun":
+        alarm = moment.type == "maintenance.overrun"
+        if (rule.spec.alarm if alarm else rule.spec.obligation) is None:
             continue
         key = (moment.subject_kind, moment.subject, n)
         fire_no[key] = fire_no.get(key, -1) + 1
@@ -136,6 +137,7 @@ def trigger_rows(life: Lifecycles) -> Iterator[dict[str, object]]:
         yield {
             "tid": tid,
             "rule": rule.id,
+            "alarm": alarm,
             "subject_kind": moment.subject_kind,
             "subject": moment.subject,
             "subject_rank": life.order[(moment.subject_kind, moment.subject)],
@@ -173,3 +175,93 @@ def register(con: duckdb.DuckDBPyConnection, life: Lifecycles) -> None:
     con.execute("CREATE OR REPLACE TABLE subject_customers AS SELECT * FROM lists_arrow")
     con.unregister("triggers_arrow")
     con.unregister("lists_arrow")
+
+
+SUBJECT_SCHEMA = pa.schema(
+    [
+        ("subject_kind", pa.string()),
+        ("subject", pa.string()),
+        ("subject_rank", pa.int64()),
+        ("defined_event", pa.string()),
+        ("defined_pos", pa.int64()),
+        ("all_customers", pa.bool_()),
+        ("impact", pa.string()),
+        ("emergency", pa.bool_()),
+        ("release", pa.bool_()),
+        ("notifiable", pa.bool_()),
+        ("severity", pa.string()),
+        ("release_related", pa.bool_()),
+        ("closed_pos", pa.int64()),
+    ]
+)
+VERSION_SCHEMA = pa.schema(
+    [
+        ("subject_kind", pa.string()),
+        ("subject", pa.string()),
+        ("number", pa.int64()),
+        ("pos", pa.int64()),
+        ("start_us", pa.int64()),
+        ("end_us", pa.int64()),
+        ("event_id", pa.string()),
+    ]
+)
+END_SCHEMA = pa.schema(
+    [("subject_kind", pa.string()), ("subject", pa.string()), ("pos", pa.int64()), ("end_us", pa.int64())]
+)
+EXTENSION_SCHEMA = pa.schema(
+    [("subject_kind", pa.string()), ("subject", pa.string()), ("pos", pa.int64()), ("gave_end", pa.bool_())]
+)
+
+
+def _subject_tables(life: Lifecycles) -> dict[str, pa.Table]:
+    """Each subject's attributes and its maintenance's versions, ends in force and extensions, as tables."""
+    subjects, versions, ends, extensions = [], [], [], []
+    for (kind, subject), h in life.histories.items():
+        attrs = h.attrs
+        subjects.append(
+            {
+                "subject_kind": kind,
+                "subject": subject,
+                "subject_rank": life.order[(kind, subject)],
+                "defined_event": h.defined_event,
+                "defined_pos": h.defined_pos,
+                "all_customers": h.customers == "all",
+                "impact": attrs.get("impact"),
+                "emergency": attrs.get("emergency"),
+                "release": attrs.get("release"),
+                "notifiable": attrs.get("notifiable"),
+                "severity": attrs.get("severity"),
+                "release_related": h.release_related,
+                "closed_pos": h.closed_pos,
+            }
+        )
+        for v in h.versions:
+            versions.append(
+                {
+                    "subject_kind": kind,
+                    "subject": subject,
+                    "number": v.number,
+                    "pos": v.pos,
+                    "start_us": epoch_us(v.start),
+                    "end_us": epoch_us(v.end),
+                    "event_id": v.event_id,
+                }
+            )
+        for pos, (end, _given) in zip(h.end_positions, h.ends, strict=True):
+            ends.append({"subject_kind": kind, "subject": subject, "pos": pos, "end_us": epoch_us(end)})
+        for pos, gave in zip(h.extension_positions, h.extension_gave_end, strict=True):
+            extensions.append({"subject_kind": kind, "subject": subject, "pos": pos, "gave_end": gave})
+    return {
+        "subjects": pa.Table.from_pylist(subjects, schema=SUBJECT_SCHEMA),
+        "versions": pa.Table.from_pylist(versions, schema=VERSION_SCHEMA),
+        "ends_in_force": pa.Table.from_pylist(ends, schema=END_SCHEMA),
+        "extensions": pa.Table.from_pylist(extensions, schema=EXTENSION_SCHEMA),
+    }
+
+
+def register_subjects(con: duckdb.DuckDBPyConnection, life: Lifecycles) -> None:
+    """The `subjects`, `versions`, `ends_in_force` and `extensions` tables (maintenances' only for the last three)."""
+    for name, table in _subject_tables(life).items():
+        con.register(f"{name}_arrow", table)
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {name}_arrow")  # our fixed names
+        con.unregister(f"{name}_arrow")

@@ -34,7 +34,8 @@ CREATE OR REPLACE TABLE obligations (
     customer_ord BIGINT, subject_rank BIGINT, moment_no BIGINT, fire_no BIGINT, pos BIGINT,
     opened_us BIGINT, event_id VARCHAR, defined_event VARCHAR, attrs_id VARCHAR,
     timezone VARCHAR, country VARCHAR, subdivision VARCHAR,
-    nb_base_us BIGINT, nb_days BIGINT, nb_us BIGINT, na_base_us BIGINT, na_days BIGINT, na_us BIGINT,
+    nb_base_us BIGINT, nb_days BIGINT, nb_us BIGINT, na_base_us BIGINT, na_days BIGINT, na_minutes BIGINT,
+    na_us BIGINT,
     kinds VARCHAR[], need BIGINT,
     superseded_us BIGINT, version_start_us BIGINT, cancelled_us BIGINT, closed_us BIGINT, void VARCHAR
 )
@@ -42,11 +43,7 @@ CREATE OR REPLACE TABLE obligations (
 
 # The one query shape of an obligation rule: its triggers' affected customers in scope, with their
 # calendar in force at the moment. `{nb}` / `{na}` are columns of `triggers` named by the rule's anchors.
-OBLIGATIONS_OF_RULE = """
-INSERT INTO obligations BY NAME
-WITH t AS (
-    SELECT * FROM triggers WHERE rule = $rule AND {nb} IS NOT NULL AND {na} IS NOT NULL
-),
+AFFECTED = """
 listed AS (
     SELECT t.tid, sc.customer, sc.ord
     FROM t JOIN subject_customers sc USING (subject_kind, subject)
@@ -58,22 +55,49 @@ everyone AS (  -- "all": the customers in scope when the subject was defined, by
     FROM t JOIN customer_versions cv
       ON cv.pos <= t.defined_pos AND (cv.pos_to IS NULL OR t.defined_pos < cv.pos_to)
     WHERE t.all_customers AND cv.plan = $scope_plan
+),
+affected AS (  -- the affected customers in scope at the moment, with their attributes then
+    SELECT t.tid, a.customer, a.ord AS customer_ord, cv.id AS attrs_id, cv.timezone, cv.country, cv.subdivision,
+           cv.contacts
+    FROM t
+    JOIN (SELECT * FROM listed UNION ALL SELECT * FROM everyone) a USING (tid)
+    JOIN customer_versions cv
+      ON cv.customer = a.customer AND cv.pos <= t.pos AND (cv.pos_to IS NULL OR t.pos < cv.pos_to)
+    WHERE cv.plan = $scope_plan
 )
+"""
+"""A trigger's (`t`) affected customers in scope (policy.md: Scope), in the subject's order."""
+
+# The one query shape of an obligation rule: its triggers' affected customers with their calendar
+# in force at the moment. `{nb}` / `{na}` are columns of `triggers` named by the rule's anchors.
+OBLIGATIONS_OF_RULE = f"""
+INSERT INTO obligations BY NAME
+WITH t AS (
+    SELECT * FROM triggers
+    WHERE rule = $rule AND NOT alarm AND {{nb}} IS NOT NULL AND {{na}} IS NOT NULL
+),
+{AFFECTED}
 SELECT
-    t.tid, t.rule, t.subject_kind, t.subject, a.customer, a.ord AS customer_ord, t.subject_rank,
-    t.moment_no, t.fire_no, t.pos, t.opened_us, t.event_id, t.defined_event, cv.id AS attrs_id,
-    cv.timezone, cv.country, cv.subdivision,
-    t.{nb} AS nb_base_us, $nb_days::BIGINT AS nb_days,
-    CASE WHEN $nb_days = 0 THEN t.{nb} + $nb_minutes::BIGINT * 60000000 END AS nb_us,
-    t.{na} AS na_base_us, $na_days::BIGINT AS na_days,
-    CASE WHEN $na_days = 0 THEN t.{na} + $na_minutes::BIGINT * 60000000 END AS na_us,
+    t.tid, t.rule, t.subject_kind, t.subject, a.customer, a.customer_ord, t.subject_rank,
+    t.moment_no, t.fire_no, t.pos, t.opened_us, t.event_id, t.defined_event, a.attrs_id,
+    a.timezone, a.country, a.subdivision,
+    t.{{nb}} AS nb_base_us, $nb_days::BIGINT AS nb_days,
+    CASE WHEN $nb_days = 0 THEN t.{{nb}} + $nb_minutes::BIGINT * 60000000 END AS nb_us,
+    t.{{na}} AS na_base_us, $na_days::BIGINT AS na_days, $na_minutes::BIGINT AS na_minutes,
+    CASE WHEN $na_days = 0 THEN t.{{na}} + $na_minutes::BIGINT * 60000000 END AS na_us,
     $kinds::VARCHAR[] AS kinds, $need AS need,
     t.superseded_us, t.version_start_us, t.cancelled_us, t.closed_us
-FROM t
-JOIN (SELECT * FROM listed UNION ALL SELECT * FROM everyone) a USING (tid)
-JOIN customer_versions cv
-  ON cv.customer = a.customer AND cv.pos <= t.pos AND (cv.pos_to IS NULL OR t.pos < cv.pos_to)
-WHERE cv.plan = $scope_plan
+FROM t JOIN affected a USING (tid)
+"""
+
+# An alarm rule's fired timers: one finding per affected customer in scope.
+ALARMS_OF_RULE = f"""
+WITH t AS (SELECT * FROM triggers WHERE rule = $rule AND alarm),
+{AFFECTED}
+SELECT t.tid, t.subject, a.customer, a.timezone, t.opened_us AS due_us, t.end_in_force_at_us, t.defined_event,
+       t.event_id
+FROM t JOIN affected a USING (tid)
+ORDER BY t.subject_rank, t.moment_no, t.fire_no, a.customer_ord
 """
 
 # Void conditions (schema.VoidWhen): a predicate on an obligation row each, in the rule's order.

@@ -110,8 +110,13 @@ FROM parsed
 
 DERIVED = """
 CREATE OR REPLACE TABLE comms AS
-    SELECT pos, id, at_us, communication, customer, kind, subject_kind, subject, from_addr
+    SELECT pos, id, at_us, communication, customer, kind, subject_kind, subject, from_addr,
+           stated_window_start, stated_window_end, stated_impact, stated_reason, stated_end, stated_next_update_by
     FROM ev WHERE type = 'communication.sent';
+CREATE OR REPLACE TABLE tickets AS
+    SELECT pos, id, at_us, communication FROM ev WHERE type = 'ticket.opened';
+CREATE OR REPLACE TABLE replies AS
+    SELECT pos, id, at_us, reply, customer, in_reply_to, to_list FROM ev WHERE type = 'reply.received';
 CREATE OR REPLACE TABLE customer_versions AS
     SELECT customer, pos, lead(pos) OVER (PARTITION BY customer ORDER BY pos) AS pos_to,
            plan, coalesce(timezone, 'UTC') AS timezone, country, subdivision, contacts, id
