@@ -110,6 +110,20 @@ def read_log(db: str | None, events_files: Sequence[str], rule_ids: Sequence[str
         fail(str(exc))
 
 
+def _log_path(db: str | None, events_files: Sequence[str]) -> str:
+    """The --db path of an existing event log (read_log's checks, for readers that open it themselves)."""
+    from forewarn.log.store import LogError, open_store
+
+    if events_files:
+        fail("give either --db or --events, not both")
+    path = _existing_db(db)
+    try:
+        open_store(path).close()
+    except LogError as exc:
+        fail(str(exc))
+    return path
+
+
 def _refuse_databases(paths: Sequence[str]) -> None:
     for p in paths:
         try:
@@ -296,7 +310,16 @@ def audit_cmd(
     end = parse_instant(until, "--until") if until else None
     if start and end and start >= end:
         fail("--since must be before --until")
-    if events_files and not db:  # the files' checks run meanwhile, on the other CPU
+    from forewarn.relational.audit import relational_for
+
+    if relational_for(fmt):  # the formats the relational evaluation serves (forewarn.relational.audit)
+        from forewarn.relational.audit import audit_events, audit_store
+
+        if events_files and not db:
+            result = _audit_files(events_files, lambda events: audit_events(events, policy, t, start, end), policy.ids)
+        else:
+            result = audit_store(_log_path(db, events_files), policy, t, start, end)
+    elif events_files and not db:  # the files' checks run meanwhile, on the other CPU
 
         def judge(events: list[Any]) -> Any:
             return audit([e for e in events if e.at <= t], policy, t, start, end)
@@ -307,7 +330,7 @@ def audit_cmd(
     text = render(fmt, result)
     write_output(text, output)
     s = result.summary
-    total = build_stats(result).total.tally  # the same aggregation the format used
+    total = result.total if getattr(result, "total", None) else build_stats(result).total.tally  # as the format
     click.echo(
         f"forewarn: {s.obligations} obligations ({s.met} met, {s.violated} violated, {s.waived} waived, "
         f"{s.pending} pending), {s.findings} findings ({len(result.violations)} violations); "
@@ -369,7 +392,8 @@ def rules_list(rules_dir: str | None) -> None:
 @rules_group.command("show")
 @click.argument("rule_id")
 @rules_option
-def rules_show(rule_id: str, rules_dir: str | None) -> None:
+@click.option("--sql", "sql", is_flag=True, help="Print the queries the rule compiles to instead.")
+def rules_show(rule_id: str, rules_dir: str | None, sql: bool) -> None:
     """One rule: its clause, message, parameters and logic."""
     import difflib
 
@@ -380,6 +404,14 @@ def rules_show(rule_id: str, rules_dir: str | None) -> None:
         fail(
             f"no rule {rule_id!r}" + (f"; did you mean {close[0]!r}?" if close else f"; rules: {', '.join(policy.ids)}")
         )
+    if sql:
+        import json
+
+        from forewarn.relational.obligations import rule_sql
+
+        for what, text, params in rule_sql(rule):
+            click.echo(f"-- {what}\n-- parameters: {json.dumps(params, sort_keys=True)}\n{text.strip()};\n")
+        return
     click.echo(Path(rule.path).read_text(encoding="utf-8"), nl=False)
 
 

@@ -100,3 +100,24 @@ def test_violations_match_on_synthetic_quarters_with_seeded_violations(seed: int
     synthetic = synthesize(POLICY, seed, Shape(), violations=2, waiver_share=0.3)
     events = sorted((EVENT_ADAPTER.validate_python(e) for e in synthetic.events), key=lambda e: e.at)
     _same_violations(events, synthetic.as_of)
+
+
+def test_rules_show_sql_prints_the_queries_with_the_rules_values_bound_not_pasted() -> None:
+    from click.testing import CliRunner
+
+    from forewarn.cli import main
+
+    for rule in POLICY.rules:
+        result = CliRunner().invoke(main, ["rules", "show", rule.id, "--sql"])
+        assert result.exit_code == 0, result.output
+        body = [line for line in result.output.splitlines() if not line.startswith("-- ")]
+        text = "\n".join(body)
+        assert "SELECT" in text
+        assert rule.id not in text  # the rule's id, kinds and parameter values are bound as $parameters
+        for value in rule.params().values():
+            assert str(value) not in text or isinstance(value, int)
+        if rule.spec.obligation is not None:
+            assert "-- obligations" in result.output and "$nb_days" in text
+    sender = CliRunner().invoke(main, ["rules", "show", "sender-address", "--sql"]).output
+    assert sender.startswith("-- check: sender\n-- parameters: ")
+    assert '"support": "enterprise-support@example.com"' in sender.splitlines()[1]

@@ -108,18 +108,17 @@ VOID_PREDICATES: dict[str, str] = {
     "cancelled-before-deadline": "cancelled_us IS NOT NULL AND cancelled_us < na_us",
     "closed-before-deadline": "closed_us IS NOT NULL AND closed_us < na_us",
 }
-VOID_OF_RULE = "UPDATE obligations SET void = CASE {branches} END WHERE rule = $rule"
+VOID_CASE = "WHEN rule = ${name} THEN CASE {branches} END"
 
 # Matching, the common case in one query: an obligation alone in its (rule, subject, customer) group
 # that needs one communication is met by the first fitting one (in evaluation order).
 MET_BY_ONE = """
 CREATE OR REPLACE TABLE met_by_one AS
 WITH lone AS (
-    SELECT o.* FROM obligations o
-    WHERE o.void IS NULL AND o.need = 1
-      AND (SELECT count(*) FROM obligations p
-           WHERE p.void IS NULL AND p.rule = o.rule AND p.subject_kind = o.subject_kind
-             AND p.subject = o.subject AND p.customer = o.customer) = 1
+    SELECT * FROM (
+        SELECT o.*, count(*) OVER (PARTITION BY o.rule, o.subject_kind, o.subject, o.customer) AS in_group
+        FROM obligations o WHERE o.void IS NULL
+    ) WHERE in_group = 1 AND need = 1
 )
 SELECT lone.oid, arg_min(c.pos, c.pos) AS pos
 FROM lone JOIN comms c
@@ -149,15 +148,15 @@ def _offset(rule: Rule, anchor: Anchor) -> tuple[int, int]:
 
 
 def rule_queries(rule: Rule) -> list[tuple[str, dict[str, object]]]:
-    """The queries (text, bound parameters) an obligation rule compiles to (empty for other rules)."""
+    """The queries (text, bound parameters) an obligation rule compiles to (empty for other rules): its
+    obligations, then (if it has void conditions) the fragment that marks them void."""
     spec = rule.spec.obligation
     if spec is None:
         return []
     nb_days, nb_minutes = _offset(rule, spec.window.not_before)
     na_days, na_minutes = _offset(rule, spec.window.not_after)
-    text = OBLIGATIONS_OF_RULE.format(
-        nb=_anchor_column(spec.window.not_before), na=_anchor_column(spec.window.not_after)
-    )
+    nb, na = _anchor_column(spec.window.not_before), _anchor_column(spec.window.not_after)
+    text = OBLIGATIONS_OF_RULE.format(nb=nb, na=na)
     params: dict[str, object] = {
         "rule": rule.id,
         "scope_plan": SCOPE_PLAN,
@@ -171,18 +170,16 @@ def rule_queries(rule: Rule) -> list[tuple[str, dict[str, object]]]:
     out: list[tuple[str, dict[str, object]]] = [(text, params)]
     if spec.void_when:
         branches = " ".join(f"WHEN {VOID_PREDICATES[c]} THEN '{c}'" for c in spec.void_when)  # fixed fragments
-        out.append((VOID_OF_RULE.format(branches=branches), {"rule": rule.id}))
+        out.append((VOID_CASE.format(name="rule", branches=branches), {"rule": rule.id}))
     return out
 
 
-def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> None:
-    """Fill `{side}_us` of business-day bounds: the calendar once per distinct key, joined back."""
+def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> pa.Table:
+    """The business-day bounds of `side` (nb | na): the calendar once per distinct key, to join back."""
     keys = con.execute(
         f"SELECT DISTINCT timezone, country, subdivision, {side}_days, {side}_base_us FROM obligations"
         f" WHERE {side}_days > 0"
     ).fetchall()
-    if not keys:
-        return
     groups: dict[tuple[str, str | None, str | None, int], list[int]] = defaultdict(list)
     for tz, country, sub, days, base in keys:
         groups[(tz, country, sub, days)].append(base)
@@ -215,33 +212,51 @@ def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> None:
             "due": pa.array(cols["due"], pa.int64()),
         }
     )
-    con.register("deadlines_arrow", table)
-    con.execute(
-        f"UPDATE obligations o SET {side}_us = d.due FROM deadlines_arrow d"
-        f" WHERE o.{side}_days > 0 AND d.timezone = o.timezone AND d.country IS NOT DISTINCT FROM o.country"
-        f" AND d.subdivision IS NOT DISTINCT FROM o.subdivision AND d.days = o.{side}_days"
-        f" AND d.base = o.{side}_base_us"
-    )
-    con.unregister("deadlines_arrow")
+    return table
+
+
+FINISH_OBLIGATIONS = """
+CREATE OR REPLACE TABLE obligations AS
+WITH dated AS (
+    SELECT o.* REPLACE (coalesce(o.nb_us, nbd.due) AS nb_us, coalesce(o.na_us, nad.due) AS na_us)
+    FROM obligations o
+    LEFT JOIN nb_deadlines nbd
+      ON o.nb_days > 0 AND nbd.timezone = o.timezone AND nbd.country IS NOT DISTINCT FROM o.country
+     AND nbd.subdivision IS NOT DISTINCT FROM o.subdivision AND nbd.days = o.nb_days AND nbd.base = o.nb_base_us
+    LEFT JOIN na_deadlines nad
+      ON o.na_days > 0 AND nad.timezone = o.timezone AND nad.country IS NOT DISTINCT FROM o.country
+     AND nad.subdivision IS NOT DISTINCT FROM o.subdivision AND nad.days = o.na_days AND nad.base = o.na_base_us
+)
+SELECT * REPLACE (
+    (row_number() OVER (ORDER BY subject_rank, moment_no, fire_no, customer_ord) - 1) AS oid,
+    {void} AS void
+)
+FROM dated
+"""
+"""Deadlines joined back, void conditions applied, obligations numbered in derivation order."""
 
 
 def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
     """The `obligations` table: every obligation with its bounds, in derivation order (`oid`), void marked."""
     con.execute(CREATE_OBLIGATIONS)
-    voids: list[tuple[str, dict[str, object]]] = []
+    cases: list[str] = []
+    params: dict[str, object] = {}
     for rule in policy.rules:
         queries = rule_queries(rule)
-        if queries:
-            con.execute(*queries[0])
-            voids.extend(queries[1:])
-    con.execute(
-        "CREATE OR REPLACE TABLE obligations AS SELECT * REPLACE "
-        "(row_number() OVER (ORDER BY subject_rank, moment_no, fire_no, customer_ord) - 1 AS oid) FROM obligations"
-    )
-    _business_deadlines(con, "nb")
-    _business_deadlines(con, "na")
-    for text, params in voids:
-        con.execute(text, params)
+        if not queries:
+            continue
+        con.execute(*queries[0])
+        if len(queries) > 1:
+            name = f"void_rule{len(cases)}"
+            text, bound = queries[1]
+            cases.append(text.replace("$rule", f"${name}"))
+            params[name] = bound["rule"]
+    for side in ("nb", "na"):
+        con.register(f"{side}_deadlines", _business_deadlines(con, side))
+    void = f"CASE {' '.join(cases)} END" if cases else "NULL::VARCHAR"
+    con.execute(FINISH_OBLIGATIONS.format(void=void), params)
+    for side in ("nb", "na"):
+        con.unregister(f"{side}_deadlines")
 
 
 def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None:
@@ -341,3 +356,22 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None
         """
     )
     con.unregister("rest_arrow")
+
+
+def rule_sql(rule: Rule) -> list[tuple[str, str, dict[str, object]]]:
+    """(what, query, parameters) of every query a rule compiles to, for `forewarn rules show --sql`."""
+    from forewarn.relational.checks import rule_check_queries
+
+    out: list[tuple[str, str, dict[str, object]]] = []
+    queries = rule_queries(rule)
+    if queries:
+        out.append(("obligations", *queries[0]))
+        if len(queries) > 1:
+            out.append(("void (a CASE branch of the obligations' final query)", *queries[1]))
+        out.append(("deadlines joined back, void applied, numbered", FINISH_OBLIGATIONS, {}))
+        out.append(("matching: lone obligations met by one communication", MET_BY_ONE, {}))
+    if rule.spec.alarm is not None:
+        out.append(("alarm", ALARMS_OF_RULE, {"rule": rule.id, "scope_plan": SCOPE_PLAN}))
+    for req, text, params in rule_check_queries(rule):
+        out.append((f"check: {req}", text, params))
+    return out

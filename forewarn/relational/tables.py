@@ -51,12 +51,11 @@ assert "'" not in _STRUCTURE  # a constant of ours, written into the query text
 TYPED_EVENTS = f"""
 CREATE OR REPLACE TABLE ev AS
 WITH parsed AS (
-    SELECT seq, at_us, type, json_transform(payload, '{_STRUCTURE}') AS p, payload
+    SELECT pos, seq, at_us, type, json_transform(payload, '{_STRUCTURE}') AS p, payload
     FROM raw WHERE at_us <= $as_of_us
 )
 SELECT
-    (row_number() OVER (ORDER BY at_us, seq) - 1)::BIGINT AS pos,
-    seq, at_us, type,
+    pos, seq, at_us, type,
     p.id AS id,
     p.customer AS customer,
     p.communication AS communication,
@@ -129,11 +128,13 @@ def connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
+    con.execute("SET preserve_insertion_order = false")  # every read that needs an order says so
     return con
 
 
 def load_payloads(con: duckdb.DuckDBPyConnection, raw: pa.Table, as_of: datetime) -> None:
-    """The typed tables from (seq, at_us, type, payload) rows of canonical payloads."""
+    """The typed tables from (pos, seq, at_us, type, payload) rows of canonical payloads in evaluation order
+    (`pos` numbers them from 0; no sort here: a sort would hold every payload at once)."""
     con.register("raw", raw)
     con.execute(TYPED_EVENTS, {"as_of_us": epoch_us(as_of)})
     con.unregister("raw")
@@ -141,19 +142,25 @@ def load_payloads(con: duckdb.DuckDBPyConnection, raw: pa.Table, as_of: datetime
 
 
 def read_store_payloads(path: str | Path, as_of: datetime) -> pa.Table:
-    """The log's (seq, at_us, type, payload) columns up to `as_of`, as Arrow (ADBC: no Python row objects)."""
+    """The log's (pos, seq, at_us, type, payload) columns up to `as_of` in evaluation order, as Arrow
+    (ADBC: no Python object per row; the (at_us, seq) index gives the order)."""
     import adbc_driver_sqlite.dbapi as adbc
 
     with adbc.connect(str(path)) as conn, conn.cursor() as cur:
-        cur.execute("SELECT seq, at_us, type, payload FROM events WHERE at_us <= ?", [epoch_us(as_of)])
-        return cur.fetch_arrow_table()
+        cur.execute(
+            "SELECT seq, at_us, type, payload FROM events WHERE at_us <= ? ORDER BY at_us, seq", [epoch_us(as_of)]
+        )
+        table = cur.fetch_arrow_table()
+    return table.add_column(0, "pos", pa.array(range(table.num_rows), pa.int64()))
 
 
 def payloads_table(rows: Sequence[tuple[int, int, str, str]]) -> pa.Table:
-    """Arrow (seq, at_us, type, payload) from Python rows (the JSONL parser's canonical payloads)."""
+    """Arrow (pos, seq, at_us, type, payload) from Python rows in evaluation order (the JSONL parser's
+    canonical payloads)."""
     seq, at_us, types, payloads = zip(*rows, strict=True) if rows else ((), (), (), ())
     return pa.table(
         {
+            "pos": pa.array(range(len(seq)), pa.int64()),
             "seq": pa.array(seq, pa.int64()),
             "at_us": pa.array(at_us, pa.int64()),
             "type": pa.array(types, pa.string()),
