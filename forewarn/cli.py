@@ -330,7 +330,7 @@ def audit_cmd(
     text = render(fmt, result)
     write_output(text, output)
     s = result.summary
-    total = result.total if getattr(result, "total", None) else build_stats(result).total.tally  # as the format
+    total = build_stats(result).total.tally  # the same aggregation the format used
     click.echo(
         f"forewarn: {s.obligations} obligations ({s.met} met, {s.violated} violated, {s.waived} waived, "
         f"{s.pending} pending), {s.findings} findings ({len(result.violations)} violations); "

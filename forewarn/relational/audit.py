@@ -8,12 +8,16 @@ formats that read only findings, summary and pending obligations (json, csv).
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import pyarrow as pa
+
 from forewarn.audit.findings import AuditResult, Finding, Summary, to_finding
-from forewarn.audit.formats.stats import Tally
+from forewarn.audit.formats.stats import Group, Report, Tally
 from forewarn.events import EVENT_ADAPTER, Event, WaiverGranted
 from forewarn.instants import epoch_us, utc
 from forewarn.policy.model import Policy
@@ -22,7 +26,11 @@ from forewarn.relational.evaluation import Relational, evaluate_events, evaluate
 from forewarn.relational.obligations import SCOPE_PLAN
 from forewarn.relational.violations import _at
 
-RELATIONAL_FORMATS = frozenset({"json", "csv"})
+CaseCounts = Counter[tuple[str, str, str]]
+"""Judged cases by (kind: obligation | check | alarm, rule, status)."""
+
+
+RELATIONAL_FORMATS = frozenset({"json", "csv", "table", "markdown", "sarif"})
 """Formats rendered from the relational evaluation (the others still read the object evaluation)."""
 
 
@@ -37,7 +45,44 @@ class RelationalAuditResult(AuditResult):
     """An AuditResult whose outcomes stay in DuckDB: `outcomes`, `pending` and `evaluation` are empty."""
 
     pending_rows: tuple[dict[str, object], ...] = ()
-    total: Tally | None = None
+    cases: CaseCounts | None = None
+    relational: Relational | None = None
+
+    def stats_report(self) -> Report:
+        return stats_report(self)
+
+    def subject_kinds(self) -> Callable[[Finding], str]:
+        """What a finding's subject is: maintenance, incident, release, communication or reply."""
+        own = {r.id: spec.subject for r in self.policy.rules if (spec := r.spec.obligation or r.spec.alarm)}
+        ids = sorted({f.subject for f in self.findings})
+        con = self.relational.con
+        subjects = set(
+            con.execute(
+                "SELECT subject_kind, subject FROM subjects WHERE list_contains($ids, subject)", {"ids": ids}
+            ).fetchall()
+        )
+        comms = {
+            c
+            for (c,) in con.execute(
+                "SELECT DISTINCT communication FROM comms WHERE list_contains($ids, communication)", {"ids": ids}
+            ).fetchall()
+        }
+
+        def kind(f: Finding) -> str:
+            mine = own.get(f.rule)
+            if mine is not None and (mine, f.subject) in subjects:
+                return mine
+            return "communication" if f.subject in comms else "reply"
+
+        return kind
+
+    @property
+    def total(self) -> Tally:
+        """Every judged case by status (what stats.build(...).total.tally counts)."""
+        tally = Tally()
+        for (_kind, _rule, status), n in (self.cases or {}).items():
+            tally.add(status, n)
+        return tally
 
     def pending_json(self) -> list[dict[str, object]]:
         return [dict(row) for row in self.pending_rows]
@@ -100,7 +145,7 @@ def audit_relational(
         pending=len(pending),
         findings=len(findings),
     )
-    total = _total(rel, findings, counts, waived, violated_rows, since, until)
+    cases = _cases(rel, findings, violated_rows, waived_keys, (period, params), since, until)
     return RelationalAuditResult(
         as_of,
         since,
@@ -112,7 +157,8 @@ def audit_relational(
         [],
         None,  # type: ignore[arg-type]
         pending_rows=tuple(pending),
-        total=total,
+        cases=cases,
+        relational=rel,
     )
 
 
@@ -150,31 +196,37 @@ def _status(found: list[Finding]) -> str:
     return "waived" if all(f.status == "waived" for f in found) else "violated"
 
 
-def _total(
+def _cases(
     rel: Relational,
     findings: list[Finding],
-    counts: dict[str, int],
-    waived: int,
     violated_rows: list[tuple[str, str, str, int]],
+    waived_keys: set[tuple[str, str, str, str | None]],
+    period: tuple[str, dict[str, object]],
     since: datetime | None,
     until: datetime | None,
-) -> Tally:
-    """Every judged case of the period by status (forewarn.audit.formats.stats: obligations, checks per
-    communication and rule, reply checks, alarms), counted in bulk."""
-    policy = rel.policy
-    tally = Tally()
-    tally.add("met", counts.get("met", 0))
-    tally.add("pending", counts.get("pending", 0))
-    tally.add("waived", waived)
-    tally.add("violated", counts.get("violated", 0) - waived)
+) -> CaseCounts:
+    """Every judged case of the period (forewarn.audit.formats.stats: obligations, checks per communication
+    and rule, reply checks, alarms), counted in bulk by kind, rule and status."""
+    policy, con = rel.policy, rel.con
+    cases: CaseCounts = Counter()
+    where, params = period
+    for rule, status, n in con.execute(
+        f"SELECT o.rule, r.status, count(*) FROM obligations o JOIN outcomes r USING (oid) WHERE {where} GROUP BY ALL",
+        params,
+    ).fetchall():
+        cases[("obligation", rule, status)] += n
+    for rule, subject, customer, na in violated_rows:
+        if (rule, subject, customer, utc(_at(na))) in waived_keys:
+            cases[("obligation", rule, "violated")] -= 1
+            cases[("obligation", rule, "waived")] += 1
     alarms = {r.id: r.spec.alarm.problem for r in policy.rules if r.spec.alarm is not None}
-    # Each violated obligation claims one finding of its (rule, subject, customer, due); the other
-    # findings are check cases, one per (rule, communication or reply), or alarm cases.
+    # Each violated obligation claims one finding of its (rule, subject, customer, due); the others are
+    # check cases, one per (rule, communication or reply), or alarm (and leftover) cases.
     unclaimed: dict[tuple[str, str, str, datetime], list[Finding]] = {}
-    alarm_groups: dict[tuple[str, str, str, datetime], list[Finding]] = {}
+    leftover: list[Finding] = []
     for f in findings:
         if alarms.get(f.rule) == f.problem:
-            alarm_groups.setdefault((f.rule, f.subject, f.customer, f.due), []).append(f)
+            leftover.append(f)
         else:
             unclaimed.setdefault((f.rule, f.subject, f.customer, f.due), []).append(f)
     for rule, subject, customer, na in violated_rows:
@@ -185,22 +237,50 @@ def _total(
     for found in unclaimed.values():
         for f in found:
             groups.setdefault((f.rule, f.subject), []).append(f)
-    for found in [*groups.values(), *alarm_groups.values()]:
-        tally.add(_status(found))
-    skip = set(groups)
-    met, pending = _check_counts(rel, skip, since, until)
-    tally.add("met", met)
-    tally.add("pending", pending)
-    return tally
+    known = _communications_or_replies(rel, {subject for _rule, subject in groups})
+    for (rule, subject), found in list(groups.items()):
+        if subject in known:
+            cases[("check", rule, _status(found))] += 1
+        else:
+            leftover.extend(found)
+            del groups[(rule, subject)]
+    by_key: dict[tuple[str, str, str, datetime], list[Finding]] = {}
+    for f in leftover:
+        by_key.setdefault((f.rule, f.subject, f.customer, f.due), []).append(f)
+    for (rule_id, _subject, _customer, _due), found in by_key.items():
+        rule = policy.by_id.get(rule_id)
+        kind = "alarm" if rule is not None and rule.spec.alarm is not None else "check"
+        cases[(kind, rule_id, _status(found))] += 1
+    for rule_id, met, pending in _check_counts(rel, set(groups), since, until):
+        cases[("check", rule_id, "met")] += met
+        cases[("check", rule_id, "pending")] += pending
+    return cases
+
+
+def _communications_or_replies(rel: Relational, ids: set[str]) -> set[str]:
+    """Those of `ids` that are a communication's or a reply's id."""
+    if not ids:
+        return set()
+    rows = rel.con.execute(
+        "SELECT communication FROM comms WHERE list_contains($ids, communication)"
+        " UNION SELECT reply FROM replies WHERE list_contains($ids, reply)",
+        {"ids": sorted(ids)},
+    ).fetchall()
+    return {i for (i,) in rows}
 
 
 def _check_counts(
     rel: Relational, skip: set[tuple[str, str]], since: datetime | None, until: datetime | None
-) -> tuple[int, int]:
-    """(met, pending) communication and reply check cases of the period without findings."""
+) -> list[tuple[str, int, int]]:
+    """(rule, met, pending) communication and reply check cases of the period without findings, per rule."""
     policy, con = rel.policy, rel.con
-    met = pending = 0
+    flagged = pa.table(
+        {"rule": pa.array([r for r, _s in skip], pa.string()), "subject": pa.array([s for _r, s in skip], pa.string())}
+    )
+    con.register("flagged", flagged)
+    out: list[tuple[str, int, int]] = []
     for rule in policy.rules:
+        met = pending = 0
         comm_checks = [c for c in rule.spec.checks if not c.replies]
         if comm_checks:
             minutes = 0
@@ -226,38 +306,44 @@ def _check_counts(
             params["minutes"] = minutes
             params["as_of_us"] = epoch_us(rel.as_of)
             period = _period_sql(since, until, "a.at_us + $minutes::BIGINT * 60000000", params)
-            rows = con.execute(
+            params["rule_id"] = rule.id
+            ticketed = any(req == "ticket-opened" for c in comm_checks for req, _ in c.requirements())
+            params["ticketed"] = ticketed
+            met_n, pending_n = con.execute(
                 f"""
-                WITH a AS (SELECT DISTINCT pos, communication, at_us FROM ({" UNION ALL ".join(parts)}))
-                SELECT a.communication,
-                       $minutes > 0 AND a.at_us + $minutes::BIGINT * 60000000 > $as_of_us
-                       AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.communication = a.communication)
-                FROM a WHERE {period}
+                WITH a AS (SELECT DISTINCT pos, communication, at_us FROM ({" UNION ALL ".join(parts)})),
+                judged AS (
+                    SELECT $ticketed AND $minutes > 0 AND a.at_us + $minutes::BIGINT * 60000000 > $as_of_us
+                           AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.communication = a.communication)
+                           AS is_pending
+                    FROM a ANTI JOIN flagged f ON f.rule = $rule_id AND f.subject = a.communication
+                    WHERE {period}
+                )
+                SELECT count(*) FILTER (WHERE NOT is_pending), count(*) FILTER (WHERE is_pending) FROM judged
                 """,
                 params,
-            ).fetchall()
-            for communication, is_pending in rows:
-                if (rule.id, communication) in skip:
-                    continue
-                if is_pending and any(req == "ticket-opened" for c in comm_checks for req, _ in c.requirements()):
-                    pending += 1
-                else:
-                    met += 1
+            ).fetchall()[0]
+            met += met_n
+            pending += pending_n
         if any(c.replies for c in rule.spec.checks):
             params = {"scope_plan": SCOPE_PLAN}
             period = _period_sql(since, until, "r.at_us", params)
-            rows = con.execute(
+            params["rule_id"] = rule.id
+            met += con.execute(
                 f"""
-                SELECT r.reply FROM replies r
+                SELECT count(*) FROM replies r
                 JOIN customer_versions cv
                   ON cv.customer = r.customer AND cv.pos <= r.pos AND (cv.pos_to IS NULL OR r.pos < cv.pos_to)
                 WHERE cv.plan = $scope_plan AND {period}
                   AND EXISTS (SELECT 1 FROM comms c WHERE c.communication = r.in_reply_to)
+                  AND NOT EXISTS (SELECT 1 FROM flagged f WHERE f.rule = $rule_id AND f.subject = r.reply)
                 """,
                 params,
-            ).fetchall()
-            met += sum((rule.id, reply) not in skip for (reply,) in rows)
-    return met, pending
+            ).fetchall()[0][0]
+        if met or pending or rule.spec.checks:
+            out.append((rule.id, met, pending))
+    con.unregister("flagged")
+    return out
 
 
 def audit_store(
@@ -272,3 +358,35 @@ def audit_events(
 ) -> RelationalAuditResult:
     """The audit of validated events in evaluation order (later ones than `as_of` are ignored)."""
     return audit_relational(evaluate_events(events, policy, as_of), since, until)
+
+
+def stats_report(result: RelationalAuditResult) -> Report:
+    """The aggregation table and markdown show (forewarn.audit.formats.stats.Report), from the case counts:
+    the totals, per rule and per kind. Per month, customer and subject, the flagged cases and lead times
+    (the HTML report's) are left empty: that report still reads the object evaluation."""
+    total = Group("all")
+    groups: dict[str, Group] = {rule_id: Group(rule_id) for rule_id in result.policy.ids}
+    kinds: Counter[str] = Counter()
+    for (kind, rule_id, status), n in (result.cases or {}).items():
+        if not n:
+            continue
+        groups.setdefault(rule_id, Group(rule_id)).tally.add(status, n)
+        total.tally.add(status, n)
+        kinds[kind] += n
+    for f in result.findings:  # every finding belongs to exactly one case (stats._add_findings)
+        for g in (total, groups[f.rule]):
+            g.findings += 1
+            if f.status == "violation":
+                g.violations[f.severity] += 1
+    by_id = result.policy.by_id
+    return Report(
+        result=result,
+        total=total,
+        rules=[(by_id[k], g) for k, g in groups.items() if k in by_id],
+        months=[],
+        customers=[],
+        subjects=[],
+        kinds=kinds,
+        flagged=[],
+        timed=[],
+    )

@@ -110,22 +110,45 @@ VOID_PREDICATES: dict[str, str] = {
 }
 VOID_CASE = "WHEN rule = ${name} THEN CASE {branches} END"
 
-# Matching, the common case in one query: an obligation alone in its (rule, subject, customer) group
-# that needs one communication is met by the first fitting one (in evaluation order).
-MET_BY_ONE = """
-CREATE OR REPLACE TABLE met_by_one AS
-WITH lone AS (
-    SELECT * FROM (
-        SELECT o.*, count(*) OVER (PARTITION BY o.rule, o.subject_kind, o.subject, o.customer) AS in_group
-        FROM obligations o WHERE o.void IS NULL
-    ) WHERE in_group = 1 AND need = 1
+# Matching, the common case in queries: each obligation's fitting communications (of its kinds, about
+# its subject, to its customer, sent in its window and not before it opened); a group (rule, subject,
+# customer) whose obligations are all met and share no fitting communication is matched as greedy
+# matching would, each obligation taking its first `need` fitting ones. The other groups (an obligation
+# not met on time, or a communication fitting two) go through the greedy pass (`match`).
+FITS = """
+CREATE OR REPLACE TABLE fits AS
+SELECT o.oid, o.rule, o.subject_kind, o.subject, o.customer, o.need, c.pos,
+       row_number() OVER (PARTITION BY o.oid ORDER BY c.pos) AS n
+FROM obligations o JOIN comms c
+  ON c.subject_kind = o.subject_kind AND c.subject = o.subject AND c.customer = o.customer
+ AND list_contains(o.kinds, c.kind) AND c.at_us >= greatest(o.opened_us, o.nb_us) AND c.at_us <= o.na_us
+WHERE o.void IS NULL
+"""
+MET_SIMPLY = """
+CREATE OR REPLACE TABLE met_simply AS
+WITH per_ob AS (
+    SELECT oid, rule, subject_kind, subject, customer, any_value(need) AS need, count(*) AS n_fit,
+           list(pos ORDER BY pos) FILTER (WHERE n <= need) AS taken
+    FROM fits GROUP BY oid, rule, subject_kind, subject, customer
+),
+shared AS (
+    SELECT DISTINCT rule, subject_kind, subject, customer FROM fits
+    GROUP BY rule, subject_kind, subject, customer, pos HAVING count(*) > 1
+),
+members AS (
+    SELECT rule, subject_kind, subject, customer, count(*) AS members FROM obligations
+    WHERE void IS NULL GROUP BY rule, subject_kind, subject, customer
+),
+met AS (
+    SELECT rule, subject_kind, subject, customer, count(*) FILTER (WHERE n_fit >= need) AS met
+    FROM per_ob GROUP BY rule, subject_kind, subject, customer
 )
-SELECT lone.oid, arg_min(c.pos, c.pos) AS pos
-FROM lone JOIN comms c
-  ON c.subject_kind = lone.subject_kind AND c.subject = lone.subject AND c.customer = lone.customer
- AND list_contains(lone.kinds, c.kind)
- AND c.at_us >= greatest(lone.opened_us, lone.nb_us) AND c.at_us <= lone.na_us
-GROUP BY lone.oid
+SELECT p.oid, p.taken
+FROM per_ob p
+JOIN members g USING (rule, subject_kind, subject, customer)
+JOIN met m USING (rule, subject_kind, subject, customer)
+ANTI JOIN shared USING (rule, subject_kind, subject, customer)
+WHERE g.members = m.met
 """
 
 
@@ -197,8 +220,8 @@ def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> pa.Table:
         ]
         for base, due in pairs:
             cols["timezone"].append(tz)
-            cols["country"].append(country)
-            cols["subdivision"].append(sub)
+            cols["country"].append(country or "")  # '' for none: the join compares with `=`
+            cols["subdivision"].append(sub or "")
             cols["days"].append(days)
             cols["base"].append(base)
             cols["due"].append(due)
@@ -221,11 +244,11 @@ WITH dated AS (
     SELECT o.* REPLACE (coalesce(o.nb_us, nbd.due) AS nb_us, coalesce(o.na_us, nad.due) AS na_us)
     FROM obligations o
     LEFT JOIN nb_deadlines nbd
-      ON o.nb_days > 0 AND nbd.timezone = o.timezone AND nbd.country IS NOT DISTINCT FROM o.country
-     AND nbd.subdivision IS NOT DISTINCT FROM o.subdivision AND nbd.days = o.nb_days AND nbd.base = o.nb_base_us
+      ON nbd.timezone = o.timezone AND nbd.country = coalesce(o.country, '')
+     AND nbd.subdivision = coalesce(o.subdivision, '') AND nbd.days = o.nb_days AND nbd.base = o.nb_base_us
     LEFT JOIN na_deadlines nad
-      ON o.na_days > 0 AND nad.timezone = o.timezone AND nad.country IS NOT DISTINCT FROM o.country
-     AND nad.subdivision IS NOT DISTINCT FROM o.subdivision AND nad.days = o.na_days AND nad.base = o.na_base_us
+      ON nad.timezone = o.timezone AND nad.country = coalesce(o.country, '')
+     AND nad.subdivision = coalesce(o.subdivision, '') AND nad.days = o.na_days AND nad.base = o.na_base_us
 )
 SELECT * REPLACE (
     (row_number() OVER (ORDER BY subject_rank, moment_no, fire_no, customer_ord) - 1) AS oid,
@@ -262,18 +285,18 @@ def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
 def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None:
     """The `outcomes` table (oid, status, problem, comm_pos[]) of every non-void obligation.
 
-    The common case (a lone obligation met by one communication) is one query; the rest (groups of
-    several obligations, several communications needed, or not met on time) are matched per
+    The common case (groups met without contention, see FITS) is queries; the rest are matched per
     (rule, subject, customer) group in deadline order, exactly as policy.md says: first every
     obligation that can be met on time takes the earliest fitting unused communications, then each
     remaining one past its deadline is late (an unused one sent after), early, or missing."""
-    con.execute(MET_BY_ONE)
+    con.execute(FITS)
+    con.execute(MET_SIMPLY)
     allowed = {r.id: frozenset(r.spec.problems) for r in policy.rules}
     rest = con.execute(
         """
         SELECT o.oid, o.rule, o.subject_kind, o.subject, o.customer, o.kinds, o.need,
                o.opened_us, o.nb_us, o.na_us
-        FROM obligations o ANTI JOIN met_by_one m USING (oid)
+        FROM obligations o ANTI JOIN met_simply m USING (oid)
         WHERE o.void IS NULL
         ORDER BY o.rule, o.subject_kind, o.subject, o.customer, o.na_us, o.opened_us, o.oid
         """
@@ -351,7 +374,7 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None
     con.execute(
         """
         CREATE OR REPLACE TABLE outcomes AS
-        SELECT oid, 'met' AS status, NULL::VARCHAR AS problem, [pos] AS comm_pos FROM met_by_one
+        SELECT oid, 'met' AS status, NULL::VARCHAR AS problem, taken AS comm_pos FROM met_simply
         UNION ALL SELECT oid, status, problem, comm_pos FROM rest_arrow
         """
     )
@@ -369,7 +392,8 @@ def rule_sql(rule: Rule) -> list[tuple[str, str, dict[str, object]]]:
         if len(queries) > 1:
             out.append(("void (a CASE branch of the obligations' final query)", *queries[1]))
         out.append(("deadlines joined back, void applied, numbered", FINISH_OBLIGATIONS, {}))
-        out.append(("matching: lone obligations met by one communication", MET_BY_ONE, {}))
+        out.append(("matching: fitting communications", FITS, {}))
+        out.append(("matching: groups met without contention", MET_SIMPLY, {}))
     if rule.spec.alarm is not None:
         out.append(("alarm", ALARMS_OF_RULE, {"rule": rule.id, "scope_plan": SCOPE_PLAN}))
     for req, text, params in rule_check_queries(rule):

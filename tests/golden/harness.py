@@ -95,7 +95,7 @@ def audit(log: Path, as_of: str, fmt: str, db: Path | None = None) -> Report:
     """One report as the CLI writes it (from the JSONL log, or from `db` if given)."""
     source = ["--db", str(db)] if db is not None else ["--events", str(log)]
     result = CliRunner().invoke(main, ["audit", *source, "--as-of", as_of, "--format", fmt])
-    if result.exit_code not in (0, 1):
+    if result.exit_code not in (0, 1) or not isinstance(result.exception, (SystemExit, type(None))):
         raise RuntimeError(f"audit of {log} failed ({result.exit_code}): {result.stderr}{result.exception!r}")
     return Report(fmt, normalise(result.stdout), result.exit_code, result.stderr.strip())
 
