@@ -45,24 +45,22 @@ CREATE OR REPLACE TABLE obligations (
 # calendar in force at the moment. `{nb}` / `{na}` are columns of `triggers` named by the rule's anchors.
 AFFECTED = """
 listed AS (
-    SELECT t.tid, sc.customer, sc.ord
+    SELECT t.tid, t.pos, sc.customer, sc.ord
     FROM t JOIN subject_customers sc USING (subject_kind, subject)
     WHERE NOT t.all_customers
 ),
 everyone AS (  -- "all": the customers in scope when the subject was defined, by id
-    SELECT t.tid, cv.customer,
-           row_number() OVER (PARTITION BY t.tid ORDER BY cv.customer) - 1 AS ord
-    FROM t JOIN customer_versions cv
-      ON cv.pos <= t.defined_pos AND (cv.pos_to IS NULL OR t.defined_pos < cv.pos_to)
-    WHERE t.all_customers AND cv.plan = $scope_plan
+    SELECT x.tid, x.pos, x.customer, row_number() OVER (PARTITION BY x.tid ORDER BY x.customer) - 1 AS ord
+    FROM (SELECT t.tid, t.pos, t.defined_pos, c.customer
+          FROM t, (SELECT DISTINCT customer FROM customer_versions) c WHERE t.all_customers) x
+    ASOF JOIN customer_versions cv ON cv.customer = x.customer AND cv.pos <= x.defined_pos
+    WHERE cv.plan = $scope_plan
 ),
 affected AS (  -- the affected customers in scope at the moment, with their attributes then
-    SELECT t.tid, a.customer, a.ord AS customer_ord, cv.id AS attrs_id, cv.timezone, cv.country, cv.subdivision,
+    SELECT a.tid, a.customer, a.ord AS customer_ord, cv.id AS attrs_id, cv.timezone, cv.country, cv.subdivision,
            cv.contacts
-    FROM t
-    JOIN (SELECT * FROM listed UNION ALL SELECT * FROM everyone) a USING (tid)
-    JOIN customer_versions cv
-      ON cv.customer = a.customer AND cv.pos <= t.pos AND (cv.pos_to IS NULL OR t.pos < cv.pos_to)
+    FROM (SELECT * FROM listed UNION ALL SELECT * FROM everyone) a
+    ASOF JOIN customer_versions cv ON cv.customer = a.customer AND cv.pos <= a.pos
     WHERE cv.plan = $scope_plan
 )
 """
@@ -117,7 +115,7 @@ VOID_CASE = "WHEN rule = ${name} THEN CASE {branches} END"
 # not met on time, or a communication fitting two) go through the greedy pass (`match`).
 FITS = """
 CREATE OR REPLACE TABLE fits AS
-SELECT o.oid, o.rule, o.subject_kind, o.subject, o.customer, o.need, c.pos,
+SELECT o.oid, o.gid, o.need, c.pos,
        row_number() OVER (PARTITION BY o.oid ORDER BY c.pos) AS n
 FROM obligations o JOIN comms c
   ON c.subject_kind = o.subject_kind AND c.subject = o.subject AND c.customer = o.customer
@@ -127,27 +125,17 @@ WHERE o.void IS NULL
 MET_SIMPLY = """
 CREATE OR REPLACE TABLE met_simply AS
 WITH per_ob AS (
-    SELECT oid, rule, subject_kind, subject, customer, any_value(need) AS need, count(*) AS n_fit,
+    SELECT oid, any_value(gid) AS gid, any_value(need) AS need, count(*) AS n_fit,
            list(pos ORDER BY pos) FILTER (WHERE n <= need) AS taken
-    FROM fits GROUP BY oid, rule, subject_kind, subject, customer
+    FROM fits GROUP BY oid
 ),
-shared AS (
-    SELECT DISTINCT rule, subject_kind, subject, customer FROM fits
-    GROUP BY rule, subject_kind, subject, customer, pos HAVING count(*) > 1
+shared AS (  -- groups where a communication fits two obligations (a hash collision only lands a group here)
+    SELECT DISTINCT gid FROM fits GROUP BY gid, pos HAVING count(*) > 1
 ),
-members AS (
-    SELECT rule, subject_kind, subject, customer, count(*) AS members FROM obligations
-    WHERE void IS NULL GROUP BY rule, subject_kind, subject, customer
-),
-met AS (
-    SELECT rule, subject_kind, subject, customer, count(*) FILTER (WHERE n_fit >= need) AS met
-    FROM per_ob GROUP BY rule, subject_kind, subject, customer
-)
+members AS (SELECT gid, count(*) AS members FROM obligations WHERE void IS NULL GROUP BY gid),
+met AS (SELECT gid, count(*) FILTER (WHERE n_fit >= need) AS met FROM per_ob GROUP BY gid)
 SELECT p.oid, p.taken
-FROM per_ob p
-JOIN members g USING (rule, subject_kind, subject, customer)
-JOIN met m USING (rule, subject_kind, subject, customer)
-ANTI JOIN shared USING (rule, subject_kind, subject, customer)
+FROM per_ob p JOIN members g USING (gid) JOIN met m USING (gid) ANTI JOIN shared USING (gid)
 WHERE g.members = m.met
 """
 
@@ -241,7 +229,7 @@ def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> pa.Table:
 FINISH_OBLIGATIONS = """
 CREATE OR REPLACE TABLE obligations AS
 WITH dated AS (
-    SELECT o.* REPLACE (coalesce(o.nb_us, nbd.due) AS nb_us, coalesce(o.na_us, nad.due) AS na_us)
+    SELECT o.rowid AS r, o.* REPLACE (coalesce(o.nb_us, nbd.due) AS nb_us, coalesce(o.na_us, nad.due) AS na_us)
     FROM obligations o
     LEFT JOIN nb_deadlines nbd
       ON nbd.timezone = o.timezone AND nbd.country = coalesce(o.country, '')
@@ -250,11 +238,12 @@ WITH dated AS (
       ON nad.timezone = o.timezone AND nad.country = coalesce(o.country, '')
      AND nad.subdivision = coalesce(o.subdivision, '') AND nad.days = o.na_days AND nad.base = o.na_base_us
 )
-SELECT * REPLACE (
-    (row_number() OVER (ORDER BY subject_rank, moment_no, fire_no, customer_ord) - 1) AS oid,
-    {void} AS void
-)
-FROM dated
+SELECT d.* EXCLUDE (r) REPLACE (n.oid AS oid, {void} AS void),
+       hash(d.rule, d.subject_kind, d.subject, d.customer) AS gid  -- the matching group, as a number
+FROM dated d JOIN (  -- numbered by a sort of the keys alone, joined back
+    SELECT rowid AS r, row_number() OVER (ORDER BY subject_rank, moment_no, fire_no, customer_ord) - 1 AS oid
+    FROM obligations
+) n ON n.r = d.r
 """
 """Deadlines joined back, void conditions applied, obligations numbered in derivation order."""
 

@@ -9,7 +9,8 @@ here, not validated again.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -123,35 +124,57 @@ CREATE OR REPLACE TABLE customer_versions AS
 """
 
 
+MEMORY_LIMIT = os.environ.get("FOREWARN_DUCKDB_MEMORY", "256MB")
+"""DuckDB's buffer limit: beyond it, sorts and joins spill to temporary files (the audit's resident memory
+stays flat as the log grows)."""
+
+
 def connect() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB for one evaluation."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     con.execute("SET preserve_insertion_order = false")  # every read that needs an order says so
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     return con
 
 
-def load_payloads(con: duckdb.DuckDBPyConnection, raw: pa.Table, as_of: datetime) -> None:
-    """The typed tables from (pos, seq, at_us, type, payload) rows of canonical payloads in evaluation order
-    (`pos` numbers them from 0; no sort here: a sort would hold every payload at once)."""
+def load_payloads(con: duckdb.DuckDBPyConnection, raw: pa.Table | pa.RecordBatchReader, as_of: datetime) -> None:
+    """The typed tables from (pos, seq, at_us, type, payload) rows of canonical payloads (`pos`: the
+    evaluation order, by `at` then `seq`), streamed: the payloads are typed as they come, only lifecycle
+    and waiver payloads are kept."""
     con.register("raw", raw)
     con.execute(TYPED_EVENTS, {"as_of_us": epoch_us(as_of)})
     con.unregister("raw")
     con.execute(DERIVED)
 
 
-def read_store_payloads(path: str | Path, as_of: datetime) -> pa.Table:
-    """The log's (pos, seq, at_us, type, payload) columns up to `as_of` in evaluation order, as Arrow
-    (ADBC: no Python object per row; the (at_us, seq) index gives the order)."""
+def read_store_payloads(path: str | Path, as_of: datetime) -> pa.RecordBatchReader:
+    """The log's (pos, seq, at_us, type, payload) columns up to `as_of` in evaluation order (the (at_us, seq)
+    index's order, numbered as read) as a stream of Arrow batches (ADBC: no Python object per row, and never
+    every payload in memory at once)."""
     import adbc_driver_sqlite.dbapi as adbc
 
-    with adbc.connect(str(path)) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT seq, at_us, type, payload FROM events WHERE at_us <= ? ORDER BY at_us, seq", [epoch_us(as_of)]
-        )
-        table = cur.fetch_arrow_table()
-    return table.add_column(0, "pos", pa.array(range(table.num_rows), pa.int64()))
+    conn = adbc.connect(str(path))
+    cur = conn.cursor()
+    cur.execute("SELECT seq, at_us, type, payload FROM events WHERE at_us <= ? ORDER BY at_us, seq", [epoch_us(as_of)])
+    reader = cur.fetch_record_batch()
+    schema = reader.schema.insert(0, pa.field("pos", pa.int64()))
+
+    def batches() -> Iterator[pa.RecordBatch]:  # the connection lives as long as the stream
+        start = 0
+        try:
+            for batch in reader:
+                n = batch.num_rows
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array(range(start, start + n), pa.int64()), *batch.columns], schema=schema
+                )
+                start += n
+        finally:
+            cur.close()
+            conn.close()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def payloads_table(rows: Sequence[tuple[int, int, str, str]]) -> pa.Table:
