@@ -121,3 +121,31 @@ def test_rules_show_sql_prints_the_queries_with_the_rules_values_bound_not_paste
     sender = CliRunner().invoke(main, ["rules", "show", "sender-address", "--sql"]).output
     assert sender.startswith("-- check: sender\n-- parameters: ")
     assert '"support": "enterprise-support@example.com"' in sender.splitlines()[1]
+
+
+def test_an_audit_leaves_no_spill_files_behind(tmp_path: Path) -> None:
+    """DuckDB spills beyond its memory cap to a directory of ours, removed at exit (not ./.tmp)."""
+    import os
+    import subprocess
+    import sys
+
+    spill_root = tmp_path / "tmp"
+    spill_root.mkdir()
+    env = {**os.environ, "TMPDIR": str(spill_root), "FOREWARN_DUCKDB_MEMORY": "32MB"}
+    sample = ROOT / "forewarn" / "samples" / "quarter.jsonl"
+    args = [
+        "-m",
+        "forewarn.cli",
+        "audit",
+        "--events",
+        str(sample),
+        "--as-of",
+        "2026-04-15T00:00:00Z",
+        "--format",
+        "json",
+    ]
+    done = subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["summary"]["findings"] == 15
+    assert not (tmp_path / ".tmp").exists()
+    assert list(spill_root.iterdir()) == []

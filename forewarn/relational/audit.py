@@ -21,7 +21,7 @@ from forewarn.audit.formats.stats import Group, Report, Tally
 from forewarn.events import EVENT_ADAPTER, Event, WaiverGranted
 from forewarn.instants import epoch_us, utc
 from forewarn.policy.model import Policy
-from forewarn.relational.checks import APPLIES, where_sql
+from forewarn.relational.checks import APPLIES, SCOPED, where_sql
 from forewarn.relational.evaluation import Relational, evaluate_events, evaluate_store
 from forewarn.relational.obligations import SCOPE_PLAN
 from forewarn.relational.violations import _at
@@ -46,35 +46,15 @@ class RelationalAuditResult(AuditResult):
 
     pending_rows: tuple[dict[str, object], ...] = ()
     cases: CaseCounts | None = None
-    relational: Relational | None = None
+    finding_kinds: tuple[tuple[tuple[str, str], str], ...] = ()  # (rule, subject) -> subject kind
 
     def stats_report(self) -> Report:
         return stats_report(self)
 
     def subject_kinds(self) -> Callable[[Finding], str]:
         """What a finding's subject is: maintenance, incident, release, communication or reply."""
-        own = {r.id: spec.subject for r in self.policy.rules if (spec := r.spec.obligation or r.spec.alarm)}
-        ids = sorted({f.subject for f in self.findings})
-        con = self.relational.con
-        subjects = set(
-            con.execute(
-                "SELECT subject_kind, subject FROM subjects WHERE list_contains($ids, subject)", {"ids": ids}
-            ).fetchall()
-        )
-        comms = {
-            c
-            for (c,) in con.execute(
-                "SELECT DISTINCT communication FROM comms WHERE list_contains($ids, communication)", {"ids": ids}
-            ).fetchall()
-        }
-
-        def kind(f: Finding) -> str:
-            mine = own.get(f.rule)
-            if mine is not None and (mine, f.subject) in subjects:
-                return mine
-            return "communication" if f.subject in comms else "reply"
-
-        return kind
+        kinds = dict(self.finding_kinds)
+        return lambda f: kinds[(f.rule, f.subject)]
 
     @property
     def total(self) -> Tally:
@@ -158,8 +138,33 @@ def audit_relational(
         None,  # type: ignore[arg-type]
         pending_rows=tuple(pending),
         cases=cases,
-        relational=rel,
+        finding_kinds=tuple(_finding_kinds(rel, findings).items()),
     )
+
+
+def _finding_kinds(rel: Relational, findings: list[Finding]) -> dict[tuple[str, str], str]:
+    """What each finding's subject is: the rule's subject kind if it is one, else a communication or a reply."""
+    own = {r.id: spec.subject for r in rel.policy.rules if (spec := r.spec.obligation or r.spec.alarm)}
+    ids = sorted({f.subject for f in findings})
+    subjects = set(
+        rel.con.execute(
+            "SELECT subject_kind, subject FROM subjects WHERE list_contains($ids, subject)", {"ids": ids}
+        ).fetchall()
+    )
+    comms = {
+        c
+        for (c,) in rel.con.execute(
+            "SELECT DISTINCT communication FROM comms WHERE list_contains($ids, communication)", {"ids": ids}
+        ).fetchall()
+    }
+    out = {}
+    for f in findings:
+        mine = own.get(f.rule)
+        if mine is not None and (mine, f.subject) in subjects:
+            out[(f.rule, f.subject)] = mine
+        else:
+            out[(f.rule, f.subject)] = "communication" if f.subject in comms else "reply"
+    return out
 
 
 def _pending(rel: Relational, period: str, params: dict[str, object]) -> list[dict[str, object]]:
@@ -278,6 +283,7 @@ def _check_counts(
         {"rule": pa.array([r for r, _s in skip], pa.string()), "subject": pa.array([s for _r, s in skip], pa.string())}
     )
     con.register("flagged", flagged)
+    con.execute(SCOPED, {"scope_plan": SCOPE_PLAN})
     out: list[tuple[str, int, int]] = []
     for rule in policy.rules:
         met = pending = 0
@@ -285,7 +291,7 @@ def _check_counts(
         if comm_checks:
             minutes = 0
             parts = []
-            params: dict[str, object] = {"scope_plan": SCOPE_PLAN}
+            params: dict[str, object] = {}
             for n, check in enumerate(comm_checks):
                 for req, args in check.requirements():
                     if req == "ticket-opened":
@@ -350,14 +356,21 @@ def audit_store(
     path: str | Path, policy: Policy, as_of: datetime, since: datetime | None, until: datetime | None
 ) -> RelationalAuditResult:
     """The audit of the SQLite event log at `path`."""
-    return audit_relational(evaluate_store(path, policy, as_of), since, until)
+    return _audited(evaluate_store(path, policy, as_of), since, until)
 
 
 def audit_events(
     events: list[Event], policy: Policy, as_of: datetime, since: datetime | None, until: datetime | None
 ) -> RelationalAuditResult:
     """The audit of validated events in evaluation order (later ones than `as_of` are ignored)."""
-    return audit_relational(evaluate_events(events, policy, as_of), since, until)
+    return _audited(evaluate_events(events, policy, as_of), since, until)
+
+
+def _audited(rel: Relational, since: datetime | None, until: datetime | None) -> RelationalAuditResult:
+    try:
+        return audit_relational(rel, since, until)
+    finally:
+        rel.close()
 
 
 def stats_report(result: RelationalAuditResult) -> Report:

@@ -50,13 +50,18 @@ def where_sql(where: Mapping[str, object], params: dict[str, object], prefix: st
 
 
 # The communications a check applies to, with their subject (if folded) and scope at the time.
+SCOPED = """
+CREATE TABLE IF NOT EXISTS scoped_comms AS
+SELECT c.* FROM comms c ASOF JOIN customer_versions cv ON cv.customer = c.customer AND cv.pos <= c.pos
+WHERE cv.plan = $scope_plan
+"""
+"""The communications to customers in scope when sent (made once, read by every check)."""
+
 APPLIES = """
 SELECT c.*, s.subject_kind AS s_kind, s.defined_event, s.release_related, s.closed_pos
-FROM comms c
-JOIN customer_versions cv
-  ON cv.customer = c.customer AND cv.pos <= c.pos AND (cv.pos_to IS NULL OR c.pos < cv.pos_to)
+FROM scoped_comms c
 LEFT JOIN subjects s ON s.subject_kind = c.subject_kind AND s.subject = c.subject
-WHERE cv.plan = $scope_plan AND ($all_kinds OR list_contains($kinds::VARCHAR[], c.kind)) AND {about}
+WHERE ($all_kinds OR list_contains($kinds::VARCHAR[], c.kind)) AND {about}
 """
 
 # Per requirement: the failing communications of `a` (the check's APPLIES), one row each:
@@ -146,7 +151,6 @@ def _args(rule: Rule, args: Mapping[str, object]) -> dict[str, object]:
 def check_queries(rule: Rule, check: Check, number: int) -> list[tuple[str, str, dict[str, object]]]:
     """(requirement, query, parameters) per requirement of a communication check: its failing communications."""
     params: dict[str, object] = {
-        "scope_plan": SCOPE_PLAN,
         "all_kinds": check.kinds == "all",
         "kinds": [] if check.kinds == "all" or check.kinds is None else list(check.kinds),
     }
@@ -183,6 +187,7 @@ def failing(con, policy: Policy, as_of_us: int) -> list[dict[str, object]]:
     """Every failing (communication or reply, rule, requirement), in the object evaluation's order:
     communications by position, then rule, check and requirement order; then replies."""
     rows: list[dict[str, object]] = []
+    con.execute(SCOPED, {"scope_plan": SCOPE_PLAN})
     for rule_no, rule in enumerate(policy.rules):
         for req_no, (req, text, params) in enumerate(rule_check_queries(rule)):
             if "$as_of_us" in text:

@@ -12,7 +12,6 @@ import pyarrow as pa
 
 from forewarn.evaluate.model import Violation
 from forewarn.events import Event
-from forewarn.events.parse import fast_canonical_json
 from forewarn.instants import epoch_us
 from forewarn.policy.model import Policy
 from forewarn.relational import lifecycle, obligations, tables, violations
@@ -27,6 +26,10 @@ class Relational:
     as_of: datetime
     life: lifecycle.Lifecycles
 
+    def close(self) -> None:
+        """Free the tables (and the spill directory)."""
+        tables.close(self.con)
+
     def violations(self, checks: bool = True) -> list[Violation]:
         """Obligation violations, then alarms, then (if `checks`) the per-communication checks' violations."""
         out = violations.obligation_violations(self.con) + violations.alarm_violations(self.con, self.policy)
@@ -35,8 +38,8 @@ class Relational:
         return out
 
 
-def evaluate_raw(raw: pa.Table, policy: Policy, as_of: datetime) -> Relational:
-    """Evaluate canonical payloads given as Arrow (seq, at_us, type, payload)."""
+def evaluate_raw(raw: pa.Table | pa.RecordBatchReader, policy: Policy, as_of: datetime) -> Relational:
+    """Evaluate canonical payloads given as Arrow (pos, seq, at_us, type, payload), in evaluation order."""
     con = tables.connect()
     tables.load_payloads(con, raw, as_of)
     life = lifecycle.fold_all(con, policy, as_of)
@@ -54,9 +57,7 @@ def evaluate_store(path: str | Path, policy: Policy, as_of: datetime) -> Relatio
 
 def evaluate_events(events: Sequence[Event], policy: Policy, as_of: datetime) -> Relational:
     """Evaluate validated events given in evaluation order (the JSONL path)."""
-    fast = fast_canonical_json
-    rows = [(n, epoch_us(e.at), e.type, fast(e)) for n, e in enumerate(events, 1)]
-    return evaluate_raw(tables.payloads_table(rows), policy, as_of)
+    return evaluate_raw(tables.payloads_stream(events), policy, as_of)
 
 
 OutcomeKey = tuple[str, str, str, str, int, int, int, str, str | None, tuple[str, ...]]

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +20,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from forewarn.events import Event
+from forewarn.events.parse import fast_canonical_json
 from forewarn.instants import epoch_us
 
 # Typed fields: name -> DuckDB type, as json_transform reads them from one payload (parsed once).
@@ -124,9 +129,21 @@ CREATE OR REPLACE TABLE customer_versions AS
 """
 
 
-MEMORY_LIMIT = os.environ.get("FOREWARN_DUCKDB_MEMORY", "256MB")
+MEMORY_LIMIT = os.environ.get("FOREWARN_DUCKDB_MEMORY", "192MB")
 """DuckDB's buffer limit: beyond it, sorts and joins spill to temporary files (the audit's resident memory
 stays flat as the log grows)."""
+
+
+_SPILL_CLEANUPS: dict[int, weakref.finalize] = {}
+
+
+def close(con: duckdb.DuckDBPyConnection) -> None:
+    """Close an evaluation's DuckDB and remove its spill directory (a CLI process may exit without
+    running finalizers)."""
+    con.close()
+    cleanup = _SPILL_CLEANUPS.pop(id(con), None)
+    if cleanup is not None:
+        cleanup()
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -136,6 +153,11 @@ def connect() -> duckdb.DuckDBPyConnection:
     con.execute("SET enable_progress_bar = false")
     con.execute("SET preserve_insertion_order = false")  # every read that needs an order says so
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    # Spilled data goes to a directory of our own, removed with the connection or at exit (DuckDB's
+    # default is ./.tmp, and a process that exits with the connection open leaves its files there).
+    spill = tempfile.mkdtemp(prefix="forewarn-duckdb-")
+    con.execute("SET temp_directory = $dir", {"dir": spill})
+    _SPILL_CLEANUPS[id(con)] = weakref.finalize(con, shutil.rmtree, spill, True)
     return con
 
 
@@ -177,16 +199,29 @@ def read_store_payloads(path: str | Path, as_of: datetime) -> pa.RecordBatchRead
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def payloads_table(rows: Sequence[tuple[int, int, str, str]]) -> pa.Table:
-    """Arrow (pos, seq, at_us, type, payload) from Python rows in evaluation order (the JSONL parser's
-    canonical payloads)."""
-    seq, at_us, types, payloads = zip(*rows, strict=True) if rows else ((), (), (), ())
-    return pa.table(
-        {
-            "pos": pa.array(range(len(seq)), pa.int64()),
-            "seq": pa.array(seq, pa.int64()),
-            "at_us": pa.array(at_us, pa.int64()),
-            "type": pa.array(types, pa.string()),
-            "payload": pa.array(payloads, pa.string()),
-        }
-    )
+PAYLOAD_SCHEMA = pa.schema(
+    [("pos", pa.int64()), ("seq", pa.int64()), ("at_us", pa.int64()), ("type", pa.string()), ("payload", pa.string())]
+)
+BATCH = 50_000
+
+
+def payloads_stream(events: Sequence[Event]) -> pa.RecordBatchReader:
+    """Arrow (pos, seq, at_us, type, payload) of validated events in evaluation order, their canonical JSON
+    made batch by batch (the JSONL path: only one batch of payload strings exists at a time)."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for start in range(0, len(events), BATCH):
+            part = events[start : start + BATCH]
+            positions = range(start, start + len(part))
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(positions, pa.int64()),
+                    pa.array(positions, pa.int64()),
+                    pa.array([epoch_us(e.at) for e in part], pa.int64()),
+                    pa.array([e.type for e in part], pa.string()),
+                    pa.array([fast_canonical_json(e) for e in part], pa.string()),
+                ],
+                schema=PAYLOAD_SCHEMA,
+            )
+
+    return pa.RecordBatchReader.from_batches(PAYLOAD_SCHEMA, batches())
