@@ -14,6 +14,7 @@ from harness import FORMATS, Case, audit, cases, load, sha256, synth_log
 from forewarn.log.source import import_files
 from forewarn.log.store import EventStore
 from forewarn.policy.loader import load_policy
+from forewarn.relational.audit import RELATIONAL_FORMATS
 
 BIG = os.environ.get("FOREWARN_GOLDEN_BIG") == "1"
 CASES = cases()
@@ -28,11 +29,11 @@ def _source(case: Case, workdir: Path) -> tuple[Path, str]:
     return (case.log, case.as_of) if case.log is not None else synth_log(case, workdir)
 
 
-def _compare(case: Case, log: Path, as_of: str, db: Path | None) -> None:
+def _compare(case: Case, log: Path, as_of: str, db: Path | None, formats: tuple[str, ...] = FORMATS) -> None:
     meta, whole = load(case)
     assert meta["as_of"] == as_of
     hashes: dict[str, str] = meta["sha256"]  # type: ignore[assignment]
-    for fmt in FORMATS:
+    for fmt in formats:
         report = audit(log, as_of, fmt, db)
         assert (report.exit_code, report.summary) == (meta["exit_code"], meta["summary"]), fmt
         if fmt in whole:
@@ -67,3 +68,13 @@ def test_reports_from_the_database(case: Case, workdir: Path) -> None:
     if not db.exists():
         import_files(EventStore(db), [log], load_policy().ids)
     _compare(case, log, as_of, db)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_reports_from_the_object_evaluation(case: Case, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While both evaluations exist: the formats the relational one serves, made by the object one."""
+    if case.big and not BIG:
+        pytest.skip("set FOREWARN_GOLDEN_BIG=1")
+    monkeypatch.setenv("FOREWARN_EVALUATION", "objects")
+    log, as_of = _source(case, workdir)
+    _compare(case, log, as_of, None, tuple(sorted(RELATIONAL_FORMATS)))
