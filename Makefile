@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint bench lock clean
+.PHONY: demo serve test docs lint bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,19 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/forewarn demo
 
+# The service on the demo's log, on loopback without tokens (make demo first).
+serve: $(STAMP)
+	test -f forewarn-demo/forewarn.db || $(BIN)/forewarn demo
+	$(BIN)/forewarn serve --db forewarn-demo/forewarn.db --outbox forewarn-demo/outbox --listen 127.0.0.1:8080 --insecure-no-auth
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The documentation in site/ (the reference pages regenerated from the code first).
+docs: $(STAMP)
+	$(BIN)/python docs/gen.py
+	$(BIN)/mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
@@ -31,4 +41,4 @@ lock:
 	rm -rf .lockenv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis site

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from forewarn import __version__
 from forewarn.calendar import holidays_version
@@ -12,6 +13,7 @@ from forewarn.evaluate.evaluation import Evaluation, evaluate
 from forewarn.evaluate.model import Obligation, Outcome, Violation
 from forewarn.events import Event, WaiverGranted
 from forewarn.instants import utc
+from forewarn.log.chain import Fingerprint
 from forewarn.policy.model import Policy
 
 
@@ -82,6 +84,8 @@ class AuditResult:
     pending: list[Outcome]
     outcomes: list[Outcome]  # every non-void obligation of the period
     evaluation: Evaluation
+    log: Fingerprint | None = None  # of the log judged (its high-water sequence and chain head), when known
+    comparison: Any = None  # audit.compare.Comparison, when judged against another policy too (--compare-rules)
 
     @property
     def violations(self) -> list[Finding]:
@@ -97,9 +101,11 @@ class AuditResult:
             "until": utc(self.until),
             "policy": {"rules": self.policy.ids, "digest": self.policy.digest},
             "versions": {"forewarn": __version__, "holidays": holidays_version()},
+            **({"log": self.log.to_json()} if self.log is not None else {}),
             "summary": self.summary.to_json(),
             "findings": [f.to_json() for f in self.findings],
             "pending": self.pending_json(),
+            **({"comparison": self.comparison.to_json()} if self.comparison is not None else {}),
         }
 
 

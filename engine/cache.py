@@ -1,8 +1,8 @@
 """The engine's memory between passes: the log parsed once, its evaluation kept, or redone in part after appends.
 
 `forewarn run` plans pass after pass. A fresh plan reads and validates the
-whole log and evaluates it (hundreds of milliseconds with 10,000 open
-obligations); between two passes usually nothing changed but the clock.
+whole log and evaluates it, which grows with the log; between two passes
+usually nothing changed but the clock.
 
 - Events are read once: each refresh reads only the rows recorded since
   (the log is append-only; its high-water recording sequence says whether
@@ -128,10 +128,10 @@ class EvaluationCache:
                 published.publish(self.store.db.conn, self.publish_key, self.snapshot())
             if self.freeze_gc:
                 # The log's events and the evaluation live until the next miss: out of the cyclic GC's way,
-                # or every full collection walks them again (measured: a plan after an append 205-465 ms
-                # unfrozen, 190-219 ms frozen). Frozen while the collector is still off: the first young
-                # collection after it is back on would walk every container just built (the index's and
-                # the outcomes' lists and dicts: 50-65 ms a year's log). Objects freed by reference count
+                # or every full collection walks them again, slowing and unsettling the plan after an
+                # append. Frozen while the collector is still off: the first young collection after it is
+                # back on would walk every container just built (the index's and the outcomes' lists and
+                # dicts, millions for a year's log). Objects freed by reference count
                 # are freed all the same; only cyclic garbage alive right now would stay, hence a process
                 # of its own (`run`).
                 gc.freeze()

@@ -40,11 +40,15 @@ class DeliveryError(Exception):
         self.code = code
 
 
+Refused = dict[str, tuple[int, bytes]]
+"""Recipients a server refused while it accepted the message for others: {address: (code, reply)}."""
+
+
 class Delivery(Protocol):
     """Where rendered messages go."""
 
-    def deliver(self, msg: EmailMessage) -> None:
-        """Hand MSG over, or raise DeliveryError."""
+    def deliver(self, msg: EmailMessage) -> Refused | None:
+        """Hand MSG over, or raise DeliveryError; the recipients refused while others accepted it."""
 
     def close(self) -> None:
         """Release connections / handles (idempotent)."""
@@ -88,7 +92,8 @@ class OutboxDirectory:
         """Where MSG is (or would be) written."""
         return self.path / eml_name(_message_id(msg))
 
-    def deliver(self, msg: EmailMessage) -> None:
+    def deliver(self, msg: EmailMessage, *, recipients: Sequence[str] | None = None) -> None:
+        """Write MSG (RECIPIENTS, a resend's envelope, do not change the file)."""
         target = self.path_for(msg)
         data = wire_bytes(msg)
         try:
@@ -345,11 +350,25 @@ class SmtpDelivery:
     overlaps = True
     """deliver() takes `while_waiting`: work done while the server answers."""
 
-    def deliver(self, msg: EmailMessage, *, while_waiting: Sequence[Callable[[], object]] = ()) -> None:
-        """Send MSG; the callables in WHILE_WAITING (which must not raise) are work done while the
+    def deliver(
+        self,
+        msg: EmailMessage,
+        *,
+        while_waiting: Sequence[Callable[[], object]] = (),
+        recipients: Sequence[str] | None = None,
+    ) -> Refused:
+        """Send MSG (to RECIPIENTS instead of its To/Cc/Bcc when given: a resend to some of them);
+        the recipients refused while the server accepted the message for the others.
+
+        The callables in WHILE_WAITING (which must not raise) are work done while the
         server answers: when pipelining, all of them once the message is written (none if DATA is
         refused); in lockstep, one per reply awaited, before reading it (those not run are dropped)."""
-        sender, recipients = envelope(msg)
+        sender, addressed = envelope(msg)
+        if recipients is None:
+            recipients = addressed
+        recipients = list(recipients)
+        if not recipients:
+            raise DeliveryError("no recipients to send to", transient=False)
         data = _wire_bytes(msg)
         conn = self._connection()
         options = _options(conn, sender, recipients)
@@ -371,11 +390,8 @@ class SmtpDelivery:
             self._last_used = time.monotonic()
         self.last_refused = dict(refused)
         if refused:
-            log.warning(
-                "%s: accepted for some recipients only; refused: %s",
-                msg.get("Message-ID"),
-                ", ".join(refused),
-            )
+            log.info("%s: accepted for some recipients only; refused: %s", msg.get("Message-ID"), ", ".join(refused))
+        return dict(refused)
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -445,11 +461,13 @@ def with_retries(
     sleep: Callable[[float], object] = time.sleep,
     rand: Callable[[], float] = random.random,
     on_retry: Callable[[int, DeliveryError, float], object] | None = None,
+    give_up: Callable[[DeliveryError], bool] | None = None,
 ) -> T:
-    """FN() retried on transient DeliveryError with exponential backoff and jitter.
+    """FN() retried on transient DeliveryError with exponential backoff and jitter (our own, not tenacity's:
+    a dozen lines the SMTP path and its tests pin down; the ticket webhook uses tenacity).
 
     Permanent errors (and any other exception) propagate at once; after the
-    last attempt the last transient error propagates."""
+    last attempt, or once GIVE_UP(error) says so, the last transient error propagates."""
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
     delays = backoff_delays(attempts, base_delay, max_delay, rand)
@@ -457,10 +475,43 @@ def with_retries(
         try:
             return fn()
         except DeliveryError as exc:
-            if not exc.transient or attempt == attempts:
+            if not exc.transient or attempt == attempts or (give_up is not None and give_up(exc)):
                 raise
             delay = delays[attempt - 1]
             if on_retry is not None:
                 on_retry(attempt, exc, delay)
             sleep(delay)
     raise AssertionError("unreachable")
+
+
+class Breaker:
+    """Consecutive transient failures of one destination (the mail server, the ticket webhook): once
+    `limit` are reached the engine stops trying it for the rest of the pass (0: never)."""
+
+    def __init__(self, destination: str, limit: int) -> None:
+        self.destination = destination
+        self.limit = limit
+        self.failures = 0
+        self.last_error = ""
+
+    def failed(self, error: DeliveryError) -> None:
+        if error.transient:
+            self.failures += 1
+            self.last_error = str(error)
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+    @property
+    def open(self) -> bool:
+        return self.limit > 0 and self.failures >= self.limit
+
+    def guard(self, fn: Callable[[], T]) -> T:
+        """FN(), its outcome counted."""
+        try:
+            value = fn()
+        except DeliveryError as exc:
+            self.failed(exc)
+            raise
+        self.succeeded()
+        return value

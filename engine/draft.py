@@ -25,7 +25,7 @@ class Draft:
 
     communication: str  # the communication id recorded in the log
     message_id: str  # RFC 5322 Message-ID, deterministic per obligation (retries reuse it)
-    kind: str  # advance_notice | start_reminder | closing | extension | emergency | incident | release | other
+    kind: str  # one of forewarn.events.models.COMMUNICATION_KINDS
     subject_kind: str  # maintenance | incident | release
     subject: str  # the subject's id
     subject_title: str  # the maintenance / incident / release title (customer-visible)
@@ -46,6 +46,13 @@ class Draft:
     invitation: Invitation | None = None
     reasons: tuple[str, ...] = ()  # obligation keys this send fulfils: "rule/subject/customer/not_after"
     policy_digest: str = ""
+    follow_up_of: str | None = None
+    """Set on a resend of a message already recorded (same Message-ID, same content) to recipients
+    the server refused the first time: the communication it follows up."""
+    late: tuple[str, ...] = ()
+    """The obligation keys among `reasons` whose deadline had passed unmet: this send is late."""
+    resend_to: tuple[str, ...] = ()
+    """A follow-up's envelope recipients: the refused ones (the message's To header stays as it was)."""
 
 
 def _encode(value: object) -> object:
@@ -86,4 +93,6 @@ def draft_from_json(data: dict[str, object]) -> Draft:
     fields_["context"] = {k: _instant(v) for k, v in dict(fields_.get("context") or {}).items()}  # type: ignore[call-overload]
     fields_["to"] = tuple(fields_.get("to") or ())  # type: ignore[arg-type]
     fields_["reasons"] = tuple(fields_.get("reasons") or ())  # type: ignore[arg-type]
+    fields_["resend_to"] = tuple(fields_.get("resend_to") or ())  # type: ignore[arg-type]
+    fields_["late"] = tuple(fields_.get("late") or ())  # type: ignore[arg-type]
     return Draft(**fields_)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import hashlib
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,11 +14,13 @@ from forewarn.calendar import format_local
 from forewarn.engine.alerts import Alert
 from forewarn.engine.draft import Draft, Invitation
 from forewarn.engine.published import Snapshot, due_or_upcoming, json_entry
+from forewarn.evaluate.checks import stated_requirements
 from forewarn.evaluate.evaluation import Evaluation
 from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.matching import count_in_window
 from forewarn.evaluate.model import Obligation, Outcome
 from forewarn.events import CustomerUpserted
+from forewarn.events.models import COMMUNICATION_KINDS
 from forewarn.instants import epoch_us, utc
 
 # A second communication an obligation needs (update-cadence's promised
@@ -35,10 +37,16 @@ class Due:
     sent_so_far: int  # matching communications already inside its interval
     sender: str | None = None  # From: per the policy
     to: tuple[str, ...] = ()  # the customer's contacts
+    late: bool = False  # missed (deadline passed, nothing sent) and still to be sent, late
 
     @property
     def obligation(self) -> Obligation:
         return self.outcome.obligation
+
+    @property
+    def sendable(self) -> bool:
+        """Whether the engine sends for it once `send_from` has come: pending, or missed and sent late."""
+        return self.late or self.outcome.status == "pending"
 
 
 @dataclass(frozen=True)
@@ -88,11 +96,12 @@ class PlanBasis:
                 start = max(ob.opened, ob.not_before)
                 if sent:  # a further communication (the promised update): late in the interval
                     start = max(start, ob.not_after - UPDATE_LEAD)
-                entries.append(Due(outcome, start, sent, evaluation.sender(ob), tuple(evaluation.contacts(ob))))
+                late = outcome.status != "pending" and sends_late(evaluation, ob)
+                entries.append(Due(outcome, start, sent, evaluation.sender(ob), tuple(evaluation.contacts(ob)), late))
             self.by_subject[key] = entries
         self.entries = sorted((d for entries in self.by_subject.values() for d in entries), key=_due_order)
         self.overruns = _overrun_candidates(evaluation)
-        self.missed = missed_alerts(d.outcome for entries in self.by_subject.values() for d in entries)
+        self.missed = missed_alerts(d for entries in self.by_subject.values() for d in entries)
         told = previous.told if previous is not None else {}
         same = evaluation.verdicts.get
         kept_told = {s: c for s, c in told.items() if kept.get(("maintenance", s)) is same(("maintenance", s))}
@@ -115,7 +124,7 @@ class PlanBasis:
             row = rows.get(id(d))
             if row is None:
                 row = rows[id(d)] = _snapshot_row(d)
-            pending.append(d.outcome.status == "pending")
+            pending.append(d.sendable)
             send_from.append(row[0])
             not_after.append(row[1])
             local.append(row[2])
@@ -135,7 +144,7 @@ class PlanBasis:
         due: list[Due] = []
         upcoming: list[Due] = []
         for d in self.entries:
-            where = due_or_upcoming(d.outcome.status == "pending", d.send_from, d.obligation.not_after, now)
+            where = due_or_upcoming(d.sendable, d.send_from, d.obligation.not_after, now)
             if where is not None:
                 (due if where == "due" else upcoming).append(d)
         overruns = [alert for end, alert in self.overruns if end < now]
@@ -172,7 +181,7 @@ def cancellations(evaluation: Evaluation, comms: dict, told: Mapping[str, frozen
         assert at is not None
         for customer in sorted(told[subject]):
             after = [x for x in comms.get(("maintenance", subject, customer, "other"), ()) if x.comm.at >= at]
-            if not after and evaluation.index.enterprise_at(customer, last) is not None:
+            if not after and evaluation.index.covered_at(customer, last, evaluation.policy.covers) is not None:
                 out.append((subject, customer))
     return out
 
@@ -261,20 +270,52 @@ def _overrun_candidates(evaluation: Evaluation) -> list[tuple[datetime, Alert]]:
     return out
 
 
-def missed_alerts(outcomes: Iterable[Outcome]) -> list[Alert]:
-    """The obligations among `outcomes` past their deadline with nothing sent (a plan's entries hold
-    them all: pending or missed)."""
+def sends_late(evaluation: Evaluation, ob: Obligation, at: datetime | None = None) -> bool:
+    """Whether a missed obligation is still sent, late (policy.md, "The engine and deadlines already
+    passed"): its rule says `late: send` (the default) and knows a `late` problem; its subject was not
+    cancelled and its window version not superseded, for then the customer is told of what replaced it
+    instead; and, but for a closing notice, its maintenance is not completed: announcing work that is
+    over tells nobody anything (a person is alerted instead). All as of `at` (default: the evaluation's
+    as-of)."""
+    rule = evaluation.policy.by_id.get(ob.rule)
+    if rule is None or rule.late != "send" or "late" not in rule.spec.problems:
+        return False  # a rule that knows no `late` (update-cadence) stays missing however late one sends
+    history = evaluation.histories.get((ob.subject_kind, ob.subject))
+    if history is None:
+        return False
+    if history.cancelled_at is not None and (at is None or history.cancelled_at <= at):
+        return False
+    completed = history.completed_at
+    if completed is not None and (at is None or completed <= at) and "closing" not in ob.kinds:
+        return False
+    number = ob.moment.attrs.get("version")
+    if isinstance(number, int) and 0 < number <= len(history.versions):
+        superseded = history.versions[number - 1].superseded_at
+        if superseded is not None and (at is None or superseded <= at):
+            return False
+    return True
+
+
+def missed_alerts(entries: Iterable[Due]) -> list[Alert]:
+    """The obligations among a plan's entries (pending or missed) past their deadline with nothing sent."""
     out: list[Alert] = []
-    for outcome in outcomes:
+    for d in entries:
+        outcome = d.outcome
         if outcome.status == "violated" and outcome.problem == "missing":
             ob = outcome.obligation
+            then = (
+                "the engine sends it late as soon as it can (the audit reports it late): tell the customer why, "
+                "or record a waiver with the reason"
+                if d.late
+                else "contact the customer and record a waiver with the reason"
+            )
             out.append(
                 Alert(
                     ob.rule,
                     ob.subject,
                     "missed",
                     f"{ob.rule}: nothing was sent to {ob.customer} for {ob.subject} by {ob.not_after:%Y-%m-%d %H:%M}Z; "
-                    "contact the customer and record a waiver with the reason",
+                    + then,
                     customer=ob.customer,
                 )
             )
@@ -333,10 +374,14 @@ def _draft(
     attrs = evaluation.index.customer_at(customer, pos)
     assert attrs is not None
     primary = members[0]
-    states, context, invitation = _content(history, kind, pos, now)
+    required = stated_requirements(evaluation.policy, kind, history, pos, attrs)
+    states, context, invitation = _content(history, kind, pos, now, required)
+    context.update(_what_changed(evaluation, history, customer, kind, pos))
     reasons = tuple(obligation_key(d.obligation) for d in members)
     seed = f"{obligation_key(primary.obligation)}#{primary.sent_so_far}"
-    return _new_draft(evaluation, history, customer, attrs, kind, seed, states, context, invitation, reasons)
+    draft = _new_draft(evaluation, history, customer, attrs, kind, seed, states, context, invitation, reasons)
+    late = tuple(obligation_key(d.obligation) for d in members if d.obligation.not_after < now)
+    return replace(draft, late=late) if late else draft
 
 
 def _new_draft(
@@ -354,6 +399,9 @@ def _new_draft(
     """A draft to one customer about `history`; its ids derive from `seed` (stable across retries)."""
     communication = "fw-" + hashlib.sha256(seed.encode()).hexdigest()[:20]
     sender = evaluation.policy.sender(history.release_related) or "enterprise-support@example.com"
+    thread = first_message_id(evaluation, history, customer)
+    if thread is not None:
+        context = {**context, "thread": thread}
     return Draft(
         communication=communication,
         message_id=f"<{communication}@{sender.rsplit('@', 1)[-1]}>",
@@ -375,23 +423,78 @@ def _new_draft(
     )
 
 
-def _content(history: SubjectHistory, kind: str, pos: int, now: datetime) -> tuple[dict, dict, Invitation | None]:
-    """What a message of `kind` states about the subject now (per the notice-content rule)."""
+def first_message_id(evaluation: Evaluation, history: SubjectHistory, customer: str) -> str | None:
+    """The Message-ID of the first message to `customer` about the subject (later ones are replies to it:
+    the customer's mail client shows them as one thread)."""
+    first = None
+    for kind in COMMUNICATION_KINDS:
+        for sent in evaluation.comms.get((history.kind, history.id, customer, kind), ()):  # in send order
+            if sent.comm.message_id:
+                if first is None or sent.pos < first.pos:
+                    first = sent
+                break
+    return first.comm.message_id if first is not None else None
+
+
+def _what_changed(
+    evaluation: Evaluation, history: SubjectHistory, customer: str, kind: str, pos: int
+) -> dict[str, object]:
+    """What a message says changed, as context for its text (never a decision input): a reschedule's
+    previous window; for an extension message after one was already sent about the same extension (the
+    update an extension promised), when that one went out and what it stated."""
+    out: dict[str, object] = {}
+    if history.kind != "maintenance":
+        return out
+    version = history.version_at(pos)
+    if kind in ("advance_notice", "emergency") and version is not None and version.number > 1:
+        previous = history.versions[version.number - 2]
+        out.update(previous_window_start=previous.start, previous_window_end=previous.end)
+    if kind == "extension":
+        i = bisect_right(history.extension_positions, pos)
+        since = history.extension_positions[i - 1] if i else None
+        earlier = [
+            s for s in evaluation.comms.get(("maintenance", history.id, customer, "extension"), ())
+            if since is not None and s.pos > since
+        ]
+        if earlier:
+            last = earlier[-1].comm
+            out["update_since"] = last.at
+            stated = last.states
+            if stated is not None and stated.end is not None:
+                out["update_previous_end"] = stated.end
+            if stated is not None and stated.next_update_by is not None:
+                out["update_previous_next_update_by"] = stated.next_update_by
+    return out
+
+
+RESTATED: dict[str, frozenset[str]] = {"start_reminder": frozenset({"states-window", "states-impact"})}
+"""What a message restates for its reader though no rule requires it: a start reminder repeats the window."""
+
+
+def _content(
+    history: SubjectHistory, kind: str, pos: int, now: datetime, required: frozenset[str] = frozenset()
+) -> tuple[dict, dict, Invitation | None]:
+    """What a message of `kind` states about the subject now: what the policy's checks require of it
+    (`required`: checks.stated_requirements, e.g. the notice-content rule), and what RESTATED adds."""
     states: dict[str, object] = {}
     context: dict[str, object] = dict(history.context)
     invitation = None
+    required = required | RESTATED.get(kind, frozenset())
     if history.kind == "maintenance":
         version = history.version_at(pos)
         impact = str(history.attrs.get("impact"))
         summary = history.context.get("impact_summary") or (
             "No customer impact expected" if impact == "none" else impact
         )
-        if version is not None and kind in ("advance_notice", "emergency", "start_reminder"):
-            states.update(window_start=version.start, window_end=version.end, impact=summary)
-        if kind == "extension":
-            ext = history.latest_extension(pos)
-            if ext is not None:
+        if version is not None and "states-window" in required:
+            states.update(window_start=version.start, window_end=version.end)
+        if "states-impact" in required:
+            states["impact"] = summary
+        ext = history.latest_extension(pos)
+        if ext is not None:
+            if "states-reason" in required:
                 states["reason"] = ext.reason
+            if required & {"states-next-step", "states-end-in-force"}:
                 if ext.end is not None:
                     states["end"] = history.end_in_force_at(pos)
                 if ext.next_update_by is not None:

@@ -51,6 +51,21 @@ def parse_proposal(text: str, as_of: datetime) -> Proposal:
     if unknown:
         raise ProposalError(f"unknown key(s) {', '.join(sorted(unknown))}; use start, end, customers, impact")
     customers = fields.get("customers", "all")
+    return proposal_from(
+        {
+            "start": fields.get("start"),
+            "end": fields.get("end"),
+            "customers": "all" if customers == "all" else customers.split("|"),
+            "impact": fields.get("impact", "interruption"),
+            "emergency": fields.get("emergency", "false") == "true",
+        },
+        as_of,
+    )
+
+
+def proposal_from(fields: dict[str, object], as_of: datetime) -> Proposal:
+    """A proposal from its fields (start, end, customers: a list or "all", impact, emergency), validated as a
+    `maintenance.scheduled` event is (the HTTP API's body; --propose's text once split)."""
     raw = {
         "id": PROPOSAL_ID,
         "type": "maintenance.scheduled",
@@ -59,10 +74,10 @@ def parse_proposal(text: str, as_of: datetime) -> Proposal:
         "title": "proposed window",
         "start": fields.get("start"),
         "end": fields.get("end"),
-        "customers": "all" if customers == "all" else customers.split("|"),
+        "customers": fields.get("customers", "all"),
         "impact": fields.get("impact", "interruption"),
         "impact_summary": "proposed",
-        "emergency": fields.get("emergency", "false") == "true",
+        "emergency": bool(fields.get("emergency", False)),
         "reason": "proposed",
     }
     try:

@@ -5,8 +5,8 @@ Whoever evaluates the log for a plan (the `forewarn run` loop on every fresh eva
 instant it may be sent from, the overrun candidates, missed deadlines and cancellations, valid
 from its as-of up to its horizon (see engine.cache: until then a fresh evaluation differs in
 its as-of only). A later `plan` whose key matches and whose as-of falls in that span takes the
-plan from it: reading a row and splitting it at the as-of, a few milliseconds instead of
-reading, validating and evaluating the whole log.
+plan from it: reading a row and splitting it at the as-of, instead of reading, validating and
+evaluating the whole log.
 
 The key is the log's high-water recording sequence (any append invalidates it) and a digest
 of what else decides a plan: forewarn's version and installed code, Python's version, the
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from forewarn.instants import epoch_us
-from forewarn.policy.files import rule_files
+from forewarn.policy.files import policy_files
 
 __all__ = [
     "TABLE",
@@ -52,9 +52,10 @@ FORMAT = 1
 def due_or_upcoming(pending: bool, send_from: Any, not_after: Any, now: Any) -> str | None:
     """Where a plan entry goes as of `now`: "due", "upcoming", or None (left out).
 
-    A pending obligation is due once it may be sent; a missed one (its deadline passed,
-    nothing sent) is only listed at its deadline instant itself, when a notice is still on
-    time. The one rule of engine.planner.PlanBasis.at and of a published plan (instants or
+    A pending obligation is due once it may be sent, and so is a missed one the engine sends
+    late (`pending` is true for both: engine.planner.Due.sendable); any other missed one (its
+    deadline passed, nothing sent) is only listed at its deadline instant itself, when a notice
+    is still on time. The one rule of engine.planner.PlanBasis.at and of a published plan (instants or
     epoch microseconds alike)."""
     if not pending and not_after != now:
         return None
@@ -66,7 +67,7 @@ def due_or_upcoming(pending: bool, send_from: Any, not_after: Any, now: Any) -> 
 
 def _dist_version(name: str) -> str:
     """An installed distribution's version from its .dist-info directory name ("" if none):
-    importlib.metadata costs 30 ms to import, most of this module's budget."""
+    importing importlib.metadata would cost more than everything else this module does."""
     prefix = name.replace("-", "_") + "-"
     for entry in sys.path:
         with contextlib.suppress(OSError):
@@ -82,7 +83,8 @@ _DEFAULT_TZPATH = ("/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/z
 def calendar_data_version() -> str:
     """The business calendar's data: the holidays library, the tzdata package and the system tz database
     (the version line of `tzdata.zi`, or the `+VERSION` file, in each directory zoneinfo searches: $PYTHONTZPATH,
-    else CPython's default list; `zoneinfo.TZPATH` itself would import sysconfig, 5 ms of the plan's budget)."""
+    else CPython's default list; `zoneinfo.TZPATH` itself would import sysconfig, a noticeable part of a
+    published plan's start-up)."""
     search = os.environ.get("PYTHONTZPATH")
     roots = search.split(os.pathsep) if search else _DEFAULT_TZPATH
     system = []
@@ -127,7 +129,7 @@ def plan_key(rules_dir: Path) -> str:
     )
     for part in parts:
         digest.update(part.encode() + b"\0")
-    for path in rule_files(rules_dir):
+    for path in policy_files(rules_dir):
         digest.update(path.name.encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return "sha256:" + digest.hexdigest()
@@ -146,7 +148,7 @@ class Snapshot(NamedTuple):
     as_of_us: int
     horizon_us: int
     pending: list[bool]
-    """Still pending (else missed: its deadline passed with nothing sent)."""
+    """Still pending, or missed and sent late (else missed, for a person: its deadline passed with nothing sent)."""
     send_from_us: list[int]
     not_after_us: list[int]
     local: list[str]
@@ -170,7 +172,7 @@ class Snapshot(NamedTuple):
             "missed": self.missed,
             "cancellations": self.cancellations,
         }
-        import orjson  # the writer's side (an engine, or a plan that evaluated): orjson's import is 11 ms
+        import orjson  # the writer's side (an engine, or a plan that evaluated), where its import is paid anyway
 
         return "\0".join([orjson.dumps(head).decode(), *self.texts]).encode()
 
@@ -178,7 +180,7 @@ class Snapshot(NamedTuple):
     def from_row(cls, seq: int, as_of_us: int, horizon_us: int, body: bytes) -> Snapshot:
         """The snapshot stored as `body()`."""
         head, *texts = body.decode().split("\0")
-        d = json.loads(head)  # the reader's side: json imports in 1 ms, orjson in 11 (and is 1 ms faster here)
+        d = json.loads(head)  # the reader's side: json imports far faster than orjson, which would gain little here
         if len(texts) != len(d["pending"]):
             raise ValueError("published plan: entries and texts differ in number")
         return cls(seq, as_of_us, horizon_us, d["pending"], d["send_from_us"], d["not_after_us"], d["local"], texts,

@@ -6,7 +6,7 @@ import functools
 import quopri
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from email.header import Header
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
@@ -17,21 +17,22 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar import Calendar, Event, vCalAddress, vDDDTypes
-from jinja2 import FunctionLoader, StrictUndefined, Template, select_autoescape
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    FileSystemLoader,
+    FunctionLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    select_autoescape,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
 from forewarn.engine.draft import Draft, Invitation
+from forewarn.events.models import COMMUNICATION_KINDS
 
-KINDS = (
-    "advance_notice",
-    "start_reminder",
-    "closing",
-    "extension",
-    "emergency",
-    "incident",
-    "release",
-    "other",
-)
+KINDS = COMMUNICATION_KINDS
 TIME_STATES = ("window_start", "window_end", "end", "next_update_by")
 TEXT_STATES = ("impact", "reason")
 PRODID = "-//forewarn//forewarn engine//EN"
@@ -112,11 +113,35 @@ def _load_template(name: str) -> str | None:
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
+_OWN_TEMPLATES: str | None = None
+"""A directory of the operator's mail templates (`--templates DIR`), tried before the bundled ones."""
+
+
+def use_templates(directory: str | None) -> None:
+    """Take mail templates from DIR first, each template falling back to the bundled one of its name
+    (so a DIR with only `layout.txt.j2` changes the text layout of every kind); None: only the bundled ones.
+    Every template is compiled at once: RenderError names the file and line of a bad one."""
+    global _OWN_TEMPLATES
+    _OWN_TEMPLATES = directory
+    environment.cache_clear()
+    _template.cache_clear()
+    try:
+        for kind in (*KINDS, "layout"):  # a kind's template loads its layout only when rendered
+            for fmt in ("txt", "html"):
+                _template(kind, fmt)
+    except TemplateError as exc:
+        where = f"{getattr(exc, 'filename', None) or getattr(exc, 'name', None) or ''}:{getattr(exc, 'lineno', '')}"
+        raise RenderError(f"mail template {where.strip(':')}: {exc.message or exc}") from None
+
+
 @functools.cache
 def environment() -> SandboxedEnvironment:
     """The sandboxed Jinja2 environment; HTML templates (*.html.j2) are autoescaped."""
+    loader: BaseLoader = FunctionLoader(_load_template)
+    if _OWN_TEMPLATES is not None:
+        loader = ChoiceLoader([FileSystemLoader(_OWN_TEMPLATES), loader])
     return SandboxedEnvironment(
-        loader=FunctionLoader(_load_template),
+        loader=loader,
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -185,10 +210,23 @@ def zone(name: str) -> tzinfo:
         raise RenderError(f"timezone: unknown IANA zone {name!r}") from None
 
 
+def _utc_offset(local: datetime) -> str:
+    """UTC+05:30, UTC-04:00, UTC+00:00."""
+    minutes = int((local.utcoffset() or timedelta(0)).total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours:02d}:{mins:02d}"
+
+
 def _zone_abbrev(local: datetime) -> str:
-    """CET / EDT; numeric-only names ("+03") become "UTC+03"."""
+    """The zone's abbreviation with its UTC offset, which makes it unambiguous (IST is India's, Israel's
+    and Ireland's): "CET (UTC+01:00)", "IST (UTC+05:30)"; "UTC" itself; numeric-only names ("+03") become
+    the offset alone ("UTC+03:00")."""
     name = local.tzname() or "UTC"
-    return f"UTC{name}" if name[0] in "+-" else name
+    offset = _utc_offset(local)
+    if name == "UTC" and offset == "UTC+00:00":
+        return "UTC"
+    return offset if name[0] in "+-" else f"{name} ({offset})"
 
 
 def _day(t: datetime, year: bool) -> str:
@@ -289,7 +327,47 @@ def support_href(contact: str) -> str | None:
         return None
 
 
-def template_data(draft: Draft) -> dict[str, object]:
+def _minutes(n: int) -> str:
+    return f"{n} minute{'' if n == 1 else 's'}"
+
+
+def _starts(start: datetime, sent_at: datetime, tz: tzinfo) -> dict[str, object]:
+    """When the window starts as seen from the moment the message is sent: a start reminder sent 10
+    minutes ahead says "starts at 09:00 ... in 10 minutes", not "is starting now"."""
+    local = start.astimezone(tz)
+    minutes = round((start - sent_at).total_seconds() / 60)
+    when = "future" if minutes >= 1 else "past" if minutes <= -1 else "now"
+    return {"when": when, "clock": f"{_clock(local)} {_zone_abbrev(local)}", "minutes": _minutes(abs(minutes))}
+
+
+def _changes(draft: Draft, states: Mapping[str, object], tz: tzinfo) -> dict[str, object]:
+    """What changed since an earlier message (engine.planner._what_changed's context), in words."""
+    ctx = draft.context
+    out: dict[str, object] = {}
+    old_start, old_end = ctx.get("previous_window_start"), ctx.get("previous_window_end")
+    new_start, new_end = states.get("window_start"), states.get("window_end")
+    if old_start and old_end and isinstance(new_start, datetime) and isinstance(new_end, datetime):
+        old_start = as_utc(old_start, "context.previous_window_start")
+        old_end = as_utc(old_end, "context.previous_window_end")
+        out["rescheduled"] = {
+            "old": format_window(old_start, old_end, tz),
+            "new": format_window(new_start, new_end, tz),
+        }
+    since = ctx.get("update_since")
+    if since:
+        news = []
+        for key, label in (("end", "target end"), ("next_update_by", "next update")):
+            before, now = ctx.get(f"update_previous_{key}"), states.get(key)
+            if isinstance(now, datetime) and (not before or as_utc(before, f"context.{key}") != now):
+                shown = f"The {label} is now {format_local(now, tz)}"
+                if before:
+                    shown += f" (it was {format_local(as_utc(before, f'context.{key}'), tz)})"
+                news.append(shown + ".")
+        out["update"] = {"since": _instant(as_utc(since, "context.update_since"), tz), "news": news}
+    return out
+
+
+def template_data(draft: Draft, sent_at: datetime | None = None) -> dict[str, object]:
     """Everything the templates may show, as plain data (never as template source)."""
     tz = zone(draft.timezone)
     states = stated(draft)
@@ -298,7 +376,12 @@ def template_data(draft: Draft) -> dict[str, object]:
         for key, value in states.items()
     }
     details = _details(draft, tz)
+    extra: dict[str, object] = _changes(draft, states, tz)
+    start = states.get("window_start")
+    if sent_at is not None and isinstance(start, datetime):
+        extra["starts"] = _starts(start, as_utc(sent_at, "sent_at"), tz)
     return {
+        **extra,
         "kind": draft.kind,
         "title": one_line(draft.subject_title) or one_line(draft.subject),
         "customer_name": one_line(draft.customer_name) or one_line(draft.customer),
@@ -333,6 +416,10 @@ def _subject_suffix(draft: Draft, states: Mapping[str, object], tz: tzinfo) -> s
 
 
 def _subject_prefix(draft: Draft) -> str:
+    if draft.kind == "advance_notice" and draft.context.get("previous_window_start"):
+        return "Maintenance rescheduled"
+    if draft.kind == "extension" and draft.context.get("update_since"):
+        return "Maintenance update"
     if draft.kind == "incident" and draft.context.get("severity"):
         return f"{one_line(draft.context['severity']).capitalize()} incident"
     if draft.kind == "other" and draft.invitation and draft.invitation.method == "CANCEL":
@@ -491,7 +578,7 @@ def _text_part(text: str, subtype: str, params: str = "") -> EmailMessage:
 
 def _content(draft: Draft, sent_at: datetime) -> tuple[str, list[EmailMessage]]:
     """The top-level Content-Type and its parts: alternative (text, HTML) [+ invitation]."""
-    data = template_data(draft)
+    data = template_data(draft, sent_at)
     texts = [
         _text_part(_template(draft.kind, "txt").render(data), "plain"),
         _text_part(_template(draft.kind, "html").render(data), "html"),
@@ -519,12 +606,26 @@ def _headers(draft: Draft, sent_at: datetime, msg_id: str) -> list[tuple[str, st
         ("Subject", subject_line(draft)),
         ("Date", format_datetime(sent_at)),
         ("Message-ID", msg_id),
+        *_thread(draft, msg_id),
         ("MIME-Version", "1.0"),
         ("Auto-Submitted", "auto-generated"),
         ("X-Forewarn-Communication", one_line(draft.communication)),
         ("X-Forewarn-Kind", draft.kind),
         ("X-Forewarn-Policy", one_line(draft.policy_digest)),
     ]
+
+
+def _thread(draft: Draft, msg_id: str) -> list[tuple[str, str]]:
+    """In-Reply-To and References to the first message about the subject (a later one is its reply), when
+    the draft names one (context "thread") that is a valid msg-id other than its own."""
+    thread = draft.context.get("thread")
+    if not isinstance(thread, str):
+        return []
+    try:
+        first = message_id(thread)
+    except RenderError:
+        return []  # a Message-ID recorded by another sender that is not one: no thread rather than no mail
+    return [] if first == msg_id else [("In-Reply-To", first), ("References", first)]
 
 
 def render(draft: Draft, sent_at: datetime) -> EmailMessage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -15,7 +16,7 @@ class MemoryDelivery:
 
     messages: list[EmailMessage] = field(default_factory=list)
 
-    def deliver(self, msg: EmailMessage) -> None:
+    def deliver(self, msg: EmailMessage, *, recipients: Sequence[str] | None = None) -> None:
         self.messages.append(msg)
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ def plan_json(plan: PlanView) -> str:
     whole is exactly what encoding it all would give)."""
     skeleton = {"as_of": utc(plan.as_of), "due": [], "upcoming": [], "alerts": plan.alerts}
     skeleton["cancellations"] = plan.cancellations
-    body = json.dumps(skeleton, indent=2, ensure_ascii=False)  # as orjson would write it; imports in 1 ms, not 11
+    body = json.dumps(skeleton, indent=2, ensure_ascii=False)  # as orjson would write it; json imports far faster
     for name, entries in (("due", plan.due), ("upcoming", plan.upcoming)):
         if entries:
             listed = "[\n" + ",\n".join(text for _local, text in entries) + "\n  ]"
@@ -41,40 +41,91 @@ def _json(body: dict[str, object]) -> str:
 def _console() -> tuple[Console, io.StringIO]:
     from rich.console import Console
 
+    from forewarn import terminal
+
     buffer = io.StringIO()
-    return Console(file=buffer, width=150, color_system=None), buffer
+    colour = terminal.color_enabled()
+    console = Console(
+        file=buffer,
+        width=terminal.width(),
+        force_terminal=colour,
+        no_color=not colour,
+        color_system="standard" if colour else None,
+        highlight=False,
+    )
+    return console, buffer
 
 
-TABLE_WIDTH = 150
+TABLE_WIDTH = 120  # when the width is not given: forewarn.terminal.width() decides in the command line
+MAX_ROWS = 200
+ALERT_EXAMPLES = 3  # subjects shown per group of alerts, then "N more"
 
 
-def plan_table(plan: PlanView) -> str:
-    """The plan as text tables (due now, upcoming: the first 200 of each; alerts), drawn here rather
-    than by rich, whose import and layout took 100 ms of a 10,000-obligation plan's 200."""
+def plan_table(plan: PlanView, width: int | None = None, color: bool = False) -> str:
+    """The plan as text tables as wide as the terminal: due now, upcoming (the first MAX_ROWS of each),
+    and the alerts grouped by rule and problem; drawn here rather than by rich, whose import and layout
+    cost more than the rest of showing a published plan. A plan with nothing due says so in words."""
+    width = width or TABLE_WIDTH
     out = []
-    headers = ("rule", "subject", "customer", "kind", "send from", "deadline (customer's time)")
-    for title, entries in (("due now", plan.due), ("upcoming", plan.upcoming)):
+    headers = ("rule", "subject", "customer", "kind", "send from (UTC)", "deadline (customer's time)")
+    for title, entries, style in (("due now", plan.due, "title"), ("upcoming", plan.upcoming, "")):
+        heading = f"{title} as of {utc(plan.as_of)} ({len(entries)})"
+        if not entries:
+            nothing = "nothing is due: no notice must be sent now" if title == "due now" else "nothing upcoming"
+            out.append(f"{heading}: {nothing}\n")
+            continue
         rows = []
-        for local, text in entries[:200]:
+        for local, text in entries[:MAX_ROWS]:
             ob = json.loads(text)
-            rows.append((ob["rule"], ob["subject"], ob["customer"], ob["kind"], ob["not_before"] or "", local))
-        if len(entries) > 200:
-            rows.append(("…", f"{len(entries) - 200} more", "", "", "", ""))
-        out.append(box_table(f"{title} as of {utc(plan.as_of)} ({len(entries)})", headers, rows))
+            send_from = (ob["not_before"] or "")[:16].replace("T", " ")  # to the minute: the table stays narrow
+            rows.append((ob["rule"], ob["subject"], ob["customer"], ob["kind"], send_from, local))
+        if len(entries) > MAX_ROWS:
+            rows.append(("…", f"{len(entries) - MAX_ROWS} more", "", "", "", ""))
+        out.append(box_table(_paint(heading, style, color), headers, rows, width))
     if plan.alerts:
-        rows = [(a["rule"], a["subject"], a["problem"], a["message"]) for a in plan.alerts]
-        title = f"alerts ({len(plan.alerts)}): a person must act"
-        out.append(box_table(title, ("rule", "subject", "problem", "what to do"), rows))
+        rows = [
+            (rule, problem, str(len(subjects)), _examples(subjects), first)
+            for rule, problem, first, subjects in group_alerts(plan.alerts)
+        ]
+        title = _paint(f"alerts ({len(plan.alerts)}): a person must act", "error", color)
+        out.append(box_table(title, ("rule", "problem", "count", "subjects", "what to do (first)"), rows, width))
     return "".join(out)
+
+
+def group_alerts(alerts: Sequence[dict[str, object]]) -> list[tuple[str, str, str, list[str]]]:
+    """Alerts grouped per rule and problem, in order of first appearance: (rule, problem, the first's message,
+    the subjects, each once)."""
+    groups: dict[tuple[str, str], tuple[str, list[str]]] = {}
+    for a in alerts:
+        key = (str(a["rule"]), str(a["problem"]))
+        if key not in groups:
+            groups[key] = (str(a["message"]), [])
+        subjects = groups[key][1]
+        if a["subject"] not in subjects:
+            subjects.append(str(a["subject"]))
+    return [(rule, problem, first, subjects) for (rule, problem), (first, subjects) in groups.items()]
+
+
+def _examples(subjects: list[str]) -> str:
+    shown = ", ".join(subjects[:ALERT_EXAMPLES])
+    more = len(subjects) - ALERT_EXAMPLES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _paint(text: str, style: str, color: bool) -> str:
+    """A title line in colour (titles are outside the tables' frames: their escapes do not upset alignment)."""
+    from forewarn.terminal import paint
+
+    return paint(text, style, color) if style else text
 
 
 def box_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], width: int = TABLE_WIDTH) -> str:
     """A titled table with a heavy header box, each column as wide as its widest cell; when that is
-    wider than `width`, the last column's cells are wrapped at word boundaries to fit."""
+    wider than `width`, the last column's cells (its header too) are wrapped at word boundaries to fit."""
     widths = [max([_width(h), *(_width(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     fixed = sum(widths[:-1]) + 3 * len(widths) + 1
     if fixed + widths[-1] > width:
-        widths[-1] = max(_width(headers[-1]), 20, width - fixed)
+        widths[-1] = max(12, width - fixed)
     lines = [title]
 
     def rule(left: str, fill: str, cross: str, right: str) -> str:
@@ -164,6 +215,7 @@ def proposal_json(answer: ProposalAnswer) -> str:
 
 def proposal_table(answer: ProposalAnswer) -> str:
     from rich.table import Table
+    from rich.text import Text
 
     from forewarn.calendar import format_local
     from forewarn.engine.propose import describe
@@ -175,9 +227,9 @@ def proposal_table(answer: ProposalAnswer) -> str:
         title_justify="left",
     )
     for col in ("rule", "customer", "kind", "latest send (customer's time)", "UTC", "how", "verdict"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("rule", "UTC", "verdict"))
     for ob in answer.obligations:
-        verdict = "TOO LATE" if answer.too_late(ob) else "ok"
+        verdict = Text("TOO LATE", style="bold red") if answer.too_late(ob) else Text("ok", style="green")
         table.add_row(
             ob.rule,
             ob.customer,
@@ -188,6 +240,6 @@ def proposal_table(answer: ProposalAnswer) -> str:
             verdict,
         )
     if not answer.obligations:
-        console.print("This window obliges no notice (no affected enterprise customer, or no impact).")
+        console.print("This window obliges no notice (no affected customer in the policy's scope, or no impact).")
     console.print(table)
     return buffer.getvalue()

@@ -16,8 +16,8 @@ def _version() -> str:
 
 
 def __getattr__(name: str) -> str:
-    """`__version__`, read from the installed metadata on first use (importlib.metadata costs 30 ms
-    to import: too much for `forewarn plan` answering from a published plan)."""
+    """`__version__`, read from the installed metadata on first use (importing importlib.metadata
+    would be most of the start-up of `forewarn plan` answering from a published plan)."""
     if name == "__version__":
         return _version()
     raise AttributeError(f"module 'forewarn' has no attribute {name!r}")

@@ -71,13 +71,56 @@ def run_demo(workdir: Path) -> None:
         f"{sum(f.status == 'waived' for f in seeded.findings)} waived"
     )
 
+    seeded_copy = workdir / "quarter-seeded.jsonl"  # the samples beside the results, for the commands to try next
+    seeded_copy.write_bytes(sample_path("quarter.jsonl").read_bytes())
+    (workdir / LIFECYCLE).write_bytes(sample_path().read_bytes())
+
     click.echo("")
-    click.echo(f"event log:      {db}")
-    click.echo(f"outbox:         {outbox_dir}/ ({len(list(outbox_dir.glob('*.eml')))} .eml files)")
-    for fmt, path in reports.items():
-        click.echo(f"{'audit (' + fmt + '):':<15} {path}")
-    click.echo(
-        f"next: forewarn audit --db {db} --as-of {END:%Y-%m-%d} ; "
-        f"forewarn plan --db {db} --propose 'start=2026-04-06T07:00:00Z,end=2026-04-06T09:00:00Z,"
-        "customers=all,impact=interruption' --as-of 2026-04-03T16:00:00Z"
-    )
+    rows = [("event log", str(db)), ("outbox", f"{outbox_dir}/ ({len(list(outbox_dir.glob('*.eml')))} .eml files)")]
+    rows += [(f"audit ({fmt})", str(path)) for fmt, path in reports.items()]
+    rows.append(("samples", f"{seeded_copy} (seeded violations), {workdir / LIFECYCLE} (no mail sent yet)"))
+    wide = max(len(label) for label, _ in rows) + 2
+    for label, value in rows:
+        click.echo(f"{label + ':':<{wide}}{value}")
+    click.echo("")
+    for line in next_commands(program(), db, seeded_copy):
+        click.echo(line)
+
+
+def program() -> str:
+    """How to call forewarn from here, as the person who ran the demo would type it: `forewarn` if that is
+    the program on PATH, else the path of the running one (relative when below the working directory)."""
+    import os
+    import shutil
+    import sys
+
+    running = Path(sys.argv[0]) if Path(sys.argv[0]).name == "forewarn" else Path(sys.executable).parent / "forewarn"
+    on_path = shutil.which("forewarn")
+    if on_path and running.exists() and os.path.samefile(on_path, running):
+        return "forewarn"
+    try:
+        return str(running.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(running.absolute())
+
+
+def next_commands(prog: str, db: Path, seeded: Path) -> list[str]:
+    """The commands to try next, runnable exactly as printed from the directory the demo ran in."""
+    from shlex import quote
+
+    lines = ["Next, try (from this directory):"]
+    if prog != "forewarn":
+        activate = quote(str(Path(prog).parent / "activate"))
+        lines.insert(0, f"(forewarn is {prog}; `source {activate}` puts it on PATH.)")
+        prog = quote(prog)
+    db_arg, seeded_arg, report = quote(str(db)), quote(str(seeded)), quote(str(seeded.parent / "q1.html"))
+    period = "--since 2026-01-01 --until 2026-04-01 --as-of 2026-04-15"
+    proposal = "start=2026-04-06T07:00:00Z,end=2026-04-06T09:00:00Z,customers=all,impact=interruption"
+    lines += [
+        f"  {prog} audit --events {seeded_arg} {period}",
+        f"  {prog} audit --events {seeded_arg} {period} --format html -o {report}",
+        f"  {prog} plan --db {db_arg} --as-of 2026-03-02T10:00:00Z",
+        f"  {prog} plan --db {db_arg} --as-of 2026-04-03T16:00:00Z --propose '{proposal}'",
+        f"  {prog} rules list",
+    ]
+    return lines

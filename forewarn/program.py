@@ -1,8 +1,8 @@
 """The `forewarn` program: `plan` from the log's published plan without loading the CLI; the rest by forewarn.cli.
 
-A plan published by the engine (engine.published) is read and shown in a few milliseconds; what
-made `forewarn plan` cost about 100 ms was starting up, and a third of that was importing click
-(which imports pathlib, inspect, typing). So a `plan` whose arguments are plain (`--db`, `--rules`,
+Reading and showing a plan published by the engine (engine.published) is quick; most of the cost of
+`forewarn plan` is then starting up, and much of that is importing click (which imports pathlib,
+inspect, typing). So a `plan` whose arguments are plain (`--db`, `--rules`,
 `--as-of`, `--format`, each at most once, with valid values) and whose log has a current published
 plan is answered here, exactly as `forewarn.cli` would answer it (the same functions show it:
 tests/test_program.py compares the two). Anything else, including every error, goes to
@@ -26,7 +26,8 @@ _PLAN_OPTIONS = {"--db": "db", "--rules": "rules", "--as-of": "as_of", "--format
 
 def main() -> None:
     """The console script's entry point."""
-    if sys.argv[1:2] == ["plan"] and quick_plan(sys.argv[2:]):
+    configured = os.environ.get("FOREWARN_CONFIG") or os.environ.get("FOREWARN_RULES")  # forewarn.config's
+    if sys.argv[1:2] == ["plan"] and not configured and quick_plan(sys.argv[2:]):
         return
     from forewarn.cli import entry
 
@@ -118,31 +119,37 @@ def published_plan(path: str, key: str, t: datetime) -> tuple[Snapshot, list[dic
     from pathlib import Path
 
     from forewarn.engine.published import lookup
+    from forewarn.log.schema import CURRENT, version_of
 
     try:
         conn = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
         try:
+            if version_of(conn) != CURRENT:
+                return None  # a log of another schema: the full path says so
             snapshot = lookup(conn, key, t)
             return None if snapshot is None else (snapshot, delivery_alerts_json(conn, t))
         finally:
             conn.close()
-    except sqlite3.Error:
-        return None  # not a database we can read this way: the full path reports it
+    except Exception:  # not a database we can read this way, or a damaged one: the full path reports it
+        return None
 
 
 def delivery_alerts_json(conn: sqlite3.Connection, t: datetime) -> list[dict[str, Any]]:
     """Alerts for deliveries that keep failing, from the engine's outbox in the log's database."""
-    from forewarn.engine.alerts import delivery_alerts
+    from forewarn.engine.alerts import delivery_alerts, ticket_alerts
     from forewarn.engine.outbox import failing
+    from forewarn.engine.ticket_queue import failing as tickets_failing
 
-    return [alert.to_json() for alert in delivery_alerts(failing(conn), t)]
+    alerts = delivery_alerts(failing(conn), t) + ticket_alerts(tickets_failing(conn))
+    return [alert.to_json() for alert in alerts]
 
 
 def show_plan(view: PlanView, fmt: str) -> None:
     """The plan to stdout (table or JSON), its counts to stderr."""
+    from forewarn import terminal
     from forewarn.engine.views import plan_json, plan_table
 
-    text = plan_json(view) if fmt == "json" else plan_table(view)
+    text = plan_json(view) if fmt == "json" else plan_table(view, terminal.width(), terminal.color_enabled())
     text = text if text.endswith("\n") else text + "\n"
     try:
         sys.stdout.write(text)  # encoded whole before anything is written: all or nothing
@@ -152,4 +159,4 @@ def show_plan(view: PlanView, fmt: str) -> None:
     sys.stdout.flush()
     source = " (from the plan published in the log; nothing appended since)" if view.published else ""
     counts = f"{len(view.due)} due, {len(view.upcoming)} upcoming, {len(view.alerts)} alert(s)"
-    sys.stderr.write(f"forewarn: {counts}{source}\n")
+    terminal.note(f"forewarn: {counts}{source}")

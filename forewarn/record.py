@@ -16,8 +16,8 @@ def record(cls: type[T]) -> type[T]:
     """`@dataclass(frozen=True, slots=True)`, with an `__init__` that fills the slots directly.
 
     A frozen dataclass's generated `__init__` goes through `object.__setattr__` once per
-    field (measured: 3.2 us for a 17-field class, against 0.6 us unfrozen); this one calls
-    each slot's own setter. Slots instead of an instance dict: a 17-field record takes 170
+    field, several times the cost of an unfrozen one for records made by the hundred thousand;
+    this one calls each slot's own setter. Slots instead of an instance dict: a 17-field record takes 170
     bytes, not 800. Instances stay frozen: assignment and deletion raise
     `FrozenInstanceError`; equality, hashing, repr, `dataclasses.replace` and pickling are
     the dataclass's own.

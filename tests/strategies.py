@@ -73,8 +73,64 @@ CALENDARS: list[tuple[str, str | None, str | None]] = [
     ("America/Los_Angeles", "US", "CA"),
 ]
 
-SUPPORT = "enterprise-support@example.com"
-RELEASES = "teams-releases@example.com"
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The policy's numbers as the models of these tests use them, read from the rule files' logic (the
+    windows and timers of the rules), never written here: a parameter edited in a rule file moves the
+    model with it."""
+
+    advance_days: int  # advance-notice: business days before the window starts
+    release_days: int  # release-notice: business days before release_at
+    reminder: timedelta  # start-reminder: either side of the start
+    emergency: timedelta  # emergency-notice: after the declaration
+    closing: timedelta  # closing-notice: after the close
+    extension: timedelta  # extension-notice: after the extension
+    overrun: timedelta  # extension-notice's alarm: after the end in force
+    incident: timedelta  # incident-notice: after the declaration
+    support: str  # sender-address
+    releases: str
+
+    @staticmethod
+    def of(policy: Any) -> ModelParams:
+        def after(rule_id: str) -> timedelta:
+            ob = policy.by_id[rule_id].spec.obligation
+            unit, amount = policy.by_id[rule_id].anchor_offset(ob.window.not_after)
+            assert unit == "minutes", rule_id
+            return timedelta(minutes=amount)
+
+        def days(rule_id: str) -> int:
+            ob = policy.by_id[rule_id].spec.obligation
+            unit, amount = policy.by_id[rule_id].anchor_offset(ob.window.not_after)
+            assert unit == "business_days", rule_id
+            return -amount
+
+        alarm = policy.by_id["extension-notice"]
+        return ModelParams(
+            advance_days=days("advance-notice"),
+            release_days=days("release-notice"),
+            reminder=after("start-reminder"),
+            emergency=after("emergency-notice"),
+            closing=after("closing-notice"),
+            extension=after("extension-notice"),
+            overrun=timedelta(minutes=alarm.anchor_offset(alarm.spec.alarm.after)[1]),
+            incident=after("incident-notice"),
+            support=str(policy.sender(False)),
+            releases=str(policy.sender(True)),
+        )
+
+
+def _shipped_params() -> ModelParams:
+    from forewarn.policy.loader import load_policy
+
+    return ModelParams.of(load_policy())
+
+
+PARAMS = _shipped_params()
+"""The shipped policy's numbers (the lifecycles below are drawn feasible for them)."""
+SUPPORT = PARAMS.support
+RELEASES = PARAMS.releases
 RULE_IDS = [
     "advance-notice",
     "closing-notice",
@@ -171,7 +227,7 @@ def _affected(draw: st.DrawFn, customers: list[str]) -> list[str] | str:
 
 def _deadline_of(start: datetime, customer_cal: tuple[str, str | None, str | None]) -> datetime:
     tz, country, sub = customer_cal
-    return business_days_before(start, 1, tz, country, sub)
+    return business_days_before(start, PARAMS.advance_days, tz, country, sub)
 
 
 # --------------------------------------------------------------------------- lifecycles
@@ -344,7 +400,7 @@ def _maintenance_course(
         # before or after the notice deadline, even after the start
         span = max(1, int((start - last) / STEP) + 6)
         if feasible:  # no later than the overrun alarm of the window in force
-            span = max(1, min(span, int((end + timedelta(minutes=15) - last) / STEP)))
+            span = max(1, min(span, int((end + PARAMS.overrun - last) / STEP)))
         when = at(last + steps(draw, 1, span))
         lead = steps(draw, 10 * DAY_STEPS, 14 * DAY_STEPS) if feasible else steps(draw, -6, 12 * DAY_STEPS)
         start = at(when + lead)
@@ -364,7 +420,7 @@ def _maintenance_course(
         """An instant at or after `lo`, no later than the overrun alarm (unless overruns are allowed)."""
         if end_in_force is None:
             return lo + steps(draw, 0, 36)
-        limit = end_in_force + timedelta(minutes=15)
+        limit = end_in_force + PARAMS.overrun
         if overrun_ok and chance(draw, 20):
             return max(lo, limit) + steps(draw, 1, 24)
         if lo >= limit:

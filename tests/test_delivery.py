@@ -191,7 +191,7 @@ def test_messages_arrive_intact_over_one_connection(serve: Servers) -> None:
     msg = email.message_from_bytes(data, policy=POLICY)
     assert msg["From"] == "enterprise-support@example.com"
     assert msg["To"] == "ops@northwind.example, cto@northwind.example"
-    assert msg["Subject"] == "[Scheduled maintenance] Database upgrade 0: Tue 10 Mar 09:00-11:00 CET"
+    assert msg["Subject"] == "[Scheduled maintenance] Database upgrade 0: Tue 10 Mar 09:00-11:00 CET (UTC+01:00)"
     assert msg["Message-ID"] == "<fw-0@example.com>"
     body = msg.get_body(("plain",))
     assert body is not None and "Search may be slow" in body.get_content()

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -141,7 +142,7 @@ def engine_process(db: Path, port: int) -> subprocess.Popen:
             f"127.0.0.1:{port}",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=tempfile.TemporaryFile(),  # a line per decision and send: more than a pipe holds unread
     )
 
 
@@ -215,7 +216,7 @@ def test_a_refusing_server_records_nothing_and_alerts(tmp_path: Path, smtp) -> N
     db = make_log(tmp_path, 3)
     store = EventStore(db)
     handler.reply = "451 4.3.0 try again later"
-    engine = Engine(store, POLICY, SmtpDelivery("127.0.0.1", port), attempts=2, retry_delay=0.01)
+    engine = Engine(store, POLICY, SmtpDelivery("127.0.0.1", port), attempts=2, retry_delay=0.01, give_up_after=0)
     result = engine.run_once(NOW)
     assert len(result.failed) == 6 and result.sent == []
     assert recorded(db) == []  # nothing recorded as sent that the server did not accept
@@ -250,7 +251,7 @@ def test_server_back_after_transient_failures_sends_everything_once(tmp_path: Pa
     handler, port = smtp
     db = make_log(tmp_path, 4)
     store = EventStore(db)
-    engine = Engine(store, POLICY, SmtpDelivery("127.0.0.1", port), attempts=1, retry_delay=0.01)
+    engine = Engine(store, POLICY, SmtpDelivery("127.0.0.1", port), attempts=1, retry_delay=0.01, give_up_after=0)
     handler.reply = "421 4.3.2 shutting down"
     assert len(engine.run_once(NOW).failed) == 8
     handler.reply = "250 OK"
@@ -262,7 +263,9 @@ def test_server_back_after_transient_failures_sends_everything_once(tmp_path: Pa
 def test_smtp_down_is_a_transient_failure(tmp_path: Path) -> None:
     db = make_log(tmp_path, 1)
     store = EventStore(db)
-    engine = Engine(store, POLICY, SmtpDelivery("127.0.0.1", 9, timeout=1.0), attempts=2, retry_delay=0.01)
+    engine = Engine(
+        store, POLICY, SmtpDelivery("127.0.0.1", 9, timeout=1.0), attempts=2, retry_delay=0.01, give_up_after=0
+    )
     started = time.monotonic()
     result = engine.run_once(NOW)
     assert len(result.failed) == 2 and recorded(db) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from forewarn.events import WaiverGranted
-from forewarn.events.parse import MAX_LINE_BYTES, validate_line
+from forewarn.events.parse import MAX_LINE_BYTES, TOO_LONG, validate_line
 from forewarn.log import bulk
 from forewarn.log.store import PAGE_SIZE, EventStore, row_values
 
@@ -36,6 +36,8 @@ def plain_chunk(lines: list[Any], name: str, at_file_start: bool) -> bulk.Chunk:
         result = validate_line(line, name, number, at_file_start and number == 1)
         if type(result) is not tuple:
             errors.extend((e.file, e.line, e.event_type, e.event_id, e.field, e.message) for e in result or ())
+            if result and result[-1].message == TOO_LONG:
+                return rows, numbers, defs, refs, rules, errors, number, ordered, True
             continue
         event, canonical = result
         i = len(rows)
@@ -56,7 +58,7 @@ def plain_chunk(lines: list[Any], name: str, at_file_start: bool) -> bulk.Chunk:
             entry[3].append(j)
         if isinstance(event, WaiverGranted):
             rules.append((i, event.rule))
-    return rows, numbers, defs, refs, rules, errors, number, ordered
+    return rows, numbers, defs, refs, rules, errors, number, ordered, False
 
 
 def odd_lines() -> list[Any]:
@@ -79,9 +81,10 @@ def odd_lines() -> list[Any]:
         json.dumps(dict(scheduled, id="s-all", maintenance="mx-all", customers="all")).encode(),
         json.dumps(dict(scheduled, id="s-defaults", maintenance="mx-d", emergency=False, meta=None)).encode(),
         json.dumps(dict(waiver, id="w-x", rule="no-such-rule")).encode(),
-        b'{"id": "long", "type": "ticket.opened", "pad": "' + b"x" * MAX_LINE_BYTES + b'"}\n',
         *QUARTER_LINES[2:40],
         json.dumps(dict(comm, id="c-early", at="2000-01-01T00:00:00Z")).encode(),  # `at` goes back
+        b'{"id": "long", "type": "ticket.opened", "pad": "' + b"x" * MAX_LINE_BYTES + b'"}\n',  # the last one read
+        *QUARTER_LINES[40:45],
     ]
 
 
@@ -91,6 +94,7 @@ def test_parse_chunk_equals_the_plain_path() -> None:
         assert bulk.parse_chunk(lines, "f.jsonl", at_file_start) == plain_chunk(lines, "f.jsonl", at_file_start)
     chunk = bulk.parse_chunk(lines, "f.jsonl", True)
     assert chunk[5] and chunk[4] and not chunk[7]  # the lines above do exercise errors, waivers, disorder
+    assert chunk[8] and chunk[6] == len(lines) - 5  # and an over-long line, after which nothing is read
     assert bulk.parse_chunk(QUARTER_LINES, "q.jsonl", True) == plain_chunk(QUARTER_LINES, "q.jsonl", True)
 
 

@@ -69,7 +69,7 @@ def test_nested_unknown_key_and_bad_enum_value(tmp_path: Path) -> None:
     other = rules / "release-notice.yaml"
     other.write_text(other.read_text().replace("severity: medium", "severity: urgent"))
     errors = "\n".join(_lint(rules))
-    assert "unknown-key: a maintenance has no attribute 'impcat' to test; did you mean 'impact'?" in errors
+    assert "unknown-key: no attribute 'impcat' can be tested here; did you mean 'impact'?" in errors
     assert f"{other}:3: invalid-value: severity: 'urgent' is not one of" in errors
 
 
@@ -178,3 +178,41 @@ def test_digest_ignores_comments_and_formatting(tmp_path: Path, name: str) -> No
     path.write_text("# a comment\n" + path.read_text() + "\n\n")
     assert load_policy(rules).digest == load_policy(None).digest
     assert datetime.now(UTC)  # the digest does not depend on when it is computed
+
+
+def _bomb(levels: int) -> str:
+    """A "billion laughs" mapping: each level aliases the previous one nine times."""
+    lines = ["x-bomb:", '  l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"  l{n}: &l{n} [" + ", ".join([f"*l{n - 1}"] * 9) + "]" for n in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_anchors_and_aliases_are_refused_before_any_expansion(tmp_path: Path) -> None:
+    # 9^12 "lol"s: walking (or constructing) the aliased nodes ran 73 s into a MemoryError.
+    rules = _copy_rules(tmp_path)
+    path = rules / "advance-notice.yaml"
+    text = path.read_text()
+    lines = text.count("\n")
+    path.write_text(text + _bomb(12))
+    errors = _lint(rules)
+    assert errors == [f"{path}:{lines + 2}: yaml-alias: anchor &l0 not allowed: rule files use no anchors, "
+                      "aliases or merge keys (write the value out)"]
+    result = CliRunner().invoke(main, ["rules", "lint", str(rules)])
+    assert result.exit_code == 2 and f"{path}:{lines + 2}: yaml-alias:" in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "what"),
+    [
+        ("x-a: &name 1\n", 1, "anchor &name"),
+        ("x-a: 1\nx-b: *name\n", 2, "alias *name"),  # an alias without its anchor: refused as such too
+        ("x-a:\n  <<: *base\n", 2, "alias *base"),  # merge keys need an alias
+    ],
+)
+def test_every_anchor_and_alias_is_refused_at_its_line(tmp_path: Path, extra: str, line: int, what: str) -> None:
+    rules = _copy_rules(tmp_path)
+    path = rules / "ticket-opened.yaml"
+    text = path.read_text()
+    path.write_text(text + extra)
+    errors = _lint(rules)
+    assert len(errors) == 1 and errors[0].startswith(f"{path}:{text.count(chr(10)) + line}: yaml-alias: {what} ")

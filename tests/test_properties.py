@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from strategies import (
     CALENDARS,
     STEP,
     Lifecycle,
+    ModelParams,
     instant,
     lifecycles,
     parse,
@@ -36,7 +38,8 @@ from forewarn.evaluate.evaluation import evaluate
 from forewarn.events import CommunicationSent, Event, canonical_json, check_log, evaluation_order, parse_lines
 from forewarn.log.source import import_files, load_files, read_store
 from forewarn.log.store import EventStore
-from forewarn.policy.loader import load_policy
+from forewarn.policy.loader import default_rules_dir, load_policy
+from forewarn.policy.model import Policy
 from forewarn.synth.batch import engine_events
 from forewarn.synth.mutate import ALL_MUTATIONS, Expected, seed_violations
 
@@ -177,6 +180,62 @@ def test_batch_sends_are_the_replayed_engines_sends(life: Lifecycle) -> None:
     assert sorted(engine.keys() - batch.keys()) == []
     assert sorted(batch.keys() - engine.keys()) == []
     assert engine == batch
+
+
+def engine_log_down(life: Lifecycle, down_from: datetime, back_at: datetime) -> list[Event]:
+    """The real engine stepped through the lifecycle, but down from `down_from` until `back_at`."""
+    parsed, errors = parse_lines(life.jsonl().splitlines(), "lifecycle.jsonl")
+    assert not errors, errors
+    fresh, errors = check_log(parsed, rule_ids=POLICY.ids)
+    assert not errors, errors
+    store = EventStore.memory()
+    try:
+        store.append(evaluation_order(fresh))
+        engine = Engine(store, POLICY, MemoryDelivery())
+        replay(engine, life.start, down_from)
+        replay(engine, back_at, life.as_of)
+        return read_store(store)
+    finally:
+        store.close()
+
+
+def told_otherwise(result: AuditResult, f: Finding) -> bool:
+    """A missed notice nobody should get late (policy.md, "The engine and deadlines already passed"): its
+    maintenance was cancelled or its window rescheduled (the customer is told of that instead), or the
+    maintenance is over (completed) and it is not the closing notice; or its rule knows no `late` (a promised
+    update sent after its time is still missing)."""
+    if "late" not in POLICY.by_id[f.rule].spec.problems:
+        return True
+    history = result.evaluation.histories.get(("maintenance", f.subject))
+    if history is None:
+        return False
+    if history.cancelled_at is not None or (history.completed_at is not None and f.rule != "closing-notice"):
+        return True
+    for o in result.outcomes:
+        ob = o.obligation
+        if (ob.rule, ob.subject, ob.customer, ob.not_after) == (f.rule, f.subject, f.customer, f.due):
+            number = ob.moment.attrs.get("version")
+            if isinstance(number, int) and history.versions[number - 1].superseded_at is not None:
+                return True
+    return False
+
+
+@scaled(ci=60, thorough=10_000)
+@given(lifecycles(feasible=True), st.data())
+def test_an_engine_that_was_down_sends_late_never_leaves_missing(life: Lifecycle, data: st.DataObject) -> None:
+    """Down for a while, the engine sends what it missed once back: the audit reports those `late`, never
+    `missing`, but for what nobody should get late (cancelled, rescheduled, over)."""
+    span = int((life.as_of - life.start) / STEP)
+    down = data.draw(st.integers(0, span), label="down from (steps after the start)")
+    back = data.draw(st.integers(down, span), label="back at (steps after the start)")
+    events = engine_log_down(life, life.start + down * STEP, life.start + back * STEP)
+    show("engine-made log", events)
+    result = audit(events, POLICY, life.as_of)
+    note(f"findings:\n{findings_text(result)}")
+    missing = [f for f in result.findings if f.problem == "missing" and not told_otherwise(result, f)]
+    assert missing == []
+    assert all(f.problem in ("late", "missing", "overrun", "premature") for f in result.findings)
+    event(f"late findings: {bool([f for f in result.findings if f.problem == 'late'])}")
 
 
 # --------------------------------------------------------------------------- 2. every violation is found
@@ -468,19 +527,22 @@ class Owed:
     at: datetime
 
 
-MINUTE = timedelta(minutes=1)
 MACHINE_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 class EngineAgainstModel(RuleBasedStateMachine):
     """Lifecycle events and clock steps in random order against the real engine; after every clock step the
-    log holds what a tiny model of the policy says is owed by then, nothing it does not allow, no duplicate."""
+    log holds what a tiny model of the policy says is owed by then, nothing it does not allow, no duplicate.
+    The model's numbers are the policy's (`params`, read from its rule files)."""
+
+    policy = POLICY
+    params = ModelParams.of(POLICY)
 
     def __init__(self) -> None:
         super().__init__()
         self.store = EventStore.memory()
         self.delivery = MemoryDelivery()
-        self.engine = Engine(self.store, POLICY, self.delivery)
+        self.engine = Engine(self.store, self.policy, self.delivery)
         self.now = MACHINE_START
         self.seq = 0  # events recorded (evaluation order = recording order: time never goes back)
         self.handled = 0  # events recorded before the last clock step
@@ -501,7 +563,7 @@ class EngineAgainstModel(RuleBasedStateMachine):
         self.lines.append(row)
         parsed, errors = parse_lines([json.dumps(row)], "machine.jsonl")
         assert not errors, errors
-        fresh, errors = check_log(parsed, self.store.known_entities(), rule_ids=POLICY.ids)
+        fresh, errors = check_log(parsed, self.store.known_entities(), rule_ids=self.policy.ids)
         assert not errors, errors
         self.store.append(fresh)
         return self.seq
@@ -723,11 +785,12 @@ class EngineAgainstModel(RuleBasedStateMachine):
 
     def deadline(self, t: datetime, customer: str, seq: int) -> datetime:
         tz, country, sub = self.calendars[customer]
-        return business_days_before(t, 1, tz, country, sub)
+        return business_days_before(t, self.params.advance_days, tz, country, sub)
 
     def owed(self) -> list[Owed]:
         """Every communication due by now (sendable at or before now, before its deadline, not void then)."""
         out: list[Owed] = []
+        p = self.params
 
         def need(
             subject: str,
@@ -755,23 +818,25 @@ class EngineAgainstModel(RuleBasedStateMachine):
                             v.superseded_at,
                         )
                     if not m.emergency and m.impact == "interruption":
-                        reminder = max(v.opened, v.start - 15 * MINUTE)
-                        need(m.id, c, "start_reminder", v.seq, reminder, v.start + 15 * MINUTE, v.superseded_at)
+                        reminder = max(v.opened, v.start - p.reminder)
+                        need(m.id, c, "start_reminder", v.seq, reminder, v.start + p.reminder, v.superseded_at)
             if m.emergency:
                 for c in self.affected(m.customers, m.seq, m.seq):
-                    need(m.id, c, "emergency", m.seq, m.at, m.at + 60 * MINUTE, m.cancelled_at)
+                    need(m.id, c, "emergency", m.seq, m.at, m.at + p.emergency, m.cancelled_at)
             if m.notifiable and m.closed is not None:
                 for c in self.affected(m.customers, m.seq, m.closed[1]):
-                    need(m.id, c, "closing", m.closed[1], m.closed[0], m.closed[0] + 30 * MINUTE)
+                    need(m.id, c, "closing", m.closed[1], m.closed[0], m.closed[0] + p.closing)
             for x, seq, _update in m.extensions:
                 for c in self.affected(m.customers, m.seq, seq) if m.notifiable else []:
-                    need(m.id, c, "extension", seq, x, x + 30 * MINUTE, m.cancelled_at)
+                    need(m.id, c, "extension", seq, x, x + p.extension, m.cancelled_at)
         for iid, (declared, seq, customers, critical) in self.incidents.items():
             for c in self.affected(customers, seq, seq) if critical else []:
-                need(iid, c, "incident", seq, declared, declared + 60 * MINUTE)
+                need(iid, c, "incident", seq, declared, declared + p.incident)
         for rid, (announced, seq, customers, release_at) in self.releases.items():
             for c in self.affected(customers, seq, seq):
-                need(rid, c, "release", seq, announced, self.deadline(release_at, c, seq))
+                tz, country, sub = self.calendars[c]
+                deadline = business_days_before(release_at, self.params.release_days, tz, country, sub)
+                need(rid, c, "release", seq, announced, deadline)
         return out
 
     def allowed(self) -> Counter[tuple[str, str, str]]:
@@ -820,7 +885,7 @@ class EngineAgainstModel(RuleBasedStateMachine):
                     assert closed is not None and closed[0] <= c.at, f"premature closing {c.communication}"
             # judged as of the last clock step, on what the engine has seen: not events recorded since
             handled = [e for e in events if e.id not in unseen]
-            result = audit(handled, POLICY, self.ticked)
+            result = audit(handled, self.policy, self.ticked)
             assert engine_findings(result) == [], "the auditor finds what the engine should have prevented"
         except AssertionError as exc:
             raise AssertionError(
@@ -831,3 +896,40 @@ class EngineAgainstModel(RuleBasedStateMachine):
 
 TestEngineAgainstModel = EngineAgainstModel.TestCase
 TestEngineAgainstModel.settings = scaled(ci=30, thorough=10_000, stateful_step_count=30)
+
+
+def edited_policy() -> Policy:
+    """The shipped policy with two parameters edited in a copy of its rule files: advance notice at 2 business
+    days, the start reminder within 5 minutes of the start."""
+    root = Path(tempfile.mkdtemp(prefix="forewarn-edited-rules-")) / "rules"
+    shutil.copytree(default_rules_dir(), root, ignore=shutil.ignore_patterns("fixtures"))
+    for name, old, new in (
+        ("advance-notice.yaml", "    value: 1\n", "    value: 2\n"),
+        ("start-reminder.yaml", "    value: 15\n", "    value: 5\n"),
+    ):
+        path = root / name
+        text = path.read_text()
+        assert old in text, name
+        path.write_text(text.replace(old, new, 1))
+    return load_policy(root)
+
+
+EDITED = edited_policy()
+
+
+class EngineAgainstEditedPolicy(EngineAgainstModel):
+    """The same machine and model under the edited policy: the model follows the rule files."""
+
+    policy = EDITED
+    params = ModelParams.of(EDITED)
+
+
+def test_the_model_reads_its_numbers_from_the_rule_files() -> None:
+    shipped, edited = ModelParams.of(POLICY), EngineAgainstEditedPolicy.params
+    assert (shipped.advance_days, shipped.reminder) == (1, timedelta(minutes=15))
+    assert (edited.advance_days, edited.reminder) == (2, timedelta(minutes=5))
+    assert dataclasses.replace(edited, advance_days=1, reminder=timedelta(minutes=15)) == shipped
+
+
+TestEngineAgainstEditedPolicy = EngineAgainstEditedPolicy.TestCase
+TestEngineAgainstEditedPolicy.settings = scaled(ci=20, thorough=10_000, stateful_step_count=30)

@@ -83,7 +83,7 @@ def test_headers_of_an_advance_notice() -> None:
     msg = reparse(render(make_draft(), SENT_AT))
     assert msg["From"] == "enterprise-support@example.com"
     assert msg["To"] == "ops@northwind.example, cto@northwind.example"
-    assert msg["Subject"] == "[Scheduled maintenance] Database upgrade: Tue 10 Mar 09:00-11:00 CET"
+    assert msg["Subject"] == "[Scheduled maintenance] Database upgrade: Tue 10 Mar 09:00-11:00 CET (UTC+01:00)"
     assert msg["Message-ID"] == "<fw-0123456789abcdef@example.com>"
     assert msg["Date"] == "Mon, 02 Mar 2026 09:15:00 +0000"
     assert msg["MIME-Version"] == "1.0"
@@ -125,7 +125,7 @@ def test_lines_are_crlf_and_short() -> None:
 def test_long_subject_is_folded_and_unfolds_to_the_same_text() -> None:
     title = "A rather long maintenance title " * 5
     msg = reparse(render(make_draft(subject_title=title), SENT_AT))
-    assert msg["Subject"] == f"[Scheduled maintenance] {one_line(title)}: Tue 10 Mar 09:00-11:00 CET"
+    assert msg["Subject"] == f"[Scheduled maintenance] {one_line(title)}: Tue 10 Mar 09:00-11:00 CET (UTC+01:00)"
 
 
 def test_non_ascii_title_is_encoded_and_decoded_back() -> None:
@@ -155,9 +155,9 @@ def test_render_many_renders_each() -> None:
 def test_times_in_customer_zone_and_utc() -> None:
     msg = reparse(render(make_draft(), SENT_AT))
     for body in (text_of(msg, "plain"), text_of(msg, "html")):
-        assert "Tue 10 Mar 2026 09:00 CET" in body
+        assert "Tue 10 Mar 2026 09:00 CET (UTC+01:00)" in body
         assert "2026-03-10 08:00 UTC" in body
-        assert "Tue 10 Mar 2026 11:00 CET" in body
+        assert "Tue 10 Mar 2026 11:00 CET (UTC+01:00)" in body
         assert "2026-03-10 10:00 UTC" in body
         assert "Search may be slow" in body
         assert "Europe/Paris" in body
@@ -166,19 +166,19 @@ def test_times_in_customer_zone_and_utc() -> None:
 
 def test_other_time_zone() -> None:
     msg = render(make_draft(timezone="America/Chicago"), SENT_AT)
-    assert msg["Subject"].endswith(": Tue 10 Mar 03:00-05:00 CDT")
-    assert "Tue 10 Mar 2026 03:00 CDT (2026-03-10 08:00 UTC)" in text_of(msg, "plain")
+    assert msg["Subject"].endswith(": Tue 10 Mar 03:00-05:00 CDT (UTC-05:00)")
+    assert "Tue 10 Mar 2026 03:00 CDT (UTC-05:00) (2026-03-10 08:00 UTC)" in text_of(msg, "plain")
 
 
 @pytest.mark.parametrize(
     ("key", "value", "label", "shown"),
     [
-        ("window_start", START, "Window start", "Tue 10 Mar 2026 09:00 CET"),
-        ("window_end", END, "Window end", "Tue 10 Mar 2026 11:00 CET"),
+        ("window_start", START, "Window start", "Tue 10 Mar 2026 09:00 CET (UTC+01:00)"),
+        ("window_end", END, "Window end", "Tue 10 Mar 2026 11:00 CET (UTC+01:00)"),
         ("impact", "Search may be slow", "Anticipated impact", "Search may be slow"),
         ("reason", "Index rebuild is slower than planned", "Reason", "Index rebuild"),
-        ("end", END + timedelta(hours=2), "New target end", "Tue 10 Mar 2026 13:00 CET"),
-        ("next_update_by", END + timedelta(hours=1), "Next update by", "Tue 10 Mar 2026 12:00 CET"),
+        ("end", END + timedelta(hours=2), "New target end", "Tue 10 Mar 2026 13:00 CET (UTC+01:00)"),
+        ("next_update_by", END + timedelta(hours=1), "Next update by", "Tue 10 Mar 2026 12:00 CET (UTC+01:00)"),
     ],
 )
 def test_each_state_is_stated_exactly_when_present(
@@ -207,7 +207,7 @@ def test_naive_state_time_is_refused() -> None:
 
 def test_states_given_as_rfc3339_text() -> None:
     draft = make_draft(states={"window_start": "2026-03-10T08:00:00Z", "window_end": "2026-03-10T10:00:00Z"})
-    assert render(draft, SENT_AT)["Subject"].endswith("Tue 10 Mar 09:00-11:00 CET")
+    assert render(draft, SENT_AT)["Subject"].endswith("Tue 10 Mar 09:00-11:00 CET (UTC+01:00)")
 
 
 def test_extension_states_reason_and_new_end() -> None:
@@ -217,16 +217,16 @@ def test_extension_states_reason_and_new_end() -> None:
                 "next_update_by": END + timedelta(hours=1)},
     )
     msg = reparse(render(draft, SENT_AT))
-    assert msg["Subject"] == "[Maintenance extended] Database upgrade: new end Tue 10 Mar 13:00 CET"
+    assert msg["Subject"] == "[Maintenance extended] Database upgrade: new end Tue 10 Mar 13:00 CET (UTC+01:00)"
     plain = text_of(msg, "plain")
     assert "Reason:             Index rebuild is slower" in plain
-    assert "New target end:     Tue 10 Mar 2026 13:00 CET (2026-03-10 12:00 UTC)" in plain
-    assert "Next update by:     Tue 10 Mar 2026 12:00 CET (2026-03-10 11:00 UTC)" in plain
+    assert "New target end:     Tue 10 Mar 2026 13:00 CET (UTC+01:00) (2026-03-10 12:00 UTC)" in plain
+    assert "Next update by:     Tue 10 Mar 2026 12:00 CET (UTC+01:00) (2026-03-10 11:00 UTC)" in plain
 
 
 def test_extension_with_next_update_only() -> None:
     draft = make_draft(kind="extension", states={"reason": "r", "next_update_by": END})
-    assert render(draft, SENT_AT)["Subject"].endswith(": next update by Tue 10 Mar 11:00 CET")
+    assert render(draft, SENT_AT)["Subject"].endswith(": next update by Tue 10 Mar 11:00 CET (UTC+01:00)")
 
 
 def test_impact_summary_not_repeated_when_it_is_the_stated_impact() -> None:
@@ -253,13 +253,13 @@ def test_every_kind_has_both_templates_in_package_data() -> None:
 @pytest.mark.parametrize(
     ("changes", "subject"),
     [
-        ({"kind": "start_reminder"}, "[Maintenance starting] Database upgrade: Tue 10 Mar 09:00-11:00 CET"),
+        ({"kind": "start_reminder"}, "[Maintenance starting] Database upgrade: Tue 10 Mar 09:00-11:00 CET (UTC+01:00)"),
         ({"kind": "closing", "states": {}}, "[Maintenance complete] Database upgrade"),
-        ({"kind": "emergency"}, "[Emergency maintenance] Database upgrade: Tue 10 Mar 09:00-11:00 CET"),
+        ({"kind": "emergency"}, "[Emergency maintenance] Database upgrade: Tue 10 Mar 09:00-11:00 CET (UTC+01:00)"),
         ({"kind": "incident", "states": {}, "subject_kind": "incident",
           "context": {"severity": "critical"}}, "[Critical incident] Database upgrade"),
         ({"kind": "release", "states": {}, "subject_kind": "release",
-          "context": {"release_at": START}}, "[Release] Database upgrade: Tue 10 Mar 09:00 CET"),
+          "context": {"release_at": START}}, "[Release] Database upgrade: Tue 10 Mar 09:00 CET (UTC+01:00)"),
         ({"kind": "other", "states": {}}, "[Maintenance update] Database upgrade"),
     ],
 )
@@ -285,7 +285,9 @@ def test_emergency_shows_the_critical_issue() -> None:
 def test_window_across_a_dst_change_names_both_zones() -> None:
     start = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
     end = datetime(2026, 3, 29, 2, 0, tzinfo=UTC)
-    assert format_window(start, end, zone("Europe/Paris")) == "Sun 29 Mar 01:30 CET - Sun 29 Mar 04:00 CEST"
+    assert format_window(start, end, zone("Europe/Paris")) == (
+        "Sun 29 Mar 01:30 CET (UTC+01:00) - Sun 29 Mar 04:00 CEST (UTC+02:00)"
+    )
 
 
 def test_window_across_midnight_names_both_days() -> None:
@@ -295,7 +297,7 @@ def test_window_across_midnight_names_both_days() -> None:
 
 
 def test_numeric_zone_names_read_as_utc_offsets() -> None:
-    assert format_window(START, END, zone("Asia/Riyadh")) == "Tue 10 Mar 11:00-13:00 UTC+03"
+    assert format_window(START, END, zone("Asia/Riyadh")) == "Tue 10 Mar 11:00-13:00 UTC+03:00"
 
 
 # ---------------------------------------------------------------- invitation
@@ -504,7 +506,7 @@ def test_any_customer_text_renders_safely(title: str, name: str) -> None:
          "X-Forewarn-Communication", "X-Forewarn-Kind", "X-Forewarn-Policy", "Content-Type"]
     )
     expected_title = one_line(title, 200) or "mx-1"
-    assert msg["Subject"] == f"[Scheduled maintenance] {expected_title}: Tue 10 Mar 09:00-11:00 CET"
+    assert msg["Subject"] == f"[Scheduled maintenance] {expected_title}: Tue 10 Mar 09:00-11:00 CET (UTC+01:00)"
     assert len(list(msg.walk())) == 5
 
 
@@ -520,7 +522,7 @@ def test_encoded_word_syntax_in_customer_text_stays_literal(title: str) -> None:
     """The header parser decodes RFC 2047 words: customer text must not be taken for one."""
     msg = reparse(render(make_draft(subject_title=title), SENT_AT))
     assert msg["Bcc"] is None
-    assert msg["Subject"] == f"[Scheduled maintenance] {title}: Tue 10 Mar 09:00-11:00 CET"
+    assert msg["Subject"] == f"[Scheduled maintenance] {title}: Tue 10 Mar 09:00-11:00 CET (UTC+01:00)"
 
 
 _PIECES = st.sampled_from(

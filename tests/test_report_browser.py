@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,106 @@ def test_screenshot(tmp_path: Path) -> None:
     assert SCREENSHOT.exists(), done.stderr[-2000:]
     data = SCREENSHOT.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+
+
+# -- a 13-month log: month labels, the view in the URL, the keyboard ------------------------------
+
+YEAR_PROBE = """<script>window.addEventListener("load", function () {
+  var out = {};
+  function rows() { return Array.prototype.slice.call(document.querySelectorAll("#findings-body tr.row")); }
+  try {
+    var months = document.querySelectorAll("#charts svg.chart text.month");
+    out.months = Array.prototype.map.call(months, function (t) {
+      var r = t.getBoundingClientRect(); return [r.left, r.right, t.textContent]; });
+    out.bars = document.querySelectorAll("#charts figure:nth-child(2) rect.bar").length;
+    out.hashAtLoad = location.hash;
+    out.ruleAtLoad = document.getElementById("f-rule").value;
+    out.shownAtLoad = window.forewarnReport.shown();
+    out.openAtLoad = document.querySelectorAll("#findings-body tr.detail").length;
+    var first = rows()[0];
+    out.firstKey = first.getAttribute("data-key");
+    out.firstRule = first.children[2].textContent;
+    out.tabIndex = first.tabIndex;
+    first.focus();
+    first.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    out.afterEnter = { details: document.querySelectorAll("#findings-body tr.detail").length,
+                       focused: document.activeElement.getAttribute("data-key"),
+                       expanded: document.activeElement.getAttribute("aria-expanded") };
+    out.hashAfterEnter = location.hash;
+    document.activeElement.dispatchEvent(new KeyboardEvent("keydown", { key: " ", bubbles: true }));
+    out.afterSpace = document.querySelectorAll("#findings-body tr.detail").length;
+    var s = document.getElementById("f-severity"); s.value = "high"; s.dispatchEvent(new Event("change"));
+    out.hashAfterFilter = location.hash;
+  } catch (e) { out.exception = String(e && e.stack || e); }
+  out.errors = window.__errors;
+  var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});</script>"""
+
+YEAR_SCREENSHOT = SCREENSHOT.with_name("forewarn-report-13-months.png")
+
+
+@cache
+def _year_report() -> str:
+    from dataclasses import replace
+
+    from forewarn.audit.findings import audit
+    from forewarn.log.source import load_files
+    from forewarn.policy.loader import load_policy
+    from forewarn.synth.generate import QUARTER, synthesize, write_jsonl
+
+    policy = load_policy()
+    shape = replace(QUARTER, customers=10, maintenances=40, days=396)  # January 2026 to January 2027
+    made = synthesize(policy, 3, shape, 1, 0.2, False)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "year.jsonl"
+        write_jsonl(path, made.events)
+        events = load_files([path], policy.ids)
+    return html.render(audit(events, policy, made.as_of))
+
+
+def _year_probe(tmp_path: Path, fragment: str = "") -> dict:
+    text = _year_report().replace("<head>", "<head>" + RECORDER, 1).replace("</body>", YEAR_PROBE + "</body>", 1)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    page = tmp_path / "year.html"
+    page.write_text(text, encoding="utf-8")
+    done = _run(["--virtual-time-budget=5000", "--dump-dom", page.as_uri() + fragment], tmp_path)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"no probe result; chromium said: {done.stderr[-2000:]}"
+    seen = json.loads(htmllib.unescape(found.group(1)))
+    assert "exception" not in seen, seen["exception"]
+    assert seen["errors"] == []
+    return seen
+
+
+def test_a_13_month_log_labels_months_without_overlap_and_opens_rows_with_the_keyboard(tmp_path: Path) -> None:
+    seen = _year_probe(tmp_path)
+    assert seen["bars"] >= 13
+    labels = seen["months"]
+    assert len(labels) >= 5 and labels[0][2] <= labels[-1][2]
+    assert all(a[1] <= b[0] for a, b in pairwise(labels)), labels  # no two boxes overlap
+    assert seen["tabIndex"] == 0
+    assert seen["afterEnter"] == {"details": 1, "focused": seen["firstKey"], "expanded": "true"}
+    assert seen["afterSpace"] == 0
+    assert "open=" in seen["hashAfterEnter"] and seen["hashAfterEnter"].startswith("#findings?")
+    assert "severity=high" in seen["hashAfterFilter"]
+
+
+def test_the_view_in_the_url_is_restored(tmp_path: Path) -> None:
+    from urllib.parse import urlencode
+
+    first = _year_probe(tmp_path / "a")
+    fragment = "#findings?" + urlencode([("rule", first["firstRule"]), ("open", first["firstKey"])])
+    again = _year_probe(tmp_path / "b", fragment)
+    assert again["ruleAtLoad"] == first["firstRule"]
+    assert again["openAtLoad"] == 1 and again["firstKey"] == first["firstKey"]
+    assert 0 < again["shownAtLoad"] <= first["shownAtLoad"]
+
+
+def test_screenshot_of_a_13_month_report(tmp_path: Path) -> None:
+    page = tmp_path / "year.html"
+    page.write_text(_year_report(), encoding="utf-8")
+    YEAR_SCREENSHOT.unlink(missing_ok=True)
+    done = _run(["--window-size=1280,1600", f"--screenshot={YEAR_SCREENSHOT}", page.as_uri()], tmp_path)
+    assert YEAR_SCREENSHOT.exists(), done.stderr[-2000:]
+    assert YEAR_SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -67,7 +67,10 @@ def test_fail_on_high_ignores_medium_violations(tmp_path: Path) -> None:
         "audit", "--events", str(log), "--as-of", "2026-10-08", "--format", "junit", "--fail-on", "high"
     )
     assert code == 0, err  # ticket and sender findings are medium
-    assert "<failure" in out
+    assert "<failure" not in out  # reported below the bar: skipped with a message, not failing CI
+    assert 'message="violation below --fail-on high: [medium]' in out
+    code, out, err = run("audit", "--events", str(log), "--as-of", "2026-10-08", "--format", "junit")
+    assert code == 1 and "<failure" in out and "below --fail-on" not in out
 
 
 def test_the_installed_command_ends_without_teardown_and_loses_no_output(tmp_path: Path) -> None:

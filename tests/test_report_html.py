@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 from html.parser import HTMLParser
+from itertools import pairwise
 from pathlib import Path
 
+import pytest
 from test_report_support import HOSTILE, hostile_events, quarter_result, result_of
 
 from forewarn.audit.formats import html, stats
@@ -67,8 +69,9 @@ def test_it_opens_with_the_verdict_and_states_the_period() -> None:
     page = _page(text)
     body = " ".join(" ".join(page.text).split())
     report = stats.build(result)
-    assert "Review period 2026-07-01 to 2026-09-30" in body
-    assert "2026-07-01T00:00:00Z to 2026-10-01T00:00:00Z (exclusive)" in body
+    assert "Customer notifications due 1 July to 30 September 2026" in body
+    assert "Judged as of 8 October 2026, 00:00 UTC" in body
+    assert "Review period" not in body and "everything due up to" not in body and "start of the log" not in body
     rate = stats.rate_text(report.total.tally.rate)
     assert body.index(rate) < body.index("Compliance by rule")
     violations = sum(report.total.violations.values())
@@ -141,3 +144,42 @@ def test_an_empty_period_renders(tmp_path: Path) -> None:
     result = result_of(hostile_events(), tmp_path, since=datetime(2030, 1, 1, tzinfo=UTC))
     text = html.render(result)
     assert "No violations" in text and json.loads(_page(text).scripts["report-data"])["findings"] == []
+
+
+def test_a_rate_short_of_100_never_shows_as_100() -> None:
+    from forewarn.audit.formats.charts import percent
+
+    assert percent(100.0 * 9999 / 10000) == "99.9%"
+    assert percent(100.0 * 1999 / 2000) == "99.9%"
+    assert percent(100.0) == "100.0%"
+    assert percent(100.0 * 40 / 41) == "97.6%" and percent(100.0 * 2 / 3) == "66.7%"  # otherwise as rounded
+    assert percent(100.0 / 5000) == "0.1%" and percent(0.0) == "0.0%"
+    assert stats.rate_text(100.0 * 99_999 / 100_000) == "99.9%"
+
+
+def test_high_severity_violations_make_the_verdict_red_whatever_the_rate() -> None:
+    from forewarn.audit.formats import charts
+
+    result = quarter_result()
+    context = html.context(result)
+    assert context["serious"] > 0 and context["verdict_colour"] == charts.RED
+    assert charts.rate_colour(context["t"].rate) != charts.RED  # the rate alone would say amber
+    body = " ".join(" ".join(_page(html.render(result)).text).split())
+    assert f"{context['serious']} high-severity violations" in body
+    assert "not compliant: high-severity violations" in body
+
+
+@pytest.mark.parametrize("months", [3, 13, 25])
+def test_month_labels_never_overlap(months: int) -> None:
+    import re
+
+    from forewarn.audit.formats import charts
+
+    bars = [charts.Bar(f"20{26 + i // 12}-{i % 12 + 1:02d}", 99.5, 199, 200, "1 violated") for i in range(months)]
+    svg = charts.month_columns("by month", bars)
+    xs = [float(x) for x in re.findall(r'<text class="month" x="([0-9.]+)"', svg)]
+    assert xs and xs[0] < 200  # the first month is labelled
+    assert all(b - a >= charts.LABEL_PX for a, b in pairwise(xs))
+    assert svg.count("</title></rect>") == months  # every month keeps its tooltip
+    if months == 3:
+        assert len(xs) == 3 and svg.count("1 violated") == 6  # labelled, noted and in the tooltip

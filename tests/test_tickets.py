@@ -146,9 +146,11 @@ class Recorder(BaseHTTPRequestHandler):
             self.server.release.wait(10)
             return
         self.send_response(status)
-        for name, value in extra.items():
+        headers = dict(extra)
+        body = headers.pop("_body", None)  # a scripted answer body instead of the default
+        for name, value in headers.items():
             self.send_header(name, value)
-        payload = b'{"ok": true}' if status < 300 else b'{"error": "nope"}'
+        payload = body.encode() if body is not None else b'{"ok": true}' if status < 300 else b'{"error": "nope"}'
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
@@ -284,3 +286,50 @@ def test_webhook_timeout_is_transient(webhook_server: Any) -> None:
 def test_webhook_needs_an_http_url(url: str) -> None:
     with pytest.raises(ValueError, match="http"):
         TicketWebhook(url)
+
+
+@pytest.mark.parametrize("url", ["http://u:s3cr3t@x/\r\nHost: evil", "http://u:s3cr3t@[::1/t"])
+def test_a_malformed_webhook_url_is_refused_without_its_credentials(url: str) -> None:
+    with pytest.raises(ValueError, match="not a valid URL") as info:
+        TicketWebhook(url)
+    assert "s3cr3t" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ((201, {"_body": '{"id": "SUP-17"}'}), "SUP-17"),
+        ((201, {"_body": '{"id": 4711}'}), "4711"),
+        ((201, {"Location": "https://tickets.example/api/tickets/SUP-18", "_body": ""}), "SUP-18"),
+        ((200, {}), "tk-1"),  # no id in the answer: the one proposed (payload `ticket`, Idempotency-Key)
+    ],
+    ids=["json-id", "json-number", "location", "proposed"],
+)
+def test_webhook_returns_the_id_the_system_gave(webhook_server: Any, answer: Any, expected: str) -> None:
+    server = webhook_server([answer])
+    assert TicketWebhook(server.url, sleep=FakeSleep(), timeout=5).post(make_draft(), "tk-1", AT) == expected
+
+
+def test_webhook_refuses_an_unusable_ticket_id(webhook_server: Any) -> None:
+    server = webhook_server([(201, {"_body": '{"id": "bad\\u0000id"}'})])
+    with pytest.raises(TicketError, match="unusable"):
+        TicketWebhook(server.url, sleep=FakeSleep(), timeout=5).post(make_draft(), "tk-1", AT)
+
+
+def test_webhook_sends_the_authorization_header_and_never_shows_it(webhook_server: Any) -> None:
+    server = webhook_server([(401, {"_body": "bad token Bearer s3cr3t-t0ken"})])
+    hook = TicketWebhook(server.url, sleep=FakeSleep(), timeout=5, authorization="Bearer s3cr3t-t0ken")
+    with pytest.raises(TicketError) as info:
+        hook.post(make_draft(), "tk-1", AT)
+    assert server.requests[0][0]["Authorization"] == "Bearer s3cr3t-t0ken"
+    assert "s3cr3t-t0ken" not in str(info.value) and "***" in str(info.value)
+    named = webhook_server([])
+    TicketWebhook(named.url, timeout=5, authorization="X-Api-Key: k3y").post(make_draft(), "tk-1", AT)
+    assert named.requests[0][0]["X-Api-Key"] == "k3y"
+
+
+@pytest.mark.parametrize("value", ["Bearer x\r\nX-Evil: 1", "  ", "Bearer s3cr3t\n"])
+def test_an_authorization_header_on_several_lines_is_refused_without_showing_it(value: str) -> None:
+    with pytest.raises(ValueError) as info:
+        TicketWebhook("http://127.0.0.1:9/t", authorization=value)
+    assert "s3cr3t" not in str(info.value) and "Evil" not in str(info.value)

@@ -18,6 +18,17 @@ GREEN, AMBER, RED, GREY, BLUE, INK = (
 FONT = 'font-family="system-ui, -apple-system, Segoe UI, sans-serif"'
 
 
+def percent(rate: float) -> str:
+    """A rate to one decimal; never "100.0%" while something was violated (99.9% at most), nor "0.0%"
+    while something was met (0.1% at least)."""
+    text = f"{rate:.1f}"
+    if text == "100.0" and rate < 100.0:
+        text = "99.9"
+    elif text == "0.0" and rate > 0.0:
+        text = "0.1"
+    return f"{text}%"
+
+
 def rate_colour(rate: float | None) -> str:
     """Green at 99% and above, amber from 95%, red below; grey when nothing was judged."""
     if rate is None:
@@ -43,9 +54,11 @@ def _text(
     size: int = 12,
     fill: str = INK,
     weight: str = "normal",
+    cls: str = "",
 ) -> str:
+    klass = f' class="{cls}"' if cls else ""
     return (
-        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" '
+        f'<text{klass} x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" '
         f'fill="{fill}" font-weight="{weight}">{escape(body)}</text>'
     )
 
@@ -85,45 +98,56 @@ def rate_bars(title: str, bars: Sequence[Bar], width: int = 600) -> str:
             body.append(
                 f'<rect class="bar" x="{left}" y="{y}" width="{bar.rate * scale:.1f}" height="16" '
                 f'fill="{rate_colour(bar.rate)}" rx="2"><title>{escape(bar.label)}: '
-                f"{bar.rate:.1f}% ({bar.met} of {bar.judged} met)</title></rect>"
+                f"{percent(bar.rate)} ({bar.met} of {bar.judged} met)</title></rect>"
             )
         body.append(_text(left - 8, y + 12, bar.label, anchor="end"))
-        value = "no cases" if bar.rate is None else f"{bar.rate:.1f}%  ({compact(bar.met)}/{compact(bar.judged)})"
+        value = "no cases" if bar.rate is None else f"{percent(bar.rate)}  ({compact(bar.met)}/{compact(bar.judged)})"
         body.append(_text(width - right + 8, y + 12, value, size=11))
     return _svg(width, height, title, body)
 
 
+LABEL_PX = 52  # room one month label ("2026-01" at 11px) and its rate need, so neighbours never overlap
+
+
 def month_columns(title: str, bars: Sequence[Bar], width: int = 560, height: int = 220) -> str:
-    """Vertical columns: compliance % per month, the axis from the lowest rate shown to 100%."""
+    """Vertical columns: compliance % per month, the axis from the lowest rate shown to 100%.
+
+    When the columns are narrower than a label, only every n-th month is labelled (from the first);
+    every column keeps its details in its tooltip."""
     top, bottom, left = 20, 40, 44
     rates = [b.rate for b in bars if b.rate is not None]
-    floor = max(0.0, min([*rates, 90.0]) - 5.0) // 5 * 5
+    floor_ = max(0.0, min([*rates, 90.0]) - 5.0) // 5 * 5
     plot_h = height - top - bottom
     col = (width - left - 10) / max(len(bars), 1)
+    step = max(1, -(-LABEL_PX // max(int(col), 1)))
+    labelled = set(range(0, len(bars), step))
 
     def y_of(rate: float) -> float:
-        return top + plot_h * (100.0 - rate) / (100.0 - floor)
+        return top + plot_h * (100.0 - rate) / (100.0 - floor_)
 
     body = []
-    for tick in (floor, (floor + 100) / 2, 100.0):
+    for tick in (floor_, (floor_ + 100) / 2, 100.0):
         y = y_of(tick)
         body.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d0d7de"/>')
         body.append(_text(left - 6, y + 4, f"{tick:.0f}%", anchor="end", size=10, fill=GREY))
     for i, bar in enumerate(bars):
         x = left + i * col + col * 0.2
         w = col * 0.6
+        note = f"; {bar.note}" if bar.note else ""
         if bar.rate is not None:
             y = y_of(bar.rate)
             body.append(
                 f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" '
                 f'height="{top + plot_h - y:.1f}" '
-                f'fill="{rate_colour(bar.rate)}"><title>{escape(bar.label)}: {bar.rate:.1f}% '
-                f"({bar.met} of {bar.judged} met)</title></rect>"
+                f'fill="{rate_colour(bar.rate)}"><title>{escape(bar.label)}: {percent(bar.rate)} '
+                f"({bar.met} of {bar.judged} met{escape(note)})</title></rect>"
             )
-            body.append(_text(x + w / 2, y - 4, f"{bar.rate:.1f}%", anchor="middle", size=11))
-        body.append(_text(x + w / 2, height - bottom + 16, bar.label, anchor="middle", size=11))
-        if bar.note:
-            body.append(_text(x + w / 2, height - bottom + 30, bar.note, anchor="middle", size=10, fill=RED))
+            if i in labelled:
+                body.append(_text(x + w / 2, y - 4, percent(bar.rate), anchor="middle", size=11))
+        if i in labelled:
+            body.append(_text(x + w / 2, height - bottom + 16, bar.label, anchor="middle", size=11, cls="month"))
+            if bar.note and step == 1:
+                body.append(_text(x + w / 2, height - bottom + 30, bar.note, anchor="middle", size=10, fill=RED))
     return _svg(width, height, title, body)
 
 

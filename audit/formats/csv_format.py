@@ -22,11 +22,11 @@ FINDING_COLUMNS = (
     "message",
     "evidence",
 )
-EXTRA_COLUMNS = ("waiver_reason", "waiver_approved_by", "as_of", "period_since", "period_until")
+EXTRA_COLUMNS = ("waiver_reason", "waiver_approved_by", "as_of", "period_since", "period_until", "log_seq", "log_head")
 COLUMNS = FINDING_COLUMNS + EXTRA_COLUMNS
 
 
-def _row(f: Finding, tail: tuple[str, str, str]) -> list[str]:
+def _row(f: Finding, tail: tuple[str, ...]) -> list[str]:
     data = f.to_json()
     cells = ["" if data[c] is None else str(data[c]) for c in FINDING_COLUMNS[:-1]]
     cells[FINDING_COLUMNS.index("retroactive")] = "true" if f.retroactive else "false"
@@ -37,10 +37,21 @@ def render(result: AuditResult) -> str:
     """RFC 4180 CSV (CRLF line ends); spreadsheet formula prefixes are neutralised."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
-    tail = (utc(result.as_of) or "", utc(result.since) or "", utc(result.until) or "")
+    log = (str(result.log.seq), result.log.head_text) if result.log is not None else ("", "")
+    tail = (utc(result.as_of) or "", utc(result.since) or "", utc(result.until) or "", *log)
+    c = result.comparison
+    if c is None:
+        writer.writerow(COLUMNS)
+        for f in result.findings:
+            writer.writerow([_defuse(c) for c in _row(f, tail)])
+        return buffer.getvalue()
+    # --compare-rules: a `change` column (added / removed / unchanged), the removed findings as rows too
+    writer.writerow((*COLUMNS, "change"))
+    added = {id(f) for f in c.added}
     for f in result.findings:
-        writer.writerow([_defuse(c) for c in _row(f, tail)])
+        writer.writerow([_defuse(x) for x in (*_row(f, tail), "added" if id(f) in added else "unchanged")])
+    for f in c.removed:
+        writer.writerow([_defuse(x) for x in (*_row(f, tail), "removed")])
     return buffer.getvalue()
 
 

@@ -29,13 +29,14 @@ from forewarn.audit.formats.stats import (
 )
 from forewarn.calendar import holidays_version
 from forewarn.evaluate.lifecycle import SubjectHistory
+from forewarn.explain import command as explain_command
 
 MAX_TIMELINES = 30
 MAX_TABLE_ROWS = 300
 LEAD_EDGES = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)  # multiples of the required N business days
 FINDING_FIELDS = (
     "rule", "status", "severity", "problem", "subject", "customer", "communication", "due", "sent",
-    "timing", "message", "evidence", "waiver", "retroactive", "explain", "about",
+    "timing", "message", "evidence", "waiver", "retroactive", "explain", "about", "command",
 )  # fmt: skip
 
 
@@ -64,6 +65,44 @@ def when(t: datetime | None, last: bool = False) -> str:
     if (t.hour, t.minute, t.second) == (0, 0, 0):
         return (t - timedelta(days=1) if last else t).strftime("%Y-%m-%d")
     return t.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _midnight(t: datetime) -> bool:
+    return (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0)
+
+
+def day(t: datetime, last: bool = False) -> str:
+    """A date for people, "1 January 2026"; for an exclusive end at midnight (`last`) the day before;
+    with the time when it is not midnight UTC."""
+    if _midnight(t):
+        d = t - timedelta(days=1) if last else t
+        return f"{d.day} {d:%B %Y}"
+    return f"{t.day} {t:%B %Y, %H:%M} UTC"
+
+
+def period_words(result: AuditResult) -> tuple[str, str]:
+    """The review period as a heading and a sentence for people (the formats' period_text is for machines)."""
+    since, until, as_of = result.since, result.until, result.as_of
+    if since is not None and until is not None:
+        last = until - timedelta(days=1)
+        if _midnight(since) and _midnight(until) and since.year == last.year:
+            start = f"{since.day} {since:%B}" if since.month != last.month or since.day != last.day else ""
+            span = f"{start} to {day(until, True)}" if start else day(until, True)
+        else:
+            span = f"{day(since)} to {day(until, True)}"
+        heading = f"Customer notifications due {span}"
+    elif since is not None:
+        heading = f"Customer notifications due since {day(since)}"
+    elif until is not None:
+        heading = f"Customer notifications due up to {day(until, True)}"
+    else:
+        heading = "Customer notifications: everything due so far"
+    judged = f"{day(as_of)}, 00:00 UTC" if _midnight(as_of) else day(as_of)
+    sentence = (
+        f"Judged as of {judged}: what was recorded later is not counted, and what falls due later is pending. "
+        "Each notice counts in the period its deadline falls in."
+    )
+    return heading, sentence
 
 
 # -- charts -------------------------------------------------------------------------------
@@ -255,7 +294,9 @@ def _timezones(report: Report) -> dict[str, str]:
     return out
 
 
-def _finding_row(f: Finding, case: Case, text: str) -> list[Any]:
+def _finding_row(
+    f: Finding, case: Case, text: str, as_of: datetime | None = None, rules: str | None = None
+) -> list[Any]:
     return [
         f.rule,
         f.status,
@@ -273,6 +314,7 @@ def _finding_row(f: Finding, case: Case, text: str) -> list[Any]:
         1 if f.retroactive else 0,
         text,
         case.about,
+        explain_command(f, as_of, rules) if as_of is not None else "",
     ]
 
 
@@ -283,7 +325,7 @@ def _data(report: Report) -> dict[str, Any]:
     for case in report.flagged:
         text = explain(case, tz.get(case.customer, "UTC"))
         for f in case.findings:
-            rows.append(_finding_row(f, case, text))
+            rows.append(_finding_row(f, case, text, report.result.as_of, report.result.policy.source or None))
             if f.waiver:
                 waivers[f.waiver] = [f.waiver_reason, f.waiver_approved_by]
     rows.sort(key=lambda r: (r[7], r[0], r[4], r[5], r[3]))
@@ -335,7 +377,13 @@ def context(result: AuditResult) -> dict[str, Any]:
     customers = _customers(report)
     maintenances = _maintenances(report, flagged)
     worst = sorted(((g.tally.violated, r.id) for r, g in report.rules if g.tally.violated), reverse=True)
+    heading, sentence = period_words(result)
+    serious = sum(report.total.violations.get(s, 0) for s in ("critical", "high"))
     return {
+        "heading": heading,
+        "sentence": sentence,
+        "serious": serious,
+        "verdict_colour": charts.RED if serious else charts.rate_colour(report.total.tally.rate),
         "r": result,
         "report": report,
         "t": report.total.tally,
@@ -357,10 +405,19 @@ def context(result: AuditResult) -> dict[str, Any]:
         "timelines": [m for m in maintenances if "svg" in m],
         "policy": _policy(report),
         "digest": result.policy.digest,
+        "log": result.log,
         "versions": {"forewarn": __version__, "holidays": holidays_version()},
         "data": _script_json(_data(report)),
         "rules": result.policy.ids,
+        "comparison": result.comparison,
+        "comparison_rows": _comparison_rows(result),
     }
+
+
+def _comparison_rows(result: AuditResult) -> list[list[str]]:
+    from forewarn.audit.compare import table_rows
+
+    return table_rows(result.comparison) if result.comparison is not None else []
 
 
 def render(result: AuditResult) -> str:

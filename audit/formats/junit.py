@@ -10,6 +10,7 @@ from forewarn import __version__
 from forewarn.audit.findings import AuditResult, Finding, utc
 from forewarn.audit.formats.stats import Case, iter_cases, period_text
 from forewarn.calendar import holidays_version
+from forewarn.policy.schema import SEVERITY_ORDER
 
 
 def _attrs(**values: object) -> str:
@@ -41,7 +42,26 @@ def _waiver_text(f: Finding) -> str:
     return f"waived by {f.waiver}{late}: {f.waiver_reason or ''}{by}"
 
 
-def _body(case: Case) -> str:
+def below(case: Case, fail_on: str) -> bool:
+    """A violated case whose violations are all below --fail-on: reported, not a failure."""
+    threshold = SEVERITY_ORDER[fail_on]
+    violations = [f for f in case.findings if f.status == "violation"]
+    return bool(violations) and all(SEVERITY_ORDER.get(f.severity, 0) < threshold for f in violations)
+
+
+def _failed(case: Case, fail_on: str) -> bool:
+    return case.status == "violated" and not below(case, fail_on)
+
+
+def _skipped(case: Case, fail_on: str) -> bool:
+    return case.status in ("waived", "pending") or (case.status == "violated" and below(case, fail_on))
+
+
+def _body(case: Case, fail_on: str = "low") -> str:
+    if case.status == "violated" and below(case, fail_on):
+        first = next(f for f in case.findings if f.status == "violation")
+        message = f"violation below --fail-on {fail_on}: [{first.severity}] {first.message}"
+        return f"<skipped{_attrs(message=message)}>{escape(_details(case.findings))}</skipped>"
     if case.status == "violated":
         first = next((f for f in case.findings if f.status == "violation"), None)
         message, problem = (first.message, first.problem) if first else ("violated", "violated")
@@ -54,16 +74,16 @@ def _body(case: Case) -> str:
     return ""
 
 
-def _testcase(case: Case) -> str:
+def _testcase(case: Case, fail_on: str) -> str:
     head = f"<testcase{_attrs(classname=f'forewarn.{case.rule}', name=case_name(case), time='0')}"
-    body = _body(case)
+    body = _body(case, fail_on)
     return f"    {head}>{body}</testcase>" if body else f"    {head}/>"
 
 
-def _suite(result: AuditResult, rule_id: str, cases: list[Case]) -> Iterator[str]:
+def _suite(result: AuditResult, rule_id: str, cases: list[Case], fail_on: str) -> Iterator[str]:
     rule = result.policy.by_id.get(rule_id)
-    failures = sum(c.status == "violated" for c in cases)
-    skipped = sum(c.status in ("waived", "pending") for c in cases)
+    failures = sum(_failed(c, fail_on) for c in cases)
+    skipped = sum(_skipped(c, fail_on) for c in cases)
     attrs = _attrs(
         name=rule_id,
         tests=len(cases),
@@ -80,15 +100,41 @@ def _suite(result: AuditResult, rule_id: str, cases: list[Case]) -> Iterator[str
         "title": rule.spec.title if rule else "",
         "period": period_text(result),
         "policy-digest": result.policy.digest,
+        "fail-on": fail_on,
     }
+    if result.log is not None:
+        props |= {"log-seq": str(result.log.seq), "log-head": result.log.head_text}
     for name, value in props.items():
         yield f"      <property{_attrs(name=name, value=value)}/>"
     yield "    </properties>"
-    yield from (_testcase(c) for c in cases)
+    yield from (_testcase(c, fail_on) for c in cases)
     yield "  </testsuite>"
 
 
-def render(result: AuditResult) -> str:
+def _comparison_suite(result: AuditResult) -> Iterator[str]:
+    """The policy change (audit --compare-rules): each added finding a failure, each removed one a pass."""
+    c = result.comparison
+    rows = c.rows()
+    attrs = _attrs(name="policy-change", tests=len(rows), failures=len(c.added), errors=0, skipped=0, time="0")
+    yield f"  <testsuite{attrs}>"
+    yield "    <properties>"
+    for name, value in (("old-policy", c.old_source), ("old-digest", c.old_digest), ("summary", c.summary())):
+        yield f"      <property{_attrs(name=name, value=value)}/>"
+    yield "    </properties>"
+    for change, f in rows:
+        name = f"{change}: {f.rule} {f.problem} {f.subject} {f.customer} due {utc(f.due)}"
+        head = f"    <testcase{_attrs(name=name, classname='policy-change.' + f.rule, time='0')}"
+        if change == "added":
+            failure = f"<failure{_attrs(message=f.message, type=f.problem)}>{escape(f.message)}</failure>"
+            yield f"{head}>{failure}</testcase>"
+        else:
+            yield f"{head}><system-out>{escape('removed by the change: ' + f.message)}</system-out></testcase>"
+    yield "  </testsuite>"
+
+
+def render(result: AuditResult, fail_on: str = "low") -> str:
+    """Violations at or above `fail_on` are failures; those below it are skipped with a message saying so
+    (and their evidence), as waived and pending cases are: reported, visible, not failing the build."""
     by_rule: dict[str, list[Case]] = defaultdict(list)
     for case in iter_cases(result):
         by_rule[case.rule].append(case)
@@ -97,16 +143,19 @@ def render(result: AuditResult) -> str:
     cases = [c for r in order for c in by_rule[r]]
     versions = f"forewarn {__version__}, holidays {holidays_version()}"
     name = f"forewarn audit ({period_text(result)}; {versions})"
+    changes = result.comparison.rows() if result.comparison is not None else []
     attrs = _attrs(
         name=name,
-        tests=len(cases),
-        failures=sum(c.status == "violated" for c in cases),
+        tests=len(cases) + len(changes),
+        failures=sum(_failed(c, fail_on) for c in cases) + sum(change == "added" for change, _f in changes),
         errors=0,
-        skipped=sum(c.status in ("waived", "pending") for c in cases),
+        skipped=sum(_skipped(c, fail_on) for c in cases),
         time="0",
     )
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', f"<testsuites{attrs}>"]
     for rule_id in order:
-        lines.extend(_suite(result, rule_id, by_rule[rule_id]))
+        lines.extend(_suite(result, rule_id, by_rule[rule_id], fail_on))
+    if result.comparison is not None:
+        lines.extend(_comparison_suite(result))
     lines.append("</testsuites>")
     return "\n".join(lines) + "\n"

@@ -140,6 +140,7 @@ def render(result: AuditResult) -> str:
         "",
         f"Period: {report.period}. As of {utc(result.as_of)}.",
         "",
+        *([f"Log: seq {result.log.seq}, head `{result.log.head_text}`.", ""] if result.log is not None else []),
         *_verdict(report),
         "",
         "## Compliance by rule",
@@ -149,5 +150,16 @@ def render(result: AuditResult) -> str:
         "## Findings",
     ]
     lines += _findings(result) if result.findings else ["", "No findings."]
-    lines += _waivers(result) + _policy(result)
+    lines += _comparison(result) + _waivers(result) + _policy(result)
     return "\n".join(lines) + "\n"
+
+
+def _comparison(result: AuditResult) -> list[str]:
+    """The findings the policy change adds and removes (audit --compare-rules)."""
+    c = result.comparison
+    if c is None:
+        return []
+    from forewarn.audit.compare import COLUMNS, table_rows
+
+    rows = table_rows(c)
+    return ["", "## Policy change", "", c.summary(), *(["", *table(COLUMNS, rows)] if rows else [])]

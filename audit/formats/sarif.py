@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -13,6 +14,7 @@ from forewarn.audit.findings import AuditResult, Finding, utc
 from forewarn.audit.formats.stats import period_text, subject_kinds
 from forewarn.calendar import holidays_version
 from forewarn.policy.model import Rule
+from forewarn.policy.schema import SEVERITY_ORDER
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
@@ -87,11 +89,20 @@ def _suppression(f: Finding) -> dict[str, object]:
     }
 
 
-def _result(f: Finding, index: dict[str, int], rules: dict[str, Rule], kind: str) -> dict[str, object]:
+def level(f: Finding, fail_on: str) -> str:
+    """The result's level: by severity at or above --fail-on; `note` below it (reported, not failing)."""
+    if SEVERITY_ORDER.get(f.severity, 0) < SEVERITY_ORDER[fail_on]:
+        return "note"
+    return LEVEL.get(f.severity, "warning")
+
+
+def _result(
+    f: Finding, index: dict[str, int], rules: dict[str, Rule], kind: str, fail_on: str = "low"
+) -> dict[str, object]:
     rule = rules.get(f.rule)
     out: dict[str, object] = {
         "ruleId": f.rule,
-        "level": LEVEL.get(f.severity, "warning"),
+        "level": level(f, fail_on),
         "kind": "fail",
         "message": {"text": f.message},
         "locations": _locations(f, rule, kind),
@@ -119,8 +130,8 @@ def _period_id(result: AuditResult) -> str:
     return f"{utc(result.since) or 'start'}..{utc(result.until) or utc(result.as_of)}"
 
 
-def sarif_log(result: AuditResult) -> dict[str, object]:
-    """The SARIF log as a dict (one run)."""
+def sarif_log(result: AuditResult, fail_on: str = "low") -> dict[str, object]:
+    """The SARIF log as a dict (one run); findings below `fail_on` are at level `note`."""
     policy = result.policy
     index = {r.id: i for i, r in enumerate(policy.rules)}
     kinds = subject_kinds(result)
@@ -148,20 +159,41 @@ def sarif_log(result: AuditResult) -> dict[str, object]:
                     "since": utc(result.since),
                     "until": utc(result.until),
                     "period": period,
+                    "failOn": fail_on,
                 },
             }
         ],
         "originalUriBaseIds": {"POLICY": {"description": {"text": "the policy directory (--rules)"}}},
-        "results": [_result(f, index, policy.by_id, kinds(f)) for f in result.findings],
+        "results": _results(result, index, kinds, fail_on),
         "columnKind": "unicodeCodePoints",
         "properties": {
             "policyDigest": policy.digest,
             "holidays": holidays_version(),
             "period": period,
+            **({"log": result.log.to_json()} if result.log is not None else {}),
+            **({"comparison": result.comparison.to_json()} if result.comparison is not None else {}),
         },
     }
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
 
 
-def render(result: AuditResult) -> str:
-    return orjson.dumps(sarif_log(result), option=orjson.OPT_INDENT_2).decode("utf-8") + "\n"
+def _results(result: AuditResult, index: dict[str, int], kinds: Any, fail_on: str) -> list[dict[str, Any]]:
+    """The findings; with --compare-rules, each with its SARIF baselineState against the old policy
+    ("new" or "unchanged"), and the findings the change removed as "absent" results."""
+    by_id = result.policy.by_id
+    out = [_result(f, index, by_id, kinds(f), fail_on) for f in result.findings]
+    c = result.comparison
+    if c is None:
+        return out
+    added = {id(f) for f in c.added}
+    for f, r in zip(result.findings, out, strict=True):
+        r["baselineState"] = "new" if id(f) in added else "unchanged"
+    for f in c.removed:
+        gone = _result(f, index, by_id, kinds(f), fail_on)  # a rule the policy dropped has no ruleIndex
+        gone["baselineState"] = "absent"
+        out.append(gone)
+    return out
+
+
+def render(result: AuditResult, fail_on: str = "low") -> str:
+    return orjson.dumps(sarif_log(result, fail_on), option=orjson.OPT_INDENT_2).decode("utf-8") + "\n"

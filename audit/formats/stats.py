@@ -6,15 +6,15 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from forewarn.audit.findings import AuditResult, Finding, utc
+from forewarn.audit.formats.charts import percent
 from forewarn.calendar import calendar_for
-from forewarn.evaluate.checks import applies, humanize
+from forewarn.evaluate.checks import CheckPlan, humanize
 from forewarn.evaluate.model import Outcome
 from forewarn.policy.model import Rule
 
@@ -28,7 +28,6 @@ Plain = defaultdict[tuple[tuple[str, ...], tuple[int, int], str, str | None], in
 Counts = defaultdict[tuple[str, str, tuple[int, int], str, str | None, str], int]
 """Case counts by (kind, rule, month, customer, about, status): a defaultdict, whose C-level default
 is measurably cheaper than Counter's __missing__ for hundreds of thousands of distinct keys."""
-Applies = tuple[tuple[str, ...], dict[str, int]]
 
 
 class Case(NamedTuple):
@@ -101,7 +100,7 @@ class Report:
 
 
 def rate_text(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1f}%"
+    return "-" if rate is None else percent(rate)
 
 
 def period_text(result: AuditResult) -> str:
@@ -156,39 +155,27 @@ def _obligation_cases(result: AuditResult, by_key: FindingsBy) -> Iterator[Case]
         )
 
 
-def _ticket_minutes(rule: Rule) -> int | None:
-    for check in rule.spec.checks:
-        for req, args in check.requirements():
-            if req == "ticket-opened":
-                return int(rule.resolve_int(args["within_minutes"]) or 0)
-    return None
-
-
 def _check_cases(result: AuditResult, by_subject: BySubject) -> Iterator[Case]:
     """One case per communication (or reply) and per rule whose checks apply to it."""
     ev = result.evaluation
     index = ev.index
-    comm_rules = [
-        (r, [c for c in r.spec.checks if not c.replies], _ticket_minutes(r))
-        for r in result.policy.rules
-        if any(not c.replies for c in r.spec.checks)
-    ]
+    plan = CheckPlan(result.policy, ev.histories)
     reply_rules = [r for r in result.policy.rules if any(c.replies for c in r.spec.checks)]
     for sent in index.sent:
         comm = sent.comm
-        if index.enterprise_at(comm.customer, sent.pos) is None:
+        customer = index.covered_at(comm.customer, sent.pos, result.policy.covers)
+        if customer is None:
             continue
         subject = sent.subject
-        history = ev.histories.get(subject) if subject else None
         about = subject[1] if subject else None
-        for rule, checks, ticket_minutes in comm_rules:
-            if not any(applies(c, sent, subject, history) for c in checks):
-                continue
-            found = tuple(by_subject.pop((rule.id, comm.communication), ()))
+        rids, later = plan(comm.kind, subject, sent.pos, customer)
+        for rid in rids:
+            ticket_minutes = later.get(rid)
+            found = tuple(by_subject.pop((rid, comm.communication), ()))
             due = comm.at + timedelta(minutes=ticket_minutes or 0)
             if found:
                 yield Case(
-                    rule.id,
+                    rid,
                     "check",
                     comm.communication,
                     comm.customer,
@@ -201,7 +188,7 @@ def _check_cases(result: AuditResult, by_subject: BySubject) -> Iterator[Case]:
             no_ticket = comm.communication not in index.tickets
             pending = ticket_minutes is not None and due > result.as_of and no_ticket
             yield Case(
-                rule.id,
+                rid,
                 "check",
                 comm.communication,
                 comm.customer,
@@ -211,10 +198,13 @@ def _check_cases(result: AuditResult, by_subject: BySubject) -> Iterator[Case]:
             )
     for pos, reply in index.replies:
         origin = index.sent_by_id.get(reply.in_reply_to)
-        if origin is None or index.enterprise_at(reply.customer, pos) is None:
+        customer = index.covered_at(reply.customer, pos, result.policy.covers)
+        if origin is None or customer is None:
             continue
         about = origin.subject[1] if origin.subject else None
         for rule in reply_rules:
+            if not any(c.replies and rule.check_condition(c).holds_for_customer(customer) for c in rule.spec.checks):
+                continue
             found = tuple(by_subject.pop((rule.id, reply.reply), ()))
             status = _group_status(found) if found else "met"
             yield Case(rule.id, "check", reply.reply, reply.customer, reply.at, status, about, found)
@@ -256,56 +246,31 @@ def month_name(month: Month) -> str:
     return f"{month[0]:04d}-{month[1]:02d}"
 
 
-class _Applicable:
-    """Which check rules apply to a communication of a kind about a subject, as the checks decide:
-    (their ids, {id: minutes after sending it is due} for those not due when sent), cached."""
-
-    def __init__(self, result: AuditResult) -> None:
-        self.rules = [
-            (r.id, [c for c in r.spec.checks if not c.replies], _ticket_minutes(r))
-            for r in result.policy.rules
-            if any(not c.replies for c in r.spec.checks)
-        ]
-        self.slack = max((m or 0 for _r, _c, m in self.rules), default=0)
-        self.histories = result.evaluation.histories
-        self.cache: dict[tuple[str, tuple[str, str] | None], Applies] = {}
-
-    def __call__(self, kind: str, subject: tuple[str, str] | None) -> Applies:
-        found = self.cache.get((kind, subject))
-        if found is None:
-            history = self.histories.get(subject) if subject else None
-            stand_in = SimpleNamespace(comm=SimpleNamespace(kind=kind))  # all that applicability reads
-            rules = [
-                (rid, minutes)
-                for rid, checks, minutes in self.rules
-                if any(applies(c, stand_in, subject, history) for c in checks)  # type: ignore[arg-type]
-            ]
-            ids = tuple(rid for rid, _m in rules)
-            found = self.cache[(kind, subject)] = (ids, {rid: m for rid, m in rules if m})
-        return found
-
-
-def _enterprise_from(result: AuditResult) -> dict[str, int]:
-    """Customers with one unchanged enterprise version: the position it starts at."""
+def _covered_from(result: AuditResult) -> dict[str, tuple[int, object]]:
+    """Customers with one unchanged version the policy covers: the position it starts at, and it."""
     out = {}
+    covers = result.policy.covers
     for cid, timeline in result.evaluation.index.customers.items():
-        if len(timeline.versions) == 1 and timeline.versions[0].plan == "enterprise":
-            out[cid] = timeline.positions[0]
+        if len(timeline.versions) == 1 and covers(timeline.versions[0]):
+            out[cid] = (timeline.positions[0], timeline.versions[0])
     return out
 
 
 def _count_comm(
     result: AuditResult,
     sent: Any,
-    applicable: _Applicable,
+    applicable: CheckPlan,
     skip: set[tuple[str, str]],
     counts: Counts,
 ) -> None:
     """The checks of one communication, rule by rule (the general path)."""
     comm = sent.comm
     subject = sent.subject
-    rids, later = applicable(comm.kind, subject)
-    if not rids or result.evaluation.index.enterprise_at(comm.customer, sent.pos) is None:
+    customer = result.evaluation.index.covered_at(comm.customer, sent.pos, result.policy.covers)
+    if customer is None:
+        return
+    rids, later = applicable(comm.kind, subject, sent.pos, customer)
+    if not rids:
         return
     about = subject[1] if subject else None
     for rid in rids:
@@ -324,12 +289,13 @@ def _count_comm(
 def _count_checks(result: AuditResult, skip: set[tuple[str, str]], counts: Counts, plain: Plain) -> None:
     """Count the met and pending communication and reply checks (those with findings are in `skip`).
 
-    In bulk: a communication of an enterprise customer whose checks all fall due
+    In bulk: a communication of a customer in scope whose checks all fall due
     in its own month, inside the period and before the audit instant adds 1 to
     its (kind, subject, customer, month); the others go rule by rule.
     """
-    applicable = _Applicable(result)
-    starts = _enterprise_from(result)
+    applicable = CheckPlan(result.policy, result.evaluation.histories)
+    starts = _covered_from(result)
+    histories = result.evaluation.histories
     skip_ids = {subject for _rid, subject in skip}
     low = result.since or datetime.min.replace(tzinfo=UTC)
     safe_until = min(result.until or result.as_of, result.as_of) - timedelta(minutes=applicable.slack)
@@ -339,18 +305,22 @@ def _count_checks(result: AuditResult, skip: set[tuple[str, str]], counts: Count
         at = comm.at
         customer = comm.customer
         first = starts.get(customer)
+        subject = sent.subject
+        history = histories.get(subject) if subject else None
         if (
             first is not None
-            and sent.pos >= first
+            and sent.pos >= first[0]
+            and (history is None or len(history.label_positions) <= 1)
             and low <= at < safe_until
             and at.day < 28
             and comm.communication not in skip_ids
         ):
-            bulk[(comm.kind, sent.subject, customer, at.year, at.month)] += 1
+            bulk[(comm.kind, subject, customer, at.year, at.month)] += 1
         else:
             _count_comm(result, sent, applicable, skip, counts)
     for (kind, subject, customer, year, month), n in bulk.items():
-        rids, _later = applicable(kind, subject)
+        pos, version = starts[customer]
+        rids, _later = applicable(kind, subject, pos, version)  # labels unchanged: any position of theirs
         if rids:
             plain[(rids, (year, month), customer, subject[1] if subject else None)] += n
     _count_replies(result, skip, counts)
@@ -361,12 +331,16 @@ def _count_replies(result: AuditResult, skip: set[tuple[str, str]], counts: Coun
     reply_rules = [r.id for r in result.policy.rules if any(c.replies for c in r.spec.checks)]
     for pos, reply in index.replies:
         origin = index.sent_by_id.get(reply.in_reply_to)
-        if origin is None or index.enterprise_at(reply.customer, pos) is None:
+        customer = index.covered_at(reply.customer, pos, result.policy.covers)
+        if origin is None or customer is None:
             continue
         if not _in_period(reply.at, result):
             continue
         about = origin.subject[1] if origin.subject else None
         for rid in reply_rules:
+            rule = result.policy.by_id[rid]
+            if not any(c.replies and rule.check_condition(c).holds_for_customer(customer) for c in rule.spec.checks):
+                continue
             if (rid, reply.reply) not in skip:
                 month = (reply.at.year, reply.at.month)
                 counts[("check", rid, month, reply.customer, about, "met")] += 1

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from forewarn.evaluate.index import LogIndex, Sent
 from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.model import Violation
+from forewarn.events.models import COMMUNICATION_KINDS
+from forewarn.policy.conditions import Condition
 from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import Check
 
@@ -22,33 +24,17 @@ class CheckContext:
     as_of: datetime
 
 
-def where_matches(where: Mapping[str, object], attrs: Mapping[str, object]) -> bool:
-    """The `where` mini-language on a subject's attributes (for checks, which run in bulk)."""
-    for key, spec in where.items():
-        value = attrs.get(key)
-        if isinstance(spec, dict):
-            if bool(spec.get("exists")) != (value is not None):
-                return False
-        elif isinstance(spec, list):
-            if value not in spec:
-                return False
-        elif type(value) is not type(spec) or value != spec:
-            return False
-    return True
-
-
 def _fmt(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else "nothing"
 
 
 Requirement = Callable[..., Violation | None]
-Compiled = list[tuple[Rule, Check, list[tuple[Requirement, Mapping[str, object]]]]]
+Compiled = list[tuple[Rule, Check, Condition, list[tuple[Requirement, Mapping[str, object]]]]]
 
 
 def compile_checks(policy: Policy) -> dict[str, Compiled]:
     """For each communication kind, the checks that may apply and their requirement functions."""
-    kinds = ("advance_notice", "start_reminder", "closing", "extension", "emergency", "incident", "release", "other")
-    out: dict[str, Compiled] = {k: [] for k in kinds}
+    out: dict[str, Compiled] = {k: [] for k in COMMUNICATION_KINDS}
     for rule in policy.rules:
         for check in rule.spec.checks:
             if check.replies:
@@ -57,9 +43,9 @@ def compile_checks(policy: Policy) -> dict[str, Compiled]:
                 (_COMM_REQUIREMENTS[req], {k: rule.resolve(v) for k, v in args.items()})
                 for req, args in check.requirements()
             ]
-            for kind in kinds:
+            for kind in COMMUNICATION_KINDS:
                 if check.kinds == "all" or (check.kinds is not None and kind in check.kinds):
-                    out[kind].append((rule, check, reqs))
+                    out[kind].append((rule, check, rule.check_condition(check), reqs))
     return out
 
 
@@ -68,53 +54,145 @@ def run_checks(policy: Policy, ctx: CheckContext) -> list[Violation]:
     out: list[Violation] = []
     by_kind = compile_checks(policy)
     reply_checks = [(r, c) for r in policy.rules for c in r.spec.checks if c.replies]
-    enterprise_at = ctx.index.enterprise_at
-    about: dict[tuple[int, tuple[str, str] | None], bool] = {}  # _about per (check, subject): fixed per subject
+    covered_at = ctx.index.covered_at
+    covers = policy.covers
+    # whether a check's subject terms hold, per (check, subject, labels version): fixed within one
+    about: dict[tuple[int, tuple[str, str] | None, int], bool] = {}
     for sent in ctx.index.sent:
         comm = sent.comm
-        if enterprise_at(comm.customer, sent.pos) is None:
-            continue  # out of scope: the policy covers enterprise customers only
+        customer = covered_at(comm.customer, sent.pos, covers)
+        if customer is None:
+            continue  # out of the policy's scope
         subject = sent.subject
         history = ctx.histories.get(subject) if subject else None
-        for rule, check, reqs in by_kind[comm.kind]:
+        for rule, check, condition, reqs in by_kind[comm.kind]:
             if check.about is not None:
-                key = (id(check), subject)
+                key = (id(check), subject, history.labels_version_at(sent.pos) if history else 0)
                 fits = about.get(key)
                 if fits is None:
-                    fits = about[key] = _about(check, subject, history)
+                    fits = about[key] = _about(check, condition, subject, history, sent.pos)
                 if not fits:
                     continue
+            if condition.on_customer and not condition.holds_for_customer(customer):
+                continue
             for fn, args in reqs:
                 found = fn(rule, args, sent, history, ctx)
                 if found is not None:
                     out.append(found)
     for pos, reply in ctx.index.replies:
-        if enterprise_at(reply.customer, pos) is None:
+        customer = covered_at(reply.customer, pos, covers)
+        if customer is None:
             continue
         for rule, check in reply_checks:
+            if not rule.check_condition(check).holds_for_customer(customer):
+                continue
             for req, _args in check.requirements():
                 if req == "reply-includes-origin" and (found := _reply_origin(rule, reply, ctx)) is not None:
                     out.append(found)
     return out
 
 
-def _about(check: Check, subject: tuple[str, str] | None, history: SubjectHistory | None) -> bool:
-    """Whether the communication's subject is of the check's kind and matches its `where`."""
+def _about(
+    check: Check, condition: Condition, subject: tuple[str, str] | None, history: SubjectHistory | None, pos: int
+) -> bool:
+    """Whether the communication's subject is of the check's kind and its subject terms hold at `pos`."""
     if subject is None or subject[0] != check.about or history is None:
         return False
-    return not check.where or where_matches(check.where, history.attrs)
+    return not condition.on_subject or condition.holds_for_subject(history.attrs_at(pos))
 
 
-def applies(check: Check, sent: Sent, subject: tuple[str, str] | None, history: SubjectHistory | None) -> bool:
-    """Whether `check` applies to the communication `sent` (its kind, and its subject if `about`)."""
-    if check.kinds != "all" and (check.kinds is None or sent.comm.kind not in check.kinds):
+def applies(
+    rule: Rule,
+    check: Check,
+    kind: str,
+    subject: tuple[str, str] | None,
+    history: SubjectHistory | None,
+    pos: int,
+    customer: object | None,
+) -> bool:
+    """Whether `check` of `rule` applies to a communication of `kind` about `subject`, sent at `pos` to a
+    customer with the attributes `customer` (in force then): its kinds, its subject and its conditions."""
+    if check.kinds != "all" and (check.kinds is None or kind not in check.kinds):
         return False
-    return check.about is None or _about(check, subject, history)
+    condition = rule.check_condition(check)
+    if condition.on_customer and not condition.holds_for_customer(customer):
+        return False
+    return check.about is None or _about(check, condition, subject, history, pos)
+
+
+def due_minutes(rule: Rule) -> int | None:
+    """How long after a communication is sent a rule's verdict on it falls due (its `ticket-opened`
+    requirement's minutes), or None when the verdict is due when it is sent."""
+    for check in rule.spec.checks:
+        for req, args in check.requirements():
+            if req == "ticket-opened":
+                return int(rule.resolve_int(args["within_minutes"]) or 0)  # type: ignore[arg-type]
+    return None
+
+
+Applies = tuple[tuple[str, ...], dict[str, int]]
+
+
+class CheckPlan:
+    """Which rules' checks apply to a communication, and when each verdict falls due: the evaluation's
+    answer (`applies`), for the reports to count per-communication cases by, cached per kind, subject,
+    labels version and (when a check has customer terms) customer version."""
+
+    def __init__(self, policy: Policy, histories: Mapping[tuple[str, str], SubjectHistory]) -> None:
+        self.rules = [
+            (r, [c for c in r.spec.checks if not c.replies], due_minutes(r))
+            for r in policy.rules
+            if any(not c.replies for c in r.spec.checks)
+        ]
+        self.slack = max((m or 0 for _r, _c, m in self.rules), default=0)
+        """The longest a verdict can fall due after its communication (minutes)."""
+        self.histories = histories
+        self.by_customer = any(r.check_condition(c).on_customer for r, cs, _m in self.rules for c in cs)
+        self.cache: dict[tuple[str, tuple[str, str] | None, int, int], Applies] = {}
+
+    def __call__(self, kind: str, subject: tuple[str, str] | None, pos: int, customer: object) -> Applies:
+        """(ids of the rules whose checks apply, {id: minutes after sending its verdict is due} for those
+        not due when sent) for a communication of `kind` about `subject` at `pos` to `customer`."""
+        history = self.histories.get(subject) if subject else None
+        labels = history.labels_version_at(pos) if history is not None else 0
+        key = (kind, subject, labels, id(customer) if self.by_customer else 0)
+        found = self.cache.get(key)
+        if found is None:
+            rules = [
+                (rule.id, minutes)
+                for rule, checks, minutes in self.rules
+                if any(applies(rule, c, kind, subject, history, pos, customer) for c in checks)
+            ]
+            found = self.cache[key] = (tuple(rid for rid, _m in rules), {rid: m for rid, m in rules if m})
+        return found
+
+
+def stated_requirements(
+    policy: Policy,
+    kind: str,
+    history: SubjectHistory | None,
+    pos: int,
+    customer: object | None,
+) -> frozenset[str]:
+    """The `states-*` requirements the policy's checks make of a communication of `kind` about the subject of
+    `history`, sent at `pos` to a customer with the attributes `customer`: what such a message must state
+    (the engine's drafts state exactly these, so what it sends passes the checks)."""
+    subject = (history.kind, history.id) if history is not None else None
+    return frozenset(
+        req
+        for rule in policy.rules
+        for check in rule.spec.checks
+        if not check.replies and applies(rule, check, kind, subject, history, pos, customer)
+        for req, _args in check.requirements()
+        if req.startswith("states-")
+    )
 
 
 def _violation(
-    rule: Rule, problem: str, item: Sent, due: datetime, evidence: tuple[str, ...], **fields: str
+    rule: Rule, problem: str, item: Sent, due: datetime, evidence: tuple[str, ...], *, of: str | None = None,
+    **fields: str,
 ) -> Violation:
+    """The violation of a per-communication check: its subject is the communication, or `of`."""
     comm = item.comm
     subject = item.subject
     base = {
@@ -126,7 +204,7 @@ def _violation(
     return Violation(
         rule=rule.id,
         problem=problem,
-        subject=comm.communication,
+        subject=comm.communication if of is None else of,
         customer=comm.customer,
         communication=comm.communication,
         due=due,
@@ -210,7 +288,11 @@ def _states_end(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | N
 
 def _after_closed(rule: Rule, _a: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:
     if history is not None and not history.closed_by(sent.pos):
-        return _violation(rule, "premature", sent, sent.comm.at, _evidence(sent, history), sent=_fmt(sent.comm.at))
+        # policy.md: a finding of the obligation rule, so its subject is the maintenance (a waiver for the
+        # maintenance covers it); the closing mail is its `communication`.
+        return _violation(
+            rule, "premature", sent, sent.comm.at, _evidence(sent, history), of=history.id, sent=_fmt(sent.comm.at)
+        )
 
 
 def _sender(rule: Rule, args: Mapping, sent: Sent, history: SubjectHistory | None, _c: CheckContext) -> Found:

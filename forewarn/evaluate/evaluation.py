@@ -13,7 +13,7 @@ from forewarn.evaluate.index import LogIndex, Sent, build_index
 from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.matching import CommKey, communications_by_key, count_in_window, match
 from forewarn.evaluate.model import Moment, Obligation, Outcome, Violation
-from forewarn.evaluate.obligations import Derivation, affected, derive, void_reason
+from forewarn.evaluate.obligations import Derivation, affected_versions, derive, void_reason
 from forewarn.events import Event
 from forewarn.events.parse import gc_paused
 from forewarn.parallel import forked
@@ -60,7 +60,7 @@ def evaluate(events: Sequence[Event], policy: Policy, as_of: datetime, checks: b
     Facts after `as_of` are ignored; obligations whose deadline is later and
     are not yet met are pending. `checks=False` skips the per-communication
     checks (content, sender, ticket, routing): what the engine plans from is
-    obligations and their outcomes, and the checks are about 40% of the work;
+    obligations and their outcomes, and the checks are a large part of the work;
     `violations` then holds obligation and alarm violations only.
     """
     with gc_paused():  # hundreds of thousands of acyclic objects: the cyclic GC only costs time here
@@ -105,7 +105,9 @@ def judge(
     for key, (o0, o1, a0, a1) in derivation.spans.items():
         mine = outcomes[o0:o1]
         violated = [_obligation_violation(o, comms) for o in mine if o.status == "violated"]
-        alarms = [v for rule, m in derivation.alarms[a0:a1] for v in _alarm_violations(rule, m, derivation, index)]
+        alarms = [
+            v for rule, m in derivation.alarms[a0:a1] for v in _alarm_violations(rule, m, derivation, index, policy)
+        ]
         until = min((o.obligation.not_after for o in mine if o.status == "pending"), default=None)
         verdicts[key] = Verdict(mine, violated, alarms, until)
     return verdicts
@@ -130,14 +132,15 @@ def assemble(
     return Evaluation(as_of, policy, index, histories, outcomes, violations, comms, verdicts)
 
 
-def _alarm_violations(rule: Rule, moment: Moment, derivation: Derivation, index: LogIndex) -> list[Violation]:
+def _alarm_violations(
+    rule: Rule, moment: Moment, derivation: Derivation, index: LogIndex, policy: Policy
+) -> list[Violation]:
     """An alarm (a maintenance overrun) as one violation per affected customer."""
     history = derivation.histories[("maintenance", moment.subject)]
     end = moment.instant("end_in_force")
     out = []
-    for customer in affected(history, moment.pos, index):
-        attrs = index.enterprise_at(customer, moment.pos)
-        tz = attrs.timezone if attrs else "UTC"
+    for customer, attrs in affected_versions(history, moment.pos, index, policy, rule):
+        tz = attrs.timezone
         out.append(
             Violation(
                 rule=rule.id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -84,14 +84,17 @@ class LogIndex:
         timeline = self.customers.get(customer)
         return timeline.at(pos) if timeline else None
 
-    def enterprise_at(self, customer: str, pos: int) -> CustomerUpserted | None:
-        """The customer's attributes at `pos` if it is in scope (enterprise) then."""
+    def covered_at(
+        self, customer: str, pos: int, covers: Callable[[CustomerUpserted], bool]
+    ) -> CustomerUpserted | None:
+        """The customer's attributes at `pos` if the policy's scope (`covers`, Policy.covers) covers it then."""
         timeline = self.customers.get(customer)  # customer_at, one call less: this runs for every communication
         version = timeline.at(pos) if timeline is not None else None
-        return version if version is not None and version.plan == "enterprise" else None
+        return version if version is not None and covers(version) else None
 
-    def enterprise_customers_at(self, pos: int) -> list[str]:
-        return sorted(c for c in self.customers if self.enterprise_at(c, pos) is not None)
+    def covered_customers_at(self, pos: int, covers: Callable[[CustomerUpserted], bool]) -> list[str]:
+        """Every customer the scope covers at `pos` (what "all" stands for)."""
+        return sorted(c for c in self.customers if self.covered_at(c, pos, covers) is not None)
 
 
 def build_index(events: Iterable[Event], start: int = 0) -> LogIndex:

@@ -56,6 +56,20 @@ class SubjectHistory:
     closed_pos: int | None = None
     closed_event: str | None = None
     moments: list[Moment] = field(default_factory=list)
+    # labels in force over time (a reschedule that carries labels replaces them): (pos, labels)
+    label_positions: list[int] = field(default_factory=list)
+    label_versions: list[dict[str, str]] = field(default_factory=list)
+
+    def attrs_at(self, pos: int) -> dict[str, object]:
+        """The subject's attributes in force at position `pos` (its labels then)."""
+        if len(self.label_positions) <= 1:
+            return self.attrs
+        i = bisect_right(self.label_positions, pos)
+        return {**self.attrs, "labels": self.label_versions[max(i - 1, 0)]}
+
+    def labels_version_at(self, pos: int) -> int:
+        """Which labels version is in force at `pos` (0 when they never changed)."""
+        return 0 if len(self.label_positions) <= 1 else bisect_right(self.label_positions, pos)
 
     @property
     def notifiable(self) -> bool:
@@ -117,7 +131,7 @@ def fold_subject(
         customers=first.customers,  # type: ignore[union-attr]
     )
     if kind == "incident" and first.type == "incident.declared":
-        history.attrs = {"severity": first.severity, "title": first.title}  # type: ignore[union-attr]
+        history.attrs = {"severity": first.severity, "title": first.title, "labels": first.labels or {}}  # type: ignore[union-attr]
         history.context = {"summary": first.summary, "severity": first.severity}  # type: ignore[union-attr]
         history.moments.append(
             Moment(
@@ -127,11 +141,11 @@ def fold_subject(
                 first.at,
                 first_pos,
                 first.id,
-                {"opened": first.at, "severity": first.severity},  # type: ignore[union-attr]
+                {"opened": first.at, "severity": first.severity, "labels": first.labels or {}},  # type: ignore[union-attr]
             )
         )
     elif kind == "release" and first.type == "release.scheduled":
-        history.attrs = {"release": True, "title": first.title}  # type: ignore[union-attr]
+        history.attrs = {"release": True, "title": first.title, "labels": first.labels or {}}  # type: ignore[union-attr]
         history.context = {"release_at": first.release_at}  # type: ignore[union-attr]
         history.moments.append(
             Moment(
@@ -141,7 +155,8 @@ def fold_subject(
                 first.at,
                 first_pos,
                 first.id,
-                {"opened": first.at, "release_at": first.release_at},  # type: ignore[union-attr]
+                {"opened": first.at, "release_at": first.release_at, "release": True,
+                 "labels": first.labels or {}},  # type: ignore[union-attr]
             )
         )
     return history
@@ -171,7 +186,10 @@ def _fold_maintenance(
             "release": bool(first.release),  # type: ignore[union-attr]
             "notifiable": _notifiable(impact, emergency),
             "title": first.title,  # type: ignore[union-attr]
+            "labels": first.labels or {},  # type: ignore[union-attr]
         },
+        label_positions=[first_pos],
+        label_versions=[first.labels or {}],  # type: ignore[union-attr]
         context={
             "impact_summary": first.impact_summary,  # type: ignore[union-attr]
             "emergency_reason": first.reason,  # type: ignore[union-attr]
@@ -215,6 +233,11 @@ def _fold_maintenance(
         if t in ("maintenance.scheduled", "maintenance.rescheduled"):
             if t == "maintenance.rescheduled" and h.versions:
                 h.versions[-1].superseded_at = ev.at
+            if t == "maintenance.rescheduled" and ev.labels is not None:  # type: ignore[union-attr]
+                h.attrs = {**h.attrs, "labels": ev.labels}  # type: ignore[union-attr]
+                h.label_positions.append(pos)
+                h.label_versions.append(ev.labels)  # type: ignore[union-attr]
+                base["labels"] = ev.labels  # type: ignore[union-attr]
             version = Version(len(h.versions) + 1, ev.at, pos, ev.start, ev.end, ev.id)  # type: ignore[union-attr]
             h.versions.append(version)
             h.end_positions.append(pos)

@@ -46,6 +46,10 @@ def match(
     first every one that can be met on time takes the earliest fitting unused
     communications; then each remaining one past its deadline is late (an
     unused one sent after the interval), early (one sent before it), or missing.
+
+    An obligation that counts communications (`count` > 1: update-cadence's "at least two e-mails
+    between the extension and the promised update") counts every fitting one, used or not, and uses
+    none up: one e-mail may be the promised update of several extensions (policy.md, settled readings).
     """
     outcomes: list[Outcome | None] = [None] * len(obligations)
     groups: dict[tuple[str, str, str, str], list[int]] = defaultdict(list)
@@ -72,13 +76,17 @@ def match(
         # Pass 1: on time.
         for i in members:
             ob = obligations[i]
+            counting = ob.count > 1
             fitting = [
                 s
                 for s in candidates
-                if s.pos not in used and ob.opened <= s.comm.at and ob.not_before <= s.comm.at <= ob.not_after
+                if (counting or s.pos not in used)
+                and ob.opened <= s.comm.at
+                and ob.not_before <= s.comm.at <= ob.not_after
             ][: ob.count]
             if len(fitting) == ob.count:
-                used.update(s.pos for s in fitting)
+                if not counting:
+                    used.update(s.pos for s in fitting)
                 outcomes[i] = Outcome(
                     ob,
                     "met",

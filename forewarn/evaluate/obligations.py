@@ -16,10 +16,10 @@ from forewarn.evaluate.rete import Rule as ReteRule
 from forewarn.evaluate.rete import Session
 from forewarn.events import CustomerUpserted
 from forewarn.policy.model import Policy, Rule
-from forewarn.policy.schema import WHERE_FIELDS, Anchor
+from forewarn.policy.schema import Anchor
 
 ALARM_SUFFIX = ".alarm"
-_FACT_FIELDS = frozenset(f for fields in WHERE_FIELDS.values() for f in fields) | {"timer"}
+_FACT_FIELDS = frozenset({"timer"})
 
 
 @dataclass
@@ -38,7 +38,10 @@ def compile_rules(policy: Policy, fired: list[tuple[str, str]]) -> list[ReteRule
     """durable_rules rules for the policy's obligation and alarm triggers.
 
     Each action records (rule name, fact id) in `fired`; the caller turns
-    that into obligations once the subject's moments are all asserted.
+    that into obligations once the subject's moments are all asserted. The
+    rules route moments by type (and an alarm's timer); a rule's `where` is
+    the condition table's to interpret (forewarn.policy.conditions), applied
+    to what fired: one meaning of a condition everywhere.
     """
 
     def record(name: str):
@@ -51,11 +54,11 @@ def compile_rules(policy: Policy, fired: list[tuple[str, str]]) -> list[ReteRule
     for rule in policy.rules:
         ob = rule.spec.obligation
         if ob is not None:
-            where = {"type": list(ob.trigger), **ob.where}
+            where: dict[str, object] = {"type": list(ob.trigger)}
             compiled.append(ReteRule(rule.id, where, record(rule.id)))
         alarm = rule.spec.alarm
         if alarm is not None:
-            where = {"type": list(alarm.trigger), "timer": rule.id, **alarm.where}
+            where = {"type": list(alarm.trigger), "timer": rule.id}
             compiled.append(ReteRule(rule.id + ALARM_SUFFIX, where, record(rule.id + ALARM_SUFFIX)))
     return compiled
 
@@ -79,7 +82,7 @@ def alarm_dues(history: SubjectHistory, minutes: Collection[int]) -> Iterator[da
 
 
 def _fact(moment: Moment, fact_id: str) -> dict[str, object]:
-    """The moment as a flat durable_rules fact: only fields a `where` can test."""
+    """The moment as a flat durable_rules fact: only the fields the rules route by."""
     fact: dict[str, object] = {"id": fact_id, "type": moment.type}
     for key, value in moment.attrs.items():
         if key not in _FACT_FIELDS or value is None:
@@ -122,32 +125,44 @@ def derive(
                 moment = history.moments[int(fact_id)]
                 if name.endswith(ALARM_SUFFIX):
                     rule = policy.by_id[name[: -len(ALARM_SUFFIX)]]
-                    out.alarms.append((rule, moment))
+                    if rule.alarm_condition.holds_for_subject(moment.attrs):
+                        out.alarms.append((rule, moment))
                 else:
                     rule = policy.by_id[name]
-                    out.obligations.extend(expand(rule, moment, history, index))
+                    if rule.obligation_condition.holds_for_subject(moment.attrs):
+                        out.obligations.extend(expand(rule, moment, history, index, policy))
             out.spans[(kind, subject)] = (o0, len(out.obligations), a0, len(out.alarms))
     return out
 
 
-def affected(history: SubjectHistory, pos: int, index: LogIndex) -> list[str]:
+def affected(history: SubjectHistory, pos: int, index: LogIndex, policy: Policy, rule: Rule | None = None) -> list[str]:
     """Affected customers in scope at `pos`: the subject's list (or "all" at its
-    definition), restricted to customers on the enterprise plan at `pos`."""
-    return [customer for customer, _attrs in affected_versions(history, pos, index)]
+    definition), restricted to customers the policy's scope covers at `pos`
+    (and, given a rule, to those its obligation's or alarm's customer terms hold for)."""
+    return [customer for customer, _attrs in affected_versions(history, pos, index, policy, rule)]
 
 
-def affected_versions(history: SubjectHistory, pos: int, index: LogIndex) -> list[tuple[str, CustomerUpserted]]:
+def affected_versions(
+    history: SubjectHistory, pos: int, index: LogIndex, policy: Policy, rule: Rule | None = None
+) -> list[tuple[str, CustomerUpserted]]:
     """`affected`, each customer with its attributes in force at `pos`."""
+    covers = policy.covers
     if history.customers == "all":
-        candidates = index.enterprise_customers_at(history.defined_pos)
+        candidates = index.covered_customers_at(history.defined_pos, covers)
     else:
         candidates = list(dict.fromkeys(history.customers))
-    enterprise_at = index.enterprise_at
-    return [(c, attrs) for c in candidates if (attrs := enterprise_at(c, pos)) is not None]
+    found = [(c, attrs) for c in candidates if (attrs := index.covered_at(c, pos, covers)) is not None]
+    if rule is not None:
+        condition = rule.obligation_condition if rule.spec.obligation is not None else rule.alarm_condition
+        if condition.on_customer:
+            holds = condition.customer_predicate
+            found = [(c, attrs) for c, attrs in found if holds(attrs)]
+    return found
 
 
-def expand(rule: Rule, moment: Moment, history: SubjectHistory, index: LogIndex) -> list[Obligation]:
-    """One obligation per affected enterprise customer, deadlines in their calendar."""
+def expand(rule: Rule, moment: Moment, history: SubjectHistory, index: LogIndex, policy: Policy) -> list[Obligation]:
+    """One obligation per affected customer in scope (and in the rule's customer terms), deadlines
+    in their calendar."""
     ob = rule.spec.obligation
     assert ob is not None
     before = _anchor(rule, ob.window.not_before, moment)
@@ -159,7 +174,7 @@ def expand(rule: Rule, moment: Moment, history: SubjectHistory, index: LogIndex)
     offset = (after[1], after[2])
     window: dict[tuple[str, str | None, str | None], tuple[datetime, datetime]] = {}  # by calendar
     out: list[Obligation] = []
-    for customer, attrs in affected_versions(history, moment.pos, index):
+    for customer, attrs in affected_versions(history, moment.pos, index, policy, rule):
         calendar = (attrs.timezone, attrs.country, attrs.subdivision)
         bounds = window.get(calendar)
         if bounds is None:

@@ -44,6 +44,10 @@
 #      with the same C calls and no Python callbacks. Host, rulesets and their
 #      Promises form cycles too (host <-> ruleset, each Promise its own root):
 #      undone when a session is freed.
+#  D15 (*) A sid must be a non-empty ASCII string without '"', '\' or control
+#      characters, or the assertion fails. Subjects are named by the caller
+#      with any string (user ids such as "wartung-ä"); each open subject gets a
+#      generated sid ("s" + a number) for as long as it is open.
 
 from __future__ import annotations
 
@@ -458,6 +462,7 @@ def _reason(exc: BaseException) -> str:
 
 @dataclass
 class _Subject:
+    sid: str  # the generated sid the C core knows the subject by (D15)
     ids: dict[int, str] = field(default_factory=dict)  # FNV-1a hash -> fact id
     failed: str | None = None
 
@@ -465,7 +470,9 @@ class _Subject:
 class Session:
     """One evaluation's durable_rules host: one sid per subject, no threads, freed on close.
 
-    The rules live in one ruleset (one per 32 rules, D10). Facts are asserted
+    A subject is any non-empty string (a user's id may hold any Unicode); the
+    C core sees a generated ASCII sid instead (D15). The rules live in one
+    ruleset (one per 32 rules, D10). Facts are asserted
     one at a time; each returns the rules whose actions ran, in the order of
     `rules`. A subject whose assertion failed (engine error or action error)
     refuses further facts until end_subject. Not thread-safe: a Session
@@ -483,8 +490,9 @@ class Session:
         self._field_owners = {fnv1a_32(name): name for name in reserved}
         for name in (f for rule in self._rules.values() for f in rule.where):
             self._claim_field(name)
-        self._subjects: dict[str, _Subject] = {}
-        self._sid_owners: dict[int, str] = {}
+        self._subjects: dict[str, _Subject] = {}  # subject -> its state
+        self._sid_owners: dict[int, str] = {}  # FNV-1a hash -> live generated sid
+        self._sid_numbers: Iterator[int] = itertools.count(1)
         self._lock = threading.Lock()
         self._closed = False
         listed = list(self._rules.values())
@@ -498,19 +506,22 @@ class Session:
         return len(self._subjects)
 
     def assert_fact(self, sid: str, fact: Mapping[str, object]) -> list[str]:
-        """Assert one fact of subject `sid`; the names of the rules whose action ran, in order.
+        """Assert one fact of subject `sid` (any non-empty string); the names of the rules whose
+        action ran, in order. Actions are called with `sid` as given.
 
         Raises FactIdCollision (nothing asserted) if another id of the subject
         has the same FNV-1a hash, ActionError if an action raised, and
         RuleEngineError for a repeated id, a bad fact or a durable_rules failure.
         """
         with self._using():
-            _check_token(sid, "sid")
+            if not isinstance(sid, str) or not sid:
+                raise RuleEngineError(f"subject {sid!r} must be a non-empty string")
             fact_id, payload = self._payload(sid, fact)
             subject = self._subject(sid)
             self._claim_id(subject, sid, fact_id)
+            payload["sid"] = subject.sid
             try:
-                matched = self._engine.assert_fact(sid, fact_id, payload)
+                matched = self._engine.assert_fact(subject.sid, fact_id, payload)
             except BaseException as exc:
                 subject.failed = f"fact {fact_id!r} failed in durable_rules: {exc}"
                 if isinstance(exc, RuleEngineError):
@@ -525,10 +536,11 @@ class Session:
     def end_subject(self, sid: str) -> None:
         """Delete the subject's state in the C core and forget its fact ids."""
         with self._using(allow_closed=True):
-            if self._closed or self._subjects.pop(sid, None) is None:
+            subject = None if self._closed else self._subjects.pop(sid, None)
+            if subject is None:
                 return
-            del self._sid_owners[fnv1a_32(sid)]
-            errors = self._engine.delete_state(sid)
+            del self._sid_owners[fnv1a_32(subject.sid)]
+            errors = self._engine.delete_state(subject.sid)
             if errors:
                 raise RuleEngineError("; ".join(errors))
 
@@ -596,7 +608,7 @@ class Session:
         fact_id = _check_token(fact.get("id"), "fact id")
         if fact.get("sid", sid) != sid:
             raise RuleEngineError(f"fact {fact_id!r} names sid {fact['sid']!r}, not {sid!r}")
-        payload: dict[str, object] = {"sid": sid, "id": fact_id}
+        payload: dict[str, object] = {"sid": None, "id": fact_id}  # the generated sid, set by the caller
         for name, value in fact.items():
             if name in ("id", "sid") or value is None:  # null: absent, for "exists"
                 continue
@@ -617,14 +629,18 @@ class Session:
             raise RuleEngineError(
                 f"{MAX_LIVE_SUBJECTS} subjects are open: end_subject some before starting {sid}"
             )
-        owner = self._sid_owners.setdefault(fnv1a_32(sid), sid)
-        if owner != sid:
-            raise SubjectIdCollision(
-                f"sids {owner!r} and {sid!r} share an FNV-1a hash: end_subject({owner!r}) first"
-            )
-        state_id = "sid-" + sid  # the id of the engine's own state fact (D8)
-        subject = self._subjects[sid] = _Subject({fnv1a_32(state_id): state_id})
+        generated = self._new_sid()
+        state_id = "sid-" + generated  # the id of the engine's own state fact (D8)
+        subject = self._subjects[sid] = _Subject(generated, {fnv1a_32(state_id): state_id})
         return subject
+
+    def _new_sid(self) -> str:
+        """A fresh ASCII sid (D15) whose FNV-1a hash no live sid has (D1: the C core would merge them)."""
+        for _ in range(MAX_LIVE_SUBJECTS + 1):  # at most MAX_LIVE_SUBJECTS hashes are taken
+            candidate = f"s{next(self._sid_numbers)}"
+            if self._sid_owners.setdefault(fnv1a_32(candidate), candidate) == candidate:
+                return candidate
+        raise SubjectIdCollision("no generated sid is free of FNV-1a collisions with the open subjects")
 
     @staticmethod
     def _claim_id(subject: _Subject, sid: str, fact_id: str) -> None:

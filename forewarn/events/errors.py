@@ -16,8 +16,10 @@ from forewarn.events.models import (
     EMAIL_PATTERN,
     EVENT_CLASSES,
     EVENT_TYPES,
+    ID_PATTERN,
     NONBLANK_PATTERN,
     did_you_mean,
+    id_problem,
     shorten,
 )
 
@@ -69,7 +71,7 @@ def event_identity(raw: object) -> tuple[str | None, str | None]:
     kind = raw.get("type")
     ident = raw.get("id")
     kind = kind if isinstance(kind, str) and kind in EVENT_CLASSES else None
-    if not isinstance(ident, str) or not ident:
+    if not isinstance(ident, str) or id_problem(ident[:200]) is not None:  # not shown: empty, blank, control characters
         return kind, None
     if len(ident) > MAX_SHOWN_ID:
         ident = ident[: MAX_SHOWN_ID - 3] + "..."
@@ -95,6 +97,8 @@ def describe_json_error(line: bytes, parser_message: str = "") -> str:
         return f"not valid JSON: {exc.msg} (column {exc.colno})"
     except RecursionError:
         return "not valid JSON: nested too deeply"
+    except ValueError:  # valid JSON to the standard library, but a number too long for int(): the parser's words
+        pass
     match = _AT_POSITION.match(parser_message)
     if match is None:
         return f"not valid JSON: {parser_message or 'unreadable'}"
@@ -241,6 +245,8 @@ def _pattern_message(pattern: str, value: object) -> str:
         return f"must be an e-mail address (got {shown!r})"
     if pattern == NONBLANK_PATTERN:
         return "must not be empty"
+    if pattern == ID_PATTERN and isinstance(value, str):
+        return id_problem(value) or "has an invalid format"
     return "has an invalid format"
 
 

@@ -27,12 +27,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "COMMUNICATION_KINDS",
     "ENTITY_OF",
     "EVENT_ADAPTER",
     "EVENT_CLASSES",
     "EVENT_TYPES",
     "REFERENCE_SOURCES",
     "SUBJECT_KINDS",
+    "CommunicationKind",
     "CommunicationSent",
     "CustomerUpserted",
     "Event",
@@ -167,8 +169,26 @@ Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 
 # --------------------------------------------------------------------------- strings
 
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-EntityId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+_CONTROL = "\\x00-\\x1f\\x7f-\\x9f"  # Unicode category Cc: C0, DEL and C1 (NUL, tab, newlines, ...)
+ID_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
+"""An id: not blank, no control character; any other Unicode (checked by pydantic's Rust regex: linear time)."""
+_CONTROL_CHAR = re.compile(f"[{_CONTROL}]")
+
+
+def id_problem(value: str) -> str | None:
+    """Why `value` is not a valid id (spec: 1-200 characters, not blank, no control characters), or None."""
+    if not 0 < len(value) <= 200:
+        return "must be 1-200 characters"
+    bad = _CONTROL_CHAR.search(value)
+    if bad is not None:
+        return f"must not contain control characters (U+{ord(bad.group()):04X} at character {bad.start() + 1})"
+    if not value.strip():
+        return "must not be blank"
+    return None
+
+
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ID_PATTERN)]
+EntityId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ID_PATTERN)]
 NONBLANK_PATTERN = r"\S"
 NonBlank = Annotated[str, StringConstraints(pattern=NONBLANK_PATTERN)]
 
@@ -187,8 +207,10 @@ def _customers(value: object) -> tuple[str, ...] | Literal["all"]:
         raise problem('must be a list of customer ids or "all"')
     if not value:
         raise problem('must list at least one customer (or be "all")')
-    if not all(0 < len(v) <= 200 for v in value):
-        raise problem("customer ids must be 1-200 characters")
+    for v in value:
+        why = id_problem(v)
+        if why is not None:
+            raise problem(f"customer ids {why} (got {shorten(v)!r})")
     return tuple(value)
 
 
@@ -201,6 +223,41 @@ Customers = Annotated[
                    {"const": "all"}]}
     ),
 ]
+
+# --------------------------------------------------------------------------- labels
+
+MAX_LABELS = 32
+LABEL_KEY_PATTERN = r"[a-z0-9][a-z0-9._-]{0,62}"
+_LABEL_KEY = re.compile(LABEL_KEY_PATTERN + r"\Z")
+LABEL_VALUE_MAX = 200
+
+
+def _labels(value: object) -> dict[str, str]:
+    """Labels: at most 32 entries, lower-case keys, string values of 1-200 characters."""
+    if not isinstance(value, dict):
+        raise problem("must be an object of label names to strings")
+    if len(value) > MAX_LABELS:
+        raise problem(f"at most {MAX_LABELS} labels, got {len(value)}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            raise problem(f"label name '{shorten(str(key))}' must match {LABEL_KEY_PATTERN}")
+        if not isinstance(item, str):
+            raise problem(f"label '{key}': must be a string, got {type(item).__name__}")
+        if not 1 <= len(item) <= LABEL_VALUE_MAX:
+            raise problem(f"label '{key}': must be 1-{LABEL_VALUE_MAX} characters")
+    return dict(value)
+
+
+Labels = Annotated[
+    dict[str, str],
+    PlainValidator(_labels),
+    WithJsonSchema(
+        {"type": "object", "maxProperties": MAX_LABELS, "propertyNames": {"pattern": f"^{LABEL_KEY_PATTERN}$"},
+         "additionalProperties": {"type": "string", "minLength": 1, "maxLength": LABEL_VALUE_MAX}}
+    ),
+]
+"""Free-form attributes rules can test (`labels.NAME`), e.g. {"tier": "premium"}."""
+LABELS_DESCRIPTION = "Labels rules can test: at most 32, names [a-z0-9][a-z0-9._-]{0,62}, values 1-200 chars."
 
 # --------------------------------------------------------------------------- calendar
 
@@ -242,17 +299,24 @@ def _check_country(code: str) -> str:
 _INT_RANGE = range(-(2**63), 2**64)
 
 
-def _check_json_numbers(value: object) -> None:
-    """Numbers in free-form data must survive a JSON round trip (finite, 64-bit).
+META_KEYS = [0]
+"""The number of keys (nested objects included) of the last `meta` validated: the duplicate-key check of
+forewarn.events.parse compares it, right after validating a line, with the keys in the line's text."""
+
+
+def _check_json_numbers(value: object) -> int:
+    """Numbers in free-form data must survive a JSON round trip (finite, 64-bit); the keys of its objects.
 
     Iterative, dispatching on exact types (the values come from JSON: dict, list, str, int, float,
     bool, None): every communication the engine sends carries `meta`, so this runs for most events.
     """
     pending = [value]
+    keys = 0
     while pending:
         item = pending.pop()
         kind = type(item)
         if kind is dict:
+            keys += len(item)  # type: ignore[arg-type]
             pending.extend(item.values())  # type: ignore[attr-defined]
         elif kind is list:
             pending.extend(item)  # type: ignore[arg-type]
@@ -264,6 +328,7 @@ def _check_json_numbers(value: object) -> None:
                 raise problem("integers must fit in 64 bits")
         elif kind is not str and kind is not bool and item is not None:  # not from JSON: the general case
             if isinstance(item, dict):
+                keys += len(item)
                 pending.extend(item.values())
             elif isinstance(item, list | tuple):
                 pending.extend(item)
@@ -271,6 +336,7 @@ def _check_json_numbers(value: object) -> None:
                 raise problem("numbers must be finite")
             elif isinstance(item, int) and not isinstance(item, bool) and item not in _INT_RANGE:
                 raise problem("integers must fit in 64 bits")
+    return keys
 
 
 # --------------------------------------------------------------------------- base
@@ -305,8 +371,7 @@ class EventBase(BaseModel):
     @field_validator("meta")
     @classmethod
     def _meta(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            _check_json_numbers(value)
+        META_KEYS[0] = 0 if value is None else _check_json_numbers(value)
         return value
 
     def defines(self) -> tuple[str, str] | None:
@@ -345,7 +410,7 @@ class CustomerUpserted(EventBase):
     customer: EntityId = Field(description="Customer id.")
     name: str = Field(description="Display name.")
     plan: Literal["free", "basic", "business", "enterprise"] = Field(
-        description="Plan; the policy applies to enterprise only."
+        description="Plan; the policy's scope (rules/_scope.yaml) says which plans it covers: enterprise."
     )
     timezone: str = Field(default="UTC", description="IANA time zone name.")
     country: str | None = Field(
@@ -355,6 +420,7 @@ class CustomerUpserted(EventBase):
         default=None, description="State/region code for holidays (requires country)."
     )
     contacts: tuple[Email, ...] = Field(min_length=1, description="E-mail addresses, >= 1.")
+    labels: Labels | None = Field(default=None, description=LABELS_DESCRIPTION)
 
     @field_validator("timezone")
     @classmethod
@@ -390,7 +456,7 @@ class MaintenanceScheduled(EventBase):
     title: str = Field(description="Title.")
     start: Timestamp = Field(description="Window start.")
     end: Timestamp = Field(description="Window end; after start.")
-    customers: Customers = Field(description='Affected customer ids, or "all" (enterprise).')
+    customers: Customers = Field(description='Affected customer ids, or "all" (every customer in scope).')
     impact: Literal["none", "degraded", "interruption"] = Field(description="Expected impact.")
     impact_summary: str | None = Field(
         default=None, description="What customers will notice; required unless impact is none."
@@ -400,6 +466,7 @@ class MaintenanceScheduled(EventBase):
     )
     reason: str | None = Field(default=None, description="The critical issue; if emergency.")
     release: StrictBool = Field(default=False, description="Release-related work.")
+    labels: Labels | None = Field(default=None, description=LABELS_DESCRIPTION)
 
     @model_validator(mode="after")
     def _consistent(self) -> MaintenanceScheduled:
@@ -422,6 +489,9 @@ class MaintenanceRescheduled(EventBase):
     maintenance: EntityId = Field(description="Maintenance id.")
     start: Timestamp = Field(description="New window start.")
     end: Timestamp = Field(description="New window end; after start.")
+    labels: Labels | None = Field(
+        default=None, description="Replaces the maintenance's labels from then on. " + LABELS_DESCRIPTION
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MaintenanceRescheduled:
@@ -488,8 +558,9 @@ class IncidentDeclared(EventBase):
     incident: EntityId = Field(description="Incident id.")
     title: str = Field(description="Title.")
     severity: Literal["critical", "major", "minor"] = Field(description="Severity.")
-    customers: Customers = Field(description='Affected customer ids, or "all" (enterprise).')
+    customers: Customers = Field(description='Affected customer ids, or "all" (every customer in scope).')
     summary: str = Field(description="What happened.")
+    labels: Labels | None = Field(default=None, description=LABELS_DESCRIPTION)
 
 
 class IncidentResolved(EventBase):
@@ -509,7 +580,8 @@ class ReleaseScheduled(EventBase):
     release: EntityId = Field(description="Release id.")
     title: str = Field(description="Title.")
     release_at: Timestamp = Field(description="When the release happens.")
-    customers: Customers = Field(description='Affected customer ids, or "all" (enterprise).')
+    customers: Customers = Field(description='Affected customer ids, or "all" (every customer in scope).')
+    labels: Labels | None = Field(default=None, description=LABELS_DESCRIPTION)
 
 
 class States(BaseModel):
@@ -528,6 +600,12 @@ class States(BaseModel):
 SUBJECT_KINDS = ("maintenance", "incident", "release")
 """What a communication can be about."""
 
+CommunicationKind = Literal[
+    "advance_notice", "start_reminder", "closing", "extension", "emergency", "incident", "release", "other"
+]
+"""The kinds of communication: the one list (rules, checks, planner, templates and reports use it)."""
+COMMUNICATION_KINDS: tuple[str, ...] = CommunicationKind.__args__  # type: ignore[attr-defined]
+
 
 class CommunicationSent(EventBase):
     """An e-mail sent to one customer."""
@@ -544,10 +622,7 @@ class CommunicationSent(EventBase):
     customer: EntityId = Field(description="Customer the e-mail was sent to.")
     to: tuple[Email, ...] = Field(min_length=1, description="Recipient addresses.")
     from_: Email = Field(alias="from", description="Sender address.")
-    kind: Literal[
-        "advance_notice", "start_reminder", "closing", "extension", "emergency", "incident",
-        "release", "other",
-    ] = Field(description="Kind of communication.")
+    kind: CommunicationKind = Field(description="Kind of communication.")
     maintenance: EntityId | None = Field(default=None, description="Maintenance it is about.")
     incident: EntityId | None = Field(default=None, description="Incident it is about.")
     release: EntityId | None = Field(default=None, description="Release it is about.")

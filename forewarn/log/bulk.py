@@ -42,6 +42,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from forewarn import inputs
 from forewarn.events import (
     ENTITY_OF,
     EVENT_ADAPTER,
@@ -51,11 +52,21 @@ from forewarn.events import (
     InputError,
     WaiverGranted,
 )
-from forewarn.events.parse import BOM, MAX_LINE_BYTES, fast_canonical_json, gc_paused, validate_line
+from forewarn.events.parse import (
+    BOM,
+    MAX_LINE_BYTES,
+    TOO_LONG,
+    bounded_lines,
+    fast_canonical_json,
+    gc_paused,
+    maybe_duplicate_keys,
+    validate_line,
+)
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
-from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, EventStore, at_columns
+from forewarn.log.chain import Chain
+from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, PAYLOAD, EventStore, at_columns
 
-__all__ = ["BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_streaming"]
+__all__ = ["BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_lines", "import_streaming"]
 
 CHUNK_BYTES = 4 << 20
 """Bytes of input per unit of work (about 10,000 events)."""
@@ -76,6 +87,10 @@ STREAM_LINES = 10_000
 
 Progress = Callable[[int], None]
 """Called with the number of bytes read since the last call."""
+CHANGED_MESSAGE = (
+    "the file changed while it was read (size, modification time or identity); nothing was imported:"
+    " import it again once it is complete"
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FIRST, _SECOND, _AT_US = itemgetter(0), itemgetter(1), itemgetter(COLUMNS.index("at_us"))
@@ -157,6 +172,7 @@ Chunk = tuple[
     list[tuple[Any, ...]],  # errors as InputError fields, lines within the chunk
     int,  # lines read
     bool,  # whether `at` never goes back within the chunk
+    bool,  # whether an over-long line ended it: the rest of the file is not read (TOO_LONG)
 ]
 
 
@@ -165,7 +181,7 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
 
     The result is `validate_line` + `row_values` + `defines()` / `references()` of each line, computed inline
     for the common line (bytes, not too long, valid, storable); any other line goes through `validate_line`
-    itself, which reports its errors (so they are exactly its errors).
+    itself, which reports its errors (so they are exactly its errors). An over-long line is the last one read.
     """
     rows: list[tuple[Any, ...]] = []
     numbers: list[int] = []
@@ -186,12 +202,16 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
             ):
                 raise _Unusual
             event = validate(line, by_name=False)
+            if maybe_duplicate_keys(line, event):
+                raise _Unusual  # validate_line says whether a key repeats
             payload = fast_canonical_json(event)
         except (ValidationError, TypeError, ValueError, _Unusual):  # errors, blank or unusual lines: the slow way
             result = validate_line(line, name, number, at_file_start and number == 1)
             if type(result) is not tuple:
                 if result is not None:
                     errors.extend((e.file, e.line, e.event_type, e.event_id, e.field, e.message) for e in result)
+                    if result[-1].message == TOO_LONG:
+                        return rows, numbers, defs, refs, rules, errors, number, ordered, True
                 continue
             event, payload = result
         entity, standard_defines, ref_fields, has_customers, has_customer, subject_fields, waiver = plans[
@@ -246,11 +266,11 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
             entry[3].append(j)
         if waiver:
             rules.append((i, data["rule"]))
-    return rows, numbers, defs, refs, rules, errors, number, ordered
+    return rows, numbers, defs, refs, rules, errors, number, ordered, False
 
 
 class _Unusual(Exception):
-    """A line `parse_chunk` leaves to `validate_line` (not bytes, too long, or a BOM to skip)."""
+    """A line `parse_chunk` leaves to `validate_line` (not bytes, too long, a BOM to skip, a key maybe repeated)."""
 
 
 def _parse_range(path: str, name: str, start: int, end: int) -> Chunk | str:
@@ -260,7 +280,7 @@ def _parse_range(path: str, name: str, start: int, end: int) -> Chunk | str:
             handle.seek(start)
             data = handle.read(end - start)
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return f"cannot read: {exc.strerror or exc}"
     return parse_chunk(io.BytesIO(data), name, start == 0)
 
 
@@ -279,7 +299,12 @@ def _init_worker() -> None:
 
 
 def _ranges(handle: Any, size: int, chunk: int) -> list[tuple[int, int]]:
-    """Byte ranges of about `chunk` bytes, each ending at a line end (or the end of the file)."""
+    """Byte ranges of about `chunk` bytes, each ending at a line end (or the end of the file).
+
+    A line end is looked for at most `MAX_LINE_BYTES` + 1 bytes on: if there is none, the line there is too
+    long, the range ends after those bytes (so it holds more than `MAX_LINE_BYTES` of that line, which
+    `parse_chunk` refuses) and no range follows (the rest of the file is not read).
+    """
     ranges = []
     start = 0
     while start < size:
@@ -288,8 +313,11 @@ def _ranges(handle: Any, size: int, chunk: int) -> list[tuple[int, int]]:
             end = size
         else:
             handle.seek(end)
-            handle.readline()
-            end = min(handle.tell(), size)
+            tail = handle.readline(MAX_LINE_BYTES + 1)
+            end = min(end + len(tail), size)
+            if len(tail) > MAX_LINE_BYTES:
+                ranges.append((start, end))
+                break
         ranges.append((start, end))
         start = end
     return ranges
@@ -299,37 +327,61 @@ Unit = tuple[str, int, Any]
 """("range", file index, (start, end)) | ("stream", file index, None) | ("error", file index, message)."""
 
 
-def _plan(paths: Sequence[str | Path], chunk: int) -> tuple[list[Unit], int]:
-    """The units of work in file order, and the total bytes of the regular files."""
+def _plan(paths: Sequence[str | Path], chunk: int) -> tuple[list[Unit], int, dict[int, inputs.Fingerprint]]:
+    """The units of work in file order, the total bytes of the regular files, and what each regular file
+    was when its ranges were cut (to tell, before the commit, that none changed meanwhile)."""
     units: list[Unit] = []
     total = 0
+    seen: dict[int, inputs.Fingerprint] = {}
     for index, path in enumerate(paths):
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe (opened once, later) or a directory
+            if inputs.is_stdin(path) or not stat.S_ISREG(os.stat(path).st_mode):  # read once, later; or a directory
                 units.append(("stream", index, None))
                 continue
             with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
+                st = os.fstat(handle.fileno())
+                size = st.st_size
+                if handle.read(len(inputs.SQLITE_HEADER)).startswith(inputs.SQLITE_HEADER):
+                    units.append(("error", index, str(inputs.NotJsonl(str(path)))))
+                    continue
+                seen[index] = inputs.Fingerprint.of(st)
                 total += size
                 units.extend(("range", index, r) for r in _ranges(handle, size, chunk))
         except OSError as exc:
-            units.append(("error", index, exc.strerror))
-    return units, total
+            units.append(("error", index, f"cannot read: {exc.strerror}"))
+    return units, total, seen
 
 
 def _stream_chunks(path: str | Path, name: str) -> Iterator[tuple[Chunk | str, int]]:
-    """Chunks of a file that cannot be cut by offset (a pipe), validated here, with their byte counts."""
+    """Chunks of a file that cannot be cut by offset (a pipe, standard input), read once and validated here,
+    with their byte counts.
+
+    Lines are read bounded (`bounded_lines`): `import /dev/zero` is refused after one MiB, not out of memory.
+    """
+    budget = STREAM_LINES * EST_BYTES_PER_EVENT
     try:
-        with open(path, "rb") as handle:
+        with inputs.open_input(path) as handle:
+            reader = bounded_lines(handle)
             first = True
             while True:
-                lines = handle.readlines(STREAM_LINES * EST_BYTES_PER_EVENT)
+                lines: list[bytes] = []
+                size = 0
+                for line in reader:  # as readlines(budget), line by line
+                    lines.append(line)
+                    size += len(line)
+                    if size >= budget or len(line) > MAX_LINE_BYTES:  # too long: the chunk's last line
+                        break
                 if not lines:
                     return
-                yield parse_chunk(lines, name, first), sum(map(len, lines))
+                chunk = parse_chunk(lines, name, first)
+                yield chunk, size
+                if chunk[8]:
+                    return
                 first = False
+    except inputs.NotJsonl as exc:
+        yield str(exc), 0
     except OSError as exc:
-        yield exc.strerror or str(exc), 0
+        yield f"cannot read: {exc.strerror or exc}", 0
 
 
 def _worker_count(requested: int | None, total: int) -> int:
@@ -337,9 +389,8 @@ def _worker_count(requested: int | None, total: int) -> int:
 
     As requested, or $FOREWARN_IMPORT_WORKERS; else 1 for small inputs, and for large ones one per CPU that is
     idle right now, plus one (up to 4): a worker costs more CPU in all (marshalling, a second process), which
-    only pays when a CPU is free to run it (measured on 2 CPUs shared with other jobs: slower when they are
-    busy); the extra one keeps the CPUs busy while this process inserts or waits for a chunk (measured on 2
-    idle CPUs, 781k events: validation and insertion 8.1 s with 2 processes, 7.1 s with 3).
+    only pays when a CPU is free to run it (on CPUs busy with other jobs it makes the import slower); the
+    extra one keeps the CPUs busy while this process inserts or waits for a chunk.
     """
     if requested is None and os.environ.get("FOREWARN_IMPORT_WORKERS", "").isdigit():
         requested = int(os.environ["FOREWARN_IMPORT_WORKERS"])
@@ -498,7 +549,9 @@ class _Import:
         self.clash_errors: list[InputError] = []
         self.valid = 0  # valid events read (appended or unchanged)
         # the log before the import
-        self.base = store.last_seq()
+        tip = store.chain_tip()
+        self.base, self.base_head = tip.seq, tip.head
+        self.chain = tip  # advances with every row inserted into events (forewarn.log.chain)
         self.known_ids: dict[str, int] | None = None  # id -> seq of the log's events, once in bulk mode
         self.known_definitions: dict[tuple[str, str], int] | None = None
         # fresh events
@@ -544,9 +597,9 @@ class _Import:
         existing = {name for name, _ in self.store.secondary_indexes()}
         cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
         threads = self.conn.execute("PRAGMA threads").fetchone()[0]
-        self.conn.execute(f"PRAGMA cache_size = {-INDEX_CACHE_KIB}")  # smaller sorts are faster (measured)
-        # The sorter's helper threads: nothing else runs now (measured on 781k rows: 0.54-0.71 s -> 0.37-0.38 s
-        # per index with 2 threads). A build without them keeps 0.
+        self.conn.execute(f"PRAGMA cache_size = {-INDEX_CACHE_KIB}")  # sorts that fit the CPU caches run faster
+        # The sorter's helper threads: nothing else runs now, so each index is built on every CPU.
+        # A build without them keeps 0.
         self.conn.execute(f"PRAGMA threads = {int(os.cpu_count() or 1)}")
         try:
             for name, sql in self.indexes:
@@ -559,7 +612,7 @@ class _Import:
     # -- one chunk -------------------------------------------------------------------
 
     def take(self, file_index: int, line_base: int, chunk: Chunk) -> None:
-        rows, numbers, defs, refs, rules, errors, _, ordered = chunk
+        rows, numbers, defs, refs, rules, errors, _, ordered, _ = chunk
         self.valid += len(rows)
         if errors:
             self.parse_errors.extend(
@@ -669,7 +722,7 @@ class _Import:
 
     def insert(self, n: int, rows: list[tuple[Any, ...]], ordered: bool) -> None:
         if self.staging is None and ordered and (self.last_at is None or rows[0][3] >= self.last_at):
-            self.conn.executemany(INSERT_SQL, rows)
+            self.conn.executemany(INSERT_SQL, self.chain.rows(rows, PAYLOAD))
             self.inserted += len(rows)
             self.last_at = rows[-1][3]
             return
@@ -803,10 +856,11 @@ class _Import:
                 staging.add(n, rows)
                 n += len(rows)
             self.conn.execute("ROLLBACK TO forewarn_import")
+            self.chain = Chain(self.base, self.base_head)
             if self.bulk:
                 self.drop_indexes()
         for rows in staging.in_at_order():
-            self.conn.executemany(INSERT_SQL, rows)
+            self.conn.executemany(INSERT_SQL, self.chain.rows(rows, PAYLOAD))
 
     def close(self) -> None:
         if self.staging is not None:
@@ -867,16 +921,37 @@ def import_streaming(
 ) -> tuple[int, int, list[InputError]]:
     """(appended, unchanged, errors); with errors, nothing was changed."""
     _trace.reset()
-    units, total = _plan(paths, chunk_bytes or CHUNK_BYTES)
+    units, total, fingerprints = _plan(paths, chunk_bytes or CHUNK_BYTES)
     names = [str(p) for p in paths]
+
+    def changed() -> list[InputError]:
+        return [
+            InputError(names[i], 0, None, None, None, CHANGED_MESSAGE)
+            for i, fingerprint in fingerprints.items()
+            if not fingerprint.same_as(paths[i])
+        ]
+
     workers = _worker_count(workers, total)
     _trace(f"plan: {len(units)} units, {workers} process(es)")
     with gc_paused(), _pool(workers) as pool, _bulk_settings(store.db.conn):  # workers fork before the transaction
         chunks = _chunks(units, paths, pool, workers)
         try:
-            return _run(store, names, rule_ids, progress, chunks, total)
+            return _run(store, names, rule_ids, progress, chunks, total, changed)
         finally:
             chunks.close()
+
+
+def import_lines(
+    store: EventStore, lines: Sequence[bytes], name: str, rule_ids: Collection[str] | None = None
+) -> tuple[int, int, list[InputError]]:
+    """`import_streaming` of lines held in memory (an HTTP request's body), named `name` in errors: the same
+    validation, checks and all-or-nothing transaction. The lines are validated before the write lock is taken."""
+    _trace.reset()
+    size = sum(map(len, lines))
+    with gc_paused():
+        chunk = parse_chunk(lines, name, True)
+        with _bulk_settings(store.db.conn):
+            return _run(store, [name], rule_ids, None, iter([(0, chunk, size)]), size)
 
 
 def _run(
@@ -886,6 +961,7 @@ def _run(
     progress: Progress | None,
     chunks: Iterator[tuple[int, Chunk | str, int]],
     total: int,
+    changed: Callable[[], list[InputError]] = list,
 ) -> tuple[int, int, list[InputError]]:
     store.begin_exclusive()  # validation and append see the same log
     try:
@@ -894,6 +970,7 @@ def _run(
         store.rollback()
         raise
     unreadable: set[int] = set()
+    stopped: set[int] = set()  # files whose reading ended at an over-long line
     try:
         if total // EST_BYTES_PER_EVENT >= max(BULK_MIN_ROWS, state.base):
             state.go_bulk()
@@ -906,24 +983,24 @@ def _run(
             if isinstance(chunk, str):
                 if file_index not in unreadable:
                     unreadable.add(file_index)
-                    state.parse_errors.append(
-                        InputError(names[file_index], 0, None, None, None, f"cannot read: {chunk}")
-                    )
-            else:
+                    state.parse_errors.append(InputError(names[file_index], 0, None, None, None, chunk))
+            elif file_index not in stopped:
                 state.take(file_index, line_base, chunk)
                 line_base += chunk[6]
+                if chunk[8]:
+                    stopped.add(file_index)
             if progress is not None:
                 progress(size)
         _trace(f"read (waited {_trace.waited:.2f} s)")
         if state.parse_errors:
             store.rollback()
-            return 0, 0, state.parse_errors
+            return 0, 0, [*changed(), *state.parse_errors]  # a file still being written: say so first
         order = state.evaluation_order()
         errors = [*state.clash_errors, *state.check_references(order), *state.check_rules()]
         _trace("checks")
         if errors:
             store.rollback()
-            return 0, 0, errors
+            return 0, 0, [*changed(), *errors]
         if state.staging is not None:
             state.place_staged_rows()
             _trace("staged rows placed")
@@ -931,10 +1008,15 @@ def _run(
         appended = state.fresh
         if not appended:
             store.rollback()  # nothing to append: leave the log exactly as it was
-            return 0, state.valid, []
+            moved = changed()
+            return (0, 0, moved) if moved else (0, state.valid, [])
         if state.bulk:
             state.create_indexes()
             _trace("indexes")
+        moved = changed()  # last, just before the commit: what was read is what the files hold
+        if moved:
+            store.rollback()
+            return 0, 0, moved
     except BaseException:
         store.rollback()
         raise

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from forewarn.events import (
     EVENT_ADAPTER,
     Event,
@@ -17,8 +19,9 @@ from forewarn.events import (
     parse_lines,
     share_fields_sets,
 )
-from forewarn.events.parse import gc_paused
+from forewarn.events.parse import bounded_lines, gc_paused
 from forewarn.log.bulk import import_streaming
+from forewarn.log.chain import Chain, Fingerprint
 from forewarn.log.store import EventStore
 from forewarn.parallel import forked
 
@@ -63,7 +66,7 @@ def parse_with_progress(
     for path in paths:
         try:
             with open(path, "rb") as handle:
-                found, problems = parse_lines(_counted(handle, progress), str(path))
+                found, problems = parse_lines(_counted(bounded_lines(handle), progress), str(path))
         except OSError as exc:
             errors.append(InputError(str(path), 0, None, None, None, f"cannot read: {exc.strerror}"))
             continue
@@ -98,13 +101,27 @@ def import_files(
 
 def load_files(paths: Sequence[str | Path], rule_ids: Collection[str] | None = None) -> list[Event]:
     """JSONL files as a validated, temporary log, in evaluation order."""
+    return load_files_fingerprinted(paths, rule_ids, fingerprint=False)[0]
+
+
+def load_files_fingerprinted(
+    paths: Sequence[str | Path], rule_ids: Collection[str] | None = None, fingerprint: bool = True
+) -> tuple[list[Event], Fingerprint | None]:
+    """`load_files`, and the log's fingerprint (`chain_fingerprint`) if asked for."""
     parsed, errors = parse_files(paths)
     if errors:
         raise InputErrors(errors)
     events, errors = check_log(parsed, rule_ids=rule_ids)
     if errors:
         raise InputErrors(errors)
-    return [s.event for s in _evaluation_order(events)]
+    ordered = _evaluation_order(events)
+    return [s.event for s in ordered], chain_fingerprint(ordered) if fingerprint else None
+
+
+def chain_fingerprint(events: Iterable[SourcedEvent]) -> Fingerprint:
+    """The fingerprint of an in-memory log (`--events`): the hash chain over its events in this order, as
+    importing them into an empty log records them (in evaluation order: `_evaluation_order` of the checked events)."""
+    return Chain().extend(s.canonical for s in events).fingerprint()
 
 
 CHECKS_APART_MIN = 50_000
@@ -113,12 +130,13 @@ CHECKS_APART_MIN = 50_000
 
 def load_files_checking(
     paths: Sequence[str | Path], rule_ids: Collection[str] | None = None
-) -> tuple[list[Event], Callable[[], list[Event] | None]]:
+) -> tuple[list[Event], Confirm]:
     """`load_files`, with the log checks (ids, references, rules) done meanwhile on the other CPU.
 
     Returns the parsed events in evaluation order, which the caller may start working on, and
     `confirm`: it raises InputErrors if the log is bad, and returns None if those events stand,
-    or the ones to use instead when identical repeats were dropped (as `load_files` would have).
+    or the ones to use instead when identical repeats were dropped (as `load_files` would have);
+    then `confirm.fingerprint` is the log's (`chain_fingerprint`, computed with the checks).
     Parse errors are raised at once. Small logs are checked here, before returning (their errors too).
     """
     parsed, errors = parse_files(paths)
@@ -132,27 +150,47 @@ def load_files_checking(
             raise InputErrors(result[0])
         checked = lambda: result  # noqa: E731
 
-    def confirm() -> list[Event] | None:
-        errors, dropped = checked()
+    return [s.event for s in _evaluation_order(parsed)], Confirm(parsed, checked)
+
+
+class Confirm:
+    """The `confirm` of `load_files_checking`."""
+
+    def __init__(self, parsed: Sequence[SourcedEvent], checked: Callable[[], _Checks]) -> None:
+        self.parsed = parsed
+        self.checked = checked
+        self.fingerprint: Fingerprint | None = None
+
+    def __call__(self) -> list[Event] | None:
+        errors, dropped, self.fingerprint = self.checked()
         if errors:
             raise InputErrors(errors)
         if not dropped:
             return None
-        return [s.event for s in _evaluation_order([s for i, s in enumerate(parsed) if i not in dropped])]
-
-    return [s.event for s in _evaluation_order(parsed)], confirm
+        return [s.event for s in _evaluation_order([s for i, s in enumerate(self.parsed) if i not in dropped])]
 
 
-def _log_checks(parsed: Sequence[SourcedEvent], rule_ids: Collection[str] | None) -> tuple[list[InputError], set[int]]:
-    """check_log's errors, and the positions of the events it dropped (identical repeats)."""
+_Checks = tuple[list[InputError], set[int], Fingerprint | None]
+
+
+def _log_checks(parsed: Sequence[SourcedEvent], rule_ids: Collection[str] | None) -> _Checks:
+    """check_log's errors, the positions of the events it dropped (identical repeats), and the fingerprint
+    of the log (of the events kept) if it has no errors."""
     fresh, errors = check_log(parsed, rule_ids=rule_ids)
     kept = {id(s) for s in fresh}
-    return errors, {i for i, s in enumerate(parsed) if id(s) not in kept}
+    fingerprint = None if errors else chain_fingerprint(_evaluation_order(fresh))
+    return errors, {i for i, s in enumerate(parsed) if id(s) not in kept}, fingerprint
 
 
 def read_store(store: EventStore, until: datetime | None = None) -> list[Event]:
     """The log's events in evaluation order (up to `until`)."""
     return stored_events(store.payloads(until))
+
+
+def read_store_fingerprinted(store: EventStore, until: datetime | None = None) -> tuple[list[Event], Fingerprint]:
+    """`read_store`, and the fingerprint of the log read: events appended meanwhile are not read."""
+    fingerprint = store.fingerprint()
+    return stored_events(store.payloads(until, fingerprint.seq)), fingerprint
 
 
 def stored_events(payloads: Iterable[bytes | str]) -> list[Event]:
@@ -161,7 +199,15 @@ def stored_events(payloads: Iterable[bytes | str]) -> list[Event]:
     events = []
     with gc_paused():
         for payload in payloads:
-            event = validate(payload)
+            try:
+                event = validate(payload)
+            except ValidationError as exc:  # the log holds only validated events: it was altered or damaged
+                first = exc.errors(include_url=False)[0]
+                raise DamagedLog(f"a stored event is not a valid event ({first['msg']})") from None
             share_fields_sets(event)
             events.append(event)
     return events
+
+
+class DamagedLog(ValueError):
+    """A stored event no longer validates: the log's file was altered or damaged."""

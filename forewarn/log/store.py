@@ -13,10 +13,13 @@ import sqlite_utils
 
 from forewarn.events import ENTITY_OF, SUBJECT_KINDS, Event, KnownEntity, SourcedEvent
 from forewarn.instants import epoch_us
+from forewarn.log import schema
+from forewarn.log.chain import GENESIS, Chain, Fingerprint
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = str(schema.CURRENT)
 PAGE_SIZE = 8192
-"""Page size of new logs: a bulk import's insert, index build and checkpoint cost less than with 4096 (measured)."""
+"""Page size of new logs: fewer, larger pages make a bulk import's insert, index build and checkpoint cheaper
+than SQLite's default 4096."""
 
 
 
@@ -42,7 +45,9 @@ def _utc_text(t: datetime) -> str:
 
 COLUMNS = ("id", "type", "at", "at_us", "subject", "customer", "entity_kind", "entity_id", "payload")
 """The columns written for one event, in the order of `row_values`."""
-INSERT_SQL = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+PAYLOAD = COLUMNS.index("payload")
+INSERT_SQL = f"INSERT INTO events ({', '.join(COLUMNS)}, seq, hash) VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
+"""Inserts one event: its `COLUMNS`, then its (seq, hash) (`Chain.rows`)."""
 
 
 _AT_COLUMNS: dict[datetime, tuple[str, int]] = {}
@@ -92,22 +97,53 @@ def _row(sourced: SourcedEvent) -> tuple[object, ...]:
 class EventStore:
     """An append-only event log in one SQLite file (or in memory)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, upgrade: bool = False) -> None:
+        """Open the log at `path`, creating it if new; a log of an older schema is upgraded if `upgrade`
+        (a command that writes), else refused (`schema.OutdatedLog`)."""
         self.path = str(path)
         self.db = sqlite_utils.Database(self.path)
-        self._create()
+        self._create(upgrade)
+
+    @classmethod
+    def attach(cls, path: str | Path, conn: sqlite3.Connection) -> EventStore:
+        """The existing log `conn` is open on (see forewarn.log.access): nothing is created or changed.
+        A log of another schema version is refused (LogError), saying how to upgrade an older one."""
+        version = schema.version_of(conn)
+        problem: Exception | None = None
+        if version is None:
+            problem = LogError(f"{path}: not a forewarn event log (it has an events table but no schema version)")
+        elif version > schema.CURRENT:
+            problem = schema.NewerLog(str(path), version)
+        elif version < schema.CURRENT:
+            problem = schema.OutdatedLog(str(path), version)
+        if problem is not None:
+            conn.close()
+            raise LogError(str(problem))
+        store = cls.__new__(cls)
+        store.path = str(path)
+        store.db = sqlite_utils.Database(conn)
+        return store
 
     @classmethod
     def memory(cls) -> EventStore:
         """A temporary in-memory log (for `--events` and tests)."""
         return cls(":memory:")
 
-    def _create(self) -> None:
+    def _create(self, upgrade: bool) -> None:
         if self.path != ":memory:":
             if not self.db.table_names():  # a new file: larger pages (set before WAL, which fixes them)
                 self.db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             self.db.enable_wal()
         if "events" in self.db.table_names():
+            version = schema.version_of(self.db.conn)
+            if version is None:
+                raise sqlite3.DatabaseError("it has an events table but no schema version")
+            if version > schema.CURRENT:
+                raise schema.NewerLog(self.path, version)
+            if version < schema.CURRENT:
+                if not upgrade:
+                    raise schema.OutdatedLog(self.path, version)
+                schema.upgrade(self.db.conn, self.path)
             return
         with self.db.conn:
             self.db["events"].create(
@@ -122,17 +158,18 @@ class EventStore:
                     "entity_kind": str,
                     "entity_id": str,
                     "payload": str,
+                    "hash": bytes,  # forewarn.log.chain
                 },
                 pk="seq",
                 not_null={"id", "type", "at", "at_us", "payload"},
             )
-            # Each index costs about 1 us per imported event to build.
+            # Each index adds to the cost of every import: only those a reader needs are built.
             # id: uniqueness, re-import and same-id checks (`known_events`, `stored_payloads`);
             # (at_us, seq): evaluation order (`payloads`, `known_entities`);
             # (entity_kind, entity_id): references to entities already in the log (`first_definitions*`);
-            # (subject | customer | type, at_us): the lookups issue 2 asks the log to serve (a subject's,
+            # (subject | customer | type, at_us): the lookups the log promises to serve (a subject's,
             # a customer's or a type's events in time order) for people querying the log with SQL; no
-            # forewarn stage needs them (about 4 us per imported event together: see the closing notes).
+            # forewarn stage needs them.
             self.db["events"].create_index(["id"], unique=True)
             self.db["events"].create_index(["at_us", "seq"])
             self.db["events"].create_index(["entity_kind", "entity_id"])
@@ -141,12 +178,7 @@ class EventStore:
             self.db["events"].create_index(["type", "at_us"])
             self.db["meta"].create({"key": str, "value": str}, pk="key")
             self.db["meta"].insert({"key": "schema_version", "value": SCHEMA_VERSION})
-            # The log is append-only: the database itself refuses edits.
-            for op in ("UPDATE", "DELETE"):
-                self.db.execute(
-                    f"CREATE TRIGGER events_no_{op.lower()} BEFORE {op} ON events "
-                    "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END"
-                )
+            schema.create_guards(self.db.conn)  # the log is append-only: the database itself refuses edits
 
     # -- writing -------------------------------------------------------------
 
@@ -156,8 +188,22 @@ class EventStore:
 
     def append_in_transaction(self, events: Sequence[SourcedEvent]) -> int:
         """Append within the transaction opened by `begin_exclusive`."""
-        self.db.conn.executemany(INSERT_SQL, (_row(e) for e in events))
+        self.db.conn.executemany(INSERT_SQL, self.chain_tip().rows(map(_row, events), PAYLOAD))
         return len(events)
+
+    def chain_tip(self) -> Chain:
+        """The hash chain's tip (last sequence and hash), to append after (forewarn.log.chain)."""
+        row = self.db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            return Chain()
+        seq, head = row
+        if not isinstance(head, bytes) or len(head) != len(GENESIS):
+            raise LogError(f"{self.path}: the last event (seq {seq}) has no valid hash; run `forewarn verify`")
+        return Chain(int(seq), head)
+
+    def fingerprint(self) -> Fingerprint:
+        """The log's high-water sequence and chain head: names the exact log a report judged."""
+        return self.chain_tip().fingerprint()
 
     def commit(self) -> None:
         self.db.conn.commit()
@@ -273,13 +319,20 @@ class EventStore:
             found.update(dict(rows.fetchall()))
         return found
 
-    def payloads(self, until: datetime | None = None) -> Iterator[bytes]:
-        """Canonical payloads in evaluation order (`at`, then recording order)."""
+    def payloads(self, until: datetime | None = None, upto_seq: int | None = None) -> Iterator[bytes]:
+        """Canonical payloads in evaluation order (`at`, then recording order), of the events up to `until` (by
+        `at`) and recorded up to `upto_seq`."""
         sql = "SELECT payload FROM events"
         params: list[object] = []
+        where = []
         if until is not None:
-            sql += " WHERE at_us <= ?"
+            where.append("at_us <= ?")
             params.append(epoch_us(until))
+        if upto_seq is not None:
+            where.append("seq <= ?")
+            params.append(upto_seq)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY at_us, seq"
         cursor = self.db.conn.cursor()
         cursor.arraysize = 10_000
@@ -290,12 +343,39 @@ class EventStore:
         self.db.close()
 
 
-def open_store(path: str | Path) -> EventStore:
-    """Open (creating if needed) the log at `path`, with a clear error if it is not one."""
+def open_store(path: str | Path, upgrade: bool = False) -> EventStore:
+    """Open (creating if needed) the log at `path`, with a clear error if it is not one or has another schema
+    (an older one is upgraded if `upgrade`: for commands that write)."""
     try:
-        return EventStore(path)
+        return EventStore(path, upgrade)
+    except (schema.OutdatedLog, schema.NewerLog, schema.UpgradeFailed) as exc:
+        raise LogError(str(exc)) from exc
     except sqlite3.DatabaseError as exc:
-        raise LogError(f"{path}: not a forewarn event log ({exc})") from exc
+        raise LogError(_database_error(exc, path)) from exc
+
+
+def _database_error(exc: sqlite3.DatabaseError, path: str | Path) -> str:
+    """What went wrong opening the log: read-only, full or damaged (forewarn.errors.describe), else not a log."""
+    from forewarn.errors import describe
+
+    message = None if "not a database" in str(exc) else describe(exc, str(path))
+    return message or f"{path}: not a forewarn event log ({exc})"
+
+
+def upgrade_log(path: str | Path) -> tuple[int, int]:
+    """Upgrade the log at `path` to this forewarn's schema, in place and atomically: (version before, after)."""
+    try:
+        db = sqlite_utils.Database(str(path))
+        try:
+            if "events" not in db.table_names() or schema.version_of(db.conn) is None:
+                raise LogError(f"{path}: not a forewarn event log")
+            return schema.upgrade(db.conn, str(path))
+        finally:
+            db.close()
+    except (schema.NewerLog, schema.UpgradeFailed) as exc:
+        raise LogError(str(exc)) from exc
+    except sqlite3.DatabaseError as exc:
+        raise LogError(_database_error(exc, path)) from exc
 
 
 class LogError(Exception):

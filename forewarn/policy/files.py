@@ -16,6 +16,17 @@ def default_rules_dir() -> Path:
     return Path(packaged.__file__).parent
 
 
+SCOPE_FILE = "_scope.yaml"
+"""The policy's scope (which customers it covers), beside the rule files; absent: the default scope."""
+
+
 def rule_files(directory: Path) -> list[Path]:
-    """The rule files of a policy directory, in load order."""
-    return sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    """The rule files of a policy directory, in load order (names starting with `_` are not rules)."""
+    found = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    return [p for p in found if not p.name.startswith("_")]
+
+
+def policy_files(directory: Path) -> list[Path]:
+    """Every file the policy of a directory is read from: its rule files and its scope file, if any."""
+    scope = directory / SCOPE_FILE
+    return rule_files(directory) + ([scope] if scope.is_file() else [])

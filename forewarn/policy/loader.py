@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from forewarn.policy.files import default_rules_dir, rule_files
+from forewarn.policy import conditions
+from forewarn.policy.files import SCOPE_FILE, default_rules_dir, rule_files
 from forewarn.policy.model import Policy, Rule, policy_digest
 from forewarn.policy.schema import (
     EMAIL,
@@ -21,8 +22,8 @@ from forewarn.policy.schema import (
     REQUIREMENT_ARGS,
     REQUIREMENT_PROBLEMS,
     TRIGGER_SUBJECT,
-    WHERE_FIELDS,
     RuleFile,
+    ScopeFile,
     placeholders,
 )
 from forewarn.policy.yamlsrc import YamlDoc, YamlError, load_yaml
@@ -51,10 +52,58 @@ class PolicyError(Exception):
 
 def load_policy(directory: str | Path | None = None) -> Policy:
     """The policy in `directory` (default: the project's rules/); PolicyError if any file is bad."""
-    rules, errors = lint_directory(directory)
-    if errors:
+    rules, errors = lint_directory(directory)  # the scope file's problems included
+    root = Path(directory) if directory is not None else default_rules_dir()
+    scope, _ = lint_scope(root)
+    if errors or scope is None:
         raise PolicyError(errors)
-    return Policy(rules=tuple(rules), digest=policy_digest(rules), source=str(directory or ""))
+    return Policy(
+        rules=tuple(rules),
+        digest=policy_digest(rules, scope.customers),
+        source=str(directory or ""),
+        scope=scope.customers,
+        scope_description=scope.description,
+    )
+
+
+DEFAULT_SCOPE_FILE = ScopeFile(description="customers on the enterprise plan", customers=dict(conditions.DEFAULT_SCOPE))
+
+
+def lint_scope(root: Path) -> tuple[ScopeFile | None, list[LintError]]:
+    """The policy's scope (the directory's _scope.yaml, or the default) and its problems."""
+    path = root / SCOPE_FILE
+    if not root.is_dir() or not path.is_file():
+        return DEFAULT_SCOPE_FILE, []
+    name = str(path)
+    try:
+        doc = load_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [LintError(name, 1, "unreadable", str(exc))]
+    except YamlError as exc:
+        return None, [LintError(name, exc.line, exc.code, exc.message)]
+    errors = [
+        LintError(name, line, "duplicate-key", f"key {p[-1]!r} appears twice; the second would silently win")
+        for p, line in doc.duplicates
+    ]
+    if not isinstance(doc.data, dict):
+        not_a_scope = LintError(name, 1, "not-a-scope", "a scope file is a mapping (description:, customers:)")
+        return None, [*errors, not_a_scope]
+    try:
+        scope = ScopeFile.model_validate(doc.data)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _is_union_tag(p)))
+            where = ".".join(str(p) for p in loc) or "(file)"
+            if err["type"] == "extra_forbidden":
+                hint = _did_you_mean(str(loc[-1]), list(ScopeFile.model_fields))
+                errors.append(LintError(name, doc.line_of(loc), "unknown-key", f"unknown key {loc[-1]!r}{hint}"))
+            else:
+                errors.append(LintError(name, doc.line_of(loc), "invalid-value", f"{where}: {err['msg']}"))
+        return None, errors
+    for key, message in conditions.problems(scope.customers, "scope", None):
+        errors.append(LintError(name, doc.line_of(("customers", key)), "unknown-key" if "no attribute" in message
+                                else "invalid-value", message))
+    return (None if errors else scope), errors
 
 
 def lint_directory(directory: str | Path | None = None) -> tuple[list[Rule], list[LintError]]:
@@ -80,6 +129,7 @@ def lint_directory(directory: str | Path | None = None) -> tuple[list[Rule], lis
             continue
         seen[rule.id] = str(path)
         rules.append(rule)
+    errors.extend(lint_scope(root)[1])
     return sorted(rules, key=lambda r: r.id), sorted(errors)
 
 
@@ -93,7 +143,7 @@ def lint_file(path: Path) -> tuple[Rule | None, list[LintError]]:
     try:
         doc = load_yaml(text)
     except YamlError as exc:
-        return None, [LintError(name, exc.line, "yaml-syntax", exc.message)]
+        return None, [LintError(name, exc.line, exc.code, exc.message)]
     errors = [
         LintError(name, line, "duplicate-key", f"key {p[-1]!r} appears twice; the second would silently win")
         for p, line in doc.duplicates
@@ -226,7 +276,7 @@ def _semantic_errors(name: str, doc: YamlDoc, rule: RuleFile, stem: str) -> list
         for i, trig in enumerate(ob.trigger):
             if TRIGGER_SUBJECT[trig] != ob.subject:
                 err(("obligation", "trigger", i), "invalid-value", f"{trig} is not a moment of a {ob.subject}")
-        _check_where(ob.subject, ob.where, ("obligation", "where"), err)
+        _check_where(ob.subject, ob.where, ("obligation", "where"), err, "obligation")
         for side in ("not_before", "not_after"):
             anchor = getattr(ob.window, side)
             base = ("obligation", "window", side)
@@ -238,7 +288,7 @@ def _semantic_errors(name: str, doc: YamlDoc, rule: RuleFile, stem: str) -> list
         if "missing" not in rule.problems:
             err(("problems",), "missing-problem", "an obligation needs a message for problem 'missing'")
     if rule.alarm is not None:
-        _check_where(rule.alarm.subject, rule.alarm.where, ("alarm", "where"), err)
+        _check_where(rule.alarm.subject, rule.alarm.where, ("alarm", "where"), err, "obligation")
         ref(("alarm", "after", "minutes_after"), rule.alarm.after.minutes_after, "minutes")
         ref(("alarm", "after", "minutes_before"), rule.alarm.after.minutes_before, "minutes")
         producible.add(rule.alarm.problem)
@@ -246,8 +296,7 @@ def _semantic_errors(name: str, doc: YamlDoc, rule: RuleFile, stem: str) -> list
             err(("problems",), "missing-problem", f"no message for the alarm's problem {rule.alarm.problem!r}")
     for i, check in enumerate(rule.checks):
         base = ("checks", i)
-        if check.about is not None:
-            _check_where(check.about, check.where, (*base, "where"), err)
+        _check_where(check.about, check.where, (*base, "where"), err, "check")
         for j, (req, args) in enumerate(check.requirements()):
             if req not in REQUIREMENT_PROBLEMS:
                 hint = _did_you_mean(req, list(REQUIREMENT_PROBLEMS))
@@ -293,35 +342,11 @@ def _semantic_errors(name: str, doc: YamlDoc, rule: RuleFile, stem: str) -> list
     return errors
 
 
-def _check_where(subject: str, where: dict[str, object], loc: tuple[str | int, ...], err: Any) -> None:
-    allowed = WHERE_FIELDS[subject]
-    for key, value in where.items():
-        if key not in allowed:
-            err(
-                (*loc, key),
-                "unknown-key",
-                f"a {subject} has no attribute {key!r} to test{_did_you_mean(key, list(allowed))}",
-            )
-            continue
-        kind = allowed[key]
-        if isinstance(value, dict):
-            if set(value) != {"exists"}:
-                err((*loc, key), "invalid-value", f"{key}: a mapping condition is {{exists: true|false}}")
-            continue
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if kind == "bool" and not isinstance(v, bool):
-                err((*loc, key), "invalid-value", f"{key}: expected true or false, got {v!r}")
-            elif kind == "int" and (not isinstance(v, int) or isinstance(v, bool)):
-                err((*loc, key), "invalid-value", f"{key}: expected a whole number, got {v!r}")
-            elif kind == "instant":
-                err((*loc, key), "invalid-value", f"{key}: an instant can only be tested with {{exists: true|false}}")
-            elif "|" in kind and v not in kind.split("|"):
-                err(
-                    (*loc, key),
-                    "invalid-value",
-                    f"{key}: {v!r} is not one of {kind.replace('|', ', ')}{_did_you_mean(str(v), kind.split('|'))}",
-                )
+def _check_where(subject: str | None, where: dict[str, object], loc: tuple[str | int, ...], err: Any,
+                 place: Any) -> None:
+    """Every key and value of a condition checked against the condition table (with did-you-mean)."""
+    for key, message in conditions.problems(where, place, subject):
+        err((*loc, key), "unknown-key" if message.startswith("no attribute") else "invalid-value", message)
 
 
 def _check_template(template: str, allowed: set[str], loc: tuple[str | int, ...], err: Any) -> None:

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from forewarn.events.models import CommunicationKind
 
 Severity = Literal["critical", "high", "medium", "low"]
 SEVERITY_ORDER: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 
-Kind = Literal[
-    "advance_notice",
-    "start_reminder",
-    "closing",
-    "extension",
-    "emergency",
-    "incident",
-    "release",
-    "other",
-]
+# The communication kinds are the event contract's (one list, forewarn.events.models).
+Kind = CommunicationKind
 SubjectKind = Literal["maintenance", "incident", "release"]
 
 # Lifecycle moments an obligation can be opened by (produced by
@@ -49,21 +43,7 @@ TRIGGER_SUBJECT: dict[str, str] = {
 # Instants an obligation window can be anchored at (fields of the moment).
 AnchorName = Literal["opened", "start", "end", "release_at", "next_update_by", "end_in_force"]
 
-# Conditions a `where` may test, per subject (the subject's attributes in
-# force at the moment, and the moment's own fields).
-WHERE_FIELDS: dict[str, dict[str, str]] = {
-    "maintenance": {
-        "emergency": "bool",
-        "release": "bool",
-        "notifiable": "bool",
-        "impact": "none|degraded|interruption",
-        "next_update_by": "instant",
-        "end": "instant",
-        "version": "int",
-    },
-    "incident": {"severity": "critical|major|minor"},
-    "release": {},
-}
+# The attributes a `where` may test are the table of forewarn.policy.conditions.
 
 VoidWhen = Literal[
     "superseded-before-deadline",  # a later version or a cancellation before not_after
@@ -109,6 +89,32 @@ MESSAGE_FIELDS = frozenset(
         "end_in_force",
     }
 )
+
+# What `forewarn rules lint` reports, by code (every problem as file:line: code: message).
+LINT_CODES: dict[str, str] = {
+    "no-directory": "the path given is not a directory of rule files",
+    "no-rules": "the directory holds no `*.yaml` rule file",
+    "unreadable": "the file cannot be read, or is not UTF-8",
+    "yaml-syntax": "the file is not valid YAML",
+    "yaml-alias": "an anchor or alias (`&a`, `*a`, `<<`), refused before expansion (aliases can nest exponentially)",
+    "duplicate-key": "a key appears twice in one mapping (YAML would silently keep the second)",
+    "not-a-rule": "the file is not a mapping of rule keys",
+    "not-a-scope": "the scope file (`_scope.yaml`) is not a mapping of scope keys",
+    "duplicate-id": "two files define the same rule id",
+    "id-mismatch": "the rule's id differs from its file name",
+    "unknown-key": "a key the vocabulary does not have (with a did-you-mean suggestion)",
+    "missing-key": "a required key is absent",
+    "invalid-value": "a value of the wrong type or out of range",
+    "no-logic": "the rule has no obligation, alarm or checks",
+    "undefined-param": "a $parameter that `params` does not define",
+    "param-type": "a $parameter of the wrong type for where it is used",
+    "unused-param": "a parameter the rule's logic never uses",
+    "missing-problem": "a problem the rule can report has no message in `problems`",
+    "unknown-problem": "a message in `problems` for a problem the rule can never report",
+    "unknown-requirement": "a check requires something the vocabulary does not have",
+    "bad-template": "a message template that is not well formed",
+    "unknown-placeholder": "a {placeholder} in a message that no finding provides",
+}
 
 PARAM_REF = re.compile(r"^\$([a-z][a-z0-9_]*)$")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -163,8 +169,8 @@ class Anchor(_Strict):
 
     at: AnchorName = Field(description="the moment's instant the window is measured from")
     business_days_before: BusinessDays | ParamRef | None = Field(None, description="N business days before")
-    minutes_before: Number | ParamRef | None = None
-    minutes_after: Number | ParamRef | None = None
+    minutes_before: Number | ParamRef | None = Field(None, description="M minutes before")
+    minutes_after: Number | ParamRef | None = Field(None, description="M minutes after")
 
     @model_validator(mode="after")
     def _one_offset(self) -> Anchor:
@@ -177,33 +183,33 @@ class Anchor(_Strict):
 class Window(_Strict):
     """When a matching communication counts: [not_before, not_after]."""
 
-    not_before: Anchor
-    not_after: Anchor
+    not_before: Anchor = Field(description="the earliest instant a communication counts")
+    not_after: Anchor = Field(description="the deadline: sent later is late")
 
 
 WhereValue = bool | int | str | list[str] | dict[str, bool]
 
 
 class Obligation(_Strict):
-    """Per affected enterprise customer: communications of `kinds` due in `window`."""
+    """Per affected customer in scope: communications of `kinds` due in `window`."""
 
-    subject: SubjectKind
+    subject: SubjectKind = Field(description="what the obligation is about")
     trigger: list[Trigger] = Field(min_length=1, description="lifecycle moments that open it")
-    where: dict[str, WhereValue] = Field(default_factory=dict)
+    where: dict[str, WhereValue] = Field(default_factory=dict, description="conditions on the subject and moment")
     kinds: list[Kind] = Field(min_length=1, description="communication kinds that fulfil it")
     count: int = Field(1, ge=1, description="how many communications it needs")
-    window: Window
-    void_when: list[VoidWhen] = Field(default_factory=list)
+    window: Window = Field(description="when a communication counts")
+    void_when: list[VoidWhen] = Field(default_factory=list, description="events that cancel the obligation")
 
 
 class Alarm(_Strict):
     """A finding for every affected customer when a timer fires with no progress."""
 
-    subject: Literal["maintenance"]
+    subject: Literal["maintenance"] = Field(description="alarms watch maintenances")
     trigger: list[AlarmTrigger] = Field(min_length=1, description="the timer moment")
-    after: Anchor
-    where: dict[str, WhereValue] = Field(default_factory=dict)
-    problem: str = Field(pattern=r"^[a-z][a-z-]*$")
+    after: Anchor = Field(description="when the timer fires")
+    where: dict[str, WhereValue] = Field(default_factory=dict, description="conditions on the maintenance")
+    problem: str = Field(pattern=r"^[a-z][a-z-]*$", description="the problem code of the finding")
 
 
 Requirement = str | dict[str, dict[str, int | str]]
@@ -212,18 +218,18 @@ Requirement = str | dict[str, dict[str, int | str]]
 class Check(_Strict):
     """A test every matching communication (or reply) must pass."""
 
-    kinds: list[Kind] | Literal["all"] | None = None
-    about: SubjectKind | None = None
-    where: dict[str, WhereValue] = Field(default_factory=dict)
-    replies: bool = False
-    require: list[Requirement] = Field(min_length=1)
+    kinds: list[Kind] | Literal["all"] | None = Field(None, description="the communications checked")
+    about: SubjectKind | None = Field(None, description="only communications about this kind of subject")
+    where: dict[str, WhereValue] = Field(default_factory=dict, description="conditions on that subject")
+    replies: bool = Field(False, description="check replies instead of communications")
+    require: list[Requirement] = Field(min_length=1, description="requirements, by name, some with arguments")
 
     @model_validator(mode="after")
     def _target(self) -> Check:
         if self.replies == (self.kinds is not None):
             raise ValueError("a check applies either to `kinds` of communications or to `replies: true`")
-        if self.where and self.about is None:
-            raise ValueError("`where` tests the subject: give `about` too")
+        if self.about is None and any(not key.startswith("customer.") for key in self.where):
+            raise ValueError("a `where` on the subject needs `about` (which kind of subject)")
         return self
 
     def requirements(self) -> list[tuple[str, dict[str, int | str]]]:
@@ -240,15 +246,20 @@ class RuleFile(_Strict):
     """One rule of the policy, as written in rules/<id>.yaml."""
 
     id: str = Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", description="kebab-case, = file name")
-    title: str = Field(min_length=1)
-    severity: Severity
+    title: str = Field(min_length=1, description="one line for people")
+    severity: Severity = Field(description="how much a violation matters")
     message: str = Field(min_length=1, description="what was found, why it matters, what to do")
-    metadata: Metadata
-    params: dict[str, Param] = Field(default_factory=dict)
-    obligation: Obligation | None = None
-    alarm: Alarm | None = None
-    checks: list[Check] = Field(default_factory=list)
+    metadata: Metadata = Field(description="the clause enforced")
+    params: dict[str, Param] = Field(default_factory=dict, description="named values the logic uses as $name")
+    obligation: Obligation | None = Field(None, description="what must be sent, when")
+    alarm: Alarm | None = Field(None, description="a finding when a timer fires")
+    checks: list[Check] = Field(default_factory=list, description="tests of every matching communication")
     problems: dict[str, str] = Field(min_length=1, description="problem code -> finding message")
+    late: Literal["send", "alert"] | None = Field(
+        None,
+        description="a deadline passed unmet: `send` the communication late as soon as possible, and alert "
+        "(the default), or only `alert` a person",
+    )
 
     @field_validator("params")
     @classmethod
@@ -257,6 +268,15 @@ class RuleFile(_Strict):
             if not re.match(r"^[a-z][a-z0-9_]*$", name):
                 raise ValueError(f"parameter name {name!r} must be snake_case")
         return value
+
+
+class ScopeFile(_Strict):
+    """The policy's scope, as written in rules/_scope.yaml: which customers it covers."""
+
+    description: str = Field(min_length=1, description="who is covered, in words")
+    customers: dict[str, Any] = Field(
+        min_length=1, description="the condition on a customer's attributes in force at the trigger"
+    )
 
 
 def placeholders(template: str) -> list[str]:

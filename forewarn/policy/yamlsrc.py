@@ -1,4 +1,4 @@
-"""Safe YAML with a line number for every key: no tags, no code, duplicate keys refused."""
+"""Safe YAML with a line number for every key: no tags, no code, no anchors or aliases, duplicate keys refused."""
 
 from __future__ import annotations
 
@@ -30,15 +30,22 @@ class YamlDoc:
 class YamlError(Exception):
     """The text is not YAML this loader accepts."""
 
-    def __init__(self, line: int, message: str) -> None:
+    def __init__(self, line: int, message: str, code: str = "yaml-syntax") -> None:
         super().__init__(message)
         self.line = line
         self.message = message
+        self.code = code
 
 
 def load_yaml(text: str) -> YamlDoc:
-    """Parse `text` with the safe loader only, recording key lines and duplicate keys."""
+    """Parse `text` with the safe loader only, recording key lines and duplicate keys.
+
+    Anchors and aliases are refused first, from the event stream (linear in the text): an alias
+    shares a node, and nested aliases ("billion laughs") make anything that walks the nodes, or the
+    data built from them, exponential. Rule files have no use for them.
+    """
     try:
+        _refuse_aliases(text)
         node = yaml.compose(text, Loader=_SAFE)
     except yaml.YAMLError as exc:
         raise _located(exc, text) from None
@@ -51,6 +58,20 @@ def load_yaml(text: str) -> YamlDoc:
     except yaml.YAMLError as exc:  # e.g. an explicit tag the safe loader refuses
         raise _located(exc, text) from None
     return doc
+
+
+def _refuse_aliases(text: str) -> None:
+    """A YamlError at the first anchor (&name) or alias (*name) of `text`."""
+    for event in yaml.parse(text, Loader=_SAFE):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            what = "alias" if isinstance(event, yaml.AliasEvent) else "anchor"
+            sign = "*" if what == "alias" else "&"
+            raise YamlError(
+                event.start_mark.line + 1,
+                f"{what} {sign}{event.anchor} not allowed: rule files use no anchors, aliases or merge keys "
+                f"(write the value out)",
+                "yaml-alias",
+            )
 
 
 def _located(exc: yaml.YAMLError, text: str) -> YamlError:

@@ -21,9 +21,10 @@ from forewarn.audit.formats.stats import Group, Report, Tally
 from forewarn.events import EVENT_ADAPTER, Event, WaiverGranted
 from forewarn.instants import epoch_us, utc
 from forewarn.policy.model import Policy
-from forewarn.relational.checks import APPLIES, SCOPED, where_sql
+from forewarn.relational.checks import applies_sql, scoped
+from forewarn.relational.conditions import condition_sql
 from forewarn.relational.evaluation import Relational, evaluate_events, evaluate_store
-from forewarn.relational.obligations import SCOPE_PLAN
+from forewarn.relational.obligations import scope_sql
 from forewarn.relational.violations import _at
 
 CaseCounts = Counter[tuple[str, str, str]]
@@ -283,7 +284,7 @@ def _check_counts(
         {"rule": pa.array([r for r, _s in skip], pa.string()), "subject": pa.array([s for _r, s in skip], pa.string())}
     )
     con.register("flagged", flagged)
-    con.execute(SCOPED, {"scope_plan": SCOPE_PLAN})
+    scoped(con, policy)
     out: list[tuple[str, int, int]] = []
     for rule in policy.rules:
         met = pending = 0
@@ -296,15 +297,10 @@ def _check_counts(
                 for req, args in check.requirements():
                     if req == "ticket-opened":
                         minutes = int(rule.resolve_int(args["within_minutes"]) or 0)  # type: ignore[arg-type]
-                about = (
-                    f"s.subject_kind = $about{n} AND " + where_sql(check.where, params, f"c{n}")
-                    if check.about is not None
-                    else "TRUE"
-                )
-                if check.about is not None:
-                    params[f"about{n}"] = check.about
                 text = (
-                    APPLIES.format(about=about).replace("$all_kinds", f"$all_kinds{n}").replace("$kinds", f"$kinds{n}")
+                    applies_sql(rule, check, params, n)
+                    .replace("$all_kinds", f"$all_kinds{n}")
+                    .replace("$kinds", f"$kinds{n}")
                 )
                 params[f"all_kinds{n}"] = check.kinds == "all"
                 params[f"kinds{n}"] = [] if check.kinds in ("all", None) else list(check.kinds)  # type: ignore[arg-type]
@@ -332,7 +328,13 @@ def _check_counts(
             met += met_n
             pending += pending_n
         if any(c.replies for c in rule.spec.checks):
-            params = {"scope_plan": SCOPE_PLAN}
+            params = {}
+            scope = scope_sql(policy.scope_condition, params)
+            terms = " OR ".join(
+                f"({condition_sql(rule.check_condition(c), params, f'r{n}', 'customer')})"
+                for n, c in enumerate(rule.spec.checks)
+                if c.replies
+            )
             period = _period_sql(since, until, "r.at_us", params)
             params["rule_id"] = rule.id
             met += con.execute(
@@ -340,7 +342,7 @@ def _check_counts(
                 SELECT count(*) FROM replies r
                 JOIN customer_versions cv
                   ON cv.customer = r.customer AND cv.pos <= r.pos AND (cv.pos_to IS NULL OR r.pos < cv.pos_to)
-                WHERE cv.plan = $scope_plan AND {period}
+                WHERE {scope} AND ({terms}) AND {period}
                   AND EXISTS (SELECT 1 FROM comms c WHERE c.communication = r.in_reply_to)
                   AND NOT EXISTS (SELECT 1 FROM flagged f WHERE f.rule = $rule_id AND f.subject = r.reply)
                 """,
@@ -353,10 +355,15 @@ def _check_counts(
 
 
 def audit_store(
-    path: str | Path, policy: Policy, as_of: datetime, since: datetime | None, until: datetime | None
+    path: str | Path,
+    policy: Policy,
+    as_of: datetime,
+    since: datetime | None,
+    until: datetime | None,
+    seq: int | None = None,
 ) -> RelationalAuditResult:
-    """The audit of the SQLite event log at `path`."""
-    return _audited(evaluate_store(path, policy, as_of), since, until)
+    """The audit of the SQLite event log at `path` (its events up to recording sequence `seq`)."""
+    return _audited(evaluate_store(path, policy, as_of, seq), since, until)
 
 
 def audit_events(

@@ -9,60 +9,62 @@ pick fixed fragments (the closed vocabulary of forewarn.policy.schema).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from functools import cache
 
+from forewarn.policy.conditions import Condition
 from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import Check
-from forewarn.relational.obligations import SCOPE_PLAN
-
-SUBJECT_ATTRIBUTES: dict[str, tuple[str, type]] = {
-    "impact": ("s.impact", str),
-    "emergency": ("s.emergency", bool),
-    "release": ("s.release", bool),
-    "notifiable": ("s.notifiable", bool),
-    "severity": ("s.severity", str),
-}
-"""Attributes a check's `where` can test: name -> (column of `subjects` as `s`, its Python type).
-A new attribute is one entry here (and its column in lifecycle.SUBJECT_SCHEMA)."""
-
-
-def where_sql(where: Mapping[str, object], params: dict[str, object], prefix: str) -> str:
-    """A `where` as an SQL predicate on `s` (forewarn.evaluate.checks.where_matches: absent attributes are
-    None, values compare with their type)."""
-    parts = ["TRUE"]
-    for n, (key, spec) in enumerate(where.items()):
-        column, kind = SUBJECT_ATTRIBUTES.get(key, ("NULL", type(None)))
-        name = f"{prefix}w{n}"
-        if isinstance(spec, dict):
-            parts.append(f"{column} IS NOT NULL" if spec.get("exists") else f"{column} IS NULL")
-        elif isinstance(spec, list):
-            if kind is not str:
-                parts.append("FALSE")
-            else:
-                params[name] = [str(v) for v in spec]
-                parts.append(f"list_contains(${name}::VARCHAR[], {column})")
-        elif type(spec) is not kind:
-            parts.append("FALSE")
-        else:
-            params[name] = spec
-            parts.append(f"{column} = ${name}")
-    return " AND ".join(parts)
-
+from forewarn.relational.conditions import condition_sql
+from forewarn.relational.obligations import scope_sql
 
 # The communications a check applies to, with their subject (if folded) and scope at the time.
 SCOPED = """
 CREATE TABLE IF NOT EXISTS scoped_comms AS
-SELECT c.* FROM comms c ASOF JOIN customer_versions cv ON cv.customer = c.customer AND cv.pos <= c.pos
-WHERE cv.plan = $scope_plan
+SELECT c.*, cv.pos AS cv_pos FROM comms c ASOF JOIN customer_versions cv ON cv.customer = c.customer AND cv.pos <= c.pos
+WHERE {scope}
 """
-"""The communications to customers in scope when sent (made once, read by every check)."""
+"""The communications to customers in scope when sent (made once, read by every check), with the position of
+the customer's version then (`cv_pos`)."""
+
+
+def scoped(con, policy: Policy) -> None:
+    """Make `scoped_comms` (once per evaluation) for the policy's scope."""
+    params: dict[str, object] = {}
+    con.execute(SCOPED.format(scope=scope_sql(policy.scope_condition, params)), params)
+
 
 APPLIES = """
 SELECT c.*, s.subject_kind AS s_kind, s.defined_event, s.release_related, s.closed_pos
 FROM scoped_comms c
-LEFT JOIN subjects s ON s.subject_kind = c.subject_kind AND s.subject = c.subject
+LEFT JOIN subjects s ON s.subject_kind = c.subject_kind AND s.subject = c.subject{joins}
 WHERE ($all_kinds OR list_contains($kinds::VARCHAR[], c.kind)) AND {about}
 """
+_CUSTOMER_JOIN = "\nLEFT JOIN customer_versions cv ON cv.customer = c.customer AND cv.pos = c.cv_pos"
+_LABELS_JOIN = (
+    "\nASOF LEFT JOIN subject_labels sl ON sl.subject_kind = c.subject_kind AND sl.subject = c.subject"
+    " AND sl.pos <= c.pos"
+)
+
+
+def applies_sql(rule: Rule, check: Check, params: dict[str, object], n: int) -> str:
+    """The communications a check applies to (APPLIES): its kinds; its subject kind (`about`) and subject terms
+    on the subject's attributes and labels in force when sent; its customer terms on the customer's version
+    then (forewarn.evaluate.checks.applies). Parameters `$about{n}` and the terms' are added to `params`."""
+    condition: Condition = rule.check_condition(check)
+    joins = ""
+    parts = []
+    if check.about is not None:
+        params[f"about{n}"] = check.about
+        parts.append(f"s.subject_kind = $about{n}")
+        parts.append(condition_sql(condition, params, f"c{n}", "subject"))
+        if any(t.label is not None for t in condition.on_subject):
+            joins += _LABELS_JOIN
+    if condition.on_customer:
+        parts.append(condition_sql(condition, params, f"c{n}", "customer"))
+        joins += _CUSTOMER_JOIN
+    return APPLIES.format(joins=joins, about=" AND ".join(parts) or "TRUE")
 
 # Per requirement: the failing communications of `a` (the check's APPLIES), one row each:
 # (pos, problem, due_us, stated, expected, extra event id, ticket lateness base).
@@ -79,11 +81,11 @@ REQUIREMENTS: dict[str, str] = {
     """,
     "states-impact": """
         SELECT a.pos, 'impact-missing' AS problem, a.at_us AS due_us
-        FROM a WHERE a.stated_impact IS NULL OR trim(a.stated_impact) = ''
+        FROM a WHERE a.stated_impact IS NULL OR regexp_full_match(a.stated_impact, $blank)
     """,
     "states-reason": """
         SELECT a.pos, 'reason-missing' AS problem, a.at_us AS due_us
-        FROM a WHERE a.stated_reason IS NULL OR trim(a.stated_reason) = ''
+        FROM a WHERE a.stated_reason IS NULL OR regexp_full_match(a.stated_reason, $blank)
     """,
     "states-next-step": """
         SELECT a.pos, 'next-step-missing' AS problem, a.at_us AS due_us
@@ -127,8 +129,16 @@ JOIN customer_versions cv
   ON cv.customer = r.customer AND cv.pos <= r.pos AND (cv.pos_to IS NULL OR r.pos < cv.pos_to)
 JOIN (SELECT communication, arg_max(from_addr, pos) AS from_addr, arg_max(id, pos) AS id
       FROM comms GROUP BY communication) o ON o.communication = r.in_reply_to
-WHERE cv.plan = $scope_plan AND NOT list_contains(list_transform(r.to_list, lambda x: lower(x)), lower(o.from_addr))
+WHERE {scope} AND {terms}
+  AND NOT list_contains(list_transform(r.to_list, lambda x: lower(x)), lower(o.from_addr))
 """
+
+@cache
+def blank_pattern() -> str:
+    """A text that is all white space as Python's str.strip sees it (forewarn.evaluate.checks._filled): every
+    code point str.isspace admits, as an RE2 class (DuckDB's trim strips spaces only, RE2's \\s ASCII only)."""
+    return "[" + "".join(f"\\x{{{c:x}}}" for c in range(sys.maxunicode + 1) if chr(c).isspace()) + "]*"
+
 
 _COLUMNS = (
     "pos",
@@ -154,30 +164,36 @@ def check_queries(rule: Rule, check: Check, number: int) -> list[tuple[str, str,
         "all_kinds": check.kinds == "all",
         "kinds": [] if check.kinds == "all" or check.kinds is None else list(check.kinds),
     }
-    if check.about is not None:
-        params["about"] = check.about
-        about = "s.subject_kind = $about AND " + where_sql(check.where, params, f"c{number}")
-    else:
-        about = "TRUE"
+    applies = applies_sql(rule, check, params, number)
     out = []
     for req, args in check.requirements():
         body = REQUIREMENTS[req]  # KeyError: a requirement the schema admits but nothing compiles
         mine = dict(params)
         for key, value in _args(rule, args).items():
             mine[key] = value
-        text = f"WITH a AS ({APPLIES.format(about=about)})\n{body}"
+        if "$blank" in body:
+            mine["blank"] = blank_pattern()
+        text = f"WITH a AS ({applies})\n{body}"
         out.append((req, text, mine))
     return out
 
 
-def rule_check_queries(rule: Rule) -> list[tuple[str, str, dict[str, object]]]:
+def reply_query(rule: Rule, check: Check, scope: Condition) -> tuple[str, dict[str, object]]:
+    """REPLY_ORIGIN for a reply check of `rule`, in a policy of `scope` (its customer terms on `cv`)."""
+    params: dict[str, object] = {}
+    scoped_text = scope_sql(scope, params)
+    terms = condition_sql(rule.check_condition(check), params, "reply", "customer")
+    return REPLY_ORIGIN.format(scope=scoped_text, terms=terms), params
+
+
+def rule_check_queries(rule: Rule, scope: Condition) -> list[tuple[str, str, dict[str, object]]]:
     """Every check query of a rule (communication checks; reply checks as REPLY_ORIGIN)."""
     out = []
     for n, check in enumerate(rule.spec.checks):
         if check.replies:
             for req, _args in check.requirements():
                 if req == "reply-includes-origin":
-                    out.append((req, REPLY_ORIGIN, {"scope_plan": SCOPE_PLAN}))
+                    out.append((req, *reply_query(rule, check, scope)))
         else:
             out.extend(check_queries(rule, check, n))
     return out
@@ -187,9 +203,9 @@ def failing(con, policy: Policy, as_of_us: int) -> list[dict[str, object]]:
     """Every failing (communication or reply, rule, requirement), in the object evaluation's order:
     communications by position, then rule, check and requirement order; then replies."""
     rows: list[dict[str, object]] = []
-    con.execute(SCOPED, {"scope_plan": SCOPE_PLAN})
+    scoped(con, policy)
     for rule_no, rule in enumerate(policy.rules):
-        for req_no, (req, text, params) in enumerate(rule_check_queries(rule)):
+        for req_no, (req, text, params) in enumerate(rule_check_queries(rule, policy.scope_condition)):
             if "$as_of_us" in text:
                 params = {**params, "as_of_us": as_of_us}
             cur = con.execute(text, params)

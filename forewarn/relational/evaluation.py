@@ -50,9 +50,9 @@ def evaluate_raw(raw: pa.Table | pa.RecordBatchReader, policy: Policy, as_of: da
     return Relational(con, policy, as_of, life)
 
 
-def evaluate_store(path: str | Path, policy: Policy, as_of: datetime) -> Relational:
-    """Evaluate the SQLite event log at `path`."""
-    return evaluate_raw(tables.read_store_payloads(path, as_of), policy, as_of)
+def evaluate_store(path: str | Path, policy: Policy, as_of: datetime, seq: int | None = None) -> Relational:
+    """Evaluate the SQLite event log at `path` (its events up to recording sequence `seq`)."""
+    return evaluate_raw(tables.read_store_payloads(path, as_of, seq), policy, as_of)
 
 
 def evaluate_events(events: Sequence[Event], policy: Policy, as_of: datetime) -> Relational:

@@ -8,6 +8,7 @@ obligation queries need: the moment, its anchors resolved per the rule, and the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from datetime import datetime
 import duckdb
 import numpy as np
 import pyarrow as pa
+from pydantic import ValidationError
 
 from forewarn.evaluate.lifecycle import SubjectHistory, fold_subject
 from forewarn.evaluate.model import Moment
@@ -22,6 +24,7 @@ from forewarn.evaluate.obligations import ALARM_SUFFIX, _fact, compile_rules, ti
 from forewarn.evaluate.rete import Session
 from forewarn.events import EVENT_ADAPTER, Event
 from forewarn.instants import epoch_us
+from forewarn.log.source import DamagedLog
 from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import AnchorName
 
@@ -63,7 +66,11 @@ def fold_all(con: duckdb.DuckDBPyConnection, policy: Policy, as_of: datetime) ->
     by_subject: dict[tuple[str, str], list[tuple[int, Event]]] = {}
     validate = EVENT_ADAPTER.validate_json
     for pos, payload in rows:
-        event = validate(payload)
+        try:
+            event = validate(payload)
+        except ValidationError as exc:  # the log holds only validated events: it was altered or damaged
+            first = exc.errors(include_url=False)[0]
+            raise DamagedLog(f"a stored event is not a valid event ({first['msg']})") from None
         kind = event.type.split(".", 1)[0]
         by_subject.setdefault((kind, getattr(event, kind)), []).append((pos, event))
 
@@ -86,9 +93,15 @@ def fold_all(con: duckdb.DuckDBPyConnection, policy: Policy, as_of: datetime) ->
                 session.assert_fact(sid, _fact(moment, str(n)))
             session.end_subject(sid)
             for name, fact_id in fired_names:
-                rule_id = name[: -len(ALARM_SUFFIX)] if name.endswith(ALARM_SUFFIX) else name
+                alarm = name.endswith(ALARM_SUFFIX)
+                rule = policy.by_id[name[: -len(ALARM_SUFFIX)] if alarm else name]
                 n = int(fact_id)
-                out.fired.append((policy.by_id[rule_id], history.moments[n], n))
+                moment = history.moments[n]
+                # the rule's subject and moment terms, on the moment (forewarn.evaluate.obligations.derive);
+                # its customer terms are SQL, on the customer versions (forewarn.relational.conditions)
+                condition = rule.alarm_condition if alarm else rule.obligation_condition
+                if condition.holds_for_subject(moment.attrs):
+                    out.fired.append((rule, moment, n))
     return out
 
 
@@ -208,6 +221,10 @@ VERSION_SCHEMA = pa.schema(
 END_SCHEMA = pa.schema(
     [("subject_kind", pa.string()), ("subject", pa.string()), ("pos", pa.int64()), ("end_us", pa.int64())]
 )
+LABELS_SCHEMA = pa.schema(
+    [("subject_kind", pa.string()), ("subject", pa.string()), ("pos", pa.int64()), ("labels", pa.string())]
+)
+"""A subject's labels from `pos` on (its first row at -1: SubjectHistory.attrs_at's labels), as JSON."""
 EXTENSION_SCHEMA = pa.schema(
     [("subject_kind", pa.string()), ("subject", pa.string()), ("pos", pa.int64()), ("gave_end", pa.bool_())]
 )
@@ -215,9 +232,16 @@ EXTENSION_SCHEMA = pa.schema(
 
 def _subject_tables(life: Lifecycles) -> dict[str, pa.Table]:
     """Each subject's attributes and its maintenance's versions, ends in force and extensions, as tables."""
-    subjects, versions, ends, extensions = [], [], [], []
+    subjects, versions, ends, extensions, labels = [], [], [], [], []
     for (kind, subject), h in life.histories.items():
         attrs = h.attrs
+        if len(h.label_positions) <= 1:
+            in_force = [(-1, attrs.get("labels") or {})]
+        else:
+            versions_in_force = zip(h.label_positions, h.label_versions, strict=True)
+            in_force = [(-1 if i == 0 else p, v) for i, (p, v) in enumerate(versions_in_force)]
+        for pos, value in in_force:
+            labels.append({"subject_kind": kind, "subject": subject, "pos": pos, "labels": json.dumps(value)})
         subjects.append(
             {
                 "subject_kind": kind,
@@ -256,6 +280,7 @@ def _subject_tables(life: Lifecycles) -> dict[str, pa.Table]:
         "versions": pa.Table.from_pylist(versions, schema=VERSION_SCHEMA),
         "ends_in_force": pa.Table.from_pylist(ends, schema=END_SCHEMA),
         "extensions": pa.Table.from_pylist(extensions, schema=EXTENSION_SCHEMA),
+        "subject_labels": pa.Table.from_pylist(labels, schema=LABELS_SCHEMA),
     }
 
 
@@ -263,5 +288,8 @@ def register_subjects(con: duckdb.DuckDBPyConnection, life: Lifecycles) -> None:
     """The `subjects`, `versions`, `ends_in_force` and `extensions` tables (maintenances' only for the last three)."""
     for name, table in _subject_tables(life).items():
         con.register(f"{name}_arrow", table)
-        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {name}_arrow")  # our fixed names
+        cast = ", labels::JSON AS labels" if name == "subject_labels" else ""
+        con.execute(  # our fixed names
+            f"CREATE OR REPLACE TABLE {name} AS SELECT * {'EXCLUDE (labels)' if cast else ''}{cast} FROM {name}_arrow"
+        )
         con.unregister(f"{name}_arrow")

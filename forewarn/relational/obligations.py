@@ -20,13 +20,18 @@ import pyarrow as pa
 from forewarn.calendar import business_days_before_many
 from forewarn.calendar.business import business_days_before
 from forewarn.instants import epoch_us
+from forewarn.policy.conditions import Condition
 from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import Anchor
+from forewarn.relational.conditions import condition_sql
 from forewarn.relational.lifecycle import ANCHORS
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-SCOPE_PLAN = "enterprise"
-"""The plan the policy covers (policy.md: Scope)."""
+
+
+def scope_sql(scope: Condition, params: dict[str, object]) -> str:
+    """The policy's scope (its customer terms) as a predicate on the customer version `cv`."""
+    return condition_sql(scope, params, "scope", "customer")
 
 CREATE_OBLIGATIONS = """
 CREATE OR REPLACE TABLE obligations (
@@ -54,17 +59,18 @@ everyone AS (  -- "all": the customers in scope when the subject was defined, by
     FROM (SELECT t.tid, t.pos, t.defined_pos, c.customer
           FROM t, (SELECT DISTINCT customer FROM customer_versions) c WHERE t.all_customers) x
     ASOF JOIN customer_versions cv ON cv.customer = x.customer AND cv.pos <= x.defined_pos
-    WHERE cv.plan = $scope_plan
+    WHERE {scope}
 ),
 affected AS (  -- the affected customers in scope at the moment, with their attributes then
     SELECT a.tid, a.customer, a.ord AS customer_ord, cv.id AS attrs_id, cv.timezone, cv.country, cv.subdivision,
            cv.contacts
     FROM (SELECT * FROM listed UNION ALL SELECT * FROM everyone) a
     ASOF JOIN customer_versions cv ON cv.customer = a.customer AND cv.pos <= a.pos
-    WHERE cv.plan = $scope_plan
+    WHERE {scope} AND {terms}
 )
 """
-"""A trigger's (`t`) affected customers in scope (policy.md: Scope), in the subject's order."""
+"""A trigger's (`t`) affected customers in scope (policy.md: Scope) and in the rule's customer terms (`terms`),
+in the subject's order: `{scope}` and `{terms}` are predicates on `cv` (forewarn.relational.conditions)."""
 
 # The one query shape of an obligation rule: its triggers' affected customers with their calendar
 # in force at the moment. `{nb}` / `{na}` are columns of `triggers` named by the rule's anchors.
@@ -129,8 +135,9 @@ WITH per_ob AS (
            list(pos ORDER BY pos) FILTER (WHERE n <= need) AS taken
     FROM fits GROUP BY oid
 ),
-shared AS (  -- groups where a communication fits two obligations (a hash collision only lands a group here)
-    SELECT DISTINCT gid FROM fits GROUP BY gid, pos HAVING count(*) > 1
+shared AS (  -- groups where a communication fits two obligations (a hash collision only lands a group here);
+             -- an obligation counting communications (need > 1) uses none up, so it shares them freely
+    SELECT DISTINCT gid FROM fits WHERE need = 1 GROUP BY gid, pos HAVING count(*) > 1
 ),
 members AS (SELECT gid, count(*) AS members FROM obligations WHERE void IS NULL GROUP BY gid),
 met AS (SELECT gid, count(*) FILTER (WHERE n_fit >= need) AS met FROM per_ob GROUP BY gid)
@@ -158,19 +165,25 @@ def _offset(rule: Rule, anchor: Anchor) -> tuple[int, int]:
     return 0, amount
 
 
-def rule_queries(rule: Rule) -> list[tuple[str, dict[str, object]]]:
+def alarm_query(rule: Rule, scope: Condition) -> tuple[str, dict[str, object]]:
+    """The query (text, bound parameters) of an alarm rule's findings."""
+    params: dict[str, object] = {"rule": rule.id}
+    scoped = scope_sql(scope, params)
+    terms = condition_sql(rule.alarm_condition, params, "rule", "customer")
+    return ALARMS_OF_RULE.format(scope=scoped, terms=terms), params
+
+
+def rule_queries(rule: Rule, scope: Condition) -> list[tuple[str, dict[str, object]]]:
     """The queries (text, bound parameters) an obligation rule compiles to (empty for other rules): its
-    obligations, then (if it has void conditions) the fragment that marks them void."""
+    obligations, then (if it has void conditions) the fragment that marks them void. `scope`: the policy's."""
     spec = rule.spec.obligation
     if spec is None:
         return []
     nb_days, nb_minutes = _offset(rule, spec.window.not_before)
     na_days, na_minutes = _offset(rule, spec.window.not_after)
     nb, na = _anchor_column(spec.window.not_before), _anchor_column(spec.window.not_after)
-    text = OBLIGATIONS_OF_RULE.format(nb=nb, na=na)
     params: dict[str, object] = {
         "rule": rule.id,
-        "scope_plan": SCOPE_PLAN,
         "nb_days": nb_days,
         "nb_minutes": nb_minutes,
         "na_days": na_days,
@@ -178,6 +191,9 @@ def rule_queries(rule: Rule) -> list[tuple[str, dict[str, object]]]:
         "kinds": list(spec.kinds),
         "need": spec.count,
     }
+    scoped = scope_sql(scope, params)
+    terms = condition_sql(rule.obligation_condition, params, "rule", "customer")
+    text = OBLIGATIONS_OF_RULE.format(nb=nb, na=na, scope=scoped, terms=terms)
     out: list[tuple[str, dict[str, object]]] = [(text, params)]
     if spec.void_when:
         branches = " ".join(f"WHEN {VOID_PREDICATES[c]} THEN '{c}'" for c in spec.void_when)  # fixed fragments
@@ -254,7 +270,7 @@ def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
     cases: list[str] = []
     params: dict[str, object] = {}
     for rule in policy.rules:
-        queries = rule_queries(rule)
+        queries = rule_queries(rule, policy.scope_condition)
         if not queries:
             continue
         con.execute(*queries[0])
@@ -330,9 +346,14 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None
         used: set[int] = set()
         done: set[int] = set()
         for oid, *_k, _kinds, need, opened, nb, na in members:  # pass 1: on time
-            fitting = [p for p, at in candidates if p not in used and opened <= at and nb <= at <= na][:need]
+            # need > 1 (update-cadence) counts every fitting communication and uses none up (policy.md)
+            counting = need > 1
+            fitting = [
+                p for p, at in candidates if (counting or p not in used) and opened <= at and nb <= at <= na
+            ][:need]
             if len(fitting) == need:
-                used.update(fitting)
+                if not counting:
+                    used.update(fitting)
                 done.add(oid)
                 emit(oid, "met", None, fitting)
         codes = allowed[rule]
@@ -370,12 +391,13 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None
     con.unregister("rest_arrow")
 
 
-def rule_sql(rule: Rule) -> list[tuple[str, str, dict[str, object]]]:
-    """(what, query, parameters) of every query a rule compiles to, for `forewarn rules show --sql`."""
+def rule_sql(rule: Rule, scope: Condition) -> list[tuple[str, str, dict[str, object]]]:
+    """(what, query, parameters) of every query a rule compiles to in a policy of `scope`, for
+    `forewarn rules show --sql`."""
     from forewarn.relational.checks import rule_check_queries
 
     out: list[tuple[str, str, dict[str, object]]] = []
-    queries = rule_queries(rule)
+    queries = rule_queries(rule, scope)
     if queries:
         out.append(("obligations", *queries[0]))
         if len(queries) > 1:
@@ -384,7 +406,7 @@ def rule_sql(rule: Rule) -> list[tuple[str, str, dict[str, object]]]:
         out.append(("matching: fitting communications", FITS, {}))
         out.append(("matching: groups met without contention", MET_SIMPLY, {}))
     if rule.spec.alarm is not None:
-        out.append(("alarm", ALARMS_OF_RULE, {"rule": rule.id, "scope_plan": SCOPE_PLAN}))
-    for req, text, params in rule_check_queries(rule):
+        out.append(("alarm", *alarm_query(rule, scope)))
+    for req, text, params in rule_check_queries(rule, scope):
         out.append((f"check: {req}", text, params))
     return out

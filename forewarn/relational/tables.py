@@ -47,6 +47,7 @@ PAYLOAD_FIELDS: dict[str, str] = {
     "waiver": "VARCHAR",
     "rule": "VARCHAR",
     "subject": "VARCHAR",
+    "labels": "JSON",
     "states": "STRUCT(window_start VARCHAR, window_end VARCHAR, impact VARCHAR, reason VARCHAR, "
     '"end" VARCHAR, next_update_by VARCHAR)',
 }
@@ -81,6 +82,7 @@ SELECT
     p.country AS country,
     p.subdivision AS subdivision,
     p.contacts AS contacts,
+    p.labels AS labels,
     p.waiver AS waiver,
     p.rule AS rule,
     p.subject AS waived_subject,
@@ -124,7 +126,7 @@ CREATE OR REPLACE TABLE replies AS
     SELECT pos, id, at_us, reply, customer, in_reply_to, to_list FROM ev WHERE type = 'reply.received';
 CREATE OR REPLACE TABLE customer_versions AS
     SELECT customer, pos, lead(pos) OVER (PARTITION BY customer ORDER BY pos) AS pos_to,
-           plan, coalesce(timezone, 'UTC') AS timezone, country, subdivision, contacts, id
+           plan, coalesce(timezone, 'UTC') AS timezone, country, subdivision, contacts, labels, id
     FROM ev WHERE type = 'customer.upserted';
 """
 
@@ -171,15 +173,24 @@ def load_payloads(con: duckdb.DuckDBPyConnection, raw: pa.Table | pa.RecordBatch
     con.execute(DERIVED)
 
 
-def read_store_payloads(path: str | Path, as_of: datetime) -> pa.RecordBatchReader:
-    """The log's (pos, seq, at_us, type, payload) columns up to `as_of` in evaluation order (the (at_us, seq)
+def read_store_payloads(path: str | Path, as_of: datetime, seq: int | None = None) -> pa.RecordBatchReader:
+    """The log's (pos, seq, at_us, type, payload) columns up to `as_of` (and recording sequence `seq`: the log
+    as fingerprinted, events appended meanwhile left out) in evaluation order (the (at_us, seq)
     index's order, numbered as read) as a stream of Arrow batches (ADBC: no Python object per row, and never
     every payload in memory at once)."""
     import adbc_driver_sqlite.dbapi as adbc
 
-    conn = adbc.connect(str(path))
+    from forewarn.log.access import _uri, _writable_place
+
+    # as forewarn.log.access.open_reader: where the log and its folder can be written, an ordinary connection
+    # (the last to close removes the -wal and -shm files a read-only one would leave); elsewhere read-only
+    # and immutable (a read-only folder cannot hold the -shm file a log in WAL mode needs)
+    conn = adbc.connect(str(path) if _writable_place(path) else _uri(path, mode="ro", immutable="1"))
     cur = conn.cursor()
-    cur.execute("SELECT seq, at_us, type, payload FROM events WHERE at_us <= ? ORDER BY at_us, seq", [epoch_us(as_of)])
+    cur.execute(
+        "SELECT seq, at_us, type, payload FROM events WHERE at_us <= ? AND seq <= ? ORDER BY at_us, seq",
+        [epoch_us(as_of), (1 << 63) - 1 if seq is None else seq],
+    )
     reader = cur.fetch_record_batch()
     schema = reader.schema.insert(0, pa.field("pos", pa.int64()))
 
@@ -225,3 +236,20 @@ def payloads_stream(events: Sequence[Event]) -> pa.RecordBatchReader:
             )
 
     return pa.RecordBatchReader.from_batches(PAYLOAD_SCHEMA, batches())
+
+
+_DAMAGED = ("database disk image is malformed", "file is not a database", "malformed json", "invalid unicode",
+            "utf-8", "utf8")
+"""What SQLite (through ADBC) and DuckDB say of a log whose file or payloads were damaged."""
+
+
+def log_failure(exc: BaseException, path: str | Path) -> str | None:
+    """The cause and fix of a failure reading the log at `path` into DuckDB (forewarn.errors.describe's
+    words for SQLite's), or None when it is none of those (a defect)."""
+    text = " ".join(str(exc).split())
+    if any(sign in text.lower() for sign in _DAMAGED):
+        return (
+            f"{path}: the log is damaged ({text}): restore it from a backup, or rebuild it with"
+            " `forewarn import` from its JSONL"
+        )
+    return None

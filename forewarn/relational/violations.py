@@ -15,7 +15,7 @@ from forewarn.evaluate.checks import humanize
 from forewarn.evaluate.model import Violation
 from forewarn.policy.model import Policy
 from forewarn.relational import checks
-from forewarn.relational.obligations import ALARMS_OF_RULE, SCOPE_PLAN
+from forewarn.relational.obligations import alarm_query
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -109,7 +109,7 @@ def alarm_violations(con: duckdb.DuckDBPyConnection, policy: Policy) -> list[Vio
     for rule in policy.rules:
         if rule.spec.alarm is None:
             continue
-        for values in con.execute(ALARMS_OF_RULE, {"rule": rule.id, "scope_plan": SCOPE_PLAN}).fetchall():
+        for values in con.execute(*alarm_query(rule, policy.scope_condition)).fetchall():
             rows.append((rule, *values))
     rows.sort(key=lambda r: r[1])  # trigger order: subject by subject, as the lifecycle fired them
     out = []
@@ -220,7 +220,8 @@ def check_violations(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: i
             Violation(
                 rule=r["rule"],  # type: ignore[arg-type]
                 problem=r["problem"],  # type: ignore[arg-type]
-                subject=communication,
+                # a premature closing is the closing-notice rule's finding about the maintenance (policy.md)
+                subject=subject if req == "sent-after-closed" else communication,
                 customer=customer,
                 communication=communication,
                 due=_at(r["due_us"]),  # type: ignore[arg-type]

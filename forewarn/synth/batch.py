@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from forewarn.engine.draft import Draft
-from forewarn.engine.planner import ANNOUNCING, UPDATE_LEAD, Due, cancellation_drafts, drafts_at
+from forewarn.engine.planner import ANNOUNCING, UPDATE_LEAD, Due, cancellation_drafts, drafts_at, sends_late
 from forewarn.engine.render import subject_line
 from forewarn.engine.runner import recorded_events
 from forewarn.evaluate.evaluation import Evaluation, evaluate
@@ -73,7 +73,7 @@ def sends(evaluation: Evaluation) -> list[tuple[datetime, Draft]]:
         ob = outcome.obligation
         void_from[i] = _void_from(evaluation, ob) if outcome.status == "void" else None
         first = max(ob.opened, ob.not_before)
-        if _live(ob, void_from[i], first):
+        if _live(ob, void_from[i], first) or _late(evaluation, ob, void_from[i], first):
             firsts[first].append(Due(outcome, first, 0))
             later = max(first, ob.not_after - UPDATE_LEAD)
             if ob.count > 1 and _live(ob, void_from[i], later):
@@ -140,6 +140,12 @@ def _live_at(void_from: datetime | None, t: datetime) -> bool:
     return void_from is None or t < void_from
 
 
+def _late(evaluation: Evaluation, ob: Obligation, void_from: datetime | None, t: datetime) -> bool:
+    """Whether the engine, at `t`, sends for an obligation whose deadline had already passed (it opened
+    after it): late, as the planner does (engine.planner.sends_late)."""
+    return ob.not_after < t and _live_at(void_from, t) and sends_late(evaluation, ob, t)
+
+
 def _live(ob: Obligation, void_from: datetime | None, t: datetime) -> bool:
     """Whether the engine, at `t`, still sees the obligation open: deadline ahead (or now), not yet void."""
     return t <= ob.not_after and _live_at(void_from, t)
@@ -196,7 +202,8 @@ def _cancellations(evaluation: Evaluation, planned: list[tuple[datetime, Draft]]
             if (d.subject_kind, d.subject) == (kind, subject) and d.kind in ANNOUNCING and when < h.cancelled_at
         }
         pos = bisect_right(evaluation.index.ats, h.cancelled_at) - 1
-        pairs = [(subject, c) for c in sorted(told) if evaluation.index.enterprise_at(c, pos) is not None]
+        covers = evaluation.policy.covers
+        pairs = [(subject, c) for c in sorted(told) if evaluation.index.covered_at(c, pos, covers) is not None]
         out.extend((h.cancelled_at, d) for d in cancellation_drafts(evaluation, pairs))
     return out
 

@@ -379,7 +379,7 @@ def premature_closing(log: Log, rng: random.Random) -> list[Expected]:
             "communication": cid,
         }
     )
-    return [Expected("closing-notice", "premature", cid, str(comm["customer"]))]
+    return [Expected("closing-notice", "premature", str(comm["maintenance"]), str(comm["customer"]))]
 
 
 def reply_without_origin(log: Log, rng: random.Random) -> list[Expected]:

@@ -1,0 +1,413 @@
+"""`forewarn serve`'s process: the engine loop in a thread and what the HTTP API (forewarn.api) asks of the log.
+
+Writes to the log go through one connection on one thread (the `writer` executor), so the API's appends are
+serialised among themselves; the engine has its own connection on its own thread, and SQLite's write lock
+(BEGIN IMMEDIATE, WAL) serialises the two. Each append is one transaction: all of a request, or nothing.
+A successful append wakes the engine at once (besides its watch of PRAGMA data_version).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hmac
+import io
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from forewarn.events.errors import describe_json_error
+from forewarn.policy.model import Policy
+
+log = logging.getLogger("forewarn.serve")
+T = TypeVar("T")
+
+ROLES = ("writer", "reader")
+MIN_PASS_INTERVAL = 0.25
+"""Seconds between the starts of two engine passes at least: under a stream of posts, a pass per post
+would take the CPU from the posts; an incident posted waits at most this for its pass."""
+PLAN_WAIT = 2.0
+"""Seconds GET /v1/plan waits for the engine's plan of now before evaluating the log itself."""
+BUSY_TIMEOUT_MS = 60_000
+"""How long a connection waits for the other writer (engine or API) before giving up."""
+
+
+class TokenError(ValueError):
+    """Bad API token settings (the message never contains a token)."""
+
+
+def parse_tokens(text: str | None) -> list[tuple[str, str]]:
+    """`ROLE:TOKEN` pairs separated by commas -> [(role, token)]."""
+    tokens: list[tuple[str, str]] = []
+    for n, part in enumerate((text or "").split(","), 1):
+        part = part.strip()
+        if not part:
+            continue
+        role, sep, token = part.partition(":")
+        role = role.strip()
+        if not sep or not token.strip():
+            raise TokenError(f"API token #{n}: expected ROLE:TOKEN")
+        if role not in ROLES:
+            raise TokenError(f"API token #{n}: role {role[:20]!r} is not one of {', '.join(ROLES)}")
+        tokens.append((role, token.strip()))
+    return tokens
+
+
+class Tokens:
+    """Bearer tokens and their roles; compared in constant time."""
+
+    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self._pairs = [(role, token.encode()) for role, token in pairs]
+
+    def __bool__(self) -> bool:
+        return bool(self._pairs)
+
+    def role_of(self, token: str) -> str | None:
+        given = token.encode()
+        found = None
+        for role, known in self._pairs:  # every token compared: the time does not say which one matched
+            if hmac.compare_digest(known, given):
+                found = role
+        return found
+
+
+@dataclass
+class Problem(Exception):
+    """A refusal: an RFC 9457 problem (forewarn.api turns it into application/problem+json)."""
+
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def input_errors(errors: Sequence[Any], array: bool) -> list[dict[str, Any]]:
+    """Import's InputErrors as the API's `errors`: index in a JSON array, or line in an NDJSON body."""
+    out = []
+    for e in errors:
+        out.append(
+            {
+                "index": e.line - 1 if array and e.line > 0 else None,
+                "line": e.line if not array and e.line > 0 else None,
+                "id": e.event_id,
+                "field": e.field,
+                "message": e.message,
+            }
+        )
+    return out
+
+
+class Metrics:
+    """The Prometheus metrics of one service (a registry of its own)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.appended = Counter("forewarn_events_appended", "Events appended through the API", registry=r)
+        self.duplicates = Counter("forewarn_events_duplicate", "Events posted again (already in the log)", registry=r)
+        self.rejected = Counter("forewarn_event_requests_rejected", "POST /v1/events refused", registry=r)
+        self.sent = Counter("forewarn_messages_sent", "Messages delivered and recorded", registry=r)
+        self.failed = Counter("forewarn_messages_failed", "Message deliveries that failed", registry=r)
+        self.passes = Counter("forewarn_engine_passes", "Engine passes", registry=r)
+        self.due = Gauge("forewarn_obligations_due", "Obligations due at the last pass", registry=r)
+        self.upcoming = Gauge("forewarn_obligations_upcoming", "Obligations upcoming at the last pass", registry=r)
+        self.alerts = Gauge("forewarn_alerts", "Alerts (for people) at the last pass", registry=r)
+        self.evaluation = Histogram(
+            "forewarn_evaluation_seconds",
+            "Time to evaluate the log and plan, per engine pass",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+
+
+@dataclass
+class Settings:
+    db: str
+    rules_dir: str | None
+    policy: Policy
+    plan_key: str | None
+    tokens: Tokens
+    insecure: bool
+    max_body: int
+    poll: float
+    make_delivery: Callable[[], Any]  # called on the engine's thread (an SMTP connection lives there)
+    make_webhook: Callable[[], Any]
+    destination: str = "the mail server"  # as alerts name it
+    pass_deadline: float | None = 300.0
+    give_up_after: int = 3
+
+
+class Service:
+    """The log, the engine thread and the state the API reports (readiness, metrics)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.policy = settings.policy
+        self.metrics = Metrics()
+        self.stop = threading.Event()
+        self.engine: Any = None
+        self.engine_error: str | None = None
+        self.last_pass: float | None = None  # time.monotonic() at the end of the last pass
+        self.on_engine_failure: Callable[[], None] = lambda: None
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "forewarn-writer", self._open_writer)
+        self._planner = concurrent.futures.ThreadPoolExecutor(1, "forewarn-planner")
+        self._local = threading.local()
+        self._thread: threading.Thread | None = None
+
+    # -- the engine ------------------------------------------------------------------------
+
+    def start_engine(self) -> None:
+        self._thread = threading.Thread(target=self._run_engine, name="forewarn-engine", daemon=True)
+        self._thread.start()
+
+    def _run_engine(self) -> None:
+        from forewarn.engine.runner import Engine
+
+        delivery = webhook = store = None
+        try:
+            store = _open(self.settings.db)
+            delivery = self.settings.make_delivery()
+            webhook = self.settings.make_webhook()
+            self.engine = Engine(
+                store, self.policy, delivery, webhook, freeze_gc=False, publish_key=self.settings.plan_key,
+                pass_deadline=self.settings.pass_deadline, give_up_after=self.settings.give_up_after,
+                destination=self.settings.destination,
+            )
+            log.info("engine started", extra={"fields": {"event": "engine", "db": self.settings.db}})
+            self.engine.run_forever(
+                poll=self.settings.poll, stop=self.stop, report=self._report, handle_signals=False,
+                min_interval=MIN_PASS_INTERVAL,
+            )
+        except Exception as exc:
+            self.engine_error = f"{type(exc).__name__}: {exc}"
+            log.exception("the engine stopped", extra={"fields": {"event": "engine_failed"}})
+            self.on_engine_failure()
+        finally:
+            if delivery is not None:
+                delivery.close()
+            if webhook is not None:
+                webhook.close()
+            if store is not None:
+                store.close()
+
+    def _report(self, result: Any) -> None:
+        """After each pass: metrics, readiness, and the pass's log line."""
+        m = self.metrics
+        self.last_pass = time.monotonic()
+        m.passes.inc()
+        m.sent.inc(len(result.sent))
+        m.failed.inc(len(result.failed))
+        plan = result.plan
+        if plan is not None:
+            m.due.set(len(plan.due))
+            m.upcoming.set(len(plan.upcoming))
+            m.alerts.set(len(plan.alerts))
+        m.evaluation.observe(result.evaluation_seconds)
+        report_pass(result)
+
+    def wake(self) -> None:
+        if self.engine is not None:
+            self.engine.wake()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._writer.shutdown(wait=True)
+        self._planner.shutdown(wait=True)
+
+    def readiness(self) -> str | None:
+        """None when ready; else why not."""
+        try:
+            conn = self.reader()
+            conn.execute("SELECT max(seq) FROM events").fetchone()
+        except sqlite3.Error as exc:
+            return f"the log cannot be read: {exc}"
+        if self.policy is None:
+            return "no policy loaded"
+        if self.engine_error is not None:
+            return f"the engine stopped: {self.engine_error}"
+        if self.last_pass is None:
+            return "the engine has not completed a pass yet"
+        age = time.monotonic() - self.last_pass
+        limit = 2 * self.settings.poll + 60
+        if age > limit:
+            return f"the engine's last pass ended {age:.0f} s ago (more than {limit:.0f} s)"
+        return None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def reader(self) -> sqlite3.Connection:
+        """A read-only connection of this thread."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            uri = Path(self.settings.db).absolute().as_uri() + "?mode=ro"
+            conn = self._local.conn = sqlite3.connect(uri, uri=True, check_same_thread=True)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return conn
+
+    def events_after(self, after: int, limit: int) -> bytes:
+        rows = self.reader().execute(
+            "SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+        ).fetchall()
+        last = rows[-1][0] if rows else after
+        return b'{"events":[' + b",".join(p.encode() for _, p in rows) + b'],"seq":' + str(last).encode() + b"}"
+
+    def one_at_a_time(self, fn: Callable[[], T]) -> T:
+        """fn() on the planner thread: evaluations of the whole log (audit, propose, a past plan) run one at
+        a time, so concurrent requests cannot hold several copies of a large log in memory."""
+        return self._planner.submit(fn).result()
+
+    def events_until(self, t: datetime) -> list[Any]:
+        return self.events_until_fingerprinted(t)[0]
+
+    def events_until_fingerprinted(self, t: datetime) -> tuple[list[Any], Any]:
+        """The events up to t, and the fingerprint of the log read (forewarn.log.chain): reports state it."""
+        from forewarn.log.source import read_store_fingerprinted
+
+        store = _open(self.settings.db)
+        try:
+            return read_store_fingerprinted(store, t)
+        finally:
+            store.close()
+
+    def plan_json(self, t: datetime, wait: float = PLAN_WAIT) -> str:
+        """`plan --format json` as of t: the engine's published plan when current for t. For an instant the
+        engine's next pass will cover (it may be taking an append right now), that pass is waited for, up
+        to `wait` seconds; otherwise (another instant, no engine) the log is evaluated for this request
+        alone, as `forewarn plan --as-of` does (no second copy of the engine's evaluation kept)."""
+        from forewarn.engine.published import view
+        from forewarn.engine.views import plan_json
+        from forewarn.program import published_plan
+
+        key = self.settings.plan_key
+        if key is not None:
+            deadline = time.monotonic() + wait
+            while True:
+                found = published_plan(self.settings.db, key, t)
+                if found is not None:
+                    snapshot, alerts = found
+                    return plan_json(view(snapshot, t, alerts, published=True))
+                if self.engine is None or self.engine_error or time.monotonic() >= deadline:
+                    break
+                if abs((t - datetime.now(UTC)).total_seconds()) > wait:
+                    break  # not an instant the engine plans for
+                self.wake()
+                time.sleep(0.02)
+        return self._planner.submit(self._evaluate_plan, t).result()
+
+    def _evaluate_plan(self, t: datetime) -> str:
+        from forewarn.engine.cache import EvaluationCache
+        from forewarn.engine.published import view
+        from forewarn.engine.views import plan_json
+        from forewarn.program import delivery_alerts_json
+
+        store = _open(self.settings.db)
+        try:
+            cache = EvaluationCache(store, self.policy)
+            cache.get(t)
+            alerts = delivery_alerts_json(store.db.conn, t)
+            return plan_json(view(cache.snapshot(), t, alerts))
+        finally:
+            store.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _open_writer(self) -> None:
+        self._local.store = _open(self.settings.db)
+
+    def append(self, body: bytes, ndjson: bool) -> concurrent.futures.Future[dict[str, int]]:
+        """Validate and append a request's events on the writer thread: all or none (Problem 422)."""
+        return self._writer.submit(self._append, body, ndjson)
+
+    def _append(self, body: bytes, ndjson: bool) -> dict[str, int]:
+        from forewarn.log.bulk import import_lines
+
+        store = self._local.store
+        lines = io.BytesIO(body).readlines() if ndjson else array_lines(body)  # NDJSON: as `import` reads a file
+        started = time.perf_counter()
+        appended, duplicates, errors = import_lines(store, lines, "<request>", self.policy.ids)
+        if errors:
+            self.metrics.rejected.inc()
+            shown = input_errors(errors, array=not ndjson)
+            raise Problem(422, f"{len(errors)} input error(s); nothing was appended", shown)
+        seq = store.last_seq()
+        self.metrics.appended.inc(appended)
+        self.metrics.duplicates.inc(duplicates)
+        if appended:
+            self.wake()
+        log.info(
+            "events appended" if appended else "events already in the log",
+            extra={"fields": {"event": "append", "appended": appended, "duplicates": duplicates, "seq": seq,
+                              "ms": round(1000 * (time.perf_counter() - started), 2)}},
+        )
+        return {"appended": appended, "duplicates": duplicates, "seq": seq}
+
+
+def array_lines(body: bytes) -> list[bytes]:
+    """The events of a JSON array body, one JSON text each (line n = index n-1); Problem 422 if not an array."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        message = describe_json_error(body, str(exc))
+        raise Problem(422, f"the body is not JSON: {message}", [_whole(message)]) from None
+    if not isinstance(data, list):
+        message = "must be a JSON array of events (or NDJSON with Content-Type: application/x-ndjson)"
+        raise Problem(422, f"the body {message}", [_whole(message)])
+    return [orjson.dumps(item) for item in data]
+
+
+def _whole(message: str) -> dict[str, Any]:
+    return {"index": None, "line": None, "id": None, "field": None, "message": message}
+
+
+def _open(path: str) -> Any:
+    from forewarn.log.store import open_store
+
+    store = open_store(path)
+    store.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # WAL with synchronous=NORMAL: a commit survives a crash of this process (kill -9 included).
+    store.db.execute("PRAGMA synchronous = NORMAL")
+    return store
+
+
+def report_pass(result: Any) -> None:
+    """The log lines of one engine pass (run and serve): its summary, tickets not opened, its alerts."""
+    plan = result.plan
+    fields: dict[str, Any] = {
+        "event": "pass",
+        "sent": len(result.sent),
+        "failed": len(result.failed),
+        "held_elsewhere": result.skipped,
+        "deferred": result.deferred,
+        "evaluation_ms": round(1000 * result.evaluation_seconds, 2),
+    }
+    if plan is not None:
+        fields.update(due=len(plan.due), upcoming=len(plan.upcoming), alerts=len(plan.alerts))
+    log_engine = logging.getLogger("forewarn.engine")
+    log_engine.info(
+        f"sent {len(result.sent)}, failed {len(result.failed)}, held by another process {result.skipped}"
+        + (f", left for the next pass {result.deferred}" if result.deferred else ""),
+        extra={"fields": fields},
+    )
+    for communication, error in result.ticket_errors:
+        log_engine.error(
+            f"the ticket for {communication} is not opened (retried by later passes): {error}",
+            extra={"fields": {"event": "ticket_failed", "communication": communication, "error": error}},
+        )
+    for alert in result.alerts:
+        report_alert(alert)
+
+
+def report_alert(alert: Any) -> None:
+    """The log line of an alert raised by a pass (or standing: a refused delivery waiting for a person)."""
+    logging.getLogger("forewarn.engine").warning(alert.message, extra={"fields": {"event": "alert", **alert.to_json()}})
