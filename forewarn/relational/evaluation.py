@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,10 +38,23 @@ class Relational:
         return out
 
 
-def evaluate_raw(raw: pa.Table | pa.RecordBatchReader, policy: Policy, as_of: datetime) -> Relational:
-    """Evaluate canonical payloads given as Arrow (pos, seq, at_us, type, payload), in evaluation order."""
+def evaluate_raw(
+    raw: pa.Table | pa.RecordBatchReader,
+    policy: Policy,
+    as_of: datetime,
+    failures: list[BaseException] | None = None,
+) -> Relational:
+    """Evaluate canonical payloads given as Arrow (pos, seq, at_us, type, payload), in evaluation order;
+    `failures`: where the stream notes a failure to read it (the first is raised once it is loaded)."""
     con = tables.connect()
-    tables.load_payloads(con, raw, as_of)
+    try:
+        tables.load_payloads(con, raw, as_of)
+    except BaseException:
+        tables.close(con)
+        raise
+    if failures:
+        tables.close(con)
+        raise failures[0]
     life = lifecycle.fold_all(con, policy, as_of)
     lifecycle.register(con, life)
     lifecycle.register_subjects(con, life)
@@ -52,7 +65,13 @@ def evaluate_raw(raw: pa.Table | pa.RecordBatchReader, policy: Policy, as_of: da
 
 def evaluate_store(path: str | Path, policy: Policy, as_of: datetime, seq: int | None = None) -> Relational:
     """Evaluate the SQLite event log at `path` (its events up to recording sequence `seq`)."""
-    return evaluate_raw(tables.read_store_payloads(path, as_of, seq), policy, as_of)
+    failures: list[BaseException] = []
+    closers: list[Callable[[], None]] = []
+    try:
+        return evaluate_raw(tables.read_store_payloads(path, as_of, seq, failures, closers), policy, as_of, failures)
+    finally:
+        for close in closers:  # the log's connection, as soon as its events are loaded
+            close()
 
 
 def evaluate_events(events: Sequence[Event], policy: Policy, as_of: datetime) -> Relational:

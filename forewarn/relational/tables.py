@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -173,7 +173,13 @@ def load_payloads(con: duckdb.DuckDBPyConnection, raw: pa.Table | pa.RecordBatch
     con.execute(DERIVED)
 
 
-def read_store_payloads(path: str | Path, as_of: datetime, seq: int | None = None) -> pa.RecordBatchReader:
+def read_store_payloads(
+    path: str | Path,
+    as_of: datetime,
+    seq: int | None = None,
+    failures: list[BaseException] | None = None,
+    closers: list[Callable[[], None]] | None = None,
+) -> pa.RecordBatchReader:
     """The log's (pos, seq, at_us, type, payload) columns up to `as_of` (and recording sequence `seq`: the log
     as fingerprinted, events appended meanwhile left out) in evaluation order (the (at_us, seq)
     index's order, numbered as read) as a stream of Arrow batches (ADBC: no Python object per row, and never
@@ -187,27 +193,56 @@ def read_store_payloads(path: str | Path, as_of: datetime, seq: int | None = Non
     # and immutable (a read-only folder cannot hold the -shm file a log in WAL mode needs)
     conn = adbc.connect(str(path) if _writable_place(path) else _uri(path, mode="ro", immutable="1"))
     cur = conn.cursor()
+    # every event up to `seq` (those after `as_of` are left out as they are typed): the number read is
+    # then checked against the fingerprint's (the log is append-only, its sequence dense from 1)
     cur.execute(
-        "SELECT seq, at_us, type, payload FROM events WHERE at_us <= ? AND seq <= ? ORDER BY at_us, seq",
-        [epoch_us(as_of), (1 << 63) - 1 if seq is None else seq],
+        "SELECT seq, at_us, type, payload FROM events WHERE seq <= ? ORDER BY at_us, seq",
+        [(1 << 63) - 1 if seq is None else seq],
     )
     reader = cur.fetch_record_batch()
     schema = reader.schema.insert(0, pa.field("pos", pa.int64()))
 
+    open_ = [True]
+
+    def close() -> None:
+        """Close the cursor and the connection once: a connection left to the garbage collector keeps the
+        log's -wal and -shm files beside it."""
+        if open_:
+            open_.clear()
+            cur.close()
+            conn.close()
+
     def batches() -> Iterator[pa.RecordBatch]:  # the connection lives as long as the stream
         start = 0
         try:
-            for batch in reader:
+            for batch in _noted(reader, failures):
                 n = batch.num_rows
                 yield pa.RecordBatch.from_arrays(
                     [pa.array(range(start, start + n), pa.int64()), *batch.columns], schema=schema
                 )
                 start += n
-        finally:
-            cur.close()
-            conn.close()
+            if seq is not None and start != seq and failures is not None:
+                from forewarn.log.source import DamagedLog
 
-    return pa.RecordBatchReader.from_batches(schema, batches())
+                failures.append(DamagedLog(f"{seq} events are recorded, {start} could be read"))
+        finally:
+            close()
+
+    stream = batches()
+    if closers is not None:
+        closers.extend([stream.close, close])
+    return pa.RecordBatchReader.from_batches(schema, stream)
+
+
+def _noted(reader: Iterable[pa.RecordBatch], failures: list[BaseException] | None) -> Iterator[pa.RecordBatch]:
+    """`reader`'s batches; a failure reading them is also added to `failures`: DuckDB, scanning the stream,
+    may end the scan at a failed batch instead of raising it (a damaged log would look shorter)."""
+    try:
+        yield from reader
+    except BaseException as exc:
+        if failures is not None:
+            failures.append(exc)
+        raise
 
 
 PAYLOAD_SCHEMA = pa.schema(
