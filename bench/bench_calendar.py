@@ -89,10 +89,7 @@ def main() -> None:
     warm = [run_vectorised(chunks) for _ in range(REPEATS)]
     print(f"business_days_before_many: {TOTAL:,} deadlines, {len(PAIRS)} zone/country pairs")
     print(f"  cold (first pass, builds holiday + zone tables): {cold:.3f} s")
-    print(
-        f"  warm x{REPEATS}: median {statistics.median(warm):.3f} s, "
-        f"min {min(warm):.3f} s, max {max(warm):.3f} s"
-    )
+    print(f"  warm x{REPEATS}: median {statistics.median(warm):.3f} s, min {min(warm):.3f} s, max {max(warm):.3f} s")
     seconds, count = run_scalar(chunks)
     rate = seconds / count * 1e6
     print(f"business_days_before (scalar): {count:,} deadlines in {seconds:.3f} s", end="")

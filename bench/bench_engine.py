@@ -276,9 +276,7 @@ def bench_plan(open_obligations: int, runs: int) -> None:
             for times, fmt, source in ((cold, "json", False), (warm, "json", True), (table, "table", True)):
                 before = _children_cpu()
                 started = time.perf_counter()
-                done = subprocess.run(
-                    [*command, "--format", fmt], check=True, capture_output=True, text=True
-                )
+                done = subprocess.run([*command, "--format", fmt], check=True, capture_output=True, text=True)
                 times.append(time.perf_counter() - started)
                 if source:
                     cpu[fmt].append(_children_cpu() - before)
@@ -294,8 +292,10 @@ def bench_plan(open_obligations: int, runs: int) -> None:
     _stats("fresh evaluate + plan, in process (events already parsed)", fresh)
     _stats("Engine.plan, first call (read + parse + evaluate + plan)", first)
     _stats("Engine.plan in the run loop, clock moved, nothing appended (cached)", hit)
-    _stats("Engine.plan after a customer was appended (new rows read, re-evaluated: no subject judged again)",
-           customer_added)
+    _stats(
+        "Engine.plan after a customer was appended (new rows read, re-evaluated: no subject judged again)",
+        customer_added,
+    )
     _stats("Engine.plan after a maintenance was rescheduled (its 300 obligations judged again)", rescheduled)
     _stats("forewarn plan --format json, nothing published (read, evaluate, publish, print)", cold)
     _stats("forewarn plan --format json, from the published plan (the usual case)", warm)
@@ -334,9 +334,16 @@ def bench_appends(source: Path, runs: int) -> None:
             at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
             new_customer = {**_customers(1)[0], "id": f"bench-c-{n}", "customer": f"bench-{n}", "at": at}
             comm = {
-                "id": f"bench-m-{n}", "type": "communication.sent", "at": at, "communication": f"bench-m-{n}",
-                "customer": customer, "to": ["ops@example.com"], "from": "enterprise-support@example.com",
-                "kind": "other", "maintenance": subjects[n % len(subjects)], "subject": "note",
+                "id": f"bench-m-{n}",
+                "type": "communication.sent",
+                "at": at,
+                "communication": f"bench-m-{n}",
+                "customer": customer,
+                "to": ["ops@example.com"],
+                "from": "enterprise-support@example.com",
+                "kind": "other",
+                "maintenance": subjects[n % len(subjects)],
+                "subject": "note",
             }
             for name, event in (("customer", new_customer), ("communication", comm)):
                 parsed, errors = parse_lines([json.dumps(event)], "<bench>")
@@ -359,10 +366,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--plan", action="store_true", help="benchmark plan instead of run")
     parser.add_argument("--open", type=int, default=10_000, help="pending obligations for --plan")
-    parser.add_argument("--appends-on", metavar="DB", type=Path,
-                        help="benchmark the plan after appends to a copy of this log (e.g. a synth --size year log)")
-    parser.add_argument("--no-pipelining", dest="pipelining", action="store_false",
-                        help="the SMTP server does not announce PIPELINING (4 round trips per message, not 2)")
+    parser.add_argument(
+        "--appends-on",
+        metavar="DB",
+        type=Path,
+        help="benchmark the plan after appends to a copy of this log (e.g. a synth --size year log)",
+    )
+    parser.add_argument(
+        "--no-pipelining",
+        dest="pipelining",
+        action="store_false",
+        help="the SMTP server does not announce PIPELINING (4 round trips per message, not 2)",
+    )
     args = parser.parse_args()
     if args.appends_on:
         bench_appends(args.appends_on, args.runs)

@@ -145,9 +145,7 @@ def main() -> None:
         ("load", "load before"),
     ):
         values = [r[key] for r in runs]
-        print(
-            f"{unit:>14}: median {statistics.median(values):,.1f}  min {min(values):,.1f}  max {max(values):,.1f}"
-        )
+        print(f"{unit:>14}: median {statistics.median(values):,.1f}  min {min(values):,.1f}  max {max(values):,.1f}")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from forewarn.evaluate.rete import Rule, Session
 
-KINDS = ("maintenance.scheduled", "maintenance.rescheduled", "maintenance.started",
-         "maintenance.extended", "maintenance.closed", "incident.declared")
+KINDS = (
+    "maintenance.scheduled",
+    "maintenance.rescheduled",
+    "maintenance.started",
+    "maintenance.extended",
+    "maintenance.closed",
+    "incident.declared",
+)
 
 # Shaped like the compiled policy: type any-of plus a few attribute tests.
 WHERES: list[dict[str, object]] = [
@@ -48,9 +54,14 @@ def make_fact(subject: int, n: int) -> dict[str, object]:
     """The n-th moment of a subject: varied enough to hit about a third of the rules."""
     kind = KINDS[(subject + n) % len(KINDS)]
     fact: dict[str, object] = {
-        "id": str(n), "type": kind, "emergency": (subject % 7 == 0), "release": (n % 3 == 0),
-        "notifiable": True, "impact": ("none", "degraded", "interruption")[subject % 3],
-        "version": n + 1, "severity": ("critical", "major", "minor")[n % 3],
+        "id": str(n),
+        "type": kind,
+        "emergency": (subject % 7 == 0),
+        "release": (n % 3 == 0),
+        "notifiable": True,
+        "impact": ("none", "degraded", "interruption")[subject % 3],
+        "version": n + 1,
+        "severity": ("critical", "major", "minor")[n % 3],
         "end": f"2026-03-{1 + n:02d}T10:00:00+00:00",
     }
     if subject % 4 == 0:
@@ -90,10 +101,14 @@ def main() -> None:
     results = [run(args.subjects, args.facts) for _ in range(args.repeats)]
     rates = [total / seconds for seconds, _ in results]
     actions = results[0][1]
-    print(f"rete Session: {args.subjects:,} subjects x {args.facts} facts = {total:,} facts, "
-          f"{len(WHERES)} rules, {actions:,} actions ({actions / total:.2f} per fact)")
-    print(f"  x{args.repeats}: median {statistics.median(rates):,.0f} facts/s, "
-          f"min {min(rates):,.0f}, max {max(rates):,.0f}")
+    print(
+        f"rete Session: {args.subjects:,} subjects x {args.facts} facts = {total:,} facts, "
+        f"{len(WHERES)} rules, {actions:,} actions ({actions / total:.2f} per fact)"
+    )
+    print(
+        f"  x{args.repeats}: median {statistics.median(rates):,.0f} facts/s, "
+        f"min {min(rates):,.0f}, max {max(rates):,.0f}"
+    )
     print(f"  median {1e6 / statistics.median(rates):.1f} µs per fact")
     print(f"peak RSS: {peak_rss_mib():.1f} MiB")
 

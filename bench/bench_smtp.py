@@ -33,8 +33,9 @@ class CountingHandler:
         self.greetings = 0  # EHLO / HELO: one per connection
         self.pipelining = pipelining
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
-                          responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         """aiosmtpd answers pipelined commands in order but does not announce PIPELINING (RFC 2920)
         itself; like most MTAs, this server does (unless told not to)."""
         self.greetings += 1
@@ -63,8 +64,7 @@ class LoopbackController(Controller):
 
 
 def start_server(handler: CountingHandler) -> LoopbackController:
-    controller = LoopbackController(handler, hostname="127.0.0.1", port=0,
-                                    server_hostname="localhost")
+    controller = LoopbackController(handler, hostname="127.0.0.1", port=0, server_hostname="localhost")
     controller.start()
     return controller
 
@@ -90,34 +90,45 @@ def synthetic_drafts(n: int) -> list[Draft]:
         kind = KINDS[i % len(KINDS)]
         start = base + timedelta(hours=7 * (i % 50))
         end = start + timedelta(hours=2)
-        states: dict[str, object] = {"window_start": start, "window_end": end,
-                                     "impact": "Search and uploads may be slow"}
+        states: dict[str, object] = {
+            "window_start": start,
+            "window_end": end,
+            "impact": "Search and uploads may be slow",
+        }
         if kind == "extension":
             states = {"reason": "Index rebuild is slower than planned", "end": end + timedelta(hours=1)}
         elif kind in ("closing", "incident"):
             states = {}
         invitation = None
         if kind in ("advance_notice", "start_reminder", "extension", "emergency"):
-            invitation = Invitation(uid=f"mx-{i % 50}@forewarn", sequence=i % 3, method="REQUEST",
-                                    start=start, end=end, summary=f"Maintenance mx-{i % 50}")
-        drafts.append(Draft(
-            communication=f"fw-{i:06d}",
-            message_id=f"<fw-{i:06d}@example.com>",
-            kind=kind,
-            subject_kind="incident" if kind == "incident" else "maintenance",
-            subject=f"mx-{i % 50}",
-            subject_title=f"Database cluster upgrade {i % 50}",
-            customer=f"customer-{i % 400}",
-            customer_name=f"Customer {i % 400}",
-            timezone=ZONES[i % len(ZONES)],
-            sender="enterprise-support@example.com",
-            to=tuple(f"ops{j}@customer-{i % 400}.example" for j in range(1 + i % 3)),
-            support_contact="enterprise-support@example.com",
-            states=states,
-            context={"severity": "critical", "summary": "Patch for a critical vulnerability"},
-            invitation=invitation,
-            policy_digest="sha256:0123456789abcdef",
-        ))
+            invitation = Invitation(
+                uid=f"mx-{i % 50}@forewarn",
+                sequence=i % 3,
+                method="REQUEST",
+                start=start,
+                end=end,
+                summary=f"Maintenance mx-{i % 50}",
+            )
+        drafts.append(
+            Draft(
+                communication=f"fw-{i:06d}",
+                message_id=f"<fw-{i:06d}@example.com>",
+                kind=kind,
+                subject_kind="incident" if kind == "incident" else "maintenance",
+                subject=f"mx-{i % 50}",
+                subject_title=f"Database cluster upgrade {i % 50}",
+                customer=f"customer-{i % 400}",
+                customer_name=f"Customer {i % 400}",
+                timezone=ZONES[i % len(ZONES)],
+                sender="enterprise-support@example.com",
+                to=tuple(f"ops{j}@customer-{i % 400}.example" for j in range(1 + i % 3)),
+                support_contact="enterprise-support@example.com",
+                states=states,
+                context={"severity": "critical", "summary": "Patch for a critical vulnerability"},
+                invitation=invitation,
+                policy_digest="sha256:0123456789abcdef",
+            )
+        )
     return drafts
 
 
@@ -140,18 +151,22 @@ def one_run(drafts: list[Draft], port: int) -> tuple[float, float, float, float]
 
 
 def describe(label: str, rates: list[float]) -> str:
-    return (f"{label:<28} median {statistics.median(rates):7.0f} msg/s"
-            f"   min {min(rates):7.0f}   max {max(rates):7.0f}")
+    return f"{label:<28} median {statistics.median(rates):7.0f} msg/s   min {min(rates):7.0f}   max {max(rates):7.0f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=2000, help="drafts per run (default 2000)")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--same-process", action="store_true",
-                        help="run aiosmtpd in a thread of this process (shares the GIL)")
-    parser.add_argument("--no-pipelining", dest="pipelining", action="store_false",
-                        help="the server does not announce PIPELINING: 4 round trips per message, not 2")
+    parser.add_argument(
+        "--same-process", action="store_true", help="run aiosmtpd in a thread of this process (shares the GIL)"
+    )
+    parser.add_argument(
+        "--no-pipelining",
+        dest="pipelining",
+        action="store_false",
+        help="the server does not announce PIPELINING: 4 round trips per message, not 2",
+    )
     args = parser.parse_args()
 
     drafts = synthetic_drafts(args.n)
@@ -161,8 +176,7 @@ def main() -> None:
         port, child, pipe = controller.port, None, None
     else:
         pipe, child_end = mp.Pipe()
-        child = mp.get_context("fork").Process(target=serve_in_child, args=(child_end, args.pipelining),
-                                               daemon=True)
+        child = mp.get_context("fork").Process(target=serve_in_child, args=(child_end, args.pipelining), daemon=True)
         child.start()
         port = pipe.recv()
 
@@ -179,9 +193,11 @@ def main() -> None:
         controller.stop()
     expected = 2 * args.n * args.runs
     server = "same process (thread)" if args.same_process else "separate process"
-    print(f"{args.n} drafts x {args.runs} runs, aiosmtpd on 127.0.0.1 ({server}), "
-          f"one SMTP connection per run, {'with' if args.pipelining else 'without'} PIPELINING; "
-          f"server received {received}/{expected}")
+    print(
+        f"{args.n} drafts x {args.runs} runs, aiosmtpd on 127.0.0.1 ({server}), "
+        f"one SMTP connection per run, {'with' if args.pipelining else 'without'} PIPELINING; "
+        f"server received {received}/{expected}"
+    )
     print(describe("render + deliver, in turn", [r[0] for r in results]))
     print(describe("render only", [r[1] for r in results]))
     print(describe("deliver only (pre-rendered)", [r[2] for r in results]))

@@ -139,6 +139,27 @@ def _refuse_foreign(path: str, check: Callable[[str], None]) -> None:
         fail(str(exc))
 
 
+def _log_fingerprint(db: str | None, events_files: Sequence[str]) -> tuple[str, Any]:
+    """The --db path of an existing event log and its fingerprint (read_log's checks, for readers that open the
+    log themselves and read no event recorded after that fingerprint)."""
+    from forewarn.errors import log_errors
+    from forewarn.log.access import open_reader
+    from forewarn.log.store import LogError
+
+    if events_files:
+        fail("give either --db or --events, not both")
+    path = _existing_db(db)
+    try:
+        store = open_reader(path)
+    except LogError as exc:
+        fail(str(exc))
+    try:
+        with log_errors(path):
+            return path, store.fingerprint()
+    finally:
+        store.close()
+
+
 def _check_input_names(paths: Sequence[str]) -> None:
     """Inputs are read once each (see forewarn.inputs): standard input can be named only once."""
     from forewarn.inputs import check_names
@@ -423,7 +444,30 @@ def audit_cmd(
                 return audit_compared(judged, policy, old_policy, t, start, end)
             return audit(judged, policy, t, start, end)
 
-        if events_files and not db:  # the files' checks run meanwhile, on the other CPU
+        from forewarn.relational.audit import relational_for
+
+        if old_policy is None and all(relational_for(f) for f in [fmt, *(f for f, _p in extra)]):
+            # the formats the relational evaluation serves (forewarn.relational.audit)
+            from forewarn.relational.audit import audit_events, audit_store
+
+            if events_files and not db:
+                result, log = _audit_files(
+                    events_files, lambda events: audit_events(events, policy, t, start, end), policy.ids
+                )
+            else:
+                from forewarn.errors import Refused, describe
+                from forewarn.relational.tables import log_failure
+
+                path, log = _log_fingerprint(db, events_files)
+                progress.stage("evaluating")
+                try:
+                    result = audit_store(path, policy, t, start, end, log.seq)
+                except Exception as exc:
+                    message = log_failure(exc, path) or describe(exc, path)
+                    if message is None:
+                        raise
+                    raise Refused(message) from exc
+        elif events_files and not db:  # the files' checks run meanwhile, on the other CPU
             result, log = _audit_files(events_files, judge, policy.ids)
         else:
             events, log = read_log_fingerprinted(db, events_files, policy.ids, t)
@@ -523,7 +567,8 @@ def rules_list(rules_dir: str | None) -> None:
 @rules_group.command("show", epilog=examples("forewarn rules show advance-notice"))
 @click.argument("rule_id")
 @rules_option
-def rules_show(rule_id: str, rules_dir: str | None) -> None:
+@click.option("--sql", "sql", is_flag=True, help="Print the queries the rule compiles to instead.")
+def rules_show(rule_id: str, rules_dir: str | None, sql: bool) -> None:
     """One rule: its clause, message, parameters and logic."""
     import difflib
 
@@ -534,6 +579,14 @@ def rules_show(rule_id: str, rules_dir: str | None) -> None:
         fail(
             f"no rule {rule_id!r}" + (f"; did you mean {close[0]!r}?" if close else f"; rules: {', '.join(policy.ids)}")
         )
+    if sql:
+        import json
+
+        from forewarn.relational.obligations import rule_sql
+
+        for what, text, params in rule_sql(rule, policy.scope_condition):
+            click.echo(f"-- {what}\n-- parameters: {json.dumps(params, sort_keys=True)}\n{text.strip()};\n")
+        return
     click.echo(Path(rule.path).read_text(encoding="utf-8"), nl=False)
 
 

@@ -153,11 +153,13 @@ def test_output_into_a_missing_folder_is_refused_before_the_audit(tmp_path: Path
 
 def test_an_unexpected_exception_is_an_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import forewarn.audit.findings as findings
+    import forewarn.relational.audit as relational_audit
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom\nsecond line")
 
     monkeypatch.setattr(findings, "audit", broken)
+    monkeypatch.setattr(relational_audit, "audit_relational", broken)  # the relational evaluation's formats
     code, out, err = run("audit", "--events", str(BASIC))
     assert code == 3 and out == ""
     assert err.strip().splitlines() == [
@@ -187,10 +189,12 @@ def test_the_quick_plan_leaves_debug_to_the_cli(tmp_path: Path) -> None:
 
 def test_an_interrupted_command_does_not_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
     import forewarn.audit.findings as findings
+    import forewarn.relational.audit as relational_audit
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(findings, "audit", interrupted)
+    monkeypatch.setattr(relational_audit, "audit_relational", interrupted)
     code, out, err = run("audit", "--events", str(BASIC))
     assert code == 130 and out == "" and err.strip() == "forewarn: interrupted"

@@ -480,7 +480,8 @@ def build(result: AuditResult) -> Report:
     cached = result.__dict__.get("_stats")
     if isinstance(cached, Report):
         return cached
-    report = _build(result)
+    own = getattr(result, "stats_report", None)  # a relational result counts its cases itself
+    report = own() if own is not None else _build(result)
     object.__setattr__(result, "_stats", report)  # a frozen dataclass: a cache, not state
     return report
 
@@ -528,6 +529,9 @@ def severity_counts(result: AuditResult) -> dict[str, int]:
 
 def subject_kinds(result: AuditResult) -> Callable[[Finding], str]:
     """What a finding's subject is: maintenance, incident, release, communication or reply."""
+    own_kinds = getattr(result, "subject_kinds", None)  # a relational result looks them up itself
+    if own_kinds is not None:
+        return own_kinds()
     histories = result.evaluation.histories
     sent = result.evaluation.index.sent_by_id
     own: dict[str, str] = {}

@@ -1,0 +1,101 @@
+"""The relational evaluation: a log's typed tables + the policy's compiled queries -> outcomes (in DuckDB)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from forewarn.evaluate.model import Violation
+from forewarn.events import Event
+from forewarn.instants import epoch_us
+from forewarn.policy.model import Policy
+from forewarn.relational import lifecycle, obligations, tables, violations
+
+
+@dataclass
+class Relational:
+    """One evaluation's DuckDB tables (ev, comms, customer_versions, triggers, obligations, outcomes)."""
+
+    con: duckdb.DuckDBPyConnection
+    policy: Policy
+    as_of: datetime
+    life: lifecycle.Lifecycles
+
+    def close(self) -> None:
+        """Free the tables (and the spill directory)."""
+        tables.close(self.con)
+
+    def violations(self, checks: bool = True) -> list[Violation]:
+        """Obligation violations, then alarms, then (if `checks`) the per-communication checks' violations."""
+        out = violations.obligation_violations(self.con) + violations.alarm_violations(self.con, self.policy)
+        if checks:
+            out += violations.check_violations(self.con, self.policy, epoch_us(self.as_of))
+        return out
+
+
+def evaluate_raw(
+    raw: pa.Table | pa.RecordBatchReader,
+    policy: Policy,
+    as_of: datetime,
+    failures: list[BaseException] | None = None,
+) -> Relational:
+    """Evaluate canonical payloads given as Arrow (pos, seq, at_us, type, payload), in evaluation order;
+    `failures`: where the stream notes a failure to read it (the first is raised once it is loaded)."""
+    con = tables.connect()
+    try:
+        tables.load_payloads(con, raw, as_of)
+    except BaseException:
+        tables.close(con)
+        raise
+    if failures:
+        tables.close(con)
+        raise failures[0]
+    life = lifecycle.fold_all(con, policy, as_of)
+    lifecycle.register(con, life)
+    lifecycle.register_subjects(con, life)
+    obligations.build_obligations(con, policy)
+    obligations.match(con, policy, epoch_us(as_of))
+    return Relational(con, policy, as_of, life)
+
+
+def evaluate_store(path: str | Path, policy: Policy, as_of: datetime, seq: int | None = None) -> Relational:
+    """Evaluate the SQLite event log at `path` (its events up to recording sequence `seq`)."""
+    failures: list[BaseException] = []
+    closers: list[Callable[[], None]] = []
+    try:
+        return evaluate_raw(tables.read_store_payloads(path, as_of, seq, failures, closers), policy, as_of, failures)
+    finally:
+        for close in closers:  # the log's connection, as soon as its events are loaded
+            close()
+
+
+def evaluate_events(events: Sequence[Event], policy: Policy, as_of: datetime) -> Relational:
+    """Evaluate validated events given in evaluation order (the JSONL path)."""
+    return evaluate_raw(tables.payloads_stream(events), policy, as_of)
+
+
+OutcomeKey = tuple[str, str, str, str, int, int, int, str, str | None, tuple[str, ...]]
+
+
+def outcome_keys(rel: Relational) -> list[OutcomeKey]:
+    """Every obligation's outcome as (rule, subject kind, subject, customer, opened, not_before, not_after (us),
+    status, problem, communications), void ones as status 'void' (for comparisons)."""
+    rows = rel.con.execute(
+        """
+        WITH named AS (
+            SELECT r.oid, list(c.communication ORDER BY u.n) AS comms
+            FROM outcomes r, unnest(r.comm_pos) WITH ORDINALITY AS u(p, n) JOIN comms c ON c.pos = u.p
+            GROUP BY r.oid
+        )
+        SELECT o.rule, o.subject_kind, o.subject, o.customer, o.opened_us, o.nb_us, o.na_us,
+               CASE WHEN o.void IS NOT NULL THEN 'void' ELSE r.status END, r.problem, coalesce(n.comms, [])
+        FROM obligations o LEFT JOIN outcomes r USING (oid) LEFT JOIN named n USING (oid)
+        ORDER BY o.oid
+        """
+    ).fetchall()
+    return [(*row[:9], tuple(row[9])) for row in rows]

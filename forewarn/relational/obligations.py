@@ -1,0 +1,412 @@
+"""Obligation rules compiled to queries: affected customers, deadlines, voiding, matching.
+
+Each rule's `obligation` becomes a fixed set of query shapes over the `triggers`, `subject_customers`,
+`customer_versions` and `comms` tables; the rule's values (id, kinds, count, offsets, scope) are bound
+as parameters, and its anchors and void conditions (a closed vocabulary, see
+forewarn.policy.schema) pick fragments from the tables below, never text from the rule file.
+Business-day deadlines come from the calendar (forewarn.calendar), computed once per distinct
+(zone, country, subdivision, anchor instant, days) and joined back.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from forewarn.calendar import business_days_before_many
+from forewarn.calendar.business import business_days_before
+from forewarn.instants import epoch_us
+from forewarn.policy.conditions import Condition
+from forewarn.policy.model import Policy, Rule
+from forewarn.policy.schema import Anchor
+from forewarn.relational.conditions import condition_sql
+from forewarn.relational.lifecycle import ANCHORS
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def scope_sql(scope: Condition, params: dict[str, object]) -> str:
+    """The policy's scope (its customer terms) as a predicate on the customer version `cv`."""
+    return condition_sql(scope, params, "scope", "customer")
+
+CREATE_OBLIGATIONS = """
+CREATE OR REPLACE TABLE obligations (
+    oid BIGINT, tid BIGINT, rule VARCHAR, subject_kind VARCHAR, subject VARCHAR, customer VARCHAR,
+    customer_ord BIGINT, subject_rank BIGINT, moment_no BIGINT, fire_no BIGINT, pos BIGINT,
+    opened_us BIGINT, event_id VARCHAR, defined_event VARCHAR, attrs_id VARCHAR,
+    timezone VARCHAR, country VARCHAR, subdivision VARCHAR,
+    nb_base_us BIGINT, nb_days BIGINT, nb_us BIGINT, na_base_us BIGINT, na_days BIGINT, na_minutes BIGINT,
+    na_us BIGINT,
+    kinds VARCHAR[], need BIGINT,
+    superseded_us BIGINT, version_start_us BIGINT, cancelled_us BIGINT, closed_us BIGINT, void VARCHAR
+)
+"""
+
+# The one query shape of an obligation rule: its triggers' affected customers in scope, with their
+# calendar in force at the moment. `{nb}` / `{na}` are columns of `triggers` named by the rule's anchors.
+AFFECTED = """
+listed AS (
+    SELECT t.tid, t.pos, sc.customer, sc.ord
+    FROM t JOIN subject_customers sc USING (subject_kind, subject)
+    WHERE NOT t.all_customers
+),
+everyone AS (  -- "all": the customers in scope when the subject was defined, by id
+    SELECT x.tid, x.pos, x.customer, row_number() OVER (PARTITION BY x.tid ORDER BY x.customer) - 1 AS ord
+    FROM (SELECT t.tid, t.pos, t.defined_pos, c.customer
+          FROM t, (SELECT DISTINCT customer FROM customer_versions) c WHERE t.all_customers) x
+    ASOF JOIN customer_versions cv ON cv.customer = x.customer AND cv.pos <= x.defined_pos
+    WHERE {scope}
+),
+affected AS (  -- the affected customers in scope at the moment, with their attributes then
+    SELECT a.tid, a.customer, a.ord AS customer_ord, cv.id AS attrs_id, cv.timezone, cv.country, cv.subdivision,
+           cv.contacts
+    FROM (SELECT * FROM listed UNION ALL SELECT * FROM everyone) a
+    ASOF JOIN customer_versions cv ON cv.customer = a.customer AND cv.pos <= a.pos
+    WHERE {scope} AND {terms}
+)
+"""
+"""A trigger's (`t`) affected customers in scope (policy.md: Scope) and in the rule's customer terms (`terms`),
+in the subject's order: `{scope}` and `{terms}` are predicates on `cv` (forewarn.relational.conditions)."""
+
+# The one query shape of an obligation rule: its triggers' affected customers with their calendar
+# in force at the moment. `{nb}` / `{na}` are columns of `triggers` named by the rule's anchors.
+OBLIGATIONS_OF_RULE = f"""
+INSERT INTO obligations BY NAME
+WITH t AS (
+    SELECT * FROM triggers
+    WHERE rule = $rule AND NOT alarm AND {{nb}} IS NOT NULL AND {{na}} IS NOT NULL
+),
+{AFFECTED}
+SELECT
+    t.tid, t.rule, t.subject_kind, t.subject, a.customer, a.customer_ord, t.subject_rank,
+    t.moment_no, t.fire_no, t.pos, t.opened_us, t.event_id, t.defined_event, a.attrs_id,
+    a.timezone, a.country, a.subdivision,
+    t.{{nb}} AS nb_base_us, $nb_days::BIGINT AS nb_days,
+    CASE WHEN $nb_days = 0 THEN t.{{nb}} + $nb_minutes::BIGINT * 60000000 END AS nb_us,
+    t.{{na}} AS na_base_us, $na_days::BIGINT AS na_days, $na_minutes::BIGINT AS na_minutes,
+    CASE WHEN $na_days = 0 THEN t.{{na}} + $na_minutes::BIGINT * 60000000 END AS na_us,
+    $kinds::VARCHAR[] AS kinds, $need AS need,
+    t.superseded_us, t.version_start_us, t.cancelled_us, t.closed_us
+FROM t JOIN affected a USING (tid)
+"""
+
+# An alarm rule's fired timers: one finding per affected customer in scope.
+ALARMS_OF_RULE = f"""
+WITH t AS (SELECT * FROM triggers WHERE rule = $rule AND alarm),
+{AFFECTED}
+SELECT t.tid, t.subject, a.customer, a.timezone, t.opened_us AS due_us, t.end_in_force_at_us, t.defined_event,
+       t.event_id
+FROM t JOIN affected a USING (tid)
+ORDER BY t.subject_rank, t.moment_no, t.fire_no, a.customer_ord
+"""
+
+# Void conditions (schema.VoidWhen): a predicate on an obligation row each, in the rule's order.
+VOID_PREDICATES: dict[str, str] = {
+    "superseded-before-deadline": "superseded_us IS NOT NULL AND superseded_us <= na_us",
+    "superseded-before-start": "superseded_us IS NOT NULL AND version_start_us IS NOT NULL"
+    " AND superseded_us < version_start_us",
+    "cancelled-before-deadline": "cancelled_us IS NOT NULL AND cancelled_us < na_us",
+    "closed-before-deadline": "closed_us IS NOT NULL AND closed_us < na_us",
+}
+VOID_CASE = "WHEN rule = ${name} THEN CASE {branches} END"
+
+# Matching, the common case in queries: each obligation's fitting communications (of its kinds, about
+# its subject, to its customer, sent in its window and not before it opened); a group (rule, subject,
+# customer) whose obligations are all met and share no fitting communication is matched as greedy
+# matching would, each obligation taking its first `need` fitting ones. The other groups (an obligation
+# not met on time, or a communication fitting two) go through the greedy pass (`match`).
+FITS = """
+CREATE OR REPLACE TABLE fits AS
+SELECT o.oid, o.gid, o.need, c.pos,
+       row_number() OVER (PARTITION BY o.oid ORDER BY c.pos) AS n
+FROM obligations o JOIN comms c
+  ON c.subject_kind = o.subject_kind AND c.subject = o.subject AND c.customer = o.customer
+ AND list_contains(o.kinds, c.kind) AND c.at_us >= greatest(o.opened_us, o.nb_us) AND c.at_us <= o.na_us
+WHERE o.void IS NULL
+"""
+MET_SIMPLY = """
+CREATE OR REPLACE TABLE met_simply AS
+WITH per_ob AS (
+    SELECT oid, any_value(gid) AS gid, any_value(need) AS need, count(*) AS n_fit,
+           list(pos ORDER BY pos) FILTER (WHERE n <= need) AS taken
+    FROM fits GROUP BY oid
+),
+shared AS (  -- groups where a communication fits two obligations (a hash collision only lands a group here);
+             -- an obligation counting communications (need > 1) uses none up, so it shares them freely
+    SELECT DISTINCT gid FROM fits WHERE need = 1 GROUP BY gid, pos HAVING count(*) > 1
+),
+members AS (SELECT gid, count(*) AS members FROM obligations WHERE void IS NULL GROUP BY gid),
+met AS (SELECT gid, count(*) FILTER (WHERE n_fit >= need) AS met FROM per_ob GROUP BY gid)
+SELECT p.oid, p.taken
+FROM per_ob p JOIN members g USING (gid) JOIN met m USING (gid) ANTI JOIN shared USING (gid)
+WHERE g.members = m.met
+"""
+
+
+def from_epoch_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _anchor_column(anchor: Anchor) -> str:
+    if anchor.at not in ANCHORS:  # the schema admits nothing else; never text from a rule file in a query
+        raise ValueError(f"unknown anchor {anchor.at!r}")
+    return f"{anchor.at}_at_us"
+
+
+def _offset(rule: Rule, anchor: Anchor) -> tuple[int, int]:
+    """(business days before, signed minutes) of an anchor."""
+    unit, amount = rule.anchor_offset(anchor)
+    if unit == "business_days" and amount:
+        return -amount, 0
+    return 0, amount
+
+
+def alarm_query(rule: Rule, scope: Condition) -> tuple[str, dict[str, object]]:
+    """The query (text, bound parameters) of an alarm rule's findings."""
+    params: dict[str, object] = {"rule": rule.id}
+    scoped = scope_sql(scope, params)
+    terms = condition_sql(rule.alarm_condition, params, "rule", "customer")
+    return ALARMS_OF_RULE.format(scope=scoped, terms=terms), params
+
+
+def rule_queries(rule: Rule, scope: Condition) -> list[tuple[str, dict[str, object]]]:
+    """The queries (text, bound parameters) an obligation rule compiles to (empty for other rules): its
+    obligations, then (if it has void conditions) the fragment that marks them void. `scope`: the policy's."""
+    spec = rule.spec.obligation
+    if spec is None:
+        return []
+    nb_days, nb_minutes = _offset(rule, spec.window.not_before)
+    na_days, na_minutes = _offset(rule, spec.window.not_after)
+    nb, na = _anchor_column(spec.window.not_before), _anchor_column(spec.window.not_after)
+    params: dict[str, object] = {
+        "rule": rule.id,
+        "nb_days": nb_days,
+        "nb_minutes": nb_minutes,
+        "na_days": na_days,
+        "na_minutes": na_minutes,
+        "kinds": list(spec.kinds),
+        "need": spec.count,
+    }
+    scoped = scope_sql(scope, params)
+    terms = condition_sql(rule.obligation_condition, params, "rule", "customer")
+    text = OBLIGATIONS_OF_RULE.format(nb=nb, na=na, scope=scoped, terms=terms)
+    out: list[tuple[str, dict[str, object]]] = [(text, params)]
+    if spec.void_when:
+        branches = " ".join(f"WHEN {VOID_PREDICATES[c]} THEN '{c}'" for c in spec.void_when)  # fixed fragments
+        out.append((VOID_CASE.format(name="rule", branches=branches), {"rule": rule.id}))
+    return out
+
+
+def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> pa.Table:
+    """The business-day bounds of `side` (nb | na): the calendar once per distinct key, to join back."""
+    keys = con.execute(
+        f"SELECT DISTINCT timezone, country, subdivision, {side}_days, {side}_base_us FROM obligations"
+        f" WHERE {side}_days > 0"
+    ).fetchall()
+    groups: dict[tuple[str, str | None, str | None, int], list[int]] = defaultdict(list)
+    for tz, country, sub, days, base in keys:
+        groups[(tz, country, sub, days)].append(base)
+    cols: dict[str, list[object]] = {k: [] for k in ("timezone", "country", "subdivision", "days", "base", "due")}
+    for (tz, country, sub, days), bases in groups.items():
+        whole = [b for b in bases if b % 1_000_000 == 0]  # the vectorised calendar works in whole seconds
+        dues = business_days_before_many(
+            np.array([b // 1_000_000 for b in whole], dtype=np.int64), days, tz, country, sub
+        )
+        pairs = list(zip(whole, (int(d) * 1_000_000 for d in dues), strict=True))
+        pairs += [
+            (b, epoch_us(business_days_before(from_epoch_us(b), days, tz, country, sub)))
+            for b in bases
+            if b % 1_000_000
+        ]
+        for base, due in pairs:
+            cols["timezone"].append(tz)
+            cols["country"].append(country or "")  # '' for none: the join compares with `=`
+            cols["subdivision"].append(sub or "")
+            cols["days"].append(days)
+            cols["base"].append(base)
+            cols["due"].append(due)
+    table = pa.table(
+        {
+            "timezone": pa.array(cols["timezone"], pa.string()),
+            "country": pa.array(cols["country"], pa.string()),
+            "subdivision": pa.array(cols["subdivision"], pa.string()),
+            "days": pa.array(cols["days"], pa.int64()),
+            "base": pa.array(cols["base"], pa.int64()),
+            "due": pa.array(cols["due"], pa.int64()),
+        }
+    )
+    return table
+
+
+FINISH_OBLIGATIONS = """
+CREATE OR REPLACE TABLE obligations AS
+WITH dated AS (
+    SELECT o.rowid AS r, o.* REPLACE (coalesce(o.nb_us, nbd.due) AS nb_us, coalesce(o.na_us, nad.due) AS na_us)
+    FROM obligations o
+    LEFT JOIN nb_deadlines nbd
+      ON nbd.timezone = o.timezone AND nbd.country = coalesce(o.country, '')
+     AND nbd.subdivision = coalesce(o.subdivision, '') AND nbd.days = o.nb_days AND nbd.base = o.nb_base_us
+    LEFT JOIN na_deadlines nad
+      ON nad.timezone = o.timezone AND nad.country = coalesce(o.country, '')
+     AND nad.subdivision = coalesce(o.subdivision, '') AND nad.days = o.na_days AND nad.base = o.na_base_us
+)
+SELECT d.* EXCLUDE (r) REPLACE (n.oid AS oid, {void} AS void),
+       hash(d.rule, d.subject_kind, d.subject, d.customer) AS gid  -- the matching group, as a number
+FROM dated d JOIN (  -- numbered by a sort of the keys alone, joined back
+    SELECT rowid AS r, row_number() OVER (ORDER BY subject_rank, moment_no, fire_no, customer_ord) - 1 AS oid
+    FROM obligations
+) n ON n.r = d.r
+"""
+"""Deadlines joined back, void conditions applied, obligations numbered in derivation order."""
+
+
+def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
+    """The `obligations` table: every obligation with its bounds, in derivation order (`oid`), void marked."""
+    con.execute(CREATE_OBLIGATIONS)
+    cases: list[str] = []
+    params: dict[str, object] = {}
+    for rule in policy.rules:
+        queries = rule_queries(rule, policy.scope_condition)
+        if not queries:
+            continue
+        con.execute(*queries[0])
+        if len(queries) > 1:
+            name = f"void_rule{len(cases)}"
+            text, bound = queries[1]
+            cases.append(text.replace("$rule", f"${name}"))
+            params[name] = bound["rule"]
+    for side in ("nb", "na"):
+        con.register(f"{side}_deadlines", _business_deadlines(con, side))
+    void = f"CASE {' '.join(cases)} END" if cases else "NULL::VARCHAR"
+    con.execute(FINISH_OBLIGATIONS.format(void=void), params)
+    for side in ("nb", "na"):
+        con.unregister(f"{side}_deadlines")
+
+
+def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None:
+    """The `outcomes` table (oid, status, problem, comm_pos[]) of every non-void obligation.
+
+    The common case (groups met without contention, see FITS) is queries; the rest are matched per
+    (rule, subject, customer) group in deadline order, exactly as policy.md says: first every
+    obligation that can be met on time takes the earliest fitting unused communications, then each
+    remaining one past its deadline is late (an unused one sent after), early, or missing."""
+    con.execute(FITS)
+    con.execute(MET_SIMPLY)
+    allowed = {r.id: frozenset(r.spec.problems) for r in policy.rules}
+    rest = con.execute(
+        """
+        SELECT o.oid, o.rule, o.subject_kind, o.subject, o.customer, o.kinds, o.need,
+               o.opened_us, o.nb_us, o.na_us
+        FROM obligations o ANTI JOIN met_simply m USING (oid)
+        WHERE o.void IS NULL
+        ORDER BY o.rule, o.subject_kind, o.subject, o.customer, o.na_us, o.opened_us, o.oid
+        """
+    ).fetchall()
+    groups: dict[tuple[str, str, str, str], list[tuple]] = defaultdict(list)
+    for row in rest:
+        groups[(row[1], row[2], row[3], row[4])].append(row)
+    # Their candidate communications, fetched per group key in one query.
+    keys = pa.table(
+        {
+            "subject_kind": pa.array([k[1] for k in groups], pa.string()),
+            "subject": pa.array([k[2] for k in groups], pa.string()),
+            "customer": pa.array([k[3] for k in groups], pa.string()),
+        }
+    )
+    con.register("group_keys", keys)
+    cands = con.execute(
+        """
+        SELECT DISTINCT c.subject_kind, c.subject, c.customer, c.kind, c.pos, c.at_us
+        FROM comms c JOIN group_keys g USING (subject_kind, subject, customer)
+        ORDER BY c.pos
+        """
+    ).fetchall()
+    con.unregister("group_keys")
+    by_key: dict[tuple[str, str, str], list[tuple[str, int, int]]] = defaultdict(list)
+    for kind_, subject, customer, kind, pos, at_us in cands:
+        by_key[(kind_, subject, customer)].append((kind, pos, at_us))
+    out_oid: list[int] = []
+    out_status: list[str] = []
+    out_problem: list[str | None] = []
+    out_pos: list[list[int]] = []
+
+    def emit(oid: int, status: str, problem: str | None, pos: list[int]) -> None:
+        out_oid.append(oid)
+        out_status.append(status)
+        out_problem.append(problem)
+        out_pos.append(pos)
+
+    for (rule, kind_, subject, customer), members in groups.items():
+        kinds = set(members[0][5])
+        candidates = [(pos, at) for kind, pos, at in by_key.get((kind_, subject, customer), ()) if kind in kinds]
+        used: set[int] = set()
+        done: set[int] = set()
+        for oid, *_k, _kinds, need, opened, nb, na in members:  # pass 1: on time
+            # need > 1 (update-cadence) counts every fitting communication and uses none up (policy.md)
+            counting = need > 1
+            fitting = [
+                p for p, at in candidates if (counting or p not in used) and opened <= at and nb <= at <= na
+            ][:need]
+            if len(fitting) == need:
+                if not counting:
+                    used.update(fitting)
+                done.add(oid)
+                emit(oid, "met", None, fitting)
+        codes = allowed[rule]
+        for oid, *_k, _kinds, _need, opened, nb, na in members:  # pass 2: pending or violated
+            if oid in done:
+                continue
+            if na > as_of_us:
+                emit(oid, "pending", None, [])
+                continue
+            unused = [(p, at) for p, at in candidates if p not in used and at >= opened]
+            late = next((p for p, at in unused if at > na), None) if "late" in codes else None
+            early = next((p for p, at in unused if at < nb), None) if "early" in codes else None
+            chosen, problem = (
+                (late, "late") if late is not None else (early, "early") if early is not None else (None, "missing")
+            )
+            if chosen is not None:
+                used.add(chosen)
+            emit(oid, "violated", problem, [chosen] if chosen is not None else [])
+    rest_table = pa.table(
+        {
+            "oid": pa.array(out_oid, pa.int64()),
+            "status": pa.array(out_status, pa.string()),
+            "problem": pa.array(out_problem, pa.string()),
+            "comm_pos": pa.array(out_pos, pa.list_(pa.int64())),
+        }
+    )
+    con.register("rest_arrow", rest_table)
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE outcomes AS
+        SELECT oid, 'met' AS status, NULL::VARCHAR AS problem, taken AS comm_pos FROM met_simply
+        UNION ALL SELECT oid, status, problem, comm_pos FROM rest_arrow
+        """
+    )
+    con.unregister("rest_arrow")
+
+
+def rule_sql(rule: Rule, scope: Condition) -> list[tuple[str, str, dict[str, object]]]:
+    """(what, query, parameters) of every query a rule compiles to in a policy of `scope`, for
+    `forewarn rules show --sql`."""
+    from forewarn.relational.checks import rule_check_queries
+
+    out: list[tuple[str, str, dict[str, object]]] = []
+    queries = rule_queries(rule, scope)
+    if queries:
+        out.append(("obligations", *queries[0]))
+        if len(queries) > 1:
+            out.append(("void (a CASE branch of the obligations' final query)", *queries[1]))
+        out.append(("deadlines joined back, void applied, numbered", FINISH_OBLIGATIONS, {}))
+        out.append(("matching: fitting communications", FITS, {}))
+        out.append(("matching: groups met without contention", MET_SIMPLY, {}))
+    if rule.spec.alarm is not None:
+        out.append(("alarm", *alarm_query(rule, scope)))
+    for req, text, params in rule_check_queries(rule, scope):
+        out.append((f"check: {req}", text, params))
+    return out
