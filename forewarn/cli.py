@@ -103,10 +103,7 @@ def read_log_fingerprinted(
     fingerprint: bool = True,
 ) -> tuple[list[Any], Any]:
     """`read_log`, and the fingerprint of the whole log read (forewarn.log.chain) if asked for."""
-    from forewarn.errors import log_errors
-    from forewarn.log.access import open_reader
     from forewarn.log.source import InputErrors, load_files_fingerprinted, read_store, read_store_fingerprinted
-    from forewarn.log.store import LogError
 
     if events_files:
         if db:
@@ -117,6 +114,18 @@ def read_log_fingerprinted(
         except InputErrors as exc:
             report_input_errors(exc.errors)
         return [e for e in events if until is None or e.at <= until], log
+    with _opened_log(db) as (_path, store):
+        return read_store_fingerprinted(store, until) if fingerprint else (read_store(store, until), None)
+
+
+@contextmanager
+def _opened_log(db: str | None) -> Iterator[tuple[str, Any]]:
+    """The existing event log at --db, opened for reading: (path, store); closed afterwards, and a damaged
+    log, or one that cannot be read, told as such (exit 2)."""
+    from forewarn.errors import log_errors
+    from forewarn.log.access import open_reader
+    from forewarn.log.store import LogError
+
     path = _existing_db(db)
     try:
         store = open_reader(path)
@@ -124,7 +133,7 @@ def read_log_fingerprinted(
         fail(str(exc))
     try:
         with log_errors(path):
-            return read_store_fingerprinted(store, until) if fingerprint else (read_store(store, until), None)
+            yield path, store
     finally:
         store.close()
 
@@ -142,22 +151,10 @@ def _refuse_foreign(path: str, check: Callable[[str], None]) -> None:
 def _log_fingerprint(db: str | None, events_files: Sequence[str]) -> tuple[str, Any]:
     """The --db path of an existing event log and its fingerprint (read_log's checks, for readers that open the
     log themselves and read no event recorded after that fingerprint)."""
-    from forewarn.errors import log_errors
-    from forewarn.log.access import open_reader
-    from forewarn.log.store import LogError
-
     if events_files:
         fail("give either --db or --events, not both")
-    path = _existing_db(db)
-    try:
-        store = open_reader(path)
-    except LogError as exc:
-        fail(str(exc))
-    try:
-        with log_errors(path):
-            return path, store.fingerprint()
-    finally:
-        store.close()
+    with _opened_log(db) as (path, store):
+        return path, store.fingerprint()
 
 
 def _check_input_names(paths: Sequence[str]) -> None:
