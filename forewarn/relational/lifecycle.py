@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import ValidationError
 
+from forewarn.evaluate.index import LIFECYCLE_TYPES
 from forewarn.evaluate.lifecycle import SubjectHistory, fold_subject
 from forewarn.evaluate.model import Moment
 from forewarn.evaluate.obligations import ALARM_SUFFIX, _fact, compile_rules, timers_of
@@ -30,18 +31,7 @@ from forewarn.policy.schema import AnchorName
 
 ANCHORS: tuple[str, ...] = AnchorName.__args__  # type: ignore[attr-defined]
 
-LIFECYCLE = (
-    "maintenance.scheduled",
-    "maintenance.rescheduled",
-    "maintenance.cancelled",
-    "maintenance.started",
-    "maintenance.extended",
-    "maintenance.completed",
-    "maintenance.healthy",
-    "incident.declared",
-    "incident.resolved",
-    "release.scheduled",
-)
+LIFECYCLE = tuple(sorted(LIFECYCLE_TYPES))  # the object index's list; a tuple prints as an SQL list
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from forewarn.evaluate.index import LIFECYCLE_TYPES
 from forewarn.events import Event
 from forewarn.events.parse import fast_canonical_json
 from forewarn.instants import epoch_us
@@ -92,25 +93,7 @@ SELECT
     p.states.reason AS stated_reason,
     epoch_us(CAST(p.states."end" AS TIMESTAMPTZ)) AS stated_end,
     epoch_us(CAST(p.states.next_update_by AS TIMESTAMPTZ)) AS stated_next_update_by,
-    CASE WHEN type IN {
-    tuple(
-        sorted(
-            {
-                "maintenance.scheduled",
-                "maintenance.rescheduled",
-                "maintenance.cancelled",
-                "maintenance.started",
-                "maintenance.extended",
-                "maintenance.completed",
-                "maintenance.healthy",
-                "incident.declared",
-                "incident.resolved",
-                "release.scheduled",
-                "waiver.granted",
-            }
-        )
-    )
-} THEN payload END AS payload
+    CASE WHEN type IN {tuple(sorted(LIFECYCLE_TYPES | {"waiver.granted"}))} THEN payload END AS payload
 FROM parsed
 """
 """Lifecycle and waiver events keep their payload: the lifecycle fold reads them (a few per subject)."""
