@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from test_delivery import LoopbackController, advertise_pipelining
+from test_engine import make_db
 from test_engine_faults import lifecycle
 from test_tickets import WebhookServer
 
@@ -48,13 +49,7 @@ def make_log(tmp_path: Path, customers: int, contacts: int = 1) -> Path:
     for e in events:
         if e["type"] == "customer.upserted" and contacts == 2:
             e["contacts"] = [e["contacts"][0], e["contacts"][0].replace("ops@", "cto@")]
-    src = tmp_path / "life.jsonl"
-    src.write_text("".join(json.dumps(e) + "\n" for e in events))
-    db = tmp_path / "log.db"
-    store = EventStore(db)
-    import_files(store, [src], POLICY.ids)
-    store.close()
-    return db
+    return make_db(tmp_path, events)
 
 
 def sent_events(db: Path) -> list[Any]:
