@@ -448,7 +448,11 @@ def audit_cmd(
             from forewarn.relational.audit import audit_events, audit_store
 
             if events_files and not db:
-                result, log = _audit_files(
+                from forewarn.relational.jsonl import audit_files
+
+                # straight into the tables; a log it leaves (an error, a repeat, out of order) is parsed into models
+                done = audit_files(events_files, policy, t, start, end)
+                result, log = done or _audit_files(
                     events_files, lambda events: audit_events(events, policy, t, start, end), policy.ids
                 )
             else:

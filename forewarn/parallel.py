@@ -10,25 +10,34 @@ only slower. Without fork (or with $FOREWARN_WORKERS=1) the function simply runs
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import itertools
+import multiprocessing
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["available", "forked"]
+__all__ = ["available", "cpus", "forked", "mapped"]
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 def available() -> bool:
     """Whether a child can take work now: fork exists, more than one CPU, not turned off."""
     if not hasattr(os, "fork") or os.environ.get("FOREWARN_WORKERS") == "1":
         return False
+    return cpus() > 1
+
+
+def cpus() -> int:
+    """The CPUs this process may run on."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return cpus > 1
+        return os.cpu_count() or 1
 
 
 def forked(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
@@ -59,3 +68,40 @@ def forked(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
         return result
 
     return join
+
+
+@contextlib.contextmanager
+def mapped(fn: Callable[[A], T], items: Sequence[A], workers: int | None = None) -> Iterator[Iterator[T]]:
+    """`fn` of every item, in the items' order, computed by `workers` forked processes (default: one per
+    CPU) a few items ahead of the consumer; in this process, lazily, when no child can take work (see
+    `available`) or `workers` is 1. The children are stopped when the context ends, consumed or not.
+
+    The order of the results is the items', whichever child finishes first: the outcome never depends on
+    scheduling. `fn` must be a module-level function (it is named, not pickled, in the children).
+    """
+    count = cpus() if workers is None else workers
+    if count <= 1 or len(items) <= 1 or not available():
+        yield (fn(item) for item in items)
+        return
+    with multiprocessing.get_context("fork").Pool(min(count, len(items)), initializer=_quiet_gc) as pool:
+        yield _ahead(pool, fn, items, 2 * count)
+
+
+def _ahead(pool: Any, fn: Callable[[A], T], items: Sequence[A], window: int) -> Iterator[T]:
+    """The results in order, at most `window` items submitted ahead of the one consumed (bounded memory: a
+    consumer slower than the children does not make them pile up results)."""
+    pending: collections.deque[Any] = collections.deque()
+    following = iter(items)
+    for item in itertools.islice(following, window):
+        pending.append(pool.apply_async(fn, (item,)))
+    while pending:
+        result: T = pending.popleft().get()
+        for item in itertools.islice(following, 1):
+            pending.append(pool.apply_async(fn, (item,)))
+        yield result
+
+
+def _quiet_gc() -> None:
+    import gc
+
+    gc.disable()  # a worker's objects are short-lived and acyclic
