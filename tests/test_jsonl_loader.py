@@ -4,7 +4,9 @@ its own log checks take exactly the logs `check_log` takes as they are (differen
 from __future__ import annotations
 
 import json
+from array import array
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from forewarn.cli import main
 from forewarn.events.batch import validate_chunk
 from forewarn.events.parse import parse_lines
 from forewarn.events.references import check_log, evaluation_order
+from forewarn.instants import epoch_us
 from forewarn.log.chain import Chain
 from forewarn.log.source import chain_fingerprint
 from forewarn.policy.loader import load_policy
@@ -193,10 +196,12 @@ def test_the_direct_checks_pass_exactly_the_logs_check_log_takes_as_they_are(lin
         if checks.failed(part) is not None:
             passed = False
             break
-        chain.extend(part.payloads)
+        jsonl._extend(chain, part.payloads, array("i", part.offsets))
         columns.append(part)
     assert passed == takes
     if passed:
-        assert [p for c in columns for p in c.payloads] == [s.canonical for s in parsed]
+        payloads = [c.payloads[a:b].decode() for c in columns for a, b in pairwise(array("i", c.offsets))]
+        assert payloads == [s.canonical for s in parsed]
         assert [t for c in columns for t in c.types] == [s.event.type for s in parsed]
+        assert [t for c in columns for t in array("q", c.at_us)] == [epoch_us(s.event.at) for s in parsed]
         assert chain.fingerprint() == chain_fingerprint(parsed)

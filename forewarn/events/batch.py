@@ -2,8 +2,9 @@
 
 A range is validated line by line by the models (`forewarn.events.models`), exactly as `parse_lines` does;
 what comes back is, per event, its columns (`at` in epoch microseconds, type, id, canonical JSON) and the
-light data the log checks need (the entity it defines, the ids it references, a waiver's rule), as plain
-lists that marshal compactly: a forked worker sends them to the process that builds the log's tables.
+light data the log checks need (the entities it defines, the ids it references that no earlier event of the
+range defines, the rules waivers name), as buffers and plain lists that marshal compactly: a forked worker
+sends them to the process that builds the log's tables.
 A range holding a line that is not a valid event (or that cannot be read) comes back marked as such,
 without detail: its file is then parsed again by `parse_files`, which says exactly what is wrong where.
 """
@@ -11,7 +12,9 @@ without detail: its file is then parsed again by `parse_files`, which says exact
 from __future__ import annotations
 
 import io
+import itertools
 import marshal
+from array import array
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -21,33 +24,41 @@ from forewarn.events.models import EVENT_ADAPTER, EVENT_CLASSES
 from forewarn.events.parse import (
     BOM,
     MAX_LINE_BYTES,
-    fast_canonical_json,
+    fast_canonical_bytes,
     gc_paused,
     maybe_duplicate_keys,
     validate_line,
 )
 from forewarn.instants import epoch_us
 
-__all__ = ["Columns", "Link", "validate_chunk", "validate_range", "validate_range_marshalled"]
-
-Link = tuple[str | None, str | None, tuple[tuple[tuple[str, ...], str], ...], str | None]
-"""(entity kind it defines or None, that entity's id, ((entity kinds, id) of every reference, in `references()`
-order), a waiver's rule or None)."""
+__all__ = ["Columns", "validate_chunk", "validate_range", "validate_range_marshalled"]
 
 
 class Columns(NamedTuple):
-    """The events of a range, in file order (`ok` False: the range has an invalid line; the lists are empty)."""
+    """The events of a range, in file order (`ok` False: the range has an invalid line; the rest is empty)."""
 
     ok: bool
-    at_us: list[int]
+    count: int
+    at_us: bytes
+    """`at` of each event, epoch microseconds, as signed 64-bit integers in machine order (an Arrow buffer)."""
+    ordered: bool
+    """Whether `at` never goes back within the range."""
     types: list[str]
     ids: list[str]
-    payloads: list[str]
-    links: list[Link | None]
-    """None for an event that defines nothing, references nothing and is no waiver."""
+    payloads: bytes
+    """The canonical JSON of every event, UTF-8, one after the other (an Arrow string array's data)."""
+    offsets: bytes
+    """Where each payload starts in `payloads`, and where the last ends: count + 1 signed 32-bit integers."""
+    defines: dict[str, set[str]]
+    """entity kind -> the ids of the entities the range defines."""
+    references: dict[tuple[str, ...], list[str]]
+    """entity kinds -> ids referenced but not defined by an earlier event of the range (nor of any of the kinds):
+    these must be defined before the range."""
+    rules: set[str]
+    """The rules waivers name."""
 
 
-_FAILED = Columns(False, [], [], [], [], [])
+_FAILED = Columns(False, 0, b"", True, [], [], b"", b"", {}, {}, set())
 
 
 def _plans() -> dict[type, tuple[str | None, tuple[tuple[str, tuple[str, ...]], ...], bool, bool]]:
@@ -65,11 +76,15 @@ _CUSTOMER = ("customer",)
 def validate_chunk(lines: Iterable[bytes], at_file_start: bool) -> Columns:
     """The columns of the events of `lines` (blank lines skipped); `at_file_start`: the first line is a
     file's first (where a byte order mark is skipped)."""
-    at_us: list[int] = []
+    at_us = array("q")
     types: list[str] = []
     ids: list[str] = []
-    payloads: list[str] = []
-    links: list[Link | None] = []
+    payloads: list[bytes] = []
+    defines: dict[str, set[str]] = {}
+    references: dict[tuple[str, ...], list[str]] = {}
+    rules: set[str] = set()
+    ordered = True
+    last = -(1 << 63)
     validate = EVENT_ADAPTER.validator.validate_json  # EVENT_ADAPTER.validate_json(line, by_name=False), direct
     plans = _PLANS
     memo: dict[object, int] = {}
@@ -81,35 +96,47 @@ def validate_chunk(lines: Iterable[bytes], at_file_start: bool) -> Columns:
                 event = validate(line, by_name=False)
                 if maybe_duplicate_keys(line, event):
                     raise _Unusual  # validate_line says whether a key repeats
-                payload = fast_canonical_json(event)
+                payload = fast_canonical_bytes(event)
             except (ValidationError, TypeError, ValueError, _Unusual):  # errors, blank or unusual lines
                 result = validate_line(line, "", number, at_file_start and number == 1)
                 if result is None:
                     continue  # blank
                 if type(result) is not tuple:
                     return _FAILED
-                event, payload = result
-                assert payload is not None
+                event, text = result
+                assert text is not None
+                payload = text.encode()
             data = event.__dict__
             at = data["at"]
             us = memo.get(at)
             if us is None:
                 us = memo[at] = epoch_us(at)
+            if us < last:
+                ordered = False
+            last = us
             at_us.append(us)
             types.append(data["type"])
             ids.append(data["id"])
             payloads.append(payload)
             entity, refs, has_customers, waiver = plans[type(event)]
-            # = references(): the single-id fields in REFS order, then the customers listed
-            found = tuple((kinds, data[name]) for name, kinds in refs if data[name] is not None)
+            # = references(), against the entities defined by the range's earlier events
+            for name, kinds in refs:
+                value = data[name]
+                if value is not None and not any(value in defines.get(kind, ()) for kind in kinds):
+                    references.setdefault(kinds, []).append(value)
             if has_customers and data["customers"] != "all":
-                found += tuple((_CUSTOMER, c) for c in data["customers"])
-            if entity is None and not found and not waiver:
-                links.append(None)
-            else:
-                links.append((entity, None if entity is None else data[entity], found,
-                              data["rule"] if waiver else None))
-    return Columns(True, at_us, types, ids, payloads, links)
+                known = defines.get("customer", set())
+                missing = [c for c in data["customers"] if c not in known]
+                if missing:
+                    references.setdefault(_CUSTOMER, []).extend(missing)
+            if entity is not None:
+                defines.setdefault(entity, set()).add(data[entity])
+            if waiver:
+                rules.add(data["rule"])
+    offsets = array("i", [0])
+    offsets.extend(itertools.accumulate(map(len, payloads)))  # a range is a few MiB: far below 2 GiB
+    return Columns(True, len(ids), at_us.tobytes(), ordered, types, ids, b"".join(payloads), offsets.tobytes(),
+                   defines, references, rules)
 
 
 class _Unusual(Exception):

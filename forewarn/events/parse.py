@@ -29,6 +29,7 @@ __all__ = [
     "TOO_LONG",
     "SourcedEvent",
     "bounded_lines",
+    "fast_canonical_bytes",
     "fast_canonical_json",
     "gc_paused",
     "maybe_duplicate_keys",
@@ -210,19 +211,24 @@ def fast_canonical_json(event: Event) -> str:
     (and the first) the result is compared with `canonical_json` itself, and should they ever differ
     (`canonical_json` changed), `canonical_json` is used from then on.
     """
+    return fast_canonical_bytes(event).decode()
+
+
+def fast_canonical_bytes(event: Event) -> bytes:
+    """`fast_canonical_json(event)` as UTF-8 (as orjson makes it: no decoding)."""
     global _calls, _fast
     if _fast:
         data = event.__pydantic_serializer__.to_python(event, by_alias=True, exclude_defaults=True)
-        text = orjson.dumps(data, option=_CANONICAL_OPTIONS).decode()
+        text = orjson.dumps(data, option=_CANONICAL_OPTIONS)
         _calls += 1
         if _calls % _CHECK_EVERY != 1:
             return text
-        slow = canonical_json(event)
+        slow = canonical_json(event).encode()
         if slow == text:
             return text
         _fast = False
         return slow
-    return canonical_json(event)
+    return canonical_json(event).encode()
 
 
 DUPLICATE_KEY = "duplicate key: a JSON object must not repeat a key (which value counts would be a guess)"

@@ -18,9 +18,13 @@ reports exactly what is wrong where, or sorts and deduplicates: the outcome is t
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import marshal
 import os
 import stat
+import struct
+from array import array
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -98,31 +102,41 @@ class _Checks:
     def failed(self, columns: Columns) -> str | None:
         if not columns.ok:
             return "a line is not a valid event"
-        ats = columns.at_us
-        if not ats:
+        if not columns.count:
             return None
-        if ats[0] < self.last or ats != sorted(ats):
+        ats = array("q", columns.at_us)
+        if not columns.ordered or ats[0] < self.last:
             return "`at` goes back: evaluation order is not file order"
         self.last = ats[-1]
         seen = self.seen
         before = len(seen)
         seen.update(columns.ids)
-        if len(seen) != before + len(columns.ids):
+        if len(seen) != before + columns.count:
             return "an id repeats"
         defined = self.defined
-        rule_ids = self.rule_ids
-        for link in columns.links:
-            if link is None:
-                continue
-            entity, ident, refs, rule = link
-            for kinds, ref in refs:  # as check_log: against the entities defined before this event
-                if ref not in defined[kinds[0]] and not any(ref in defined[kind] for kind in kinds[1:]):
+        # as check_log: each reference against the entities defined before its event (the range's own
+        # earlier events are taken into account by the range: what it lists must be defined before it)
+        for kinds, ids in columns.references.items():
+            if len(kinds) == 1:
+                if not defined[kinds[0]].issuperset(ids):
                     return "a reference names no entity defined before it"
-            if rule is not None and rule_ids is not None and rule not in rule_ids:
-                return "a waiver names an unknown rule"
-            if entity is not None:
-                defined[entity].add(ident)  # type: ignore[arg-type]
+            elif any(not any(ref in defined[kind] for kind in kinds) for ref in ids):
+                return "a reference names no entity defined before it"
+        if self.rule_ids is not None and not self.rule_ids.issuperset(columns.rules):
+            return "a waiver names an unknown rule"
+        for kind, ids in columns.defines.items():
+            defined[kind].update(ids)
         return None
+
+
+def _extend(chain: Chain, payloads: bytes, offsets: array[int]) -> None:
+    """`chain.extend` of the payloads held one after the other in `payloads` (forewarn.log.chain.link, inline)."""
+    seq, head = chain.seq, chain.head
+    sha, pack = hashlib.sha256, struct.Struct(">Q").pack
+    for start, end in itertools.pairwise(offsets):
+        seq += 1
+        head = sha(head + pack(seq) + payloads[start:end]).digest()
+    chain.seq, chain.head = seq, head
 
 
 def _batches(
@@ -138,14 +152,17 @@ def _batches(
             if reason is not None:
                 failures.append(NotHere(reason))
                 return
-            chain.extend(columns.payloads)
-            positions = pa.array(range(pos, pos + len(columns.ids)), pa.int64())
-            yield pa.RecordBatch.from_arrays(
-                [positions, positions, pa.array(columns.at_us, pa.int64()), pa.array(columns.types, pa.string()),
-                 pa.array(columns.payloads, pa.string())],
-                schema=PAYLOAD_SCHEMA,
+            n = columns.count
+            _extend(chain, columns.payloads, array("i", columns.offsets))
+            positions = pa.array(range(pos, pos + n), pa.int64())
+            at_us = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(columns.at_us)])
+            payloads = pa.Array.from_buffers(
+                pa.string(), n, [None, pa.py_buffer(columns.offsets), pa.py_buffer(columns.payloads)]
             )
-            pos += len(columns.ids)
+            yield pa.RecordBatch.from_arrays(
+                [positions, positions, at_us, pa.array(columns.types, pa.string()), payloads], schema=PAYLOAD_SCHEMA
+            )
+            pos += n
     except BaseException as exc:  # noted: DuckDB may end the scan at it rather than raise it
         failures.append(exc)
         raise
