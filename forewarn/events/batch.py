@@ -61,15 +61,27 @@ class Columns(NamedTuple):
 _FAILED = Columns(False, 0, b"", True, [], [], b"", b"", {}, {}, set())
 
 
-def _plans() -> dict[type, tuple[str | None, tuple[tuple[str, tuple[str, ...]], ...], bool, bool]]:
-    """Per event class: (entity kind it defines, REFS, has a `customers` list, is a waiver)."""
+Plan = tuple[str | None, tuple[tuple[str, str], ...], tuple[tuple[str, tuple[str, ...]], ...], bool, bool]
+
+
+def _plans() -> dict[type, Plan]:
+    """Per event class: (entity kind it defines, (field, kind) of its references to one kind, (field, kinds) of
+    those to several, whether it has a `customers` list, whether it is a waiver)."""
     return {
-        cls: (cls.ENTITY, cls.REFS, cls.HAS_CUSTOMERS, kind == "waiver.granted")
+        cls: (
+            cls.ENTITY,
+            tuple((name, kinds[0]) for name, kinds in cls.REFS if len(kinds) == 1),
+            tuple((name, kinds) for name, kinds in cls.REFS if len(kinds) > 1),
+            cls.HAS_CUSTOMERS,
+            kind == "waiver.granted",
+        )
         for kind, cls in EVENT_CLASSES.items()
     }
 
 
 _PLANS = _plans()
+_KINDS = sorted({k for cls in EVENT_CLASSES.values() for _, kinds in cls.REFS for k in kinds}
+                | {cls.ENTITY for cls in EVENT_CLASSES.values() if cls.ENTITY} | {"customer"})
 _CUSTOMER = ("customer",)
 
 
@@ -80,8 +92,8 @@ def validate_chunk(lines: Iterable[bytes], at_file_start: bool) -> Columns:
     types: list[str] = []
     ids: list[str] = []
     payloads: list[bytes] = []
-    defines: dict[str, set[str]] = {}
-    references: dict[tuple[str, ...], list[str]] = {}
+    local: dict[str, set[str]] = {kind: set() for kind in _KINDS}  # defined by the range's events so far
+    missing: dict[tuple[str, ...], list[str]] = {(kind,): [] for kind in _KINDS}
     rules: set[str] = set()
     ordered = True
     last = -(1 << 63)
@@ -118,23 +130,27 @@ def validate_chunk(lines: Iterable[bytes], at_file_start: bool) -> Columns:
             types.append(data["type"])
             ids.append(data["id"])
             payloads.append(payload)
-            entity, refs, has_customers, waiver = plans[type(event)]
+            entity, single, several, has_customers, waiver = plans[type(event)]
             # = references(), against the entities defined by the range's earlier events
-            for name, kinds in refs:
+            for name, kind in single:
                 value = data[name]
-                if value is not None and not any(value in defines.get(kind, ()) for kind in kinds):
-                    references.setdefault(kinds, []).append(value)
+                if value is not None and value not in local[kind]:
+                    missing[(kind,)].append(value)
+            for name, kinds in several:
+                value = data[name]
+                if value is not None and not any(value in local[k] for k in kinds):
+                    missing.setdefault(kinds, []).append(value)
             if has_customers and data["customers"] != "all":
-                known = defines.get("customer", set())
-                missing = [c for c in data["customers"] if c not in known]
-                if missing:
-                    references.setdefault(_CUSTOMER, []).extend(missing)
+                customers = local["customer"]
+                missing[_CUSTOMER].extend(c for c in data["customers"] if c not in customers)
             if entity is not None:
-                defines.setdefault(entity, set()).add(data[entity])
+                local[entity].add(data[entity])
             if waiver:
                 rules.add(data["rule"])
     offsets = array("i", [0])
     offsets.extend(itertools.accumulate(map(len, payloads)))  # a range is a few MiB: far below 2 GiB
+    defines = {kind: found for kind, found in local.items() if found}
+    references = {kinds: found for kinds, found in missing.items() if found}
     return Columns(True, len(ids), at_us.tobytes(), ordered, types, ids, b"".join(payloads), offsets.tobytes(),
                    defines, references, rules)
 
