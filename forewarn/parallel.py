@@ -16,10 +16,11 @@ import itertools
 import multiprocessing
 import os
 import pickle
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["available", "cpus", "forked", "mapped"]
+__all__ = ["available", "cpus", "forked", "idle_cpus", "mapped"]
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -70,17 +71,41 @@ def forked(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
     return join
 
 
+def idle_cpus(sample: float = 0.1) -> float:
+    """How many CPUs were idle over a short sample (/proc/stat); all of them where that cannot be read.
+
+    Worker processes pay (their results cross a process boundary) only on CPUs that would otherwise be
+    idle: on CPUs busy with other jobs they make the work slower, not faster.
+    """
+    count = cpus()
+
+    def times() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        return sum(values[:8]), values[3] + values[4]  # all but guest time; idle + iowait
+
+    try:
+        total0, idle0 = times()
+        time.sleep(sample)
+        total1, idle1 = times()
+    except (OSError, ValueError, IndexError):
+        return float(count)
+    if total1 <= total0:
+        return float(count)
+    return count * (idle1 - idle0) / (total1 - total0)
+
+
 @contextlib.contextmanager
 def mapped(fn: Callable[[A], T], items: Sequence[A], workers: int | None = None) -> Iterator[Iterator[T]]:
     """`fn` of every item, in the items' order, computed by `workers` forked processes (default: one per
     CPU) a few items ahead of the consumer; in this process, lazily, when no child can take work (see
-    `available`) or `workers` is 1. The children are stopped when the context ends, consumed or not.
+    `available`) or `workers` is 0. The children are stopped when the context ends, consumed or not.
 
     The order of the results is the items', whichever child finishes first: the outcome never depends on
     scheduling. `fn` must be a module-level function (it is named, not pickled, in the children).
     """
     count = cpus() if workers is None else workers
-    if count <= 1 or len(items) <= 1 or not available():
+    if count < 1 or not items or not available():
         yield (fn(item) for item in items)
         return
     with multiprocessing.get_context("fork").Pool(min(count, len(items)), initializer=_quiet_gc) as pool:

@@ -52,16 +52,24 @@ def test_the_sample_log_takes_the_direct_path(monkeypatch: pytest.MonkeyPatch) -
     assert fingerprint == chain_fingerprint(evaluation_order(parsed))
 
 
-@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("workers", [0, 3])
 def test_the_reports_are_those_of_the_model_path(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, workers: int
 ) -> None:
-    if workers > 1 and not parallel.available():
+    if workers and not parallel.available():
         pytest.skip("needs fork and two CPUs")
     # small ranges, several per worker: the ranges' results are taken in file order, whoever finishes first
     monkeypatch.setattr(jsonl, "CHUNK_BYTES", 20_000)
-    monkeypatch.setattr(jsonl, "PARALLEL_MIN_BYTES", 0 if workers > 1 else 1 << 40)
-    monkeypatch.setattr(parallel, "cpus", lambda: workers)
+    monkeypatch.setattr(jsonl, "PARALLEL_MIN_BYTES", 0 if workers else 1 << 40)
+    monkeypatch.setattr(parallel, "idle_cpus", lambda: workers)
+    pooled: list[int] = []
+    real_ahead = parallel._ahead
+
+    def ahead(pool, fn, items, window):  # type: ignore[no-untyped-def]
+        pooled.append(len(items))
+        return real_ahead(pool, fn, items, window)
+
+    monkeypatch.setattr(parallel, "_ahead", ahead)
     taken = []
     real = jsonl.load_files
 
@@ -73,6 +81,7 @@ def test_the_reports_are_those_of_the_model_path(
     monkeypatch.setattr(jsonl, "load_files", spy)
     fast = _audit(["--events", str(QUARTER)], monkeypatch, fast=True)
     assert taken == [True]
+    assert bool(pooled) == bool(workers) and (not pooled or pooled[0] > 3)
     assert fast == _audit(["--events", str(QUARTER)], monkeypatch, fast=False)
     assert fast[0] == 1 and json.loads(fast[1])["findings"]
 

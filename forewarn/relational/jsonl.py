@@ -58,9 +58,10 @@ Range = tuple[str, int, int]
 """(path, start, end): bytes [start, end) of a file, ending at a line end or the file's end."""
 
 
-def ranges(paths: Sequence[str | Path], chunk: int = CHUNK_BYTES) -> list[Range]:
+def ranges(paths: Sequence[str | Path], chunk: int | None = None) -> list[Range]:
     """The byte ranges of the files, in order; NotHere for standard input, anything but a regular file, a
     SQLite database, a file that cannot be read or a line too long to be an event."""
+    chunk = chunk or CHUNK_BYTES
     out: list[Range] = []
     for path in paths:
         name = str(path)
@@ -176,12 +177,12 @@ def load_files(
     workers: int | None = None,
 ) -> tuple[Relational, Fingerprint]:
     """The evaluation (`forewarn.relational.evaluation.Relational`) of the JSONL files and the log's fingerprint;
-    NotHere when they are left to the model path. `workers`: processes validating (default: one per CPU for
-    a large input, else 1: this process)."""
+    NotHere when they are left to the model path. `workers`: processes validating beside this one, which
+    takes their results (0: this process validates; default: 0 for a small input, else one per CPU idle now)."""
     units = ranges(paths)
     if workers is None:
         size = sum(end - start for _, start, end in units)
-        workers = None if size >= PARALLEL_MIN_BYTES else 1
+        workers = int(parallel.idle_cpus() + 0.5) if size >= PARALLEL_MIN_BYTES and parallel.available() else 0
     checks = _Checks(rule_ids)
     chain = Chain()
     failures: list[BaseException] = []
