@@ -1,11 +1,11 @@
 """The engine of `forewarn serve` in a process of its own, started and supervised by the service.
 
-The API's process and the engine's then share no interpreter lock: each has a core for its Python work.
+The API's process and the engine's share no interpreter lock: each has a core for its Python work.
 They share the log (SQLite WAL: the engine's connection sees the API's commits through PRAGMA data_version)
 and two pipes: the service's wake-ups and its stop go one way; the figures of each pass (for /metrics and
 /readyz) and the engine's failure come back the other. The engine's log lines go to the service's stderr,
 in its format. The engine process ends as soon as the service is gone (its pipe closes): a kill -9 of the
-service takes its engine with it, as it did when the engine was a thread.
+service takes its engine with it.
 """
 
 from __future__ import annotations

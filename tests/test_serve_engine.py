@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
-from serving import READER, WRITER, Child, InProcess, customer, make_db
+from serving import POLICY, READER, WRITER, Child, InProcess, customer, make_db
 
 BASE = [customer("acme", at="2026-01-01T00:00:00Z")]
 
@@ -20,6 +20,20 @@ def wait_for(condition: object, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.05)
+
+
+def test_the_policy_reaches_the_engine_process_as_loaded() -> None:
+    """Sent as the loader made it, whatever it compiled and cached since (closures do not pickle)."""
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    import forewarn.engine_process  # noqa: F401 - registers how the policy travels
+
+    acme = type("Version", (), {"plan": "enterprise", "labels": {}})()
+    assert POLICY.covers(acme)  # compiled and cached now
+    sent = pickle.loads(ForkingPickler.dumps(POLICY))
+    assert sent == POLICY and sent.ids == POLICY.ids and sent.covers(acme)
+    assert not sent.covers(type("Version", (), {"plan": "basic", "labels": {}})())
 
 
 def passes(running: InProcess) -> float:
