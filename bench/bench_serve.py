@@ -92,6 +92,44 @@ def start_service(tmp: Path, smtp_port: int) -> tuple[subprocess.Popen[bytes], s
     raise SystemExit(f"serve did not become ready: {(tmp / 'serve.log').read_text()[-2000:]}")
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_thread(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of `pid` and of its child processes, by name: `PID/main`
+    for a process's main thread, `PID/TID` for the others."""
+    out: dict[str, float] = {}
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    pids = [pid] + [int(c) for c in children.read_text().split()] if children.exists() else [pid]
+    for p in pids:
+        for task in Path(f"/proc/{p}/task").iterdir():
+            try:
+                fields = (task / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            name = f"{p}/main" if int(task.name) == p else f"{p}/{task.name}"
+            out[name] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], events: int, service: int) -> str:
+    """µs per event of each thread that worked (>= 1 µs/event), summed per process."""
+    lines = []
+    per_process: dict[str, float] = {}
+    for name, seconds in sorted(after.items()):
+        spent = seconds - before.get(name, 0.0)
+        process = name.split("/")[0]
+        per_process[process] = per_process.get(process, 0.0) + spent
+        if 1e6 * spent / events >= 1:
+            lines.append(f"    {name}: {1e6 * spent / events:.1f} µs/event")
+    for process, spent in per_process.items():
+        role = "the service (API)" if int(process) == service else "its child process (the engine)"
+        if 1e6 * spent / events < 1:
+            continue
+        lines.append(f"  {role} {process}: {1e6 * spent / events:.1f} µs/event")
+    return "\n".join(lines)
+
+
 def throughput(url: str, total: int, clients: int, batch: int = 100) -> float:
     """Events/s accepted: `clients` threads posting batches (a basic customer and its minor incidents each:
     validated, checked and appended, no mail). Each batch is made just before it is posted, with events of
@@ -188,9 +226,17 @@ def main() -> None:
             q = statistics.quantiles(ms, n=100)
             print(f"one-event POST at {args.rate:.0f}/s for {args.seconds:.0f} s: p50 {q[49]:.1f} ms, "
                   f"p99 {q[98]:.1f} ms, max {max(ms):.1f} ms (target p99 <= 50 ms)")
+            before, mine = cpu_by_thread(proc.pid), os.times()
+            load = os.getloadavg()
             rate = throughput(url, args.events, args.clients)
+            after, mine_after = cpu_by_thread(proc.pid), os.times()
             print(f"batches of 100 from {args.clients} clients: {rate:,.0f} events/s accepted "
-                  f"({args.events:,} events) (target >= 20,000/s)")
+                  f"({args.events:,} events) (target >= 20,000/s); load average {load[0]:.2f} before, "
+                  f"{os.getloadavg()[0]:.2f} after")
+            print("CPU per event appended (user + system):")
+            print(cpu_report(before, after, args.events, proc.pid))
+            clients_cpu = (mine_after.user + mine_after.system) - (mine.user + mine.system)
+            print(f"  the bench's clients: {1e6 * clients_cpu / args.events:.1f} µs/event")
         finally:
             proc.terminate()
             proc.wait(timeout=30)

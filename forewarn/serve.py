@@ -1,7 +1,8 @@
-"""`forewarn serve`: the engine loop and the HTTP API (forewarn.api) on one log, in one process."""
+"""`forewarn serve`: the HTTP API (forewarn.api) and the engine loop on one log (the engine in a child process)."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import signal
@@ -131,7 +132,8 @@ def delivery_factory(
     password: str | None,
     timeout: float = 10.0,
 ) -> tuple[Callable[[], Any], str]:
-    """A function making the delivery (as `run` does), its arguments checked now, and its destination's name."""
+    """A function making the delivery (as `run` does), its arguments checked now, and its destination's name.
+    The function is a partial of the delivery's class: the engine's process receives it pickled."""
     from forewarn.engine.delivery import OutboxDirectory, SmtpDelivery, parse_smtp_target
 
     if smtp and outbox_dir:
@@ -142,10 +144,12 @@ def delivery_factory(
         except ValueError as exc:
             fail(f"--smtp: {exc}")
         return (
-            lambda: SmtpDelivery(host, port, starttls=starttls, username=smtp_user, password=password, timeout=timeout),
+            functools.partial(
+                SmtpDelivery, host, port, starttls=starttls, username=smtp_user, password=password, timeout=timeout
+            ),
             f"SMTP {host}:{port}",
         )
-    return lambda: OutboxDirectory(Path(outbox_dir or "outbox")), f"outbox {outbox_dir or 'outbox'}"
+    return functools.partial(OutboxDirectory, Path(outbox_dir or "outbox")), f"outbox {outbox_dir or 'outbox'}"
 
 
 EXAMPLES = (
@@ -208,7 +212,7 @@ def serve_cmd(
     Without tokens it only starts with --insecure-no-auth on a loopback address."""
     from forewarn import config, logs
     from forewarn.cli import load_policy_or_fail
-    from forewarn.service import Service, Settings, TokenError, Tokens, parse_tokens
+    from forewarn.service import Service, Settings, TokenError, Tokens, no_webhook, parse_tokens
 
     values = config.settings()
     try:
@@ -248,20 +252,20 @@ def serve_cmd(
         fail(str(exc))
     make_delivery, destination = delivery_factory(outbox_dir, smtp, starttls, smtp_user, password, timeout)
     try:
-        if ticket_webhook:  # checked now; each engine thread makes its own
+        if ticket_webhook:  # checked now; the engine's process makes its own
             TicketWebhook(ticket_webhook, timeout=timeout, authorization=ticket_auth_header).close()
     except ValueError as exc:  # its message never holds a credential
         fail(f"--ticket-webhook: {exc}")
-
-    def make_webhook() -> Any:
-        if not ticket_webhook:
-            return None
-        return TicketWebhook(ticket_webhook, timeout=timeout, authorization=ticket_auth_header)
+    make_webhook: Callable[[], Any] = (
+        functools.partial(TicketWebhook, ticket_webhook, timeout=timeout, authorization=ticket_auth_header)
+        if ticket_webhook else no_webhook
+    )
 
     settings = Settings(
         db=path, rules_dir=rules_dir, policy=policy, plan_key=key, tokens=tokens, insecure=insecure,
         max_body=max_body, poll=poll, make_delivery=make_delivery, make_webhook=make_webhook,
         destination=destination, pass_deadline=pass_deadline, give_up_after=give_up_after,
+        templates_dir=templates_dir, log_format=log_format,
     )
     code = serve(Service(settings), host, port)
     if code:
@@ -277,7 +281,8 @@ def make_server(service: Any, host: str, port: int) -> Any:
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             """Stop serving; unlike uvicorn's, the signal is not raised again once the server stopped, so
-            the engine thread is stopped too (service.shutdown) and the process ends with status 0."""
+            the engine is stopped too (service.shutdown) and the process ends with status 0."""
+            service.stop.set()  # the engine's process, which may have had the signal too, is not started again
             if self.should_exit and sig == signal.SIGINT:
                 self.force_exit = True
             self.should_exit = True
@@ -297,7 +302,7 @@ def make_server(service: Any, host: str, port: int) -> Any:
 
 
 def serve(service: Any, host: str, port: int) -> int:
-    """Run the engine thread and the API until SIGTERM/SIGINT, or until the engine fails (exit status 3)."""
+    """Run the engine's process and the API until SIGTERM/SIGINT, or until the engine fails (exit status 3)."""
     import gc
     import logging
 

@@ -1,7 +1,8 @@
-"""`forewarn serve`'s process: the engine loop in a thread and what the HTTP API (forewarn.api) asks of the log.
+"""`forewarn serve`'s process: what the HTTP API (forewarn.api) asks of the log, and the engine's process
+(forewarn.engine_process) started and watched.
 
 Writes to the log go through one connection on one thread (the writer), so the API's appends are
-serialised among themselves; the engine has its own connection on its own thread, and SQLite's write lock
+serialised among themselves; the engine has its own connection in its own process, and SQLite's write lock
 (BEGIN IMMEDIATE, WAL) serialises the two. The posts waiting when the writer is free are committed together
 (group commit): each in a savepoint of the one transaction, all of a request or nothing of it, and each
 answered only once that transaction is committed. A successful append wakes the engine at once (besides its
@@ -143,15 +144,22 @@ class Settings:
     insecure: bool
     max_body: int
     poll: float
-    make_delivery: Callable[[], Any]  # called on the engine's thread (an SMTP connection lives there)
-    make_webhook: Callable[[], Any]
+    make_delivery: Callable[[], Any]  # called in the engine's process: picklable (a partial of a class)
+    make_webhook: Callable[[], Any]  # likewise (no_webhook for none)
     destination: str = "the mail server"  # as alerts name it
     pass_deadline: float | None = 300.0
     give_up_after: int = 3
+    templates_dir: str | None = None
+    log_format: str = "plain"  # the engine process's log lines
+
+
+def no_webhook() -> None:
+    """Settings.make_webhook without a ticket webhook."""
+    return None
 
 
 class Service:
-    """The log, the engine thread and the state the API reports (readiness, metrics)."""
+    """The log, the engine process and the state the API reports (readiness, metrics)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -167,58 +175,43 @@ class Service:
         self._writer_started = threading.Lock()
         self._planner = concurrent.futures.ThreadPoolExecutor(1, "forewarn-planner")
         self._local = threading.local()
-        self._thread: threading.Thread | None = None
 
     # -- the engine ------------------------------------------------------------------------
 
     def start_engine(self) -> None:
-        self._thread = threading.Thread(target=self._run_engine, name="forewarn-engine", daemon=True)
-        self._thread.start()
+        """The engine in a process of its own (forewarn.engine_process), supervised from here."""
+        from forewarn.engine import runner
+        from forewarn.engine_process import EngineProcess, EngineSpec
 
-    def _run_engine(self) -> None:
-        from forewarn.engine.runner import Engine
+        s = self.settings
+        spec = EngineSpec(
+            db=s.db, policy=self.policy, plan_key=s.plan_key, make_delivery=s.make_delivery,
+            make_webhook=s.make_webhook, destination=s.destination, poll=s.poll, pass_deadline=s.pass_deadline,
+            give_up_after=s.give_up_after, min_interval=MIN_PASS_INTERVAL, templates_dir=s.templates_dir,
+            log_format=s.log_format, watch=runner.WATCH,
+        )
+        self.engine = EngineProcess(spec, self._report, self._engine_failed, self._engine_restarting, self.stop)
+        self.engine.start()
 
-        delivery = webhook = store = None
-        try:
-            store = _open(self.settings.db)
-            delivery = self.settings.make_delivery()
-            webhook = self.settings.make_webhook()
-            self.engine = Engine(
-                store, self.policy, delivery, webhook, freeze_gc=False, publish_key=self.settings.plan_key,
-                pass_deadline=self.settings.pass_deadline, give_up_after=self.settings.give_up_after,
-                destination=self.settings.destination,
-            )
-            log.info("engine started", extra={"fields": {"event": "engine", "db": self.settings.db}})
-            self.engine.run_forever(
-                poll=self.settings.poll, stop=self.stop, report=self._report, handle_signals=False,
-                min_interval=MIN_PASS_INTERVAL,
-            )
-        except Exception as exc:
-            self.engine_error = f"{type(exc).__name__}: {exc}"
-            log.exception("the engine stopped", extra={"fields": {"event": "engine_failed"}})
-            self.on_engine_failure()
-        finally:
-            if delivery is not None:
-                delivery.close()
-            if webhook is not None:
-                webhook.close()
-            if store is not None:
-                store.close()
+    def _engine_failed(self, reason: str) -> None:
+        self.engine_error = reason
+        self.on_engine_failure()
 
-    def _report(self, result: Any) -> None:
-        """After each pass: metrics, readiness, and the pass's log line."""
+    def _engine_restarting(self) -> None:
+        self.last_pass = None  # ready again after the new process's first pass
+
+    def _report(self, figures: dict[str, Any]) -> None:
+        """After each pass of the engine process: metrics and readiness (the process logs the pass)."""
         m = self.metrics
         self.last_pass = time.monotonic()
         m.passes.inc()
-        m.sent.inc(len(result.sent))
-        m.failed.inc(len(result.failed))
-        plan = result.plan
-        if plan is not None:
-            m.due.set(len(plan.due))
-            m.upcoming.set(len(plan.upcoming))
-            m.alerts.set(len(plan.alerts))
-        m.evaluation.observe(result.evaluation_seconds)
-        report_pass(result)
+        m.sent.inc(figures["sent"])
+        m.failed.inc(figures["failed"])
+        if "due" in figures:
+            m.due.set(figures["due"])
+            m.upcoming.set(figures["upcoming"])
+            m.alerts.set(figures["alerts"])
+        m.evaluation.observe(figures["evaluation_seconds"])
 
     def wake(self) -> None:
         if self.engine is not None:
@@ -226,9 +219,8 @@ class Service:
 
     def shutdown(self) -> None:
         self.stop.set()
-        self.wake()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        if self.engine is not None:
+            self.engine.stop()
         if self._writer.is_alive():
             self._posts.put(None)
             self._writer.join()
@@ -245,6 +237,8 @@ class Service:
             return "no policy loaded"
         if self.engine_error is not None:
             return f"the engine stopped: {self.engine_error}"
+        if self.engine is not None and not self.engine.alive():
+            return "the engine process is not running (it is being started again)"
         if self.last_pass is None:
             return "the engine has not completed a pass yet"
         age = time.monotonic() - self.last_pass

@@ -1,8 +1,9 @@
-"""A `forewarn serve` for tests: the real service (engine thread + uvicorn) on loopback, in this process or
+"""A `forewarn serve` for tests: the real service (uvicorn, the engine's process) on loopback, in this process or
 in a child process, an SMTP sink, and events to post."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from forewarn.log.store import open_store
 from forewarn.policy.loader import load_policy
 from forewarn.program import rules_key
 from forewarn.serve import make_server
-from forewarn.service import Service, Settings, Tokens
+from forewarn.service import Service, Settings, Tokens, no_webhook
 
 POLICY = load_policy()
 WRITER, READER = "w-token-123", "r-token-456"
@@ -87,19 +88,20 @@ class Sink:
 
 
 class InProcess:
-    """The service in this process: uvicorn on a thread, the engine on its own."""
+    """The service in this process: uvicorn on a thread, the engine in its child process."""
 
     def __init__(self, db: Path, *, insecure: bool = False, max_body: int = 16 << 20, smtp_port: int | None = None,
                  outbox: Path | None = None, poll: float = 300.0, engine: bool = True) -> None:
-        def delivery() -> Any:
-            if smtp_port is not None:
-                return SmtpDelivery("127.0.0.1", smtp_port, local_hostname="localhost", timeout=10.0)
-            return OutboxDirectory(outbox or db.parent / "outbox", fsync=False)
-
+        # Partials of the classes: the engine's process receives them pickled.
+        delivery: Callable[[], Any] = (
+            functools.partial(SmtpDelivery, "127.0.0.1", smtp_port, local_hostname="localhost", timeout=10.0)
+            if smtp_port is not None
+            else functools.partial(OutboxDirectory, outbox or db.parent / "outbox", fsync=False)
+        )
         settings = Settings(
             db=str(db), rules_dir=None, policy=POLICY, plan_key=rules_key(None),
             tokens=Tokens([("writer", WRITER), ("reader", READER)]), insecure=insecure, max_body=max_body,
-            poll=poll, make_delivery=delivery, make_webhook=lambda: None,
+            poll=poll, make_delivery=delivery, make_webhook=no_webhook,
         )
         self.service = Service(settings)
         self.port = free_port()

@@ -302,21 +302,23 @@ def test_insecure_no_auth_on_loopback_needs_no_token(tmp_path: Path) -> None:
         running.stop()
 
 
+def broken_delivery() -> None:
+    """A delivery that cannot be made (at module level: the engine's process imports it by name)."""
+    raise RuntimeError("no way to deliver")
+
+
 def test_an_engine_that_fails_stops_the_service_with_status_3(tmp_path: Path) -> None:
     import threading
 
     from serving import POLICY, free_port
 
     from forewarn.serve import serve
-    from forewarn.service import Service, Settings, Tokens
-
-    def broken_delivery() -> None:
-        raise RuntimeError("no way to deliver")
+    from forewarn.service import Service, Settings, Tokens, no_webhook
 
     service = Service(Settings(
         db=str(make_db(tmp_path / "log.db", BASE)), rules_dir=None, policy=POLICY, plan_key=None,
         tokens=Tokens([("reader", READER)]), insecure=False, max_body=1000, poll=300.0,
-        make_delivery=broken_delivery, make_webhook=lambda: None,
+        make_delivery=broken_delivery, make_webhook=no_webhook,
     ))
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(serve(service, "127.0.0.1", free_port())))

@@ -145,7 +145,8 @@ def kill_during_load(tmp_path: Path, kills: int, seed: int) -> None:
             t.join()
     child = Child(db, outbox, extra=smtp)  # restarts on the log the kills left, and sends what is still due
     try:
-        with httpx.Client(base_url=child.url, headers={"Authorization": f"Bearer {READER}"}) as c:
+        # A long timeout: the restarted engine evaluates the whole log first (seconds on a busy machine).
+        with httpx.Client(base_url=child.url, headers={"Authorization": f"Bearer {READER}"}, timeout=120) as c:
             deadline = time.monotonic() + 120
             while c.get("/v1/plan").json()["due"] and time.monotonic() < deadline:
                 time.sleep(0.2)
