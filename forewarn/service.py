@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import hmac
 import io
+import json
 import logging
 import queue
 import sqlite3
@@ -507,7 +508,37 @@ def array_lines(body: bytes) -> list[bytes]:
     if not isinstance(data, list):
         message = "must be a JSON array of events (or NDJSON with Content-Type: application/x-ndjson)"
         raise Problem(422, f"the body {message}", [_whole(message)])
-    return [orjson.dumps(item) for item in data]
+    lines = [orjson.dumps(item) for item in data]
+    if _may_repeat_keys(body, lines):
+        # the parse above kept the last of repeated keys: these items again with every key they gave, so that
+        # the validation refuses them as `import` refuses such a line
+        from forewarn.events.parse import duplicate_keys
+
+        if duplicate_keys(body):
+            tree = json.loads(body, object_pairs_hook=_Pairs)
+            lines = [_pairs_json(item).encode() for item in tree]
+    return lines
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as its (key, value) pairs, in order, repeats kept."""
+
+
+def _may_repeat_keys(body: bytes, lines: list[bytes]) -> bool:
+    """False when the array `body` surely repeats no key in any object: outside a string, `":` ends a key
+    (unless whitespace or an escape stands between), and the items as parsed hold as many as `body`."""
+    if any(mark in body for mark in (b"\\", b'" ', b'"\n', b'"\t', b'"\r')):
+        return True
+    return body.count(b'":') != sum(line.count(b'":') for line in lines)
+
+
+def _pairs_json(item: object) -> str:
+    """`item` (from json.loads with _Pairs) as JSON text, repeated keys written out."""
+    if isinstance(item, _Pairs):
+        return "{" + ",".join(f"{json.dumps(k)}:{_pairs_json(v)}" for k, v in item) + "}"
+    if isinstance(item, list):
+        return "[" + ",".join(_pairs_json(v) for v in item) + "]"
+    return json.dumps(item)
 
 
 def _whole(message: str) -> dict[str, Any]:
