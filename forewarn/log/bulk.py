@@ -64,6 +64,7 @@ from forewarn.events.parse import (
 )
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
 from forewarn.log.chain import Chain
+from forewarn.log.columns import EXTRACTORS, Extract
 from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, PAYLOAD, EventStore, at_columns
 
 __all__ = [
@@ -137,6 +138,7 @@ ClassPlan = tuple[
     bool,  # whether the class has a `customer` field
     tuple[str, ...],  # its subject fields, in SUBJECT_KINDS order (as `row_values`: the first one set)
     bool,  # whether it is a waiver (its rule is checked)
+    Extract,  # its typed column values (forewarn.log.columns)
 ]
 
 
@@ -153,6 +155,7 @@ def _class_plans() -> dict[type, ClassPlan]:
             "customer" in fields,
             tuple(f for f in SUBJECT_KINDS if f in fields),
             issubclass(cls, WaiverGranted),
+            EXTRACTORS[cls],
         )
     return plans
 
@@ -218,7 +221,7 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
                         return rows, numbers, defs, refs, rules, errors, number, ordered, True
                 continue
             event, payload = result
-        entity, standard_defines, ref_fields, has_customers, has_customer, subject_fields, waiver = plans[
+        entity, standard_defines, ref_fields, has_customers, has_customer, subject_fields, waiver, typed = plans[
             type(event)
         ]
         data = event.__dict__
@@ -237,7 +240,7 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
         i = len(rows)
         rows.append((
             data["id"], data["type"], at_text_us[0], at_us, subject, data["customer"] if has_customer else None,
-            entity, entity_id, payload,
+            entity, entity_id, payload, *typed(data),
         ))  # = row_values(event, payload)
         numbers.append(number)
         if at_us < last:

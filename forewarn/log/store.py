@@ -15,6 +15,7 @@ from forewarn.events import ENTITY_OF, SUBJECT_KINDS, Event, KnownEntity, Source
 from forewarn.instants import epoch_us
 from forewarn.log import schema
 from forewarn.log.chain import GENESIS, Chain, Fingerprint
+from forewarn.log.columns import EXTRACTORS, TYPED, TYPED_NAMES
 
 SCHEMA_VERSION = str(schema.CURRENT)
 PAGE_SIZE = 8192
@@ -43,8 +44,8 @@ def _utc_text(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-COLUMNS = ("id", "type", "at", "at_us", "subject", "customer", "entity_kind", "entity_id", "payload")
-"""The columns written for one event, in the order of `row_values`."""
+COLUMNS = ("id", "type", "at", "at_us", "subject", "customer", "entity_kind", "entity_id", "payload", *TYPED_NAMES)
+"""The columns written for one event, in the order of `row_values` (the typed columns last: forewarn.log.columns)."""
 PAYLOAD = COLUMNS.index("payload")
 INSERT_SQL = f"INSERT INTO events ({', '.join(COLUMNS)}, seq, hash) VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
 """Inserts one event: its `COLUMNS`, then its (seq, hash) (`Chain.rows`)."""
@@ -86,6 +87,7 @@ def row_values(event: Event, canonical: str) -> tuple[object, ...]:
         entity_kind,
         data.get(entity_kind) if entity_kind else None,
         canonical,
+        *EXTRACTORS[type(event)](data),
     )
 
 
@@ -159,6 +161,7 @@ class EventStore:
                     "entity_id": str,
                     "payload": str,
                     "hash": bytes,  # forewarn.log.chain
+                    **{name: int if kind == "INTEGER" else str for name, kind, _ in TYPED},  # forewarn.log.columns
                 },
                 pk="seq",
                 not_null={"id", "type", "at", "at_us", "payload"},

@@ -1,9 +1,13 @@
-"""The log as typed DuckDB tables: one scan of the canonical payloads, no Python object per event.
+"""The log as typed DuckDB tables: one columnar scan, no Python object per event.
 
 `ev` holds every event up to the as-of instant in evaluation order (`pos`), with the fields the
-evaluation reads as typed columns; instants are epoch microseconds (exact). The payloads are the
-log's canonical JSON (validated when they were recorded, or by the JSONL parser), so they are typed
-here, not validated again.
+evaluation reads as typed columns; instants are epoch microseconds (exact). From a SQLite log (schema 3)
+they are the log's typed columns (forewarn.log.columns, derived from each event when it was recorded),
+read through ADBC as Arrow: no payload is parsed, and only lifecycle and waiver events' payloads are read.
+From canonical payloads (the JSONL path: validated by the parser) they are typed with json_transform.
+Both give the same `ev`: a column that is absent from an event's payload is NULL (`timezone` is NULL
+for UTC, the default, which the canonical payload leaves out), `subject_kind` and `subject` are a
+communication's (NULL for other types), and `waived_subject` is a waiver's subject (NULL for other types).
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ SELECT
     p.labels AS labels,
     p.waiver AS waiver,
     p.rule AS rule,
-    p.subject AS waived_subject,
+    CASE WHEN type = 'waiver.granted' THEN p.subject END AS waived_subject,
     epoch_us(CAST(p.states.window_start AS TIMESTAMPTZ)) AS stated_window_start,
     epoch_us(CAST(p.states.window_end AS TIMESTAMPTZ)) AS stated_window_end,
     p.states.impact AS stated_impact,
@@ -97,6 +101,43 @@ SELECT
 FROM parsed
 """
 """Lifecycle and waiver events keep their payload: the lifecycle fold reads them (a few per subject)."""
+
+_KEPT_PAYLOADS = tuple(sorted(LIFECYCLE_TYPES | {"waiver.granted"}))
+"""Types whose payload `ev` keeps: the lifecycle fold and the waivers read them (a few per subject)."""
+
+_STORE_TEXT = ("type", "id", "customer", "subject", "subject_kind", "communication", "kind", "from_addr", "to_list",
+               "ticket", "reply", "in_reply_to", "plan", "timezone", "country", "subdivision", "contacts", "labels",
+               "waiver", "rule", "waived_subject", "stated_impact", "stated_reason")
+_STORE_INTEGER = ("stated_window_start", "stated_window_end", "stated_end", "stated_next_update_by")
+_TYPED_ROW = ", ".join([*(f"'' AS {name}" for name in _STORE_TEXT), *(f"0 AS {name}" for name in _STORE_INTEGER)])
+_STORE_SELECT = ", ".join(("seq", "at_us", *_STORE_TEXT, *_STORE_INTEGER))
+STORE_READ = (
+    # ADBC types each column by its first rows (a column NULL in all of them would be taken for integers and
+    # fail at the first text): a first row of the right types, seq 0 (no event has it), dropped as read.
+    f"SELECT 0 AS seq, {-(1 << 63)} AS at_us, {_TYPED_ROW}, '' AS payload"
+    f" UNION ALL SELECT {_STORE_SELECT}, CASE WHEN type IN {_KEPT_PAYLOADS} THEN payload END"
+    " FROM events WHERE seq <= ? ORDER BY at_us, seq"
+)
+"""The log's columns `ev` is made of, in evaluation order (by the (at_us, seq) index: the compound's ORDER BY
+merges its two parts, each in order); the types are ours, written into the query text."""
+
+TYPED_COLUMNS = """
+CREATE OR REPLACE TABLE ev AS
+SELECT
+    pos, seq, at_us, type, id, customer, communication, kind,
+    CASE WHEN type = 'communication.sent' THEN subject_kind END AS subject_kind,
+    CASE WHEN type = 'communication.sent' THEN subject END AS subject,
+    from_addr,
+    CAST(CAST(to_list AS JSON) AS VARCHAR[]) AS to_list,
+    ticket, reply, in_reply_to, plan, timezone, country, subdivision,
+    CAST(CAST(contacts AS JSON) AS VARCHAR[]) AS contacts,
+    CAST(labels AS JSON) AS labels,
+    waiver, rule, waived_subject,
+    stated_window_start, stated_window_end, stated_impact, stated_reason, stated_end, stated_next_update_by,
+    payload
+FROM raw WHERE at_us <= $as_of_us
+"""
+"""`ev` from the log's typed columns (`STORE_READ`): as `TYPED_EVENTS` makes it from the payloads."""
 
 DERIVED = """
 CREATE OR REPLACE TABLE comms AS
@@ -149,9 +190,10 @@ def connect() -> duckdb.DuckDBPyConnection:
 def load_payloads(con: duckdb.DuckDBPyConnection, raw: pa.Table | pa.RecordBatchReader, as_of: datetime) -> None:
     """The typed tables from (pos, seq, at_us, type, payload) rows of canonical payloads (`pos`: the
     evaluation order, by `at` then `seq`), streamed: the payloads are typed as they come, only lifecycle
-    and waiver payloads are kept."""
+    and waiver payloads are kept; or from the log's typed columns (`read_store_payloads`), as they are."""
     con.register("raw", raw)
-    con.execute(TYPED_EVENTS, {"as_of_us": epoch_us(as_of)})
+    typed = "payload" not in raw.schema.names or "communication" in raw.schema.names
+    con.execute(TYPED_COLUMNS if typed else TYPED_EVENTS, {"as_of_us": epoch_us(as_of)})
     con.unregister("raw")
     con.execute(DERIVED)
 
@@ -163,10 +205,11 @@ def read_store_payloads(
     failures: list[BaseException] | None = None,
     closers: list[Callable[[], None]] | None = None,
 ) -> pa.RecordBatchReader:
-    """The log's (pos, seq, at_us, type, payload) columns up to `as_of` (and recording sequence `seq`: the log
-    as fingerprinted, events appended meanwhile left out) in evaluation order (the (at_us, seq)
-    index's order, numbered as read) as a stream of Arrow batches (ADBC: no Python object per row, and never
-    every payload in memory at once)."""
+    """The log's typed columns (`STORE_READ`: pos, seq, at_us, type, the fields `ev` holds, and the payload of
+    lifecycle and waiver events) up to recording sequence `seq` (the log as fingerprinted, events appended
+    meanwhile left out) in evaluation order (the (at_us, seq) index's order, numbered as read) as a stream
+    of Arrow batches (ADBC: no Python object per row, and never the whole log in memory at once).
+    Events after `as_of` are left out as the stream is loaded (`load_payloads`)."""
     import adbc_driver_sqlite.dbapi as adbc
 
     from forewarn.log.access import _uri, _writable_place
@@ -178,10 +221,7 @@ def read_store_payloads(
     cur = conn.cursor()
     # every event up to `seq` (those after `as_of` are left out as they are typed): the number read is
     # then checked against the fingerprint's (the log is append-only, its sequence dense from 1)
-    cur.execute(
-        "SELECT seq, at_us, type, payload FROM events WHERE seq <= ? ORDER BY at_us, seq",
-        [(1 << 63) - 1 if seq is None else seq],
-    )
+    cur.execute(STORE_READ, [(1 << 63) - 1 if seq is None else seq])
     reader = cur.fetch_record_batch()
     schema = reader.schema.insert(0, pa.field("pos", pa.int64()))
 
@@ -198,7 +238,11 @@ def read_store_payloads(
     def batches() -> Iterator[pa.RecordBatch]:  # the connection lives as long as the stream
         start = 0
         try:
+            first = True
             for batch in _noted(reader, failures):
+                if first:  # the typed first row of STORE_READ
+                    first = False
+                    batch = batch.slice(1)
                 n = batch.num_rows
                 yield pa.RecordBatch.from_arrays(
                     [pa.array(range(start, start + n), pa.int64()), *batch.columns], schema=schema

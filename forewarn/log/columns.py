@@ -1,0 +1,129 @@
+"""The typed columns of the log (schema 3): the fields the relational evaluation reads, beside the payload.
+
+Each event's row holds, besides its canonical payload, the fields the evaluation reads (see
+`forewarn.relational.tables`) as columns of their own, so that an audit reads them with a columnar scan
+instead of parsing every payload again. A column holds what the canonical payload says: NULL where the
+payload has no such field (defaults are left out of the canonical payload, so a customer's `timezone` is
+NULL when it is UTC); instants are epoch microseconds; lists and label sets are their canonical JSON text.
+They are derived from the validated event when it is recorded (and from the payload by the schema 3 upgrade);
+the hash chain covers the payload, and `forewarn verify` checks that the columns agree with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from forewarn.events import EVENT_CLASSES, Event
+from forewarn.instants import epoch_us
+
+__all__ = ["EXTRACTORS", "TYPED", "TYPED_NAMES", "Extract", "typed_values"]
+
+TYPED: tuple[tuple[str, str, str], ...] = (
+    # (column, SQLite type, where it comes from in the event)
+    ("subject_kind", "TEXT", "which of maintenance, incident or release names the `subject` column"),
+    ("communication", "TEXT", "communication"),
+    ("kind", "TEXT", "kind"),
+    ("from_addr", "TEXT", "from"),
+    ("to_list", "TEXT", "to, as a JSON array"),
+    ("ticket", "TEXT", "ticket"),
+    ("reply", "TEXT", "reply"),
+    ("in_reply_to", "TEXT", "in_reply_to"),
+    ("plan", "TEXT", "plan"),
+    ("timezone", "TEXT", "timezone (NULL: UTC, the default)"),
+    ("country", "TEXT", "country"),
+    ("subdivision", "TEXT", "subdivision"),
+    ("contacts", "TEXT", "contacts, as a JSON array"),
+    ("labels", "TEXT", "labels, as a JSON object (sorted keys)"),
+    ("waiver", "TEXT", "waiver"),
+    ("rule", "TEXT", "rule"),
+    ("waived_subject", "TEXT", "a waiver's subject"),
+    ("stated_window_start", "INTEGER", "states.window_start, epoch microseconds"),
+    ("stated_window_end", "INTEGER", "states.window_end, epoch microseconds"),
+    ("stated_impact", "TEXT", "states.impact"),
+    ("stated_reason", "TEXT", "states.reason"),
+    ("stated_end", "INTEGER", "states.end, epoch microseconds"),
+    ("stated_next_update_by", "INTEGER", "states.next_update_by, epoch microseconds"),
+)
+"""The typed columns, in the order `typed_values` returns them."""
+
+TYPED_NAMES = tuple(name for name, _, _ in TYPED)
+
+_SORTED = orjson.OPT_SORT_KEYS
+_NONE: tuple[None, ...] = (None,) * len(TYPED)
+_SUBJECTS = ("maintenance", "incident", "release")
+
+
+def _us(t: Any) -> int | None:
+    return None if t is None else epoch_us(t)
+
+
+def _list(values: Any) -> str | None:
+    return None if values is None else orjson.dumps(list(values)).decode()
+
+
+def _labels(labels: Any) -> str | None:
+    return None if labels is None else orjson.dumps(labels, option=_SORTED).decode()
+
+
+def _plain(name: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda data: data[name]
+
+
+Extract = Callable[[dict[str, Any]], tuple[Any, ...]]
+
+
+def _extractor(cls: type) -> Extract:
+    """The function from an event of `cls`'s fields (`__dict__`) to its typed values: fields the class does
+    not have are NULL without a look-up (one call per event, no per-column branching on the type)."""
+    fields = set(cls.model_fields)  # type: ignore[attr-defined]
+    getters: list[Callable[[dict[str, Any]], Any] | None] = []
+    for name in TYPED_NAMES:
+        getter: Callable[[dict[str, Any]], Any] | None = None
+        if name == "subject_kind":
+            kinds = tuple(k for k in _SUBJECTS if k in fields)
+            if kinds:
+                getter = lambda data, kinds=kinds: next((k for k in kinds if data[k]), None)  # noqa: E731
+        elif name == "from_addr":
+            getter = _plain("from_") if "from_" in fields else None
+        elif name in ("to_list", "contacts"):
+            field = "to" if name == "to_list" else "contacts"
+            getter = (lambda data, f=field: _list(data[f])) if field in fields else None
+        elif name == "labels":
+            getter = (lambda data: _labels(data["labels"])) if "labels" in fields else None
+        elif name == "timezone":
+            getter = (lambda data: None if data["timezone"] == "UTC" else data["timezone"]) if name in fields else None
+        elif name == "waived_subject":
+            getter = _plain("subject") if cls.__name__ == "WaiverGranted" else None
+        elif name.startswith("stated_"):
+            part = name.removeprefix("stated_")
+            if "states" in fields:
+                if part in ("impact", "reason"):
+                    getter = lambda data, p=part: None if data["states"] is None else getattr(data["states"], p)  # noqa: E731
+                else:
+                    getter = lambda data, p=part: None if data["states"] is None else _us(getattr(data["states"], p))  # noqa: E731
+        elif name in fields:
+            getter = _plain(name)
+        getters.append(getter)
+    if not any(getters):
+        return lambda data: _NONE
+    active = [(i, g) for i, g in enumerate(getters) if g is not None]
+
+    def extract(data: dict[str, Any]) -> tuple[Any, ...]:
+        values: list[Any] = [None] * len(TYPED)
+        for i, get in active:
+            values[i] = get(data)
+        return tuple(values)
+
+    return extract
+
+
+EXTRACTORS: dict[type, Extract] = {cls: _extractor(cls) for cls in EVENT_CLASSES.values()}
+"""Event class -> its typed values from its fields (`event.__dict__`)."""
+
+
+def typed_values(event: Event) -> tuple[Any, ...]:
+    """The typed column values of one validated event (see `TYPED`)."""
+    return EXTRACTORS[type(event)](event.__dict__)
