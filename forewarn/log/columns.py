@@ -19,7 +19,7 @@ import orjson
 from forewarn.events import EVENT_CLASSES, Event
 from forewarn.instants import epoch_us
 
-__all__ = ["EXTRACTORS", "TYPED", "TYPED_NAMES", "Extract", "typed_values"]
+__all__ = ["COLUMNS_OF", "EXTRACTORS", "TYPED", "TYPED_NAMES", "Extract", "typed_values"]
 
 TYPED: tuple[tuple[str, str, str], ...] = (
     # (column, SQLite type, where it comes from in the event)
@@ -107,6 +107,7 @@ def _extractor(cls: type) -> Extract:
         elif name in fields:
             getter = _plain(name)
         getters.append(getter)
+    _FILLED[cls] = tuple(name for name, getter in zip(TYPED_NAMES, getters, strict=True) if getter is not None)
     if not any(getters):
         return lambda data: _NONE
     active = [(i, g) for i, g in enumerate(getters) if g is not None]
@@ -120,8 +121,13 @@ def _extractor(cls: type) -> Extract:
     return extract
 
 
+_FILLED: dict[type, tuple[str, ...]] = {}
+
 EXTRACTORS: dict[type, Extract] = {cls: _extractor(cls) for cls in EVENT_CLASSES.values()}
 """Event class -> its typed values from its fields (`event.__dict__`)."""
+
+COLUMNS_OF: dict[str, tuple[str, ...]] = {kind: _FILLED[cls] for kind, cls in EVENT_CLASSES.items()}
+"""Event type -> the typed columns its events may fill (the others are always NULL for it)."""
 
 
 def typed_values(event: Event) -> tuple[Any, ...]:
