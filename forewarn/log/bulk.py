@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
@@ -48,8 +48,11 @@ from forewarn.events import (
     EVENT_ADAPTER,
     EVENT_CLASSES,
     SUBJECT_KINDS,
+    Event,
     EventBase,
     InputError,
+    KnownEntity,
+    SourcedEvent,
     WaiverGranted,
 )
 from forewarn.events.parse import (
@@ -65,11 +68,11 @@ from forewarn.events.parse import (
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
 from forewarn.log.chain import Chain
 from forewarn.log.columns import EXTRACTORS, Extract
-from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, PAYLOAD, EventStore, at_columns
+from forewarn.log.store import _AT_COLUMNS, COLUMNS, PAYLOAD, EventStore, at_columns, insert_rows
 
 __all__ = [
-    "BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_lines", "import_streaming",
-    "import_validated", "validate_lines",
+    "BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "check_events", "import_lines",
+    "import_streaming", "import_validated", "validate_lines",
 ]
 
 CHUNK_BYTES = 4 << 20
@@ -183,6 +186,83 @@ Chunk = tuple[
 ]
 
 
+class _ChunkBuilder:
+    """A chunk's rows and light data, one valid event at a time (`add`): what `parse_chunk` returns for lines,
+    and `check_events` for events already validated."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.numbers: list[int] = []
+        self.defs: Defs = {}
+        self.refs: Refs = {}
+        self.rules: list[tuple[int, str]] = []
+        self.ordered = True
+        self.last = -(1 << 63)
+
+    def add(self, event: Event, payload: str, number: int, tag: Any = None) -> None:
+        """One valid event, read at line `number`; `tag` (if not None) is added at the end of its row."""
+        entity, standard_defines, ref_fields, has_customers, has_customer, subject_fields, waiver, typed = (
+            _CLASS_PLANS[type(event)]
+        )
+        data = event.__dict__
+        at = data["at"]
+        at_text_us = _AT_COLUMNS.get(at)
+        if at_text_us is None:
+            at_text_us = at_columns(at)
+        at_us = at_text_us[1]
+        subject = None
+        for field in subject_fields:
+            value = data[field]
+            if value:
+                subject = value
+                break
+        entity_id = data[entity] if entity is not None else None
+        rows = self.rows
+        i = len(rows)
+        if tag is None:
+            rows.append((
+                data["id"], data["type"], at_text_us[0], at_us, subject, data["customer"] if has_customer else None,
+                entity, entity_id, payload, *typed(data),
+            ))  # = row_values(event, payload)
+        else:  # checked, not stored (`check_events`): what the checks read, and the tag
+            rows.append((data["id"], data["type"], None, at_us, None, None, None, None, payload, tag))
+        self.numbers.append(number)
+        if at_us < self.last:
+            self.ordered = False
+        self.last = at_us
+        defined = (entity, entity_id) if entity is not None else None
+        if not standard_defines:
+            defined = event.defines()
+        if defined is not None:
+            group = self.defs.get(defined[0])
+            if group is None:
+                group = self.defs[defined[0]] = ([], [])
+            group[0].append(defined[1])
+            group[1].append(i)
+        if ref_fields is None:
+            references = [(ref.field, ref.kinds, ref.id) for ref in event.references()]
+        else:  # = references(), as (field, kinds, id), in the same order
+            references = [(field, kinds, data[field]) for field, kinds in ref_fields if data[field] is not None]
+            if has_customers:
+                customers = data["customers"]
+                if customers != "all":
+                    references += [("customers", _CUSTOMER_KINDS, customer) for customer in customers]
+        refs = self.refs
+        for j, (field, kinds, ident) in enumerate(references):
+            entry = refs.get(kinds)
+            if entry is None:
+                entry = refs[kinds] = ([], [], [], [])
+            entry[0].append(field)
+            entry[1].append(ident)
+            entry[2].append(i)
+            entry[3].append(j)
+        if waiver:
+            self.rules.append((i, data["rule"]))
+
+    def chunk(self, errors: list[tuple[Any, ...]], lines: int, stopped: bool) -> Chunk:
+        return self.rows, self.numbers, self.defs, self.refs, self.rules, errors, lines, self.ordered, stopped
+
+
 def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_start: bool) -> Chunk:
     """Validate lines of one file: rows, light data and errors (line numbers counted from 1 in the chunk).
 
@@ -190,18 +270,11 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
     for the common line (bytes, not too long, valid, storable); any other line goes through `validate_line`
     itself, which reports its errors (so they are exactly its errors). An over-long line is the last one read.
     """
-    rows: list[tuple[Any, ...]] = []
-    numbers: list[int] = []
-    defs: Defs = {}
-    refs: Refs = {}
-    rules: list[tuple[int, str]] = []
+    built = _ChunkBuilder()
+    add = built.add
     errors: list[tuple[Any, ...]] = []
-    ordered = True
-    last = -(1 << 63)
     number = 0
     validate = EVENT_ADAPTER.validator.validate_json  # EVENT_ADAPTER.validate_json(line, by_name=False), direct
-    at_memo = _AT_COLUMNS
-    plans = _CLASS_PLANS
     for number, line in enumerate(lines, 1):
         try:
             if type(line) is not bytes or len(line) > MAX_LINE_BYTES or (
@@ -218,62 +291,11 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
                 if result is not None:
                     errors.extend((e.file, e.line, e.event_type, e.event_id, e.field, e.message) for e in result)
                     if result[-1].message == TOO_LONG:
-                        return rows, numbers, defs, refs, rules, errors, number, ordered, True
+                        return built.chunk(errors, number, True)
                 continue
             event, payload = result
-        entity, standard_defines, ref_fields, has_customers, has_customer, subject_fields, waiver, typed = plans[
-            type(event)
-        ]
-        data = event.__dict__
-        at = data["at"]
-        at_text_us = at_memo.get(at)
-        if at_text_us is None:
-            at_text_us = at_columns(at)
-        at_us = at_text_us[1]
-        subject = None
-        for field in subject_fields:
-            value = data[field]
-            if value:
-                subject = value
-                break
-        entity_id = data[entity] if entity is not None else None
-        i = len(rows)
-        rows.append((
-            data["id"], data["type"], at_text_us[0], at_us, subject, data["customer"] if has_customer else None,
-            entity, entity_id, payload, *typed(data),
-        ))  # = row_values(event, payload)
-        numbers.append(number)
-        if at_us < last:
-            ordered = False
-        last = at_us
-        defined = (entity, entity_id) if entity is not None else None
-        if not standard_defines:
-            defined = event.defines()
-        if defined is not None:
-            group = defs.get(defined[0])
-            if group is None:
-                group = defs[defined[0]] = ([], [])
-            group[0].append(defined[1])
-            group[1].append(i)
-        if ref_fields is None:
-            references = [(ref.field, ref.kinds, ref.id) for ref in event.references()]
-        else:  # = references(), as (field, kinds, id), in the same order
-            references = [(field, kinds, data[field]) for field, kinds in ref_fields if data[field] is not None]
-            if has_customers:
-                customers = data["customers"]
-                if customers != "all":
-                    references += [("customers", _CUSTOMER_KINDS, customer) for customer in customers]
-        for j, (field, kinds, ident) in enumerate(references):
-            entry = refs.get(kinds)
-            if entry is None:
-                entry = refs[kinds] = ([], [], [], [])
-            entry[0].append(field)
-            entry[1].append(ident)
-            entry[2].append(i)
-            entry[3].append(j)
-        if waiver:
-            rules.append((i, data["rule"]))
-    return rows, numbers, defs, refs, rules, errors, number, ordered, False
+        add(event, payload, number)
+    return built.chunk(errors, number, False)
 
 
 class _Unusual(Exception):
@@ -730,7 +752,7 @@ class _Import:
 
     def insert(self, n: int, rows: list[tuple[Any, ...]], ordered: bool) -> None:
         if self.staging is None and ordered and (self.last_at is None or rows[0][3] >= self.last_at):
-            self.conn.executemany(INSERT_SQL, self.chain.rows(rows, PAYLOAD))
+            insert_rows(self.conn, self.chain.rows(rows, PAYLOAD))
             self.inserted += len(rows)
             self.last_at = rows[-1][3]
             return
@@ -868,12 +890,106 @@ class _Import:
             if self.bulk:
                 self.drop_indexes()
         for rows in staging.in_at_order():
-            self.conn.executemany(INSERT_SQL, self.chain.rows(rows, PAYLOAD))
+            insert_rows(self.conn, self.chain.rows(rows, PAYLOAD))
 
     def close(self) -> None:
         if self.staging is not None:
             self.staging.close()
             self.staging = None
+
+
+class _Checks(_Import):
+    """The checks of an import, on events already validated and not to be stored (`check_events`): the same
+    rules, against a log given as mappings (its events' payloads, its entities' first definitions)."""
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        rule_ids: Collection[str] | None,
+        known_events: Mapping[str, str],
+        known_definitions: dict[tuple[str, str], int],
+    ) -> None:
+        self.known_events = known_events
+        self.kept: list[Any] = []  # tags of the fresh events, in order
+        self.payloads: list[str] = []  # of the fresh events
+        self.all_ordered = True
+        self.names = names
+        self.rule_ids = rule_ids
+        self.parse_errors = []
+        self.clash_errors = []
+        self.valid = 0
+        self.base = 1 if known_events or known_definitions else 0  # whether the log counts
+        self.known_ids = None
+        self.known_definitions = known_definitions
+        self.seen = {}
+        self.ids = []
+        self.types = []
+        self.ats = array("q")
+        self.lines = array("q")
+        self.file_starts = []
+        self.defs = {}
+        self.refs = {}
+        self.rules = {}
+        self.shared = {}
+        self.bulk = True  # never switches to the bulk mode (nothing is inserted)
+        self.inserted = 0
+        self.last_at = None
+        self.staging = None
+        self.staged_min = None
+
+    def lookup_known(self, ids: list[str]) -> dict[str, str]:
+        known = self.known_events
+        return {ident: known[ident] for ident in ids if ident in known} if known else {}
+
+    def payload_of(self, n: int) -> str:
+        return self.payloads[n]
+
+    def insert(self, n: int, rows: list[tuple[Any, ...]], ordered: bool) -> None:
+        if not ordered or (self.last_at is not None and rows[0][3] < self.last_at):
+            self.all_ordered = False
+        self.last_at = rows[-1][3]
+        self.payloads.extend(row[8] for row in rows)
+        self.kept.extend(row[-1] for row in rows)
+
+    def evaluation_order(self) -> list[int] | None:
+        if self.all_ordered:
+            return None
+        return sorted(range(self.fresh), key=self.ats.__getitem__)  # stable
+
+
+def check_events(
+    new: Sequence[SourcedEvent],
+    known_entities: Iterable[KnownEntity] = (),
+    known_events: Mapping[str, str] | None = None,
+    rule_ids: Collection[str] | None = None,
+) -> tuple[list[SourcedEvent], list[InputError]]:
+    """(events to append, errors) for validated events against a log and each other: the checks of an import
+    (`import_streaming`: identical repeats dropped, the same id with other content an error, every reference to
+    an entity defined earlier in evaluation order, a waiver's rule in the policy), for events read elsewhere
+    (`audit --events`). `known_entities` / `known_events`: what the log already holds (none: an empty log)."""
+    definitions: dict[tuple[str, str], int] = {}
+    for known in known_entities:
+        key = (known.kind, known.id)
+        at_us = at_columns(known.at)[1]
+        if at_us < definitions.get(key, 1 << 62):
+            definitions[key] = at_us
+    names: list[str] = []
+    index: dict[str, int] = {}
+    runs: list[tuple[int, _ChunkBuilder]] = []  # one chunk per run of events from one file
+    for position, item in enumerate(new):
+        file_index = index.get(item.file)
+        if file_index is None:
+            file_index = index[item.file] = len(names)
+            names.append(item.file)
+        if not runs or runs[-1][0] != file_index:
+            runs.append((file_index, _ChunkBuilder()))
+        runs[-1][1].add(item.event, item.canonical, item.line, position)
+    state = _Checks(names, rule_ids, known_events or {}, definitions)
+    with gc_paused():
+        for file_index, built in runs:
+            state.take(file_index, 0, built.chunk([], 0, False))
+        errors = [*state.clash_errors, *state.check_references(state.evaluation_order()), *state.check_rules()]
+    return [new[position] for position in state.kept], errors
 
 
 def _select(

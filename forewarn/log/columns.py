@@ -52,7 +52,6 @@ TYPED: tuple[tuple[str, str, str], ...] = (
 TYPED_NAMES = tuple(name for name, _, _ in TYPED)
 
 _SORTED = orjson.OPT_SORT_KEYS
-_NONE: tuple[None, ...] = (None,) * len(TYPED)
 _SUBJECTS = ("maintenance", "incident", "release")
 
 
@@ -68,57 +67,65 @@ def _labels(labels: Any) -> str | None:
     return None if labels is None else orjson.dumps(labels, option=_SORTED).decode()
 
 
-def _plain(name: str) -> Callable[[dict[str, Any]], Any]:
-    return lambda data: data[name]
+_STATED = tuple(name for name in TYPED_NAMES if name.startswith("stated_"))
+_NO_STATES: tuple[None, ...] = (None,) * len(_STATED)
+
+
+def _states(states: Any) -> tuple[Any, ...]:
+    """The stated_* columns (in `TYPED` order) of a communication's `states`."""
+    if states is None:
+        return _NO_STATES
+    return (_us(states.window_start), _us(states.window_end), states.impact, states.reason, _us(states.end),
+            _us(states.next_update_by))
 
 
 Extract = Callable[[dict[str, Any]], tuple[Any, ...]]
 
 
-def _extractor(cls: type) -> Extract:
-    """The function from an event of `cls`'s fields (`__dict__`) to its typed values: fields the class does
-    not have are NULL without a look-up (one call per event, no per-column branching on the type)."""
+def _expressions(cls: type) -> list[tuple[str, str | None]]:
+    """(column, Python expression of the event's fields `d` giving its value, or None: always NULL)."""
     fields = set(cls.model_fields)  # type: ignore[attr-defined]
-    getters: list[Callable[[dict[str, Any]], Any] | None] = []
+    out: list[tuple[str, str | None]] = []
     for name in TYPED_NAMES:
-        getter: Callable[[dict[str, Any]], Any] | None = None
-        if name == "subject_kind":
-            kinds = tuple(k for k in _SUBJECTS if k in fields)
+        expr: str | None = None
+        if name == "subject_kind":  # the first one set, as the `subject` column (forewarn.log.store.row_values)
+            kinds = [k for k in _SUBJECTS if k in fields]
             if kinds:
-                getter = lambda data, kinds=kinds: next((k for k in kinds if data[k]), None)  # noqa: E731
+                expr = "(" + " else ".join(f"{k!r} if d[{k!r}]" for k in kinds) + " else None)"
         elif name == "from_addr":
-            getter = _plain("from_") if "from_" in fields else None
+            expr = "d['from_']" if "from_" in fields else None
         elif name in ("to_list", "contacts"):
             field = "to" if name == "to_list" else "contacts"
-            getter = (lambda data, f=field: _list(data[f])) if field in fields else None
+            expr = f"_list(d[{field!r}])" if field in fields else None
         elif name == "labels":
-            getter = (lambda data: _labels(data["labels"])) if "labels" in fields else None
+            expr = "_labels(d['labels'])" if "labels" in fields else None
         elif name == "timezone":
-            getter = (lambda data: None if data["timezone"] == "UTC" else data["timezone"]) if name in fields else None
+            expr = "(None if d['timezone'] == 'UTC' else d['timezone'])" if name in fields else None
         elif name == "waived_subject":
-            getter = _plain("subject") if cls.__name__ == "WaiverGranted" else None
-        elif name.startswith("stated_"):
-            part = name.removeprefix("stated_")
-            if "states" in fields:
-                if part in ("impact", "reason"):
-                    getter = lambda data, p=part: None if data["states"] is None else getattr(data["states"], p)  # noqa: E731
-                else:
-                    getter = lambda data, p=part: None if data["states"] is None else _us(getattr(data["states"], p))  # noqa: E731
+            expr = "d['subject']" if cls.__name__ == "WaiverGranted" else None
+        elif name in _STATED:
+            expr = "_states(d['states'])" if "states" in fields else None
         elif name in fields:
-            getter = _plain(name)
-        getters.append(getter)
-    _FILLED[cls] = tuple(name for name, getter in zip(TYPED_NAMES, getters, strict=True) if getter is not None)
-    if not any(getters):
-        return lambda data: _NONE
-    active = [(i, g) for i, g in enumerate(getters) if g is not None]
+            expr = f"d[{name!r}]"
+        out.append((name, expr))
+    return out
 
-    def extract(data: dict[str, Any]) -> tuple[Any, ...]:
-        values: list[Any] = [None] * len(TYPED)
-        for i, get in active:
-            values[i] = get(data)
-        return tuple(values)
 
-    return extract
+def _extractor(cls: type) -> Extract:
+    """The function from an event of `cls`'s fields (`__dict__`) to its typed values, as one expression
+    compiled from `_expressions` (the names in it are ours: model fields and columns): one call per event,
+    no per-column dispatch, fields the class does not have NULL without a look-up."""
+    expressions = _expressions(cls)
+    _FILLED[cls] = tuple(name for name, expr in expressions if expr is not None)
+    parts = []
+    for name, expr in expressions:
+        if name in _STATED:
+            if name == _STATED[0]:
+                parts.append(f"*{expr}" if expr else ", ".join(["None"] * len(_STATED)))
+            continue
+        parts.append(expr or "None")
+    namespace = {"_list": _list, "_labels": _labels, "_states": _states}
+    return eval(f"lambda d: ({', '.join(parts)},)", namespace)  # type: ignore[no-any-return]
 
 
 _FILLED: dict[type, tuple[str, ...]] = {}
