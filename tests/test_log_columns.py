@@ -157,3 +157,18 @@ def test_ev_from_the_typed_columns_is_ev_from_the_payloads(tmp_path: Path) -> No
     finally:
         tables.close(from_columns)
         tables.close(from_payloads)
+
+
+def test_verify_reports_a_column_that_no_longer_says_what_the_payload_does(tmp_path: Path) -> None:
+    db = old_log(tmp_path)
+    assert run("upgrade", "--db", str(db))[0] == 0
+    assert run("verify", "--db", str(db))[0] == 0
+    conn = sqlite3.connect(db)  # the chain is intact (it covers the payload); the audit reads the column
+    conn.execute("DROP TRIGGER events_no_update")
+    seq = conn.execute("SELECT min(seq) FROM events WHERE type = 'communication.sent'").fetchone()[0]
+    conn.execute("UPDATE events SET kind = 'other' WHERE seq = ?", [seq])
+    conn.execute(schema.TRIGGERS["events_no_update"])
+    conn.commit()
+    conn.close()
+    code, out, _ = run("verify", "--db", str(db))
+    assert code == 1 and f"seq {seq}" in out and "columns changed: column(s) kind do not hold" in out

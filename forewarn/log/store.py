@@ -46,6 +46,21 @@ def _utc_text(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+BASE_COLUMNS: dict[str, str] = {
+    "seq": "recording sequence, from 1, dense (the primary key)",
+    "id": "the event's id (unique)",
+    "type": "the event type",
+    "at": "when it happened, RFC 3339 in UTC (`Z`)",
+    "at_us": "`at` in epoch microseconds (evaluation order: `at_us`, then `seq`)",
+    "subject": "the maintenance, incident or release it is about (the first of them set)",
+    "customer": "its `customer` field",
+    "entity_kind": "the kind of entity it defines (customer, maintenance, ...), if any",
+    "entity_id": "the id of the entity it defines",
+    "payload": "the event as canonical JSON (sorted keys, UTC `Z`, defaults left out): what the hash covers",
+    "hash": "the hash chain: SHA-256 over the previous hash, `seq` and `payload` (forewarn.log.chain)",
+}
+"""The columns of `events` besides the typed ones (forewarn.log.columns), and what each holds."""
+
 COLUMNS = ("id", "type", "at", "at_us", "subject", "customer", "entity_kind", "entity_id", "payload", *TYPED_NAMES)
 """The columns written for one event, in the order of `row_values` (the typed columns last: forewarn.log.columns)."""
 PAYLOAD = COLUMNS.index("payload")
