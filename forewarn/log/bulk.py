@@ -574,18 +574,20 @@ class _Import:
     them is kept in columns (and refs / definitions grouped by entity kind), the rows only until inserted.
     """
 
-    def __init__(self, store: EventStore, names: Sequence[str], rule_ids: Collection[str] | None) -> None:
-        self.store = store
-        self.conn = store.db.conn
+    def __init__(self, store: EventStore | None, names: Sequence[str], rule_ids: Collection[str] | None) -> None:
+        """`store`: the log appended to; None for checks only (`_Checks`)."""
+        if store is not None:
+            self.store = store
+            self.conn = store.db.conn
+            # the log before the import
+            tip = store.chain_tip()
+            self.base, self.base_head = tip.seq, tip.head
+            self.chain = tip  # advances with every row inserted into events (forewarn.log.chain)
         self.names = names
         self.rule_ids = rule_ids
         self.parse_errors: list[InputError] = []
         self.clash_errors: list[InputError] = []
         self.valid = 0  # valid events read (appended or unchanged)
-        # the log before the import
-        tip = store.chain_tip()
-        self.base, self.base_head = tip.seq, tip.head
-        self.chain = tip  # advances with every row inserted into events (forewarn.log.chain)
         self.known_ids: dict[str, int] | None = None  # id -> seq of the log's events, once in bulk mode
         self.known_definitions: dict[tuple[str, str], int] | None = None
         # fresh events
@@ -926,33 +928,14 @@ class _Checks(_Import):
         known_events: Mapping[str, str],
         known_definitions: dict[tuple[str, str], int],
     ) -> None:
+        super().__init__(None, names, rule_ids)
         self.known_events = known_events
         self.kept: list[Any] = []  # tags of the fresh events, in order
         self.payloads: list[str] = []  # of the fresh events
         self.all_ordered = True
-        self.names = names
-        self.rule_ids = rule_ids
-        self.parse_errors = []
-        self.clash_errors = []
-        self.valid = 0
         self.base = 1 if known_events or known_definitions else 0  # whether the log counts
-        self.known_ids = None
         self.known_definitions = known_definitions
-        self.seen = {}
-        self.ids = []
-        self.types = []
-        self.ats = array("q")
-        self.lines = array("q")
-        self.file_starts = []
-        self.defs = {}
-        self.refs = {}
-        self.rules = {}
-        self.shared = {}
         self.bulk = True  # never switches to the bulk mode (nothing is inserted)
-        self.inserted = 0
-        self.last_at = None
-        self.staging = None
-        self.staged_min = None
 
     def lookup_known(self, ids: list[str]) -> dict[str, str]:
         known = self.known_events
