@@ -172,3 +172,17 @@ def test_verify_reports_a_column_that_no_longer_says_what_the_payload_does(tmp_p
     conn.close()
     code, out, _ = run("verify", "--db", str(db))
     assert code == 1 and f"seq {seq}" in out and "columns changed: column(s) kind do not hold" in out
+
+
+def test_an_upgrade_of_a_log_another_process_writes_says_so(tmp_path: Path) -> None:
+    db = old_log(tmp_path)
+    before = rows(db)
+    writer = sqlite3.connect(db)
+    writer.execute("BEGIN IMMEDIATE")  # as an import or another upgrade holds it
+    try:
+        code, _, err = run("upgrade", "--db", str(db))
+    finally:
+        writer.rollback()
+        writer.close()
+    assert code == 2 and "the log is being written by another process" in err and "not a forewarn" not in err
+    assert rows(db) == before

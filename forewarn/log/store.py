@@ -419,6 +419,8 @@ def _database_error(exc: sqlite3.DatabaseError, path: str | Path) -> str:
     from forewarn.errors import describe
 
     message = None if "not a database" in str(exc) else describe(exc, str(path))
+    if message is None and "database is locked" in str(exc):  # e.g. an upgrade or an import holds the write lock
+        message = f"{path}: the log is being written by another process ({exc}): run it again when that is done"
     return message or f"{path}: not a forewarn event log ({exc})"
 
 
