@@ -2,7 +2,8 @@
 
 - reference/rule-vocabulary.md from forewarn/policy/schema.py (every key, value and lint code);
 - reference/event-fields.md from forewarn/events/models.py (every event type and field);
-- reference/cli.md from the click command line (every command's --help).
+- reference/cli.md from the click command line (every command's --help);
+- reference/log-schema.md from forewarn/log/store.py and forewarn/log/columns.py (the event log's tables).
 
     python docs/gen.py           # write the pages
     python docs/gen.py --check   # exit 1 if a committed page differs from what the code gives
@@ -267,7 +268,52 @@ def command_line() -> str:
     return "\n".join(out)
 
 
+# -- the log's schema --------------------------------------------------------------------------------
+
+
+def log_schema() -> str:
+    import sqlite3
+
+    from forewarn.log import schema
+    from forewarn.log.columns import TYPED
+    from forewarn.log.store import BASE_COLUMNS, EventStore
+
+    store = EventStore.memory()
+    conn: sqlite3.Connection = store.db.conn
+    columns = [(r[1], r[2]) for r in conn.execute("PRAGMA table_info(events)")]
+    indexes = [r[0] for r in conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL ORDER BY rowid"
+    )]
+    store.close()
+    meaning = {**BASE_COLUMNS, **{name: what for name, _, what in TYPED}}
+    out = [HEADER.format(source="forewarn/log/store.py, forewarn/log/columns.py"), "# Log schema", ""]
+    out += [
+        f"The SQLite event log, schema {schema.CURRENT} (`meta.schema_version`). One row per event in `events`;",
+        "the log is append-only (triggers refuse UPDATE and DELETE). The columns after `hash` are the typed",
+        "columns the audit reads: each holds what the canonical payload says (NULL where the payload has no",
+        "such field; instants in epoch microseconds; lists and labels as JSON text). `forewarn verify` checks",
+        "that every column agrees with the payload. [Integrity](../integrity.md) says how older logs are upgraded.",
+        "",
+        "## `events`",
+        "",
+        "| column | SQLite type | holds |",
+        "|---|---|---|",
+        *(f"| `{name}` | {kind or '-'} | {meaning.get(name, '')} |" for name, kind in columns),
+        "",
+        "## Indexes",
+        "",
+        *(f"- `{' '.join(sql.split())}`" for sql in indexes),
+        "",
+        "## Append-only triggers",
+        "",
+        *(f"- `{sql}`" for sql in schema.TRIGGERS.values()),
+        "",
+    ]
+    return "\n".join(out)
+
+
 PAGES = {
+    DOCS / "reference" / "log-schema.md": log_schema,
     DOCS / "reference" / "event-fields.md": event_fields,
     DOCS / "reference" / "rule-vocabulary.md": rule_vocabulary,
     DOCS / "reference" / "cli.md": command_line,

@@ -1,7 +1,8 @@
 """The streaming import (forewarn.log.bulk) behaves exactly like validate-everything-then-append.
 
 The reference is the straightforward algorithm built from the public pieces: parse every file into models,
-`check_log` against the log, append in evaluation order. Both run on the same inputs (out of order, split,
+the log checks as first written (`reference_check_log`, walking the events one by one) against the log, append
+in evaluation order. Both run on the same inputs (out of order, split,
 repeated, conflicting, dangling, bad lines, onto a log that already holds events) and must give the same
 errors, in the same order, and the same rows, whatever the chunking, the number of worker processes and
 whether the indexes are dropped for the append.
@@ -15,7 +16,8 @@ import os
 import random
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +25,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forewarn.events import check_log, evaluation_order, parse_files
+from forewarn.events import InputError, KnownEntity, SourcedEvent, evaluation_order, parse_files
+from forewarn.events.models import Reference, WaiverGranted
+from forewarn.events.parse import gc_paused
+from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
 from forewarn.instants import epoch_us as _epoch_us
 from forewarn.log import bulk
 from forewarn.log.source import InputErrors, import_files, read_store
@@ -39,6 +44,135 @@ RULES = {
 QUARTER_LINES = QUARTER.read_bytes().splitlines(keepends=True)
 
 
+# --------------------------------------------------------------------------- the reference checks
+
+_EMPTY: Mapping[str, str] = {}
+
+
+def reference_check_log(
+    new: Sequence[SourcedEvent],
+    known_entities: Iterable[KnownEntity] = (),
+    known_events: Mapping[str, str] = _EMPTY,
+    rule_ids: Collection[str] | None = None,
+) -> tuple[list[SourcedEvent], list[InputError]]:
+    """The log checks as they were first written, walking the events one by one: the oracle `forewarn.log.bulk`'s
+    checks (the one implementation) are compared with.
+
+    (events to append, errors) for new events against the log and each other.
+
+    Identical re-imports are dropped silently; the same id with other content is an
+    error; every reference must name an entity defined earlier in evaluation order
+    (`at`, then recording order: known events first, new ones in file/line order).
+    """
+    with gc_paused():
+        fresh, errors = _dedupe(new, known_events)
+        errors.extend(_check_references(fresh, known_entities))
+        if rule_ids is not None:
+            errors.extend(_check_rules(fresh, rule_ids))
+    return fresh, errors
+
+
+# --------------------------------------------------------------------------- ids
+
+
+def _dedupe(
+    new: Sequence[SourcedEvent], known_events: Mapping[str, str]
+) -> tuple[list[SourcedEvent], list[InputError]]:
+    """Drop identical repeats; report the same id with different content."""
+    fresh: list[SourcedEvent] = []
+    errors: list[InputError] = []
+    first: dict[str, SourcedEvent] = {}
+    for item in new:
+        ident = item.event.id
+        stored = known_events.get(ident)
+        if stored is not None:
+            if stored != item.canonical:
+                errors.append(_id_clash(item, "an event already in the log"))
+            continue
+        earlier = first.get(ident)
+        if earlier is None:
+            first[ident] = item
+            fresh.append(item)
+        elif earlier.canonical != item.canonical:
+            errors.append(_id_clash(item, f"the event at {earlier.where}"))
+    return fresh, errors
+
+
+def _id_clash(item: SourcedEvent, other: str) -> InputError:
+    return _located(item, "id", id_clash_message(other))
+
+
+def _located(item: SourcedEvent, field: str | None, message: str) -> InputError:
+    event = item.event
+    return InputError(item.file, item.line, event.type, event.id, field, message)
+
+
+def _check_references(
+    fresh: Sequence[SourcedEvent], known_entities: Iterable[KnownEntity]
+) -> list[InputError]:
+    """Walk known definitions and new events in evaluation order."""
+    known = sorted(known_entities, key=lambda k: (k.at, k.seq))
+    ordered = evaluation_order(fresh)
+    defined: defaultdict[str, set[str]] = defaultdict(set)
+    dangling: list[tuple[SourcedEvent, Reference]] = []
+    k, n_known = 0, len(known)
+    for item in ordered:
+        event = item.event
+        at = event.at
+        while k < n_known and known[k].at <= at:  # known events win ties
+            defined[known[k].kind].add(known[k].id)
+            k += 1
+        # event.references(), without building a Reference for every reference that resolves
+        for name, kinds in event.REFS:
+            value = getattr(event, name)
+            if value is not None and not (
+                value in defined[kinds[0]] or any(value in defined[kind] for kind in kinds[1:])
+            ):
+                dangling.append((item, Reference(name, kinds, value)))
+        if event.HAS_CUSTOMERS and event.customers != "all":  # type: ignore[attr-defined]
+            customers = defined["customer"]
+            dangling.extend(
+                (item, Reference("customers", ("customer",), c))
+                for c in event.customers  # type: ignore[attr-defined]
+                if c not in customers
+            )
+        if event.ENTITY is not None:
+            defined[event.ENTITY].add(getattr(event, event.ENTITY))
+    if not dangling:
+        return []
+    later = _definitions(ordered)
+    return [_dangling(item, ref, later) for item, ref in dangling]
+
+
+def _definitions(ordered: Sequence[SourcedEvent]) -> dict[tuple[str, str], SourcedEvent]:
+    """First new event (in evaluation order) defining each (kind, id)."""
+    found: dict[tuple[str, str], SourcedEvent] = {}
+    for item in ordered:
+        entity = item.event.defines()
+        if entity is not None:
+            found.setdefault(entity, item)
+    return found
+
+
+def _dangling(
+    item: SourcedEvent, ref: Reference, later: Mapping[tuple[str, str], SourcedEvent]
+) -> InputError:
+    definer = next((later[(kind, ref.id)] for kind in ref.kinds if (kind, ref.id) in later), None)
+    where = None if definer is None else (definer.event.at, definer.where)
+    return _located(item, ref.field, dangling_message(ref.field, ref.kinds, ref.id, item.event.at, where))
+
+
+def _check_rules(fresh: Sequence[SourcedEvent], rule_ids: Collection[str]) -> list[InputError]:
+    """A waiver's rule must name a rule of the policy in force."""
+    errors: list[InputError] = []
+    for item in fresh:
+        event = item.event
+        if isinstance(event, WaiverGranted) and event.rule not in rule_ids:
+            errors.append(_located(item, "rule", unknown_rule_message(event.rule, rule_ids)))
+    return errors
+
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -51,7 +185,7 @@ def reference_import(db: Path, paths: Sequence[Path], rule_ids: set[str] | None 
             return [str(e) for e in errors]
         store.begin_exclusive()
         known = store.known_events(s.event.id for s in parsed)
-        fresh, errors = check_log(parsed, store.known_entities(), known, rule_ids)
+        fresh, errors = reference_check_log(parsed, store.known_entities(), known, rule_ids)
         if errors:
             store.rollback()
             return [str(e) for e in errors]

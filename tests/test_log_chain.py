@@ -292,15 +292,16 @@ def test_read_only_commands_refuse_an_old_log_and_say_how_to_upgrade_it(tmp_path
     for command in (["audit"], ["plan"], ["verify"]):
         code, _, err = run(*command, "--db", str(db), *(["--as-of", AS_OF] if command != ["verify"] else []))
         assert code == 2, command
-        assert f"this log is schema 1, this forewarn reads schema 2: run `forewarn upgrade --db {db}`" in err
+        reads = f"this forewarn reads schema {schema.CURRENT}"
+        assert f"this log is schema 1, {reads}: run `forewarn upgrade --db {db}`" in err
     assert dump(db) == before
 
 
 def test_upgrade_then_the_log_verifies_and_audits_as_a_fresh_import(tmp_path: Path) -> None:
     db = old_log(tmp_path)
     code, _, err = run("upgrade", "--db", str(db))
-    assert code == 0 and "upgraded" in err and "from schema 1 to 2" in err
-    assert dump(db)[2] == [("schema_version", "2")]
+    assert code == 0 and "upgraded" in err and f"from schema 1 to {schema.CURRENT}" in err
+    assert dump(db)[2] == [("schema_version", str(schema.CURRENT))]
     assert stored_chain(db) == expected_chain(db)
     assert verify(db)[0] == 0
     fresh = imported(tmp_path, "fresh.db")
@@ -310,19 +311,19 @@ def test_upgrade_then_the_log_verifies_and_audits_as_a_fresh_import(tmp_path: Pa
         fresh_report = run("audit", "--db", str(fresh), "--as-of", AS_OF, "--format", fmt)
         assert old_report == fresh_report
     code, _, err = run("upgrade", "--db", str(db))
-    assert code == 0 and "is schema 2 already" in err
+    assert code == 0 and f"is schema {schema.CURRENT} already" in err
 
 
 def test_import_and_run_upgrade_an_old_log_first(tmp_path: Path) -> None:
     db = old_log(tmp_path)
     code, _, err = run("import", str(QUARTER), "--db", str(db))
     assert code == 0 and "nothing to append" in err
-    assert dump(db)[2] == [("schema_version", "2")] and verify(db)[0] == 0
+    assert dump(db)[2] == [("schema_version", str(schema.CURRENT))] and verify(db)[0] == 0
     db = old_log(tmp_path)
     code, _, err = run("run", "--once", "--now", "2026-07-01T00:00:00Z", "--db", str(db), "--outbox",
                        str(tmp_path / "outbox"))
     assert code in (0, 1) and "failed 0" in err, err  # 1: what was missed goes out late, as the alerts say
-    assert dump(db)[2] == [("schema_version", "2")] and verify(db)[0] == 0
+    assert dump(db)[2] == [("schema_version", str(schema.CURRENT))] and verify(db)[0] == 0
 
 
 def test_a_failed_upgrade_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -337,7 +338,8 @@ def test_a_failed_upgrade_changes_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(schema, "MIGRATIONS", [breaks_halfway])
     code, _, err = run("upgrade", "--db", str(db))
     assert code == 2 and err == (
-        f"forewarn: error: {db}: the upgrade from schema 1 to 2 failed (disk I/O error); nothing was changed\n"
+        f"forewarn: error: {db}: the upgrade from schema 1 to {schema.CURRENT} failed (disk I/O error);"
+        " nothing was changed\n"
     )
     assert dump(db) == before  # rows, schema (triggers and all) and version as they were
     conn = sqlite3.connect(db)
@@ -351,19 +353,20 @@ def test_migrations_run_in_order_in_one_transaction(tmp_path: Path, monkeypatch:
     db = old_log(tmp_path)
     ran: list[int] = []
 
-    def v3(conn: sqlite3.Connection) -> None:
+    def next_step(conn: sqlite3.Connection) -> None:
         assert conn.in_transaction
         assert "hash" in {r[1] for r in conn.execute("PRAGMA table_info(events)")}  # v2 ran first
         assert not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger'").fetchall()  # guards down
         conn.execute("ALTER TABLE events ADD COLUMN extra TEXT")
-        ran.append(3)
+        assert "communication" in {r[1] for r in conn.execute("PRAGMA table_info(events)")}  # and v3
+        ran.append(schema.CURRENT)
 
-    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, v3])
-    monkeypatch.setattr(schema, "CURRENT", 3)
-    assert schema.upgrade(sqlite3.connect(db), str(db)) == (1, 3)
-    assert ran == [3]
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, next_step])
+    monkeypatch.setattr(schema, "CURRENT", schema.CURRENT + 1)
+    assert schema.upgrade(sqlite3.connect(db), str(db)) == (1, schema.CURRENT)
+    assert ran == [schema.CURRENT]
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM meta").fetchone() == ("3",)
+    assert conn.execute("SELECT value FROM meta").fetchone() == (str(schema.CURRENT),)
     assert sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")) == sorted(
         schema.TRIGGERS
     )

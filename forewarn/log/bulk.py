@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
@@ -48,8 +48,11 @@ from forewarn.events import (
     EVENT_ADAPTER,
     EVENT_CLASSES,
     SUBJECT_KINDS,
+    Event,
     EventBase,
     InputError,
+    KnownEntity,
+    SourcedEvent,
     WaiverGranted,
 )
 from forewarn.events.parse import (
@@ -64,11 +67,12 @@ from forewarn.events.parse import (
 )
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
 from forewarn.log.chain import Chain
-from forewarn.log.store import _AT_COLUMNS, COLUMNS, INSERT_SQL, PAYLOAD, EventStore, at_columns
+from forewarn.log.columns import EXTRACTORS, Extract
+from forewarn.log.store import _AT_COLUMNS, COLUMNS, PAYLOAD, EventStore, at_columns, insert_rows
 
 __all__ = [
-    "BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "import_lines", "import_streaming",
-    "import_validated", "validate_lines",
+    "BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "check_events", "import_lines",
+    "import_streaming", "import_validated", "validate_lines",
 ]
 
 CHUNK_BYTES = 4 << 20
@@ -108,9 +112,14 @@ class _Trace:
     def reset(self) -> None:
         self.on = bool(os.environ.get("FOREWARN_IMPORT_TRACE"))
         self.waited = 0.0
+        self.chaining = self.inserting = self.checking = 0.0  # this process's CPU seconds in each, while reading
         if self.on:  # the clocks are read per request of the API too: only when traced
             self.wall = self.start = time.perf_counter()
             self.cpu = time.process_time()
+
+    def note(self, text: str) -> None:
+        if self.on:
+            print(f"import:   {text}", file=sys.stderr)
 
     def __call__(self, label: str) -> None:
         if self.on:
@@ -137,6 +146,7 @@ ClassPlan = tuple[
     bool,  # whether the class has a `customer` field
     tuple[str, ...],  # its subject fields, in SUBJECT_KINDS order (as `row_values`: the first one set)
     bool,  # whether it is a waiver (its rule is checked)
+    Extract,  # its typed column values (forewarn.log.columns)
 ]
 
 
@@ -153,6 +163,7 @@ def _class_plans() -> dict[type, ClassPlan]:
             "customer" in fields,
             tuple(f for f in SUBJECT_KINDS if f in fields),
             issubclass(cls, WaiverGranted),
+            EXTRACTORS[cls],
         )
     return plans
 
@@ -180,6 +191,83 @@ Chunk = tuple[
 ]
 
 
+class _ChunkBuilder:
+    """A chunk's rows and light data, one valid event at a time (`add`): what `parse_chunk` returns for lines,
+    and `check_events` for events already validated."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.numbers: list[int] = []
+        self.defs: Defs = {}
+        self.refs: Refs = {}
+        self.rules: list[tuple[int, str]] = []
+        self.ordered = True
+        self.last = -(1 << 63)
+
+    def add(self, event: Event, payload: str, number: int, tag: Any = None) -> None:
+        """One valid event, read at line `number`; `tag` (if not None) is added at the end of its row."""
+        entity, standard_defines, ref_fields, has_customers, has_customer, subject_fields, waiver, typed = (
+            _CLASS_PLANS[type(event)]
+        )
+        data = event.__dict__
+        at = data["at"]
+        at_text_us = _AT_COLUMNS.get(at)
+        if at_text_us is None:
+            at_text_us = at_columns(at)
+        at_us = at_text_us[1]
+        subject = None
+        for field in subject_fields:
+            value = data[field]
+            if value:
+                subject = value
+                break
+        entity_id = data[entity] if entity is not None else None
+        rows = self.rows
+        i = len(rows)
+        if tag is None:
+            rows.append((
+                data["id"], data["type"], at_text_us[0], at_us, subject, data["customer"] if has_customer else None,
+                entity, entity_id, payload, *typed(data),
+            ))  # = row_values(event, payload)
+        else:  # checked, not stored (`check_events`): what the checks read, and the tag
+            rows.append((data["id"], data["type"], None, at_us, None, None, None, None, payload, tag))
+        self.numbers.append(number)
+        if at_us < self.last:
+            self.ordered = False
+        self.last = at_us
+        defined = (entity, entity_id) if entity is not None else None
+        if not standard_defines:
+            defined = event.defines()
+        if defined is not None:
+            group = self.defs.get(defined[0])
+            if group is None:
+                group = self.defs[defined[0]] = ([], [])
+            group[0].append(defined[1])
+            group[1].append(i)
+        if ref_fields is None:
+            references = [(ref.field, ref.kinds, ref.id) for ref in event.references()]
+        else:  # = references(), as (field, kinds, id), in the same order
+            references = [(field, kinds, data[field]) for field, kinds in ref_fields if data[field] is not None]
+            if has_customers:
+                customers = data["customers"]
+                if customers != "all":
+                    references += [("customers", _CUSTOMER_KINDS, customer) for customer in customers]
+        refs = self.refs
+        for j, (field, kinds, ident) in enumerate(references):
+            entry = refs.get(kinds)
+            if entry is None:
+                entry = refs[kinds] = ([], [], [], [])
+            entry[0].append(field)
+            entry[1].append(ident)
+            entry[2].append(i)
+            entry[3].append(j)
+        if waiver:
+            self.rules.append((i, data["rule"]))
+
+    def chunk(self, errors: list[tuple[Any, ...]], lines: int, stopped: bool) -> Chunk:
+        return self.rows, self.numbers, self.defs, self.refs, self.rules, errors, lines, self.ordered, stopped
+
+
 def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_start: bool) -> Chunk:
     """Validate lines of one file: rows, light data and errors (line numbers counted from 1 in the chunk).
 
@@ -187,18 +275,11 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
     for the common line (bytes, not too long, valid, storable); any other line goes through `validate_line`
     itself, which reports its errors (so they are exactly its errors). An over-long line is the last one read.
     """
-    rows: list[tuple[Any, ...]] = []
-    numbers: list[int] = []
-    defs: Defs = {}
-    refs: Refs = {}
-    rules: list[tuple[int, str]] = []
+    built = _ChunkBuilder()
+    add = built.add
     errors: list[tuple[Any, ...]] = []
-    ordered = True
-    last = -(1 << 63)
     number = 0
     validate = EVENT_ADAPTER.validator.validate_json  # EVENT_ADAPTER.validate_json(line, by_name=False), direct
-    at_memo = _AT_COLUMNS
-    plans = _CLASS_PLANS
     for number, line in enumerate(lines, 1):
         try:
             if type(line) is not bytes or len(line) > MAX_LINE_BYTES or (
@@ -215,62 +296,11 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
                 if result is not None:
                     errors.extend((e.file, e.line, e.event_type, e.event_id, e.field, e.message) for e in result)
                     if result[-1].message == TOO_LONG:
-                        return rows, numbers, defs, refs, rules, errors, number, ordered, True
+                        return built.chunk(errors, number, True)
                 continue
             event, payload = result
-        entity, standard_defines, ref_fields, has_customers, has_customer, subject_fields, waiver = plans[
-            type(event)
-        ]
-        data = event.__dict__
-        at = data["at"]
-        at_text_us = at_memo.get(at)
-        if at_text_us is None:
-            at_text_us = at_columns(at)
-        at_us = at_text_us[1]
-        subject = None
-        for field in subject_fields:
-            value = data[field]
-            if value:
-                subject = value
-                break
-        entity_id = data[entity] if entity is not None else None
-        i = len(rows)
-        rows.append((
-            data["id"], data["type"], at_text_us[0], at_us, subject, data["customer"] if has_customer else None,
-            entity, entity_id, payload,
-        ))  # = row_values(event, payload)
-        numbers.append(number)
-        if at_us < last:
-            ordered = False
-        last = at_us
-        defined = (entity, entity_id) if entity is not None else None
-        if not standard_defines:
-            defined = event.defines()
-        if defined is not None:
-            group = defs.get(defined[0])
-            if group is None:
-                group = defs[defined[0]] = ([], [])
-            group[0].append(defined[1])
-            group[1].append(i)
-        if ref_fields is None:
-            references = [(ref.field, ref.kinds, ref.id) for ref in event.references()]
-        else:  # = references(), as (field, kinds, id), in the same order
-            references = [(field, kinds, data[field]) for field, kinds in ref_fields if data[field] is not None]
-            if has_customers:
-                customers = data["customers"]
-                if customers != "all":
-                    references += [("customers", _CUSTOMER_KINDS, customer) for customer in customers]
-        for j, (field, kinds, ident) in enumerate(references):
-            entry = refs.get(kinds)
-            if entry is None:
-                entry = refs[kinds] = ([], [], [], [])
-            entry[0].append(field)
-            entry[1].append(ident)
-            entry[2].append(i)
-            entry[3].append(j)
-        if waiver:
-            rules.append((i, data["rule"]))
-    return rows, numbers, defs, refs, rules, errors, number, ordered, False
+        add(event, payload, number)
+    return built.chunk(errors, number, False)
 
 
 class _Unusual(Exception):
@@ -544,18 +574,20 @@ class _Import:
     them is kept in columns (and refs / definitions grouped by entity kind), the rows only until inserted.
     """
 
-    def __init__(self, store: EventStore, names: Sequence[str], rule_ids: Collection[str] | None) -> None:
-        self.store = store
-        self.conn = store.db.conn
+    def __init__(self, store: EventStore | None, names: Sequence[str], rule_ids: Collection[str] | None) -> None:
+        """`store`: the log appended to; None for checks only (`_Checks`)."""
+        if store is not None:
+            self.store = store
+            self.conn = store.db.conn
+            # the log before the import
+            tip = store.chain_tip()
+            self.base, self.base_head = tip.seq, tip.head
+            self.chain = tip  # advances with every row inserted into events (forewarn.log.chain)
         self.names = names
         self.rule_ids = rule_ids
         self.parse_errors: list[InputError] = []
         self.clash_errors: list[InputError] = []
         self.valid = 0  # valid events read (appended or unchanged)
-        # the log before the import
-        tip = store.chain_tip()
-        self.base, self.base_head = tip.seq, tip.head
-        self.chain = tip  # advances with every row inserted into events (forewarn.log.chain)
         self.known_ids: dict[str, int] | None = None  # id -> seq of the log's events, once in bulk mode
         self.known_definitions: dict[tuple[str, str], int] | None = None
         # fresh events
@@ -725,9 +757,21 @@ class _Import:
     def file_of(self, n: int) -> int:
         return self.file_starts[bisect.bisect_right(self.file_starts, (n, 1 << 62)) - 1][1]
 
+    def append(self, rows: list[tuple[Any, ...]]) -> None:
+        """Chain the rows (in this order) and insert them."""
+        if not _trace.on:
+            insert_rows(self.conn, self.chain.rows(rows, PAYLOAD))
+            return
+        start = time.process_time()
+        chained = self.chain.rows(rows, PAYLOAD)
+        middle = time.process_time()
+        insert_rows(self.conn, chained)
+        _trace.chaining += middle - start
+        _trace.inserting += time.process_time() - middle
+
     def insert(self, n: int, rows: list[tuple[Any, ...]], ordered: bool) -> None:
         if self.staging is None and ordered and (self.last_at is None or rows[0][3] >= self.last_at):
-            self.conn.executemany(INSERT_SQL, self.chain.rows(rows, PAYLOAD))
+            self.append(rows)
             self.inserted += len(rows)
             self.last_at = rows[-1][3]
             return
@@ -865,12 +909,87 @@ class _Import:
             if self.bulk:
                 self.drop_indexes()
         for rows in staging.in_at_order():
-            self.conn.executemany(INSERT_SQL, self.chain.rows(rows, PAYLOAD))
+            self.append(rows)
 
     def close(self) -> None:
         if self.staging is not None:
             self.staging.close()
             self.staging = None
+
+
+class _Checks(_Import):
+    """The checks of an import, on events already validated and not to be stored (`check_events`): the same
+    rules, against a log given as mappings (its events' payloads, its entities' first definitions)."""
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        rule_ids: Collection[str] | None,
+        known_events: Mapping[str, str],
+        known_definitions: dict[tuple[str, str], int],
+    ) -> None:
+        super().__init__(None, names, rule_ids)
+        self.known_events = known_events
+        self.kept: list[Any] = []  # tags of the fresh events, in order
+        self.payloads: list[str] = []  # of the fresh events
+        self.all_ordered = True
+        self.base = 1 if known_events or known_definitions else 0  # whether the log counts
+        self.known_definitions = known_definitions
+        self.bulk = True  # never switches to the bulk mode (nothing is inserted)
+
+    def lookup_known(self, ids: list[str]) -> dict[str, str]:
+        known = self.known_events
+        return {ident: known[ident] for ident in ids if ident in known} if known else {}
+
+    def payload_of(self, n: int) -> str:
+        return self.payloads[n]
+
+    def insert(self, n: int, rows: list[tuple[Any, ...]], ordered: bool) -> None:
+        if not ordered or (self.last_at is not None and rows[0][3] < self.last_at):
+            self.all_ordered = False
+        self.last_at = rows[-1][3]
+        self.payloads.extend(row[8] for row in rows)
+        self.kept.extend(row[-1] for row in rows)
+
+    def evaluation_order(self) -> list[int] | None:
+        if self.all_ordered:
+            return None
+        return sorted(range(self.fresh), key=self.ats.__getitem__)  # stable
+
+
+def check_events(
+    new: Sequence[SourcedEvent],
+    known_entities: Iterable[KnownEntity] = (),
+    known_events: Mapping[str, str] | None = None,
+    rule_ids: Collection[str] | None = None,
+) -> tuple[list[SourcedEvent], list[InputError]]:
+    """(events to append, errors) for validated events against a log and each other: the checks of an import
+    (`import_streaming`: identical repeats dropped, the same id with other content an error, every reference to
+    an entity defined earlier in evaluation order, a waiver's rule in the policy), for events read elsewhere
+    (`audit --events`). `known_entities` / `known_events`: what the log already holds (none: an empty log)."""
+    definitions: dict[tuple[str, str], int] = {}
+    for known in known_entities:
+        key = (known.kind, known.id)
+        at_us = at_columns(known.at)[1]
+        if at_us < definitions.get(key, 1 << 62):
+            definitions[key] = at_us
+    names: list[str] = []
+    index: dict[str, int] = {}
+    runs: list[tuple[int, _ChunkBuilder]] = []  # one chunk per run of events from one file
+    for position, item in enumerate(new):
+        file_index = index.get(item.file)
+        if file_index is None:
+            file_index = index[item.file] = len(names)
+            names.append(item.file)
+        if not runs or runs[-1][0] != file_index:
+            runs.append((file_index, _ChunkBuilder()))
+        runs[-1][1].add(item.event, item.canonical, item.line, position)
+    state = _Checks(names, rule_ids, known_events or {}, definitions)
+    with gc_paused():
+        for file_index, built in runs:
+            state.take(file_index, 0, built.chunk([], 0, False))
+        errors = [*state.clash_errors, *state.check_references(state.evaluation_order()), *state.check_rules()]
+    return [new[position] for position in state.kept], errors
 
 
 def _select(
@@ -1044,13 +1163,19 @@ def _run(
                     unreadable.add(file_index)
                     state.parse_errors.append(InputError(names[file_index], 0, None, None, None, chunk))
             elif file_index not in stopped:
+                taking = time.process_time() if _trace.on else 0.0
                 state.take(file_index, line_base, chunk)
+                if _trace.on:
+                    _trace.checking += time.process_time() - taking
                 line_base += chunk[6]
                 if chunk[8]:
                     stopped.add(file_index)
             if progress is not None:
                 progress(size)
         _trace(f"read (waited {_trace.waited:.2f} s)")
+        _trace.note(f"of which: chain {_trace.chaining:.2f} s cpu, insert {_trace.inserting:.2f} s cpu,"
+                    f" checks as chunks came {_trace.checking - _trace.chaining - _trace.inserting:.2f} s cpu;"
+                    " the rest validation (here) and waiting")
         if state.parse_errors:
             tx.rollback()
             return 0, 0, [*changed(), *state.parse_errors]  # a file still being written: say so first

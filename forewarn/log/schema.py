@@ -107,9 +107,44 @@ def _v2_hash_chain(conn: sqlite3.Connection) -> None:
         conn.executemany("UPDATE events SET hash = ? WHERE seq = ?", hashes)
 
 
+def _v3_typed_columns(conn: sqlite3.Connection) -> None:
+    """Schema 3: the typed columns (forewarn.log.columns), filled from the payloads as recorded.
+
+    Each payload is validated again (it was when recorded) to derive its columns exactly as an import does;
+    a payload that no longer validates fails the upgrade: the log was altered (`forewarn verify` says how).
+    """
+    from pydantic import ValidationError
+
+    from forewarn.events import EVENT_ADAPTER
+    from forewarn.log.columns import EXTRACTORS, TYPED
+
+    for name, kind, _ in TYPED:
+        conn.execute(f"ALTER TABLE events ADD COLUMN [{name}] {kind}")  # names of ours, not input
+    assignments = ", ".join(f"[{name}] = ?" for name, _, _ in TYPED)
+    update = f"UPDATE events SET {assignments} WHERE seq = ?"
+    validate = EVENT_ADAPTER.validate_json
+    last = 0
+    while True:
+        rows = conn.execute(
+            "SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?", [last, UPGRADE_BATCH]
+        ).fetchall()
+        if not rows:
+            return
+        values = []
+        for seq, payload in rows:
+            try:
+                event = validate(payload)
+            except ValidationError as exc:
+                altered = f"the event at seq {seq} is not a valid event (the log was altered)"
+                raise sqlite3.DatabaseError(altered) from exc
+            values.append((*EXTRACTORS[type(event)](event.__dict__), seq))
+        last = rows[-1][0]
+        conn.executemany(update, values)
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
-MIGRATIONS: list[Migration] = [_v2_hash_chain]
+MIGRATIONS: list[Migration] = [_v2_hash_chain, _v3_typed_columns]
 """MIGRATIONS[i] upgrades a log of schema i + 1 to schema i + 2, within the caller's transaction."""
 
 CURRENT = len(MIGRATIONS) + 1

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import sqlite_utils
 
-from forewarn.events import ENTITY_OF, SUBJECT_KINDS, Event, KnownEntity, SourcedEvent
+from forewarn.events import ENTITY_OF, EVENT_CLASSES, SUBJECT_KINDS, Event, KnownEntity, SourcedEvent
 from forewarn.instants import epoch_us
 from forewarn.log import schema
 from forewarn.log.chain import GENESIS, Chain, Fingerprint
+from forewarn.log.columns import COLUMNS_OF, EXTRACTORS, TYPED, TYPED_NAMES
 
 SCHEMA_VERSION = str(schema.CURRENT)
 PAGE_SIZE = 8192
@@ -43,11 +46,66 @@ def _utc_text(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-COLUMNS = ("id", "type", "at", "at_us", "subject", "customer", "entity_kind", "entity_id", "payload")
-"""The columns written for one event, in the order of `row_values`."""
+BASE_COLUMNS: dict[str, str] = {
+    "seq": "recording sequence, from 1, dense (the primary key)",
+    "id": "the event's id (unique)",
+    "type": "the event type",
+    "at": "when it happened, RFC 3339 in UTC (`Z`)",
+    "at_us": "`at` in epoch microseconds (evaluation order: `at_us`, then `seq`)",
+    "subject": "the maintenance, incident or release it is about (the first of them set)",
+    "customer": "its `customer` field",
+    "entity_kind": "the kind of entity it defines (customer, maintenance, ...), if any",
+    "entity_id": "the id of the entity it defines",
+    "payload": "the event as canonical JSON (sorted keys, UTC `Z`, defaults left out): what the hash covers",
+    "hash": "the hash chain: SHA-256 over the previous hash, `seq` and `payload` (forewarn.log.chain)",
+}
+"""The columns of `events` besides the typed ones (forewarn.log.columns), and what each holds."""
+
+COLUMNS = ("id", "type", "at", "at_us", "subject", "customer", "entity_kind", "entity_id", "payload", *TYPED_NAMES)
+"""The columns written for one event, in the order of `row_values` (the typed columns last: forewarn.log.columns)."""
 PAYLOAD = COLUMNS.index("payload")
 INSERT_SQL = f"INSERT INTO events ({', '.join(COLUMNS)}, seq, hash) VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
 """Inserts one event: its `COLUMNS`, then its (seq, hash) (`Chain.rows`)."""
+
+
+def _filled_by(kind: str) -> tuple[str, ...]:
+    """The columns an event of type `kind` may fill (the others are NULL for every event of the type)."""
+    fields = EVENT_CLASSES[kind].model_fields
+    maybe = {"id", "type", "at", "at_us", "payload", *COLUMNS_OF[kind]}
+    if any(f in fields for f in SUBJECT_KINDS):
+        maybe.add("subject")
+    if "customer" in fields:
+        maybe.add("customer")
+    if ENTITY_OF.get(kind):
+        maybe.update(("entity_kind", "entity_id"))
+    return tuple(c for c in COLUMNS if c in maybe)
+
+
+def _insert_of(kind: str) -> tuple[str, Callable[[tuple[Any, ...]], tuple[Any, ...]]]:
+    names = [*_filled_by(kind), "seq", "hash"]
+    every = [*COLUMNS, "seq", "hash"]
+    sql = f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    return sql, itemgetter(*(every.index(name) for name in names))
+
+
+_INSERTS = {kind: _insert_of(kind) for kind in EVENT_CLASSES}
+
+
+def insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert rows of `COLUMNS` + (seq, hash), by type, each type binding only the columns its events may fill.
+
+    A NULL costs more to bind than a value (Python's sqlite3 looks for an adapter for None) and most of the
+    typed columns are NULL for most types; the order of insertion does not matter (`seq` is given).
+    """
+    by_type: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        group = by_type.get(row[1])
+        if group is None:
+            group = by_type[row[1]] = []
+        group.append(row)
+    for kind, group in by_type.items():
+        sql, project = _INSERTS[kind]
+        conn.executemany(sql, map(project, group))
 
 
 _AT_COLUMNS: dict[datetime, tuple[str, int]] = {}
@@ -86,6 +144,7 @@ def row_values(event: Event, canonical: str) -> tuple[object, ...]:
         entity_kind,
         data.get(entity_kind) if entity_kind else None,
         canonical,
+        *EXTRACTORS[type(event)](data),
     )
 
 
@@ -159,6 +218,7 @@ class EventStore:
                     "entity_id": str,
                     "payload": str,
                     "hash": bytes,  # forewarn.log.chain
+                    **{name: int if kind == "INTEGER" else str for name, kind, _ in TYPED},  # forewarn.log.columns
                 },
                 pk="seq",
                 not_null={"id", "type", "at", "at_us", "payload"},
@@ -188,7 +248,7 @@ class EventStore:
 
     def append_in_transaction(self, events: Sequence[SourcedEvent]) -> int:
         """Append within the transaction opened by `begin_exclusive`."""
-        self.db.conn.executemany(INSERT_SQL, self.chain_tip().rows(map(_row, events), PAYLOAD))
+        insert_rows(self.db.conn, self.chain_tip().rows(map(_row, events), PAYLOAD))
         return len(events)
 
     def chain_tip(self) -> Chain:
@@ -359,6 +419,8 @@ def _database_error(exc: sqlite3.DatabaseError, path: str | Path) -> str:
     from forewarn.errors import describe
 
     message = None if "not a database" in str(exc) else describe(exc, str(path))
+    if message is None and "database is locked" in str(exc):  # e.g. an upgrade or an import holds the write lock
+        message = f"{path}: the log is being written by another process ({exc}): run it again when that is done"
     return message or f"{path}: not a forewarn event log ({exc})"
 
 

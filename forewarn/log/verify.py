@@ -8,6 +8,10 @@ stops at the first event that breaks the chain, saying what is wrong with it:
 - `payload changed`: the payload no longer matches its hash, while the chain goes on from that hash;
 - `hash missing` / `hash mismatch`: the event has no hash, or one that matches nothing recorded there.
 
+With the chain intact, it checks that every event's other columns (its typed columns, forewarn.log.columns,
+and the indexed ones) hold what its payload gives (`columns changed`): the chain covers the payloads, and an
+audit reads the columns.
+
 It also checks that the append-only triggers are present and exactly as forewarn creates them (`trigger
 missing`, `trigger altered`, `unexpected trigger`), and, given a fingerprint a report stated
 (`--expect SEQ:HEAD`), that this log holds that log (`not the expected log`: events after the fingerprinted
@@ -79,6 +83,10 @@ def verify(path: str | Path, expect: Fingerprint | None = None) -> Verdict:
         chain_problem = _walk(conn, verdict, expect)
         if chain_problem is not None:
             verdict.problems.insert(0, chain_problem)
+        else:
+            column_problem = _columns_problem(conn)
+            if column_problem is not None:
+                verdict.problems.append(column_problem)
         return verdict
     finally:
         conn.close()
@@ -167,6 +175,35 @@ def _walk(conn: sqlite3.Connection, verdict: Verdict, expect: Fingerprint | None
             " (or this is another log)",
         )
     return problem
+
+
+def _columns_problem(conn: sqlite3.Connection) -> Problem | None:
+    """The first event whose stored columns (the typed ones and those derived from the event: forewarn.log.store
+    `row_values`) are not what its payload gives: the chain covers the payload, an audit reads the columns."""
+    from pydantic import ValidationError
+
+    from forewarn.events import EVENT_ADAPTER
+    from forewarn.log.store import COLUMNS, PAYLOAD, row_values
+
+    cursor = conn.execute(f"SELECT seq, {', '.join(COLUMNS)} FROM events ORDER BY seq")  # names of ours
+    validate = EVENT_ADAPTER.validate_json
+    while rows := cursor.fetchmany(BATCH):
+        for seq, *stored in rows:
+            payload = stored[PAYLOAD]
+            try:
+                expected = row_values(validate(payload), payload)
+            except ValidationError:
+                return Problem("payload invalid", "the payload is not a valid event (its hash matches it)", seq,
+                               stored[0])
+            if tuple(stored) != expected:
+                changed = [name for name, a, b in zip(COLUMNS, stored, expected, strict=True) if a != b]
+                return Problem(
+                    "columns changed",
+                    f"column(s) {', '.join(changed)} do not hold what the payload says (an audit reads them)",
+                    seq,
+                    stored[0],
+                )
+    return None
 
 
 def _gap(last: int, seq: int, ident: str) -> Problem:

@@ -1,9 +1,14 @@
-"""The log as typed DuckDB tables: one scan of the canonical payloads, no Python object per event.
+"""The log as typed DuckDB tables: one columnar scan, no Python object per event.
 
 `ev` holds every event up to the as-of instant in evaluation order (`pos`), with the fields the
-evaluation reads as typed columns; instants are epoch microseconds (exact). The payloads are the
-log's canonical JSON (validated when they were recorded, or by the JSONL parser), so they are typed
-here, not validated again.
+evaluation reads as typed columns; instants are epoch microseconds (exact). From a SQLite log (schema 3)
+they are the log's typed columns (forewarn.log.columns, derived from each event when it was recorded),
+read through ADBC as Arrow: no payload is parsed, and only lifecycle and waiver events' payloads are read.
+From canonical payloads (the JSONL path: validated by the parser) they are typed with json_transform.
+Both give the same `ev`: a column that is absent from an event's payload is NULL (`timezone` is NULL
+for UTC, the default, which the canonical payload leaves out), `subject_kind` and `subject` are a
+communication's, `to_list` a reply's addressees and `waived_subject` a waiver's subject (each NULL for other
+types).
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from forewarn.evaluate.index import LIFECYCLE_TYPES
-from forewarn.events import Event
+from forewarn.events import EVENT_CLASSES, Event
 from forewarn.events.parse import fast_canonical_json
 from forewarn.instants import epoch_us
+from forewarn.log.columns import COLUMNS_OF, TYPED, TYPED_NAMES
 
 # Typed fields: name -> DuckDB type, as json_transform reads them from one payload (parsed once).
 # `release` is a release's id in release and communication events and a flag in a maintenance's.
@@ -74,7 +81,7 @@ SELECT
              WHEN p.release IS NOT NULL THEN 'release' END END AS subject_kind,
     CASE WHEN type = 'communication.sent' THEN coalesce(p.maintenance, p.incident, p.release) END AS subject,
     p."from" AS from_addr,
-    p."to" AS to_list,
+    CASE WHEN type = 'reply.received' THEN p."to" END AS to_list,
     p.ticket AS ticket,
     p.reply AS reply,
     p.in_reply_to AS in_reply_to,
@@ -86,7 +93,7 @@ SELECT
     p.labels AS labels,
     p.waiver AS waiver,
     p.rule AS rule,
-    p.subject AS waived_subject,
+    CASE WHEN type = 'waiver.granted' THEN p.subject END AS waived_subject,
     epoch_us(CAST(p.states.window_start AS TIMESTAMPTZ)) AS stated_window_start,
     epoch_us(CAST(p.states.window_end AS TIMESTAMPTZ)) AS stated_window_end,
     p.states.impact AS stated_impact,
@@ -97,6 +104,74 @@ SELECT
 FROM parsed
 """
 """Lifecycle and waiver events keep their payload: the lifecycle fold reads them (a few per subject)."""
+
+_KEPT_PAYLOADS = tuple(sorted(LIFECYCLE_TYPES | {"waiver.granted"}))
+"""Types whose payload `ev` keeps: the lifecycle fold and the waivers read them (a few per subject)."""
+
+_INTEGER_COLUMNS = {name for name, kind, _ in TYPED if kind == "INTEGER"}
+
+
+def _store_reads() -> list[tuple[str, list[object]]]:
+    """(query, its parameters before the recording sequence) reading the log's typed columns, one per type
+    (a cell costs the same to read as NULL or not: each reads only its type's columns), the types whose
+    payload is kept (lifecycle, waivers: few) in one. Each starts with a row of the right types, seq 0 (no
+    event has it): ADBC types each column by its first rows, and would take one NULL in all of them for
+    integers and fail at the first text."""
+    reads = []
+    kept = [kind for kind in COLUMNS_OF if kind in _KEPT_PAYLOADS]
+    groups: list[list[str]] = [[kind] for kind in COLUMNS_OF if kind not in _KEPT_PAYLOADS] + [kept]
+    for kinds in groups:
+        typed = sorted({name for kind in kinds for name in COLUMNS_OF[kind]}, key=TYPED_NAMES.index)
+        if "communication.sent" not in kinds:
+            typed = [name for name in typed if name != "subject_kind"]  # `ev` has a communication's only
+        if "reply.received" not in kinds:
+            typed = [name for name in typed if name != "to_list"]  # `ev` has a reply's only
+        customer = ["customer"] if any("customer" in EVENT_CLASSES[kind].model_fields for kind in kinds) else []
+        columns = ["seq", "at_us", "id", *customer, *typed]
+        if "communication.sent" in kinds:
+            columns.append("subject")
+        first = [f"{0 if name in _INTEGER_COLUMNS or name in ('seq', 'at_us') else repr('')} AS {name}"
+                 for name in columns]
+        select = list(columns)
+        if len(kinds) > 1:
+            first.append("'' AS type")
+            select.append("type")
+        if kept == kinds:
+            first.append("'' AS payload")
+            select.append("payload")
+        marks = ", ".join("?" * len(kinds))
+        reads.append((
+            f"SELECT {', '.join(first)} UNION ALL"
+            f" SELECT {', '.join(select)} FROM events WHERE type IN ({marks}) AND seq <= ?",
+            [*kinds],
+        ))
+    return reads
+
+
+STORE_READS = _store_reads()
+"""The queries `read_store_payloads` reads the log with (the names in them are ours, not input)."""
+
+TYPED_COLUMNS = """
+CREATE OR REPLACE TABLE ev AS
+SELECT
+    CAST(NULL AS BIGINT) AS pos, seq, at_us, type, id, customer, communication, kind,
+    CASE WHEN type = 'communication.sent' THEN subject_kind END AS subject_kind,
+    CASE WHEN type = 'communication.sent' THEN subject END AS subject,
+    from_addr,
+    CAST(CAST(to_list AS JSON) AS VARCHAR[]) AS to_list,
+    ticket, reply, in_reply_to, plan, timezone, country, subdivision,
+    CAST(CAST(contacts AS JSON) AS VARCHAR[]) AS contacts,
+    CAST(labels AS JSON) AS labels,
+    waiver, rule, waived_subject,
+    stated_window_start, stated_window_end, stated_impact, stated_reason, stated_end, stated_next_update_by,
+    payload
+FROM ({union}) WHERE seq > 0 AND at_us <= $as_of_us;
+UPDATE ev SET pos = o.pos
+FROM (SELECT seq, row_number() OVER (ORDER BY at_us, seq) - 1 AS pos FROM ev) o WHERE ev.seq = o.seq;
+"""
+"""`ev` from the log's typed columns (`STORE_READS`, `{union}` their streams): as `TYPED_EVENTS` makes it from
+the payloads; `pos` numbers the events in evaluation order (by `at`, then recording order), computed over
+two narrow columns (a window over every column would hold them all in memory at once)."""
 
 DERIVED = """
 CREATE OR REPLACE TABLE comms AS
@@ -146,13 +221,38 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def load_payloads(con: duckdb.DuckDBPyConnection, raw: pa.Table | pa.RecordBatchReader, as_of: datetime) -> None:
+class StoreColumns(list[pa.RecordBatchReader]):
+    """The log's typed columns as Arrow streams, one per query of `STORE_READS` (`read_store_payloads`)."""
+
+
+def load_payloads(
+    con: duckdb.DuckDBPyConnection, raw: pa.Table | pa.RecordBatchReader | StoreColumns, as_of: datetime
+) -> None:
     """The typed tables from (pos, seq, at_us, type, payload) rows of canonical payloads (`pos`: the
     evaluation order, by `at` then `seq`), streamed: the payloads are typed as they come, only lifecycle
-    and waiver payloads are kept."""
-    con.register("raw", raw)
-    con.execute(TYPED_EVENTS, {"as_of_us": epoch_us(as_of)})
-    con.unregister("raw")
+    and waiver payloads are kept; or from the log's typed columns (`read_store_payloads`), as they are."""
+    params = {"as_of_us": epoch_us(as_of)}
+    if isinstance(raw, StoreColumns):
+        names = [f"raw_{i}" for i in range(len(raw))]
+        for name, stream in zip(names, raw, strict=True):
+            con.register(name, stream)
+        union = " UNION ALL BY NAME ".join(
+            f"SELECT *{'' if len(kinds) > 1 else f', {kinds[0]!r} AS type'} FROM {name}"  # a type name of ours
+            for name, (_, kinds) in zip(names, STORE_READS, strict=True)
+        )
+        try:
+            first, *rest = TYPED_COLUMNS.format(union=union).split(";")
+            con.execute(first, params)
+        finally:
+            for name in names:
+                con.unregister(name)
+        for statement in rest:
+            if statement.strip():
+                con.execute(statement)
+    else:
+        con.register("raw", raw)
+        con.execute(TYPED_EVENTS, params)
+        con.unregister("raw")
     con.execute(DERIVED)
 
 
@@ -162,11 +262,13 @@ def read_store_payloads(
     seq: int | None = None,
     failures: list[BaseException] | None = None,
     closers: list[Callable[[], None]] | None = None,
-) -> pa.RecordBatchReader:
-    """The log's (pos, seq, at_us, type, payload) columns up to `as_of` (and recording sequence `seq`: the log
-    as fingerprinted, events appended meanwhile left out) in evaluation order (the (at_us, seq)
-    index's order, numbered as read) as a stream of Arrow batches (ADBC: no Python object per row, and never
-    every payload in memory at once)."""
+) -> StoreColumns:
+    """The log's typed columns (`STORE_READS`: seq, at_us, type, the fields `ev` holds, and the payload of
+    lifecycle and waiver events) up to recording sequence `seq` (the log as fingerprinted, events appended
+    meanwhile left out), as streams of Arrow batches (ADBC: no Python object per row, never the whole log in
+    memory at once), one per query, each on a connection of its own (DuckDB may read them side by side).
+    Events after `as_of` are left out, and the events numbered in evaluation order, as they are loaded
+    (`load_payloads`)."""
     import adbc_driver_sqlite.dbapi as adbc
 
     from forewarn.log.access import _uri, _writable_place
@@ -174,17 +276,41 @@ def read_store_payloads(
     # as forewarn.log.access.open_reader: where the log and its folder can be written, an ordinary connection
     # (the last to close removes the -wal and -shm files a read-only one would leave); elsewhere read-only
     # and immutable (a read-only folder cannot hold the -shm file a log in WAL mode needs)
-    conn = adbc.connect(str(path) if _writable_place(path) else _uri(path, mode="ro", immutable="1"))
-    cur = conn.cursor()
-    # every event up to `seq` (those after `as_of` are left out as they are typed): the number read is
-    # then checked against the fingerprint's (the log is append-only, its sequence dense from 1)
-    cur.execute(
-        "SELECT seq, at_us, type, payload FROM events WHERE seq <= ? ORDER BY at_us, seq",
-        [(1 << 63) - 1 if seq is None else seq],
-    )
-    reader = cur.fetch_record_batch()
-    schema = reader.schema.insert(0, pa.field("pos", pa.int64()))
+    uri = str(path) if _writable_place(path) else _uri(path, mode="ro", immutable="1")
+    upto = (1 << 63) - 1 if seq is None else seq
+    read = [0]  # events read so far, over every stream
+    done = [0]  # streams read to their end
+    streams = StoreColumns()
+    for sql, params in STORE_READS:
+        conn = adbc.connect(uri)
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, [*params, upto])
+            reader = cur.fetch_record_batch()
+        except BaseException:
+            cur.close()
+            conn.close()
+            for close in closers or ():
+                close()
+            raise
+        streams.append(_counted(reader, cur, conn, failures, closers, read, done, len(STORE_READS), seq))
+    return streams
 
+
+def _counted(
+    reader: pa.RecordBatchReader,
+    cur: Any,
+    conn: Any,
+    failures: list[BaseException] | None,
+    closers: list[Callable[[], None]] | None,
+    read: list[int],
+    done: list[int],
+    streams: int,
+    seq: int | None,
+) -> pa.RecordBatchReader:
+    """`reader`, its events counted into `read` (its first, typed row left out); the last of `streams` to end
+    checks the count against `seq` (the log is append-only, its sequence dense from 1: a damaged log must not
+    look shorter)."""
     open_ = [True]
 
     def close() -> None:
@@ -196,25 +322,24 @@ def read_store_payloads(
             conn.close()
 
     def batches() -> Iterator[pa.RecordBatch]:  # the connection lives as long as the stream
-        start = 0
+        first = True
         try:
             for batch in _noted(reader, failures):
-                n = batch.num_rows
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array(range(start, start + n), pa.int64()), *batch.columns], schema=schema
-                )
-                start += n
-            if seq is not None and start != seq and failures is not None:
+                read[0] += batch.num_rows - first
+                first = False
+                yield batch
+            done[0] += 1
+            if done[0] == streams and seq is not None and read[0] != seq and failures is not None:
                 from forewarn.log.source import DamagedLog
 
-                failures.append(DamagedLog(f"{seq} events are recorded, {start} could be read"))
+                failures.append(DamagedLog(f"{seq} events are recorded, {read[0]} could be read"))
         finally:
             close()
 
     stream = batches()
     if closers is not None:
         closers.extend([stream.close, close])
-    return pa.RecordBatchReader.from_batches(schema, stream)
+    return pa.RecordBatchReader.from_batches(reader.schema, stream)
 
 
 def _noted(reader: Iterable[pa.RecordBatch], failures: list[BaseException] | None) -> Iterator[pa.RecordBatch]:
