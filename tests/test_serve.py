@@ -112,6 +112,21 @@ def test_bodies_that_are_not_event_arrays(api: InProcess) -> None:
         is_problem(c.post("/v1/events", content=b"id=1", headers={"Content-Type": "text/plain"}), 415)
 
 
+def test_an_array_item_that_repeats_a_key_is_refused_as_import_refuses_the_line(api: InProcess) -> None:
+    good = json.dumps(customer("umbrella"))
+    repeated = json.dumps(customer("wonka"))[:-1] + ', "name": "Not Wonka"}'  # `name` given twice
+    before = count(api)
+    with api.client(WRITER) as c:
+        for body in (f"[{good},{repeated}]", f"[\n  {good},\n  {repeated}\n]"):  # compact and pretty
+            r = c.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+            errors = is_problem(r, 422)["errors"]
+            assert [(e["index"], e["id"], e["field"]) for e in errors] == [(1, "c-wonka", "name")]
+            assert errors[0]["message"].startswith("duplicate key")
+        ok = c.post("/v1/events", content=f"[{good}]", headers={"Content-Type": "application/json"})
+        assert ok.status_code == 200 and ok.json()["appended"] == 1
+    assert count(api) == before + 1
+
+
 # -- authentication -----------------------------------------------------------------------------------
 
 
