@@ -79,7 +79,7 @@ class Customers:
     """Every customer's versions (position, attributes), in order; their payloads for the evaluations."""
 
     versions: dict[str, list[tuple[int, CustomerUpserted]]] = field(default_factory=dict)
-    rows: list[Row] = field(default_factory=list)
+    rows: list[tuple[int, Row]] = field(default_factory=list)
 
     def add(self, pos: int, event: CustomerUpserted) -> None:
         self.versions.setdefault(event.customer, []).append((pos, event))
@@ -314,8 +314,9 @@ class EvaluationCache:
         for seq, at_us, kind, payload in rows:
             event = EVENT_ADAPTER.validate_json(payload)
             assert isinstance(event, CustomerUpserted)
-            self._customers.add(self._positions.pos(at_us, seq), event)
-            self._customers.rows.append((seq, at_us, kind, payload))
+            pos = self._positions.pos(at_us, seq)
+            self._customers.add(pos, event)
+            self._customers.rows.append((pos, (seq, at_us, kind, payload)))
 
     def _basis(self, as_of: datetime, previous: PlanBasis | None) -> PlanBasis:
         by_subject = {key: state.entries for key, state in self._open.items()}

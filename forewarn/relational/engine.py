@@ -213,7 +213,10 @@ def subject_rows(conn: sqlite3.Connection, subjects: Iterable[str], as_of_us: in
 
 def customer_rows(conn: sqlite3.Connection, after: tuple[int, int] | None, as_of_us: int, seq: int) -> list[Row]:
     """The customer versions recorded up to `seq` at or before `as_of_us`, after the key `after` if given."""
-    sql = "SELECT seq, at_us, type, payload FROM events WHERE type = 'customer.upserted' AND at_us <= ? AND seq <= ?"
+    sql = (
+        "SELECT seq, at_us, type, payload FROM events WHERE type = 'customer.upserted' AND at_us <= ? AND seq <= ?"
+        " ORDER BY at_us, seq"
+    )
     rows = conn.execute(sql, (as_of_us, seq)).fetchall()
     if after is not None:
         rows = [r for r in rows if (r[1], r[0]) > after]
@@ -263,17 +266,18 @@ def evaluate_rows(
     policy: Policy,
     as_of: datetime,
     con: duckdb.DuckDBPyConnection | None = None,
+    numbered: Iterable[tuple[int, Row]] = (),
 ) -> Relational:
-    """The relational evaluation of these events (numbered by `positions`, the whole log's) as of `as_of`
-    (in `con` if given: see workspace)."""
-    ordered = sorted(rows, key=lambda r: (r[1], r[0]))
+    """The relational evaluation of these events (numbered by `positions`, the whole log's; `numbered`: more,
+    with their positions) as of `as_of` (in `con` if given: see workspace)."""
+    ordered = sorted([*((positions.pos(r[1], r[0]), r) for r in rows), *numbered], key=lambda p: p[0])
     table = pa.table(
         {
-            "pos": pa.array([positions.pos(at, seq) for seq, at, _t, _p in ordered], pa.int64()),
-            "seq": pa.array([r[0] for r in ordered], pa.int64()),
-            "at_us": pa.array([r[1] for r in ordered], pa.int64()),
-            "type": pa.array([r[2] for r in ordered], pa.string()),
-            "payload": pa.array([r[3] for r in ordered], pa.string()),
+            "pos": pa.array([p for p, _ in ordered], pa.int64()),
+            "seq": pa.array([r[0] for _, r in ordered], pa.int64()),
+            "at_us": pa.array([r[1] for _, r in ordered], pa.int64()),
+            "type": pa.array([r[2] for _, r in ordered], pa.string()),
+            "payload": pa.array([r[3] for _, r in ordered], pa.string()),
         },
         schema=tables.PAYLOAD_SCHEMA,
     )
@@ -283,7 +287,7 @@ def evaluate_rows(
 def evaluate_subjects(
     conn: sqlite3.Connection,
     subjects: Iterable[str],
-    customers: Sequence[Row],
+    customers: Sequence[tuple[int, Row]],
     positions: Positions,
     policy: Policy,
     as_of: datetime,
@@ -291,9 +295,10 @@ def evaluate_subjects(
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> Evaluated:
     """Evaluate the subjects with these ids (all their events in the log up to `seq`, at or before `as_of`),
-    given every customer version (`customers`), and extract what is open (in `con` if given, left open)."""
+    given every customer version (`customers`, with their positions), and extract what is open (in `con` if
+    given, left open)."""
     rows = subject_rows(conn, subjects, epoch_us(as_of), seq)
-    rel = evaluate_rows([*rows, *customers], positions, policy, as_of, con)
+    rel = evaluate_rows(rows, positions, policy, as_of, con, customers)
     try:
         return extract(rel)
     finally:
