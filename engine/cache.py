@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from forewarn.engine import published
-from forewarn.engine.planner import PlanBasis, due_of, overrun_candidates
+from forewarn.engine.planner import Due, PlanBasis, due_of, overrun_candidates
 from forewarn.evaluate.index import LIFECYCLE_TYPES, Sent
 from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.obligations import alarm_dues, timers_of
@@ -63,7 +63,7 @@ class OpenSubject:
     """What the engine keeps of one open subject: its lifecycle and its plan entries."""
 
     history: SubjectHistory
-    entries: list  # engine.planner.Due, in derivation order
+    entries: list[Due]  # in derivation order
     pending_until: datetime | None  # the earliest deadline of its pending obligations
     told: frozenset[str] = frozenset()  # a cancelled maintenance: customers told of it
     withdrawn: frozenset[str] = frozenset()  # ... and those told of the cancellation
@@ -289,12 +289,10 @@ class EvaluationCache:
             opens = evaluated.open.get(key, [])
             entries = [due_of(o.outcome, o.sent, o.contacts, history, policy) for o in opens]
             until = min((o.outcome.obligation.not_after for o in opens if o.outcome.status == "pending"), default=None)
-            subject = key[1]
-            state = OpenSubject(
-                history, entries, until, evaluated.told.get(subject, frozenset()) if key[0] == "maintenance"
-                else frozenset(), evaluated.withdrawn.get(subject, frozenset()) if key[0] == "maintenance"
-                else frozenset(),
-            )
+            maintenance = key[0] == "maintenance"
+            told = evaluated.told.get(key[1], frozenset()) if maintenance else frozenset()
+            withdrawn = evaluated.withdrawn.get(key[1], frozenset()) if maintenance else frozenset()
+            state = OpenSubject(history, entries, until, told, withdrawn)
             if self._is_open(state, evaluated.as_of):
                 opened[key] = state
         self._open = dict(sorted(opened.items(), key=_order))
