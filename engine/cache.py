@@ -213,9 +213,11 @@ class EvaluationCache:
         (count,) = self.conn.execute("SELECT count(*) FROM events WHERE seq <= ?", (high,)).fetchone()
         if count >= _THREADED:  # a large log: every core (a few subjects, later, take one)
             con.execute("RESET threads")
+        failures: list[BaseException] = []
         try:
             if self.store.path == ":memory:":  # only this connection sees it: read here, then evaluated
-                rel = evaluate_raw(rel_engine.log_stream(self.conn, high).read_all(), self.policy, as_of, con=con)
+                raw = rel_engine.log_stream(self.conn, high, failures).read_all()
+                rel = evaluate_raw(raw, self.policy, as_of, failures, con=con)
             else:  # streamed from a connection of its own, of this process's SQLite (its locks shared)
                 from forewarn.log.access import _uri, _writable_place
 
@@ -223,9 +225,14 @@ class EvaluationCache:
                 where = path if _writable_place(path) else _uri(path, mode="ro", immutable="1")
                 reader = sqlite3.connect(where, uri=where != path, check_same_thread=False)
                 try:
-                    rel = evaluate_raw(rel_engine.log_stream(reader, high), self.policy, as_of, con=con)
+                    rel = evaluate_raw(rel_engine.log_stream(reader, high, failures), self.policy, as_of, failures,
+                                       con=con)
                 finally:
                     reader.close()
+        except duckdb.Error:
+            if failures:  # reading the log failed: that, not DuckDB's report of it
+                raise failures[0] from None
+            raise
         finally:
             if count >= _THREADED:
                 with contextlib.suppress(duckdb.Error):

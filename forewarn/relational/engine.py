@@ -25,6 +25,7 @@ import pyarrow as pa
 from forewarn.evaluate.lifecycle import SubjectHistory
 from forewarn.evaluate.model import Obligation, Outcome
 from forewarn.instants import epoch_us
+from forewarn.log.source import DamagedLog
 from forewarn.policy.model import Policy
 from forewarn.relational import tables
 from forewarn.relational.evaluation import Relational, evaluate_raw
@@ -223,31 +224,41 @@ def customer_rows(conn: sqlite3.Connection, after: tuple[int, int] | None, as_of
     return rows
 
 
-def log_stream(conn: sqlite3.Connection, seq: int, batch: int = tables.BATCH) -> pa.RecordBatchReader:
+def log_stream(
+    conn: sqlite3.Connection, seq: int, failures: list[BaseException], batch: int = tables.BATCH
+) -> pa.RecordBatchReader:
     """The log's (pos, seq, at_us, type, payload) up to recording sequence `seq`, in evaluation order, read
     through `conn` batch by batch (DuckDB pulls them from its own threads: `conn` must allow that). The engine
     holds its log open: a second SQLite library in the same process (ADBC's, as
     forewarn.relational.tables.read_store_payloads reads) would not share its file locks, and closing it
-    could checkpoint and remove the write-ahead log under the engine's connection."""
+    could checkpoint and remove the write-ahead log under the engine's connection. A failure to read (a
+    damaged log), or fewer events than the sequence says, is added to `failures` (DuckDB reports a failed
+    stream as its own error)."""
 
     def batches() -> Iterator[pa.RecordBatch]:
-        cur = conn.execute(
-            "SELECT seq, at_us, type, payload FROM events WHERE seq <= ? ORDER BY at_us, seq", (seq,)
-        )
         start = 0
-        while rows := cur.fetchmany(batch):
-            seqs, ats, types, payloads = zip(*rows, strict=True)
-            yield pa.RecordBatch.from_arrays(
-                [
-                    pa.array(range(start, start + len(rows)), pa.int64()),
-                    pa.array(seqs, pa.int64()),
-                    pa.array(ats, pa.int64()),
-                    pa.array(types, pa.string()),
-                    pa.array(payloads, pa.string()),
-                ],
-                schema=tables.PAYLOAD_SCHEMA,
+        try:
+            cur = conn.execute(
+                "SELECT seq, at_us, type, payload FROM events WHERE seq <= ? ORDER BY at_us, seq", (seq,)
             )
-            start += len(rows)
+            while rows := cur.fetchmany(batch):
+                seqs, ats, types, payloads = zip(*rows, strict=True)
+                yield pa.RecordBatch.from_arrays(
+                    [
+                        pa.array(range(start, start + len(rows)), pa.int64()),
+                        pa.array(seqs, pa.int64()),
+                        pa.array(ats, pa.int64()),
+                        pa.array(types, pa.string()),
+                        pa.array(payloads, pa.string()),
+                    ],
+                    schema=tables.PAYLOAD_SCHEMA,
+                )
+                start += len(rows)
+        except sqlite3.Error as exc:
+            failures.append(exc)
+            raise
+        if start != seq:  # the log is append-only, its sequence dense from 1: a damaged log must not look shorter
+            failures.append(DamagedLog(f"{seq} events are recorded, {start} could be read"))
 
     return pa.RecordBatchReader.from_batches(tables.PAYLOAD_SCHEMA, batches())
 
