@@ -9,7 +9,7 @@ critical incident for every customer make 2 x customers notices due, then
 times `forewarn run --once --now T --smtp 127.0.0.1:PORT` as a subprocess
 (start-up, evaluation, rendering, delivery, tickets and recording included).
 The plan benchmark builds a log with at least --open pending obligations and
-times, in process, a fresh `make_plan(evaluate(...))`, the engine's plan
+times, in process, a fresh evaluation and plan of the log, the engine's plan
 (first call, then cached while the clock moves, then after an append: a
 customer, then a rescheduled maintenance), and
 the whole `forewarn plan --format json` command, first with nothing published
@@ -39,10 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_smtp import serve_in_child
 
 from forewarn.engine import published
-from forewarn.engine.planner import make_plan
+from forewarn.engine.cache import EvaluationCache
 from forewarn.engine.replay import MemoryDelivery
 from forewarn.engine.runner import Engine
-from forewarn.evaluate.evaluation import evaluate
 from forewarn.events import parse_lines
 from forewarn.log.source import import_files, read_store
 from forewarn.log.store import EventStore
@@ -226,12 +225,12 @@ def bench_plan(open_obligations: int, runs: int) -> None:
         db = make_db(plan_log(open_obligations), Path(tmp))
         store = EventStore(db)
         events = read_store(store, T)
-        plan = make_plan(evaluate(events, policy, T))
+        plan = EvaluationCache(store, policy).get(T)[1].at(T)
         print(f"  {len(events)} events; {len(plan.due)} due, {len(plan.upcoming)} upcoming")
         fresh = []
         for _ in range(runs):
             started = time.perf_counter()
-            make_plan(evaluate(events, policy, T, checks=False))
+            EvaluationCache(store, policy).get(T)[1].at(T)
             fresh.append(time.perf_counter() - started)
         key = published.plan_key(default_rules_dir())
         first, hit, customer_added, rescheduled = [], [], [], []
@@ -289,7 +288,7 @@ def bench_plan(open_obligations: int, runs: int) -> None:
             started = time.perf_counter()
             subprocess.run([sys.executable, "-c", "pass"], check=True)
             python.append(time.perf_counter() - started)
-    _stats("fresh evaluate + plan, in process (events already parsed)", fresh)
+    _stats("fresh evaluation + plan, in process", fresh)
     _stats("Engine.plan, first call (read + parse + evaluate + plan)", first)
     _stats("Engine.plan in the run loop, clock moved, nothing appended (cached)", hit)
     _stats(
@@ -316,19 +315,26 @@ def bench_appends(source: Path, runs: int) -> None:
         store = EventStore(db)
         key = published.plan_key(default_rules_dir())
         engine = Engine(store, load_policy(), MemoryDelivery(), freeze_gc=True, publish_key=key)
-        (last,) = store.db.conn.execute("SELECT max(at) FROM events").fetchone()
+        conn = store.db.conn
+        (last,) = conn.execute("SELECT max(at) FROM events").fetchone()
         now = datetime.fromisoformat(last.replace("Z", "+00:00"))
-        started = time.perf_counter()
-        evaluation, basis = engine.evaluation(now)
-        first = time.perf_counter() - started
-        subjects = sorted(s for (kind, s) in evaluation.histories if kind == "maintenance")
-        customer = next(iter(evaluation.index.customers))
+        rss_start = _rss_mib()
+        started, cpu = time.perf_counter(), time.process_time()
+        _view, basis = engine.evaluation(now)
+        first, first_cpu = time.perf_counter() - started, time.process_time() - cpu
+        subjects = [s for (s,) in conn.execute(
+            "SELECT DISTINCT subject FROM events WHERE type = 'maintenance.scheduled' ORDER BY subject")]
+        (customer,) = conn.execute("SELECT customer FROM events WHERE type = 'customer.upserted' LIMIT 1").fetchone()
+        (events,) = conn.execute("SELECT count(*) FROM events").fetchone()
+        assert engine.cache is not None
         print(
-            f"  {len(evaluation.index.ats)} events, {len(evaluation.outcomes)} obligations, "
-            f"{len(basis.entries)} in the plan; first evaluation {first:.1f} s"
+            f"  {events} events, {len(engine.cache._open)} open subjects kept, {len(basis.entries)} in the plan;"
+            f" first evaluation {first:.1f} s ({first_cpu:.1f} s CPU), resident {rss_start:.0f} MiB before,"
+            f" {_rss_mib():.0f} MiB after, peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
         )
         times: dict[str, list[float]] = {"customer": [], "communication": []}
         rss_before = _rss_mib()
+        rss_along: list[float] = []
         for n in range(runs):
             now += timedelta(minutes=1)
             at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -353,9 +359,14 @@ def bench_appends(source: Path, runs: int) -> None:
                 started = time.perf_counter()
                 engine.plan(now)
                 times[name].append(time.perf_counter() - started)
+            if n % max(1, runs // 10) == 0:
+                rss_along.append(_rss_mib())
         rss_after = _rss_mib()
         store.close()
-    print(f"  resident memory {rss_before:.0f} MiB before the appends, {rss_after:.0f} MiB after {2 * runs}")
+    print(
+        f"  resident memory {rss_before:.0f} MiB before the appends, {rss_after:.0f} MiB after {2 * runs}"
+        f" (along the way: {', '.join(f'{x:.0f}' for x in rss_along)})"
+    )
     _stats("Engine.plan after a customer was appended", times["customer"])
     _stats("Engine.plan after a communication about one maintenance was appended", times["communication"])
 

@@ -5,23 +5,26 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from forewarn.calendar import format_local
 from forewarn.engine.alerts import Alert
 from forewarn.engine.draft import Draft, Invitation
 from forewarn.engine.published import Snapshot, due_or_upcoming, json_entry
 from forewarn.evaluate.checks import stated_requirements
-from forewarn.evaluate.evaluation import Evaluation
+from forewarn.evaluate.index import Sent
 from forewarn.evaluate.lifecycle import SubjectHistory
-from forewarn.evaluate.matching import count_in_window
 from forewarn.evaluate.model import Obligation, Outcome
 from forewarn.events import CustomerUpserted
 from forewarn.events.models import COMMUNICATION_KINDS
 from forewarn.instants import epoch_us, utc
+from forewarn.policy.model import Policy
+
+if TYPE_CHECKING:
+    from forewarn.evaluate.evaluation import Evaluation
 
 # A second communication an obligation needs (update-cadence's promised
 # update) goes out this long before its deadline, not straight after the first.
@@ -64,49 +67,87 @@ class Plan:
         return min((d.send_from for d in self.upcoming), default=None)
 
 
-def make_plan(evaluation: Evaluation) -> Plan:
-    """Split the evaluation's pending obligations into due now and upcoming; add alerts."""
-    return PlanBasis(evaluation).at(evaluation.as_of)
+class Facts(Protocol):
+    """What plans and drafts read about the log as of an instant: the engine's open subjects
+    (engine.cache.EngineView), or a whole object evaluation (ObjectFacts)."""
+
+    as_of: datetime
+    policy: Policy
+
+    @property
+    def last_pos(self) -> int:
+        """The position of the last event at or before the as-of."""
+        ...
+
+    def history(self, kind: str, subject: str) -> SubjectHistory | None:
+        """The subject's lifecycle as of the as-of."""
+        ...
+
+    def customer_at(self, customer: str, pos: int) -> CustomerUpserted | None:
+        """The customer's attributes in force at position `pos`."""
+        ...
+
+    def sent_about(self, kind: str, subject: str, customer: str, comm_kind: str) -> Sequence[Sent]:
+        """The communications of `comm_kind` sent to `customer` about the subject, in send order."""
+        ...
+
+
+class ObjectFacts:
+    """Facts from an object evaluation (forewarn.evaluate.evaluation), for the synthetic batch sends."""
+
+    def __init__(self, evaluation: Evaluation) -> None:
+        self.evaluation = evaluation
+        self.as_of = evaluation.as_of
+        self.policy = evaluation.policy
+
+    @property
+    def last_pos(self) -> int:
+        return len(self.evaluation.index.ats) - 1
+
+    def history(self, kind: str, subject: str) -> SubjectHistory | None:
+        return self.evaluation.histories.get((kind, subject))
+
+    def customer_at(self, customer: str, pos: int) -> CustomerUpserted | None:
+        return self.evaluation.index.customer_at(customer, pos)
+
+    def sent_about(self, kind: str, subject: str, customer: str, comm_kind: str) -> Sequence[Sent]:
+        return self.evaluation.comms.get((kind, subject, customer, comm_kind), ())
+
+
+def due_of(outcome: Outcome, sent: int, contacts: tuple[str, ...], history: SubjectHistory, policy: Policy) -> Due:
+    """A plan entry: a pending obligation, or a missed one (sent at its deadline, a notice is on time; after
+    it, late if the policy says so), `sent` fitting communications already in its window."""
+    ob = outcome.obligation
+    start = max(ob.opened, ob.not_before)
+    if sent:  # a further communication (the promised update): late in the interval
+        start = max(start, ob.not_after - UPDATE_LEAD)
+    late = outcome.status != "pending" and late_sendable(policy, history, ob)
+    return Due(outcome, start, sent, policy.sender(history.release_related), contacts, late)
 
 
 class PlanBasis:
-    """What a plan needs from an evaluation, computed once: `at(now)` is then the plan for
-    any `now` at which the evaluation is unchanged but for its as-of (see engine.cache).
+    """What a plan needs, computed once: `at(now)` is then the plan for any `now` at which the evaluation
+    is unchanged but for its as-of (see engine.cache).
 
-    Built from an earlier basis (`previous`), it keeps the entries of every subject whose
-    verdict is the very same object (forewarn.evaluate.incremental kept it: nothing about
-    that subject changed) and computes the others."""
+    `by_subject`: each open subject's entries (pending and missed obligations), subjects in order of
+    definition; `overruns`: (end, alert) per maintenance running past its end; `cancellations`: (maintenance,
+    customer) told of a maintenance since cancelled and not yet of that. Built from an earlier basis
+    (`previous`), the snapshot rows of the entries kept (the same objects) are reused."""
 
-    def __init__(self, evaluation: Evaluation, previous: PlanBasis | None = None) -> None:
-        self.evaluation = evaluation
-        comms = evaluation.comms
-        kept = previous.evaluation.verdicts if previous is not None else {}
-        self.by_subject: dict[tuple[str, str], list[Due]] = {}
-        for key, verdict in evaluation.verdicts.items():
-            if kept.get(key) is verdict:
-                self.by_subject[key] = previous.by_subject[key]  # type: ignore[union-attr]
-                continue
-            entries: list[Due] = []
-            for outcome in verdict.outcomes:
-                ob = outcome.obligation
-                # pending, or missed: sent at its deadline, a notice is on time (at(now) keeps those due now)
-                if outcome.status != "pending" and not (outcome.status == "violated" and outcome.problem == "missing"):
-                    continue
-                sent = count_in_window(ob, comms)
-                start = max(ob.opened, ob.not_before)
-                if sent:  # a further communication (the promised update): late in the interval
-                    start = max(start, ob.not_after - UPDATE_LEAD)
-                late = outcome.status != "pending" and sends_late(evaluation, ob)
-                entries.append(Due(outcome, start, sent, evaluation.sender(ob), tuple(evaluation.contacts(ob)), late))
-            self.by_subject[key] = entries
-        self.entries = sorted((d for entries in self.by_subject.values() for d in entries), key=_due_order)
-        self.overruns = _overrun_candidates(evaluation)
-        self.missed = missed_alerts(d for entries in self.by_subject.values() for d in entries)
-        told = previous.told if previous is not None else {}
-        same = evaluation.verdicts.get
-        kept_told = {s: c for s, c in told.items() if kept.get(("maintenance", s)) is same(("maintenance", s))}
-        self.told = told_of_cancelled(evaluation, comms, kept_told)
-        self.cancellations = cancellations(evaluation, comms, self.told)
+    def __init__(
+        self,
+        as_of: datetime,
+        by_subject: dict[tuple[str, str], list[Due]],
+        overruns: list[tuple[datetime, Alert]],
+        cancellations: list[tuple[str, str]],
+        previous: PlanBasis | None = None,
+    ) -> None:
+        self.as_of = as_of
+        self.by_subject = by_subject
+        self.entries = sorted((d for entries in by_subject.values() for d in entries), key=_due_order)
+        self.overruns = overruns
+        self.missed = missed_alerts(d for entries in by_subject.values() for d in entries)
+        self.cancellations = cancellations
         # Each entry's snapshot row by id(entry), made once per entry rather than once per snapshot.
         # An id names one live object: every entry of this basis and of `previous` is alive here.
         self._rows: dict[int, tuple[int, int, str, str]] = {}
@@ -131,7 +172,7 @@ class PlanBasis:
             texts.append(row[3])
         return Snapshot(
             seq,
-            epoch_us(self.evaluation.as_of),
+            epoch_us(self.as_of),
             epoch_us(horizon),
             *columns,
             overruns=[[epoch_us(end), alert.to_json()] for end, alert in self.overruns],
@@ -168,48 +209,15 @@ def _snapshot_row(d: Due) -> tuple[int, int, str, str]:
     return epoch_us(d.send_from), epoch_us(ob.not_after), local, json_entry(obligation)
 
 
-ANNOUNCING = ("advance_notice", "emergency", "start_reminder", "extension")
-
-
-def cancellations(evaluation: Evaluation, comms: dict, told: Mapping[str, frozenset[str]]) -> list[tuple[str, str]]:
-    """Customers told of a maintenance that was then cancelled (`told`: told_of_cancelled), and not
-    yet told of that."""
-    last = len(evaluation.index.ats) - 1
-    out = []
-    for subject in sorted(told):
-        at = evaluation.histories[("maintenance", subject)].cancelled_at
-        assert at is not None
-        for customer in sorted(told[subject]):
-            after = [x for x in comms.get(("maintenance", subject, customer, "other"), ()) if x.comm.at >= at]
-            if not after and evaluation.index.covered_at(customer, last, evaluation.policy.covers) is not None:
-                out.append((subject, customer))
-    return out
-
-
-def told_of_cancelled(
-    evaluation: Evaluation, comms: dict, known: Mapping[str, frozenset[str]]
-) -> dict[str, frozenset[str]]:
-    """Per cancelled maintenance, the customers sent an announcing communication about it; `known` gives
-    some already (their subjects' communications unchanged), the others take one pass over `comms`."""
-    cancelled = [s for (kind, s), h in evaluation.histories.items() if kind == "maintenance" and h.cancelled_at]
-    missing = {s for s in cancelled if s not in known}
-    found: dict[str, set[str]] = defaultdict(set)
-    if missing:
-        for kind, subject, customer, comm_kind in comms:
-            if kind == "maintenance" and comm_kind in ANNOUNCING and subject in missing:
-                found[subject].add(customer)
-    return {s: known[s] if s in known else frozenset(found[s]) for s in cancelled}
-
-
-def cancellation_drafts(evaluation: Evaluation, pairs: list[tuple[str, str]]) -> list[Draft]:
+def cancellation_drafts(facts: Facts, pairs: list[tuple[str, str]]) -> list[Draft]:
     """`other` messages withdrawing the invitation (METHOD:CANCEL) of cancelled maintenances."""
-    pos = len(evaluation.index.ats) - 1
+    pos = facts.last_pos
     drafts = []
     for subject, customer in pairs:
-        h = evaluation.histories[("maintenance", subject)]
-        attrs = evaluation.index.customer_at(customer, pos)
-        version = h.versions[-1] if h.versions else None
-        if attrs is None or version is None or h.cancelled_at is None:
+        h = facts.history("maintenance", subject)
+        attrs = facts.customer_at(customer, pos)
+        version = h.versions[-1] if h is not None and h.versions else None
+        if h is None or attrs is None or version is None or h.cancelled_at is None:
             continue
         title = str(h.attrs.get("title") or subject)
         invitation = Invitation(
@@ -223,7 +231,7 @@ def cancellation_drafts(evaluation: Evaluation, pairs: list[tuple[str, str]]) ->
         note = {"note": "This maintenance has been cancelled: no work will take place in this window."}
         drafts.append(
             _new_draft(
-                evaluation,
+                facts,
                 h,
                 customer,
                 attrs,
@@ -243,11 +251,11 @@ def _due_order(d: Due) -> tuple[datetime, datetime, str, str, str]:
     return (d.send_from, ob.not_after, ob.rule, ob.subject, ob.customer)
 
 
-def _overrun_candidates(evaluation: Evaluation) -> list[tuple[datetime, Alert]]:
+def overrun_candidates(histories: Mapping[tuple[str, str], SubjectHistory]) -> list[tuple[datetime, Alert]]:
     """(end, alert) per maintenance still running with no extension since its end was set:
     an overrun once the end has passed."""
     out: list[tuple[datetime, Alert]] = []
-    for (kind, subject), h in sorted(evaluation.histories.items()):
+    for (kind, subject), h in sorted(histories.items()):
         if kind != "maintenance" or h.cancelled_at or h.completed_at or not h.ends:
             continue
         end = h.ends[-1][0]
@@ -270,19 +278,22 @@ def _overrun_candidates(evaluation: Evaluation) -> list[tuple[datetime, Alert]]:
     return out
 
 
-def sends_late(evaluation: Evaluation, ob: Obligation, at: datetime | None = None) -> bool:
+def sends_late(facts: Facts, ob: Obligation, at: datetime | None = None) -> bool:
     """Whether a missed obligation is still sent, late (policy.md, "The engine and deadlines already
     passed"): its rule says `late: send` (the default) and knows a `late` problem; its subject was not
     cancelled and its window version not superseded, for then the customer is told of what replaced it
     instead; and, but for a closing notice, its maintenance is not completed: announcing work that is
     over tells nobody anything (a person is alerted instead). All as of `at` (default: the evaluation's
     as-of)."""
-    rule = evaluation.policy.by_id.get(ob.rule)
+    history = facts.history(ob.subject_kind, ob.subject)
+    return history is not None and late_sendable(facts.policy, history, ob, at)
+
+
+def late_sendable(policy: Policy, history: SubjectHistory, ob: Obligation, at: datetime | None = None) -> bool:
+    """sends_late, given the obligation's subject's history."""
+    rule = policy.by_id.get(ob.rule)
     if rule is None or rule.late != "send" or "late" not in rule.spec.problems:
         return False  # a rule that knows no `late` (update-cadence) stays missing however late one sends
-    history = evaluation.histories.get((ob.subject_kind, ob.subject))
-    if history is None:
-        return False
     if history.cancelled_at is not None and (at is None or history.cancelled_at <= at):
         return False
     completed = history.completed_at
@@ -334,12 +345,12 @@ def obligation_key(ob: Obligation) -> str:
     )
 
 
-def drafts_for(evaluation: Evaluation, due: list[Due]) -> list[Draft]:
+def drafts_for(facts: Facts, due: list[Due]) -> list[Draft]:
     """Drafts for what is due now, stating the subject as it stands now."""
-    return drafts_at(evaluation, due, len(evaluation.index.ats) - 1, evaluation.as_of)
+    return drafts_at(facts, due, facts.last_pos, facts.as_of)
 
 
-def drafts_at(evaluation: Evaluation, due: list[Due], pos: int, now: datetime) -> list[Draft]:
+def drafts_at(facts: Facts, due: list[Due], pos: int, now: datetime) -> list[Draft]:
     """One draft per (subject, customer, kind) that covers the due obligations, stating the
     subject as of position `pos`; a draft covers at most one obligation per rule (a
     communication fulfils one per rule)."""
@@ -356,14 +367,15 @@ def drafts_at(evaluation: Evaluation, due: list[Due], pos: int, now: datetime) -
             slots.append((ob.kinds[0], {ob.rule}, [d]))
     drafts = []
     for (subject_kind, subject, customer), slots in groups.items():
-        history = evaluation.histories[(subject_kind, subject)]
+        history = facts.history(subject_kind, subject)
+        assert history is not None
         for kind, _rules, members in slots:
-            drafts.append(_draft(evaluation, history, customer, kind, members, pos, now))
+            drafts.append(_draft(facts, history, customer, kind, members, pos, now))
     return drafts
 
 
 def _draft(
-    evaluation: Evaluation,
+    facts: Facts,
     history: SubjectHistory,
     customer: str,
     kind: str,
@@ -371,21 +383,21 @@ def _draft(
     pos: int,
     now: datetime,
 ) -> Draft:
-    attrs = evaluation.index.customer_at(customer, pos)
+    attrs = facts.customer_at(customer, pos)
     assert attrs is not None
     primary = members[0]
-    required = stated_requirements(evaluation.policy, kind, history, pos, attrs)
+    required = stated_requirements(facts.policy, kind, history, pos, attrs)
     states, context, invitation = _content(history, kind, pos, now, required)
-    context.update(_what_changed(evaluation, history, customer, kind, pos))
+    context.update(_what_changed(facts, history, customer, kind, pos))
     reasons = tuple(obligation_key(d.obligation) for d in members)
     seed = f"{obligation_key(primary.obligation)}#{primary.sent_so_far}"
-    draft = _new_draft(evaluation, history, customer, attrs, kind, seed, states, context, invitation, reasons)
+    draft = _new_draft(facts, history, customer, attrs, kind, seed, states, context, invitation, reasons)
     late = tuple(obligation_key(d.obligation) for d in members if d.obligation.not_after < now)
     return replace(draft, late=late) if late else draft
 
 
 def _new_draft(
-    evaluation: Evaluation,
+    facts: Facts,
     history: SubjectHistory,
     customer: str,
     attrs: CustomerUpserted,
@@ -398,8 +410,8 @@ def _new_draft(
 ) -> Draft:
     """A draft to one customer about `history`; its ids derive from `seed` (stable across retries)."""
     communication = "fw-" + hashlib.sha256(seed.encode()).hexdigest()[:20]
-    sender = evaluation.policy.sender(history.release_related) or "enterprise-support@example.com"
-    thread = first_message_id(evaluation, history, customer)
+    sender = facts.policy.sender(history.release_related) or "enterprise-support@example.com"
+    thread = first_message_id(facts, history, customer)
     if thread is not None:
         context = {**context, "thread": thread}
     return Draft(
@@ -414,21 +426,21 @@ def _new_draft(
         timezone=attrs.timezone,
         sender=sender,
         to=tuple(attrs.contacts),
-        support_contact=evaluation.policy.sender(False) or sender,
+        support_contact=facts.policy.sender(False) or sender,
         states=states,
         context=context,
         invitation=invitation,
         reasons=reasons,
-        policy_digest=evaluation.policy.digest,
+        policy_digest=facts.policy.digest,
     )
 
 
-def first_message_id(evaluation: Evaluation, history: SubjectHistory, customer: str) -> str | None:
+def first_message_id(facts: Facts, history: SubjectHistory, customer: str) -> str | None:
     """The Message-ID of the first message to `customer` about the subject (later ones are replies to it:
     the customer's mail client shows them as one thread)."""
     first = None
     for kind in COMMUNICATION_KINDS:
-        for sent in evaluation.comms.get((history.kind, history.id, customer, kind), ()):  # in send order
+        for sent in facts.sent_about(history.kind, history.id, customer, kind):  # in send order
             if sent.comm.message_id:
                 if first is None or sent.pos < first.pos:
                     first = sent
@@ -436,9 +448,7 @@ def first_message_id(evaluation: Evaluation, history: SubjectHistory, customer: 
     return first.comm.message_id if first is not None else None
 
 
-def _what_changed(
-    evaluation: Evaluation, history: SubjectHistory, customer: str, kind: str, pos: int
-) -> dict[str, object]:
+def _what_changed(facts: Facts, history: SubjectHistory, customer: str, kind: str, pos: int) -> dict[str, object]:
     """What a message says changed, as context for its text (never a decision input): a reschedule's
     previous window; for an extension message after one was already sent about the same extension (the
     update an extension promised), when that one went out and what it stated."""
@@ -453,7 +463,7 @@ def _what_changed(
         i = bisect_right(history.extension_positions, pos)
         since = history.extension_positions[i - 1] if i else None
         earlier = [
-            s for s in evaluation.comms.get(("maintenance", history.id, customer, "extension"), ())
+            s for s in facts.sent_about("maintenance", history.id, customer, "extension")
             if since is not None and s.pos > since
         ]
         if earlier:

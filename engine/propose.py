@@ -8,10 +8,12 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from forewarn.evaluate.evaluation import deadline_text, evaluate
+from forewarn.evaluate.evaluation import deadline_text
 from forewarn.evaluate.model import Obligation
 from forewarn.events import EVENT_ADAPTER, Event
 from forewarn.policy.model import Policy
+from forewarn.relational.engine import obligations_of
+from forewarn.relational.evaluation import evaluate_events
 
 PROPOSAL_ID = "proposed-window"
 
@@ -112,11 +114,12 @@ def propose_window(events: Sequence[Event], policy: Policy, proposal: Proposal, 
             "reason": "proposed",
         }
     )
-    evaluation = evaluate([*events, scheduled], policy, as_of, checks=False)
-    obligations = sorted(
-        (o.obligation for o in evaluation.outcomes if o.obligation.subject == PROPOSAL_ID and o.status != "void"),
-        key=lambda ob: (ob.not_after, ob.rule, ob.customer),
-    )
+    rel = evaluate_events([*events, scheduled], policy, as_of)
+    try:
+        found = obligations_of(rel, "maintenance", PROPOSAL_ID)
+    finally:
+        rel.close()
+    obligations = sorted(found, key=lambda ob: (ob.not_after, ob.rule, ob.customer))
     return ProposalAnswer(as_of, proposal, obligations)
 
 

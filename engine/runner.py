@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from forewarn import __version__
 from forewarn.engine import outbox, ticket_queue
 from forewarn.engine.alerts import RETRY_COMMAND, Alert, delivery_alerts, ticket_alerts
-from forewarn.engine.cache import EvaluationCache
+from forewarn.engine.cache import EngineView, EvaluationCache
 from forewarn.engine.delivery import Breaker, Delivery, DeliveryError, Refused, with_retries
 from forewarn.engine.draft import Draft
 from forewarn.engine.planner import (
@@ -29,9 +29,7 @@ from forewarn.engine.planner import (
 )
 from forewarn.engine.render import render
 from forewarn.engine.tickets import Ticket, TicketStore, TicketWebhook, ticket_id, utc_text
-from forewarn.evaluate.evaluation import Evaluation, evaluate
 from forewarn.events import parse_lines
-from forewarn.log.source import read_store
 from forewarn.log.store import EventStore
 from forewarn.policy.model import Policy
 
@@ -250,12 +248,11 @@ class Engine:
         rows = self.conn.execute("SELECT DISTINCT at FROM events")
         return [datetime.fromisoformat(at.replace("Z", "+00:00")) for (at,) in rows]
 
-    def evaluation(self, now: datetime) -> tuple[Evaluation, PlanBasis]:
-        """The evaluation as of `now` and its plan basis: reused from an earlier pass while
+    def evaluation(self, now: datetime) -> tuple[EngineView, PlanBasis]:
+        """The facts as of `now` and the plan basis: reused from an earlier pass while
         no event was appended and nothing can have changed but the clock (see engine.cache)."""
         if self.cache is None:
-            evaluation = evaluate(read_store(self.store, now), self.policy, now, checks=False)
-            return evaluation, PlanBasis(evaluation)
+            return EvaluationCache(self.store, self.policy).get(now)
         return self.cache.get(now)
 
     def plan(self, now: datetime) -> Plan:
@@ -405,7 +402,7 @@ class Engine:
         next_one: Callable[[], None],
         now: datetime | None,
         result: PassResult,
-        evaluation: Evaluation,
+        evaluation: EngineView,
         breaker: Breaker,
         out_of_time: Callable[[], bool],
     ) -> Delivered | None:
@@ -413,7 +410,7 @@ class Engine:
         `next_one` prepares the next entry, while the server answers if it can."""
         draft = entry.draft
         if draft.follow_up_of is not None:
-            history = evaluation.histories.get((draft.subject_kind, draft.subject))
+            history = evaluation.history(draft.subject_kind, draft.subject)
             if history is not None and history.cancelled_at is not None:
                 error = f"{draft.subject} was cancelled before this resend to {', '.join(draft.resend_to)}: not sent"
                 self._commit(lambda: outbox.mark(self.conn, entry.key, outbox.FAILED, error))

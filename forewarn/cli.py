@@ -727,11 +727,10 @@ def plan_cmd(
         write_output(proposal_json(answer) if fmt == "json" else proposal_table(answer), None)
         return
     if events_files:
-        from forewarn.engine.planner import PlanBasis
-        from forewarn.evaluate.evaluation import evaluate
+        from forewarn.engine.cache import plan_basis_of_events
 
         events = read_log(db, events_files, policy.ids, t)  # refuses --db with --events
-        snapshot = PlanBasis(evaluate(events, policy, t, checks=False)).snapshot(0, t + timedelta(microseconds=1))
+        snapshot = plan_basis_of_events(events, policy, t).snapshot(0, t + timedelta(microseconds=1))
         show_plan(published.view(snapshot, t), fmt)
         return
     from forewarn.engine.cache import EvaluationCache

@@ -16,10 +16,7 @@ from click.testing import CliRunner
 
 from forewarn import program
 from forewarn.cli import main
-from forewarn.evaluate.evaluation import evaluate
-from forewarn.evaluate.incremental import reevaluate
 from forewarn.events import parse_lines
-from forewarn.log.source import load_files
 from forewarn.policy.loader import load_policy
 
 CUSTOMER = "kunde-ä"
@@ -106,8 +103,13 @@ def test_unicode_quote_and_backslash_ids_work_everywhere(
     assert len(list(outbox.glob("*.eml"))) == 7  # and their start reminders
 
 
-def test_incremental_reevaluation_with_hostile_subject_ids(tmp_path: Path) -> None:
-    events = load_files([write(tmp_path / "ids.jsonl", hostile_log())])
+def test_reevaluation_after_appends_with_hostile_subject_ids(tmp_path: Path) -> None:
+    """The engine judges again the subjects appended events are about, selected from the log by their ids
+    (bound, never pasted): hostile ids included."""
+    from forewarn.engine.cache import EvaluationCache
+    from forewarn.log.source import import_files
+    from forewarn.log.store import EventStore
+
     more = [{"id": 'st-"ä"', "type": "maintenance.started", "at": "2026-10-20T22:01:00Z",
              "maintenance": "wartung-ä"},
             {"id": "ext\\ä", "type": "maintenance.extended", "at": "2026-10-20T23:50:00Z",
@@ -115,14 +117,18 @@ def test_incremental_reevaluation_with_hostile_subject_ids(tmp_path: Path) -> No
     parsed, errors = parse_lines([json.dumps(e).encode() for e in more], "more.jsonl")
     assert not errors
     policy = load_policy()
+    store = EventStore(tmp_path / "log.db")
+    import_files(store, [write(tmp_path / "ids.jsonl", hostile_log())], policy.ids)
     t0, t1 = datetime.fromisoformat("2026-10-20T12:00:00Z"), datetime.fromisoformat("2026-10-21T06:00:00Z")
-    before = evaluate(events, policy, t0, checks=False)
-    everything = [*events, *(s.event for s in parsed)]
-    again = reevaluate(before, everything, len(events), t1)
-    fresh = evaluate(everything, policy, t1, checks=False)
-    assert again.outcomes == fresh.outcomes and again.violations == fresh.violations
-    found = {(v.rule, v.problem) for v in fresh.violations if v.subject == "wartung-ä"}
-    assert ("extension-notice", "missing") in found
+    cache = EvaluationCache(store, policy)
+    cache.get(t0)
+    store.append(parsed)
+    _view, again = cache.get(t1)
+    _fresh_view, fresh = EvaluationCache(store, policy).get(t1)
+    assert again.at(t1) == fresh.at(t1)
+    missed = {(a.rule, a.problem) for a in fresh.at(t1).alerts if a.subject == "wartung-ä"}
+    assert ("extension-notice", "missed") in missed
+    store.close()
 
 
 @pytest.mark.parametrize(

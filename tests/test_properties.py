@@ -138,7 +138,7 @@ def replies_to(events: Sequence[Event], data: st.DataObject) -> list[dict[str, o
     ]
 
 
-@scaled(ci=60, thorough=10_000)
+@scaled(ci=15, thorough=10_000)  # a relational evaluation per pass: fewer examples in CI
 @given(lifecycles(feasible=True), st.data())
 def test_engine_stepped_through_a_feasible_lifecycle_audits_clean(life: Lifecycle, data: st.DataObject) -> None:
     """The real engine (plan, render, outbox, tickets, record) on a replayed clock leaves nothing to find,
@@ -156,7 +156,7 @@ def test_engine_stepped_through_a_feasible_lifecycle_audits_clean(life: Lifecycl
     event(f"communications: {min(len(sent), 10)}{'+' if len(sent) >= 10 else ''}")
 
 
-@scaled(ci=60, thorough=10_000)
+@scaled(ci=15, thorough=10_000)
 @given(lifecycles())
 def test_engine_leaves_only_findings_no_sender_could_prevent(life: Lifecycle) -> None:
     """Any lifecycle (short notice, reschedules past the deadline, overruns): every finding was unavoidable."""
@@ -168,7 +168,7 @@ def test_engine_leaves_only_findings_no_sender_could_prevent(life: Lifecycle) ->
     event(f"unavoidable findings: {bool(result.findings)}")
 
 
-@scaled(ci=40, thorough=10_000)
+@scaled(ci=10, thorough=10_000)
 @given(lifecycles())
 def test_batch_sends_are_the_replayed_engines_sends(life: Lifecycle) -> None:
     """synth.batch (one evaluation, used by the properties below for speed) sends what the stepped engine
@@ -216,7 +216,7 @@ def told_otherwise(result: AuditResult, f: Finding) -> bool:
     return False
 
 
-@scaled(ci=60, thorough=10_000)
+@scaled(ci=15, thorough=10_000)
 @given(lifecycles(feasible=True), st.data())
 def test_an_engine_that_was_down_sends_late_never_leaves_missing(life: Lifecycle, data: st.DataObject) -> None:
     """Down for a while, the engine sends what it missed once back: the audit reports those `late`, never
@@ -891,7 +891,7 @@ class EngineAgainstModel(RuleBasedStateMachine):
 
 
 TestEngineAgainstModel = EngineAgainstModel.TestCase
-TestEngineAgainstModel.settings = scaled(ci=30, thorough=10_000, stateful_step_count=30)
+TestEngineAgainstModel.settings = scaled(ci=8, thorough=10_000, stateful_step_count=30)
 
 
 def edited_policy() -> Policy:
@@ -928,4 +928,4 @@ def test_the_model_reads_its_numbers_from_the_rule_files() -> None:
 
 
 TestEngineAgainstEditedPolicy = EngineAgainstEditedPolicy.TestCase
-TestEngineAgainstEditedPolicy.settings = scaled(ci=20, thorough=10_000, stateful_step_count=30)
+TestEngineAgainstEditedPolicy.settings = scaled(ci=6, thorough=10_000, stateful_step_count=30)

@@ -23,8 +23,7 @@ from forewarn.record import record
 
 @record
 class Verdict:
-    """One subject's share of an evaluation: what a re-evaluation keeps or redoes whole
-    (forewarn.evaluate.incremental)."""
+    """One subject's share of an evaluation."""
 
     outcomes: list[Outcome]  # its obligations' outcomes, in derivation order
     violations: list[Violation]  # its violated obligations, in outcome order

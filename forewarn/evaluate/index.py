@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -127,36 +127,3 @@ def build_index(events: Iterable[Event], start: int = 0) -> LogIndex:
     index.subjects = dict(subjects)
     index.tickets = dict(tickets)
     return index
-
-
-def extend_index(index: LogIndex, events: Sequence[Event]) -> LogIndex:
-    """The index of `index`'s events followed by `events` (in evaluation order); `index` is left as it was.
-
-    The new events are indexed on their own, then joined: a list under a key only they touch
-    is new, every other one is shared with `index` (neither is changed afterwards)."""
-    new = build_index(events, len(index.ats))
-    customers = dict(index.customers)
-    for customer, timeline in new.customers.items():
-        old = customers.get(customer)
-        if old is not None:
-            timeline = CustomerTimeline(old.positions + timeline.positions, old.versions + timeline.versions)
-        customers[customer] = timeline
-    return LogIndex(
-        customers=customers,
-        subjects=join_lists(index.subjects, new.subjects),
-        sent=index.sent + new.sent,
-        sent_by_id={**index.sent_by_id, **new.sent_by_id},
-        tickets=join_lists(index.tickets, new.tickets),
-        replies=index.replies + new.replies,
-        waivers=index.waivers + new.waivers,
-        ats=index.ats + new.ats,
-    )
-
-
-def join_lists(old: dict[K, list[V]], new: dict[K, list[V]]) -> dict[K, list[V]]:
-    """`old` with `new`'s items appended under each key, as a new dict; neither is changed."""
-    out = dict(old)
-    for key, items in new.items():
-        before = out.get(key)
-        out[key] = before + items if before is not None else items
-    return out

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from forewarn.evaluate.index import LogIndex, Sent, join_lists
+from forewarn.evaluate.index import LogIndex, Sent
 from forewarn.evaluate.model import Obligation, Outcome
 
 CommKey = tuple[str, str, str, str]  # subject kind, subject, customer, kind
@@ -15,11 +15,6 @@ CommKey = tuple[str, str, str, str]  # subject kind, subject, customer, kind
 def communications_by_key(index: LogIndex) -> dict[CommKey, list[Sent]]:
     """Communications grouped by what they are about, to whom, of which kind (in send order)."""
     return _grouped(index.sent)
-
-
-def more_communications(comms: dict[CommKey, list[Sent]], sent: Iterable[Sent]) -> dict[CommKey, list[Sent]]:
-    """`comms` with later communications added, as a new dict (`comms` is left as it was)."""
-    return join_lists(comms, _grouped(sent))
 
 
 def _grouped(sent: Iterable[Sent]) -> dict[CommKey, list[Sent]]:

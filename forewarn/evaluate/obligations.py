@@ -97,8 +97,7 @@ def derive(
     """Fold every subject's lifecycle (or only those in `subjects`) and open the obligations its moments trigger.
 
     Subjects are independent of each other: one's history, obligations and alarms depend on its
-    own events, the customers' attributes at its moments and the as-of, nothing else (what
-    forewarn.evaluate.incremental relies on to redo only some of them)."""
+    own events, the customers' attributes at its moments and the as-of, nothing else."""
     out = Derivation()
     fired: list[tuple[str, str]] = []
     timers = timers_of(policy)

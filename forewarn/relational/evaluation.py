@@ -43,10 +43,15 @@ def evaluate_raw(
     policy: Policy,
     as_of: datetime,
     failures: list[BaseException] | None = None,
+    pos_at: Callable[[datetime], int] | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> Relational:
     """Evaluate canonical payloads given as Arrow (pos, seq, at_us, type, payload), in evaluation order;
-    `failures`: where the stream notes a failure to read it (the first is raised once it is loaded)."""
-    con = tables.connect()
+    `failures`: where the stream notes a failure to read it (the first is raised once it is loaded);
+    `pos_at`: for part of a log, the whole log's positions (lifecycle.fold_all); `con`: a connection of
+    tables.connect() to evaluate in (its tables replaced), kept open by a caller that evaluates again and
+    again (the engine), rather than a new one."""
+    con = con if con is not None else tables.connect()
     try:
         tables.load_payloads(con, raw, as_of)
     except BaseException:
@@ -55,7 +60,7 @@ def evaluate_raw(
     if failures:
         tables.close(con)
         raise failures[0]
-    life = lifecycle.fold_all(con, policy, as_of)
+    life = lifecycle.fold_all(con, policy, as_of, pos_at)
     lifecycle.register(con, life)
     lifecycle.register_subjects(con, life)
     obligations.build_obligations(con, policy)

@@ -9,7 +9,7 @@ obligation queries need: the moment, its anchors resolved per the rule, and the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,12 +47,18 @@ def _us(t: object) -> int | None:
     return epoch_us(t) if isinstance(t, datetime) else None
 
 
-def fold_all(con: duckdb.DuckDBPyConnection, policy: Policy, as_of: datetime) -> Lifecycles:
-    """Fold every subject's lifecycle events (read from `ev`) and run the triggers on durable_rules."""
+def fold_all(
+    con: duckdb.DuckDBPyConnection,
+    policy: Policy,
+    as_of: datetime,
+    pos_at: Callable[[datetime], int] | None = None,
+) -> Lifecycles:
+    """Fold every subject's lifecycle events (read from `ev`) and run the triggers on durable_rules.
+    `pos_at`: the position of the last event at or before an instant (an alarm timer's), when `ev` holds
+    only part of the log (the engine's open subjects: forewarn.relational.engine); by default `ev`'s own."""
     rows = con.execute(
         f"SELECT pos, payload FROM ev WHERE type IN {LIFECYCLE} ORDER BY pos",  # a fixed list of ours
     ).fetchall()
-    ats = con.execute("SELECT at_us FROM ev ORDER BY pos").fetchnumpy()["at_us"]
     by_subject: dict[tuple[str, str], list[tuple[int, Event]]] = {}
     validate = EVENT_ADAPTER.validate_json
     for pos, payload in rows:
@@ -64,8 +70,11 @@ def fold_all(con: duckdb.DuckDBPyConnection, policy: Policy, as_of: datetime) ->
         kind = event.type.split(".", 1)[0]
         by_subject.setdefault((kind, getattr(event, kind)), []).append((pos, event))
 
-    def pos_at(t: datetime) -> int:
-        return int(np.searchsorted(ats, epoch_us(t), side="right")) - 1
+    if pos_at is None:
+        ats = con.execute("SELECT at_us FROM ev ORDER BY pos").fetchnumpy()["at_us"]
+
+        def pos_at(t: datetime) -> int:
+            return int(np.searchsorted(ats, epoch_us(t), side="right")) - 1
 
     timers = timers_of(policy)
     fired_names: list[tuple[str, str]] = []

@@ -269,11 +269,13 @@ def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
     con.execute(CREATE_OBLIGATIONS)
     cases: list[str] = []
     params: dict[str, object] = {}
+    fired = {rule for (rule,) in con.execute("SELECT DISTINCT rule FROM triggers WHERE NOT alarm").fetchall()}
     for rule in policy.rules:
         queries = rule_queries(rule, policy.scope_condition)
         if not queries:
             continue
-        con.execute(*queries[0])
+        if rule.id in fired:  # a rule nothing triggered has no obligations (a few subjects: the engine's passes)
+            con.execute(*queries[0])
         if len(queries) > 1:
             name = f"void_rule{len(cases)}"
             text, bound = queries[1]

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from forewarn.engine.draft import Draft
-from forewarn.engine.planner import ANNOUNCING, UPDATE_LEAD, Due, cancellation_drafts, drafts_at, sends_late
+from forewarn.engine.planner import UPDATE_LEAD, Due, ObjectFacts, cancellation_drafts, drafts_at, sends_late
 from forewarn.engine.render import subject_line
 from forewarn.engine.runner import recorded_events
 from forewarn.evaluate.evaluation import Evaluation, evaluate
@@ -19,6 +19,7 @@ from forewarn.evaluate.model import Obligation
 from forewarn.evaluate.obligations import void_reason
 from forewarn.events import Event
 from forewarn.policy.model import Policy, Rule
+from forewarn.relational.engine import ANNOUNCING
 
 
 def _void_from(evaluation: Evaluation, ob: Obligation) -> datetime | None:
@@ -143,7 +144,7 @@ def _live_at(void_from: datetime | None, t: datetime) -> bool:
 def _late(evaluation: Evaluation, ob: Obligation, void_from: datetime | None, t: datetime) -> bool:
     """Whether the engine, at `t`, sends for an obligation whose deadline had already passed (it opened
     after it): late, as the planner does (engine.planner.sends_late)."""
-    return ob.not_after < t and _live_at(void_from, t) and sends_late(evaluation, ob, t)
+    return ob.not_after < t and _live_at(void_from, t) and sends_late(ObjectFacts(evaluation), ob, t)
 
 
 def _live(ob: Obligation, void_from: datetime | None, t: datetime) -> bool:
@@ -180,7 +181,7 @@ def _drafts(
     for when, n in sorted(by_pass):
         pos = bisect_right(ats, when) - 1
         dues = sorted(by_pass[(when, n)], key=_plan_order)
-        out.extend(((when, n), d) for d in drafts_at(evaluation, dues, pos, when))
+        out.extend(((when, n), d) for d in drafts_at(ObjectFacts(evaluation), dues, pos, when))
     return out
 
 
@@ -204,7 +205,7 @@ def _cancellations(evaluation: Evaluation, planned: list[tuple[datetime, Draft]]
         pos = bisect_right(evaluation.index.ats, h.cancelled_at) - 1
         covers = evaluation.policy.covers
         pairs = [(subject, c) for c in sorted(told) if evaluation.index.covered_at(c, pos, covers) is not None]
-        out.extend((h.cancelled_at, d) for d in cancellation_drafts(evaluation, pairs))
+        out.extend((h.cancelled_at, d) for d in cancellation_drafts(ObjectFacts(evaluation), pairs))
     return out
 
 
