@@ -178,11 +178,19 @@ def read_store_payloads(
     cur = conn.cursor()
     # every event up to `seq` (those after `as_of` are left out as they are typed): the number read is
     # then checked against the fingerprint's (the log is append-only, its sequence dense from 1)
-    cur.execute(
-        "SELECT seq, at_us, type, payload FROM events WHERE seq <= ? ORDER BY at_us, seq",
-        [(1 << 63) - 1 if seq is None else seq],
-    )
-    reader = cur.fetch_record_batch()
+    try:
+        cur.execute(
+            "SELECT seq, at_us, type, payload FROM events WHERE seq <= ? ORDER BY at_us, seq",
+            [(1 << 63) - 1 if seq is None else seq],
+        )
+        reader = cur.fetch_record_batch()
+    except BaseException:
+        # a log damaged where the query's first step reads (its first pages) fails here: closed now, not
+        # when the error's traceback is collected (the open connection would keep the log's -wal file, whose
+        # pages then stand for those of whatever file is next put at this path)
+        cur.close()
+        conn.close()
+        raise
     schema = reader.schema.insert(0, pa.field("pos", pa.int64()))
 
     open_ = [True]
