@@ -8,15 +8,10 @@ one added: the finding did change. Messages are not compared (they quote the par
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
-from forewarn.audit.findings import AuditResult, Finding, audit, utc
-from forewarn.events import Event
-from forewarn.policy.model import Policy
+from forewarn.audit.findings import AuditResult, Finding, utc
 
 Key = tuple[str, str, str, str, str, str, str]
 
@@ -74,20 +69,6 @@ def compare(new: AuditResult, old: AuditResult, old_source: str) -> Comparison:
             removed_left[k] -= 1
             removed.append(f)
     return Comparison(old_source, old.policy.digest, new.policy.digest, tuple(added), tuple(removed))
-
-
-def audit_compared(
-    events: Sequence[Event],
-    policy: Policy,
-    old_policy: Policy,
-    as_of: datetime,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> AuditResult:
-    """The audit by `policy`, with its comparison against `old_policy` on the same log."""
-    new = audit(events, policy, as_of, since, until)
-    old = audit(events, old_policy, as_of, since, until)
-    return dataclasses.replace(new, comparison=compare(new, old, old_policy.source or "(the project's rules)"))
 
 
 def table_rows(c: Comparison) -> list[list[str]]:

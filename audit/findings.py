@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forewarn import __version__
 from forewarn.calendar import holidays_version
-from forewarn.evaluate.evaluation import Evaluation, evaluate
-from forewarn.evaluate.model import Obligation, Outcome, Violation
 from forewarn.events import Event, WaiverGranted
 from forewarn.instants import utc
 from forewarn.log.chain import Fingerprint
 from forewarn.policy.model import Policy
+
+if TYPE_CHECKING:
+    from forewarn.evaluate.model import Violation
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,6 @@ class AuditResult:
     policy: Policy
     summary: Summary
     findings: list[Finding]
-    pending: list[Outcome]
-    outcomes: list[Outcome]  # every non-void obligation of the period
-    evaluation: Evaluation
     log: Fingerprint | None = None  # of the log judged (its high-water sequence and chain head), when known
     comparison: Any = None  # audit.compare.Comparison, when judged against another policy too (--compare-rules)
 
@@ -92,7 +90,8 @@ class AuditResult:
         return [f for f in self.findings if f.status == "violation"]
 
     def pending_json(self) -> list[dict[str, object]]:
-        return [obligation_json(o.obligation, self.evaluation) for o in self.pending]
+        """The pending obligations in the shape of cli.md (the evaluation's result knows them)."""
+        return []
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -107,20 +106,6 @@ class AuditResult:
             "pending": self.pending_json(),
             **({"comparison": self.comparison.to_json()} if self.comparison is not None else {}),
         }
-
-
-def obligation_json(ob: Obligation, evaluation: Evaluation) -> dict[str, object]:
-    """An obligation in the shape of cli.md."""
-    return {
-        "rule": ob.rule,
-        "subject": ob.subject,
-        "customer": ob.customer,
-        "kind": ob.kinds[0],
-        "from": evaluation.sender(ob),
-        "to": evaluation.contacts(ob),
-        "not_before": utc(max(ob.not_before, ob.opened)),
-        "not_after": utc(ob.not_after),
-    }
 
 
 def _message(template: str, fields: dict[str, str], params: dict[str, object]) -> str:
@@ -160,10 +145,6 @@ def to_finding(v: Violation, policy: Policy, waivers: Sequence[WaiverGranted]) -
     )
 
 
-def _in_period(t: datetime, since: datetime | None, until: datetime | None) -> bool:
-    return (since is None or t >= since) and (until is None or t < until)
-
-
 def audit(
     events: Sequence[Event],
     policy: Policy,
@@ -171,35 +152,8 @@ def audit(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> AuditResult:
-    """Judge the log; the period [since, until) selects findings and obligations by due time."""
-    evaluation = evaluate(events, policy, as_of)
-    waivers = sorted((w for _pos, w in evaluation.index.waivers), key=lambda w: (w.at, w.waiver))
-    findings = sorted(
-        (to_finding(v, policy, waivers) for v in evaluation.violations if _in_period(v.due, since, until)),
-        key=Finding.sort_key,
-    )
-    outcomes = [
-        o for o in evaluation.outcomes if o.status != "void" and _in_period(o.obligation.not_after, since, until)
-    ]
-    waived_keys = {(f.rule, f.subject, f.customer, utc(f.due)) for f in findings if f.status == "waived"}
-    violated = waived = 0
-    for o in outcomes:
-        if o.status == "violated":
-            ob = o.obligation
-            if (ob.rule, ob.subject, ob.customer, utc(ob.not_after)) in waived_keys:
-                waived += 1
-            else:
-                violated += 1
-    pending = sorted(
-        (o for o in outcomes if o.status == "pending"),
-        key=lambda o: (o.obligation.not_after, o.obligation.rule, o.obligation.subject, o.obligation.customer),
-    )
-    summary = Summary(
-        obligations=len(outcomes),
-        met=sum(o.status == "met" for o in outcomes),
-        violated=violated,
-        waived=waived,
-        pending=len(pending),
-        findings=len(findings),
-    )
-    return AuditResult(as_of, since, until, policy, summary, findings, pending, outcomes, evaluation)
+    """Judge the log (validated events in evaluation order); the period [since, until) selects findings and
+    obligations by due time. On the relational evaluation (forewarn.relational.audit), every case listed."""
+    from forewarn.relational.audit import audit_events
+
+    return audit_events(events, policy, as_of, since, until)

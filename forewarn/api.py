@@ -250,11 +250,12 @@ def create_app(service: Service) -> FastAPI:
     def _audit(t: datetime, start: datetime | None, end: datetime | None, fmt: str) -> tuple[Any, str]:
         from dataclasses import replace
 
-        from forewarn.audit.findings import audit
         from forewarn.audit.formats import render
+        from forewarn.relational.audit import DETAILED_FORMATS, audit_events
 
         events, log = service.events_until_fingerprinted(t)
-        result = replace(audit(events, service.policy, t, start, end), log=log)  # as `forewarn audit --db` states it
+        judged = audit_events(events, service.policy, t, start, end, DETAILED_FORMATS & {fmt})
+        result = replace(judged, log=log)  # as `forewarn audit --db` states it
         return result, render(fmt, result)
 
     # -- operations ----------------------------------------------------------------------------

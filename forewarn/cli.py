@@ -414,7 +414,6 @@ def audit_cmd(
     """
     from dataclasses import replace
 
-    from forewarn.audit.findings import audit
     from forewarn.audit.formats import render
     from forewarn.audit.formats.stats import build as build_stats
     from forewarn.audit.formats.stats import rate_text
@@ -430,49 +429,50 @@ def audit_cmd(
     if start and end and start >= end:
         fail("--since must be before --until")
     extra = _extra_outputs(outputs, output)
+    from forewarn.relational.audit import DETAILED_FORMATS, audit_events, audit_store
+
+    detail = DETAILED_FORMATS & {fmt, *(f for f, _p in extra)}  # what the formats need beyond the counts
+
+    def compared(judge: Callable[[Any, frozenset[str]], Any]) -> Any:
+        """`judge(policy, detail)`'s result, compared with the old policy's findings (--compare-rules)."""
+        result = judge(policy, detail)
+        if old_policy is None:
+            return result
+        from forewarn.audit.compare import compare
+
+        old = judge(old_policy, frozenset())
+        return replace(
+            result,
+            comparison=compare(result, old, old_policy.source or "(the project's rules)"),
+            finding_kinds=result.finding_kinds + old.finding_kinds,  # the removed findings' subjects too
+        )
+
     with terminal.Progress("reading the log") as progress:
+        if events_files and not db:
+            from forewarn.relational.jsonl import audit_files
 
-        def judge(events: list[Any]) -> Any:
-            progress.stage("evaluating")
-            judged = [e for e in events if e.at <= t]
-            if old_policy is not None:
-                from forewarn.audit.compare import audit_compared
-
-                return audit_compared(judged, policy, old_policy, t, start, end)
-            return audit(judged, policy, t, start, end)
-
-        from forewarn.relational.audit import relational_for
-
-        if old_policy is None and all(relational_for(f) for f in [fmt, *(f for f, _p in extra)]):
-            # the formats the relational evaluation serves (forewarn.relational.audit)
-            from forewarn.relational.audit import audit_events, audit_store
-
-            if events_files and not db:
-                from forewarn.relational.jsonl import audit_files
-
-                # straight into the tables; a log it leaves (an error, a repeat, out of order) is parsed into models
-                done = audit_files(events_files, policy, t, start, end)
-                result, log = done or _audit_files(
-                    events_files, lambda events: audit_events(events, policy, t, start, end), policy.ids
-                )
-            else:
-                from forewarn.errors import Refused, describe
-                from forewarn.relational.tables import log_failure
-
-                path, log = _log_fingerprint(db, events_files)
-                progress.stage("evaluating")
-                try:
-                    result = audit_store(path, policy, t, start, end, log.seq)
-                except Exception as exc:
-                    message = log_failure(exc, path) or describe(exc, path)
-                    if message is None:
-                        raise
-                    raise Refused(message) from exc
-        elif events_files and not db:  # the files' checks run meanwhile, on the other CPU
-            result, log = _audit_files(events_files, judge, policy.ids)
+            # straight into the tables (the counts' formats, one policy); a log it leaves (an error, a repeat,
+            # out of order) and the formats that name events are read through the models
+            fast = not detail and old_policy is None
+            done = audit_files(events_files, policy, t, start, end) if fast else None
+            result, log = done or _audit_files(
+                events_files,
+                lambda events: compared(lambda p, d: audit_events(events, p, t, start, end, d)),
+                policy.ids,
+            )
         else:
-            events, log = read_log_fingerprinted(db, events_files, policy.ids, t)
-            result = judge(events)
+            from forewarn.errors import Refused, describe
+            from forewarn.relational.tables import log_failure
+
+            path, log = _log_fingerprint(db, events_files)
+            progress.stage("evaluating")
+            try:
+                result = compared(lambda p, d: audit_store(path, p, t, start, end, log.seq, d))
+            except Exception as exc:
+                message = log_failure(exc, path) or describe(exc, path)
+                if message is None:
+                    raise
+                raise Refused(message) from exc
         result = replace(result, log=log)
         progress.stage("writing the reports")
         if fmt == "table" and output in (None, "-"):
@@ -660,8 +660,7 @@ def explain_cmd(
     import difflib
     import json
 
-    from forewarn.audit.findings import audit
-    from forewarn.explain import explain, to_text
+    from forewarn.explain import explain, judge, to_text
 
     policy = load_policy_or_fail(rules_dir)
     rule = policy.get(rule_id)
@@ -670,7 +669,7 @@ def explain_cmd(
         hint = f"; did you mean {close[0]!r}?" if close else f"; rules: {', '.join(policy.ids)}"
         fail(f"--rule: no rule {rule_id!r}{hint}")
     t = parse_instant(as_of, "--as-of")
-    result = audit(read_log(db, events_files, policy.ids, t), policy, t)
+    result = judge(read_log(db, events_files, policy.ids, t), policy, t)
     found = explain(result, rule, subject, customer)
     click.echo(json.dumps(found, indent=1, ensure_ascii=False) if fmt == "json" else to_text(found))
 

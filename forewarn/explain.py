@@ -10,30 +10,40 @@ considered, and the outcome. For per-communication rules it gives the checks' fi
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from forewarn.audit.findings import AuditResult, Finding
+from forewarn.audit.findings import Finding, to_finding
 from forewarn.calendar import explain_deadline, format_local
 from forewarn.evaluate.checks import humanize
-from forewarn.evaluate.evaluation import deadline_text
+from forewarn.evaluate.evaluation import Evaluation, deadline_text, evaluate
 from forewarn.evaluate.model import Obligation, Outcome
+from forewarn.events import Event
 from forewarn.instants import utc
-from forewarn.policy.model import Rule
+from forewarn.policy.model import Policy, Rule
 
 
-def command(f: Finding, as_of: datetime, rules_dir: str | None = None) -> str:
-    """The `forewarn explain` command line that explains a finding (shown by the reports)."""
-    parts = ["forewarn", "explain", "--rule", f.rule, "--subject", f.subject, "--customer", f.customer]
-    parts += ["--as-of", utc(as_of) or ""]
-    if rules_dir:
-        parts += ["--rules", rules_dir]
-    return shlex.join(parts)
+@dataclass(frozen=True)
+class Judged:
+    """What an explanation reads: the per-object evaluation of the log as of an instant, and its findings."""
+
+    as_of: datetime
+    findings: list[Finding]
+    evaluation: Evaluation
 
 
-def explain(result: AuditResult, rule: Rule, subject: str, customer: str | None = None) -> dict[str, Any]:
+def judge(events: Sequence[Event], policy: Policy, as_of: datetime) -> Judged:
+    """Evaluate the log (events in evaluation order) with its outcomes and histories kept, as explain needs
+    them (the audit's evaluation keeps them in DuckDB), and its findings with the waivers applied."""
+    evaluation = evaluate([e for e in events if e.at <= as_of], policy, as_of)
+    waivers = sorted((w for _pos, w in evaluation.index.waivers), key=lambda w: (w.at, w.waiver))
+    findings = sorted((to_finding(v, policy, waivers) for v in evaluation.violations), key=Finding.sort_key)
+    return Judged(as_of, findings, evaluation)
+
+
+def explain(result: Judged, rule: Rule, subject: str, customer: str | None = None) -> dict[str, Any]:
     """The explanation, JSON-ready."""
     ev = result.evaluation
     out: dict[str, Any] = {
@@ -73,7 +83,7 @@ def explain(result: AuditResult, rule: Rule, subject: str, customer: str | None 
 # -- one obligation ----------------------------------------------------------------------
 
 
-def _obligation(result: AuditResult, o: Outcome, findings: list[Finding], group: Sequence[Outcome]) -> dict[str, Any]:
+def _obligation(result: Judged, o: Outcome, findings: list[Finding], group: Sequence[Outcome]) -> dict[str, Any]:
     ob = o.obligation
     tz = ob.timezone
     mine = [f for f in findings if f.customer == ob.customer and f.due == ob.not_after and o.status == "violated"]
@@ -134,7 +144,7 @@ def _clock_change(a: datetime, b: datetime, tz: str) -> str:
     return f"; the clocks changed between the deadline ({name_b}) and the anchor ({name_a}) by {step}"
 
 
-def _candidates(result: AuditResult, o: Outcome, group: Sequence[Outcome]) -> list[dict[str, Any]]:
+def _candidates(result: Judged, o: Outcome, group: Sequence[Outcome]) -> list[dict[str, Any]]:
     """Every communication about the subject to the customer, and why it did or did not count."""
     ob = o.obligation
     ev = result.evaluation
@@ -179,7 +189,7 @@ def _candidates(result: AuditResult, o: Outcome, group: Sequence[Outcome]) -> li
     return out
 
 
-def _waivers(result: AuditResult, ob: Obligation) -> list[dict[str, Any]]:
+def _waivers(result: Judged, ob: Obligation) -> list[dict[str, Any]]:
     out = []
     for _pos, w in result.evaluation.index.waivers:
         if w.subject != ob.subject:
@@ -223,7 +233,7 @@ def _finding(f: Finding) -> dict[str, Any]:
 # -- when nothing is owed ----------------------------------------------------------------
 
 
-def _why_nothing(result: AuditResult, rule: Rule, subject: str, customer: str | None) -> list[str]:
+def _why_nothing(result: Judged, rule: Rule, subject: str, customer: str | None) -> list[str]:
     """Why the rule owes nothing about the subject (to the customer): no such subject, no moment that
     triggers it, the condition, the scope."""
     ev = result.evaluation
@@ -264,7 +274,7 @@ def _why_nothing(result: AuditResult, rule: Rule, subject: str, customer: str | 
     return notes or ["nothing owed: no obligation of this rule about this subject (and customer)"]
 
 
-def _why_no_check_finding(result: AuditResult, rule: Rule, subject: str) -> list[str]:
+def _why_no_check_finding(result: Judged, rule: Rule, subject: str) -> list[str]:
     """A per-communication rule with no finding about `subject` (a communication or reply id): why."""
     from forewarn.evaluate.checks import CheckPlan
 

@@ -162,7 +162,7 @@ def test_as_of_pending_then_violated() -> None:
     # Oct 19 12:00Z: contoso's notice is due 22:00Z and not yet sent: pending, no finding
     early = audit(events, POLICY, at("2026-10-19T12:00:00Z"))
     assert not [f for f in early.findings if f.rule == "advance-notice"]
-    assert any(o.obligation.customer == "contoso" for o in early.pending if o.obligation.rule == "advance-notice")
+    assert any(p["customer"] == "contoso" for p in early.pending_json() if p["rule"] == "advance-notice")
     # Oct 19 23:00Z: past the deadline, still nothing sent: missing
     mid = audit(events, POLICY, at("2026-10-19T23:00:00Z"))
     assert [(f.problem, f.customer) for f in mid.findings if f.rule == "advance-notice"] == [("missing", "contoso")]

@@ -126,6 +126,17 @@ def test_a_damaged_log_is_reported_as_damaged(tmp_path: Path) -> None:
             assert "the log is damaged" in err and "restore it from a backup" in err, (name, command, err)
 
 
+def test_an_audit_refusing_a_damaged_log_leaves_it_closed(tmp_path: Path) -> None:
+    """The audit's connection to a log whose first pages cannot be read is closed when it refuses the log, not
+    when the error is collected: left open, it keeps the log's -wal file, whose pages then stand for those of
+    the next file put at that path (a damaged header read as sound, findings instead of exit 2)."""
+    copy = tmp_path / "work.db"
+    shutil.copy(_damaged_copies(tmp_path)["page"], copy)
+    result = CliRunner().invoke(main, ["audit", "--as-of", "2026-12-31", "--db", str(copy)])  # kept: its traceback too
+    assert result.exit_code == 2 and "the log is damaged" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.glob("work.db*")) == ["work.db"]
+
+
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://tickets.example/x", "javascript:alert(1)", "", "http://"])
 def test_ticket_webhook_must_be_http_with_a_host(tmp_path: Path, url: str) -> None:
     db = tmp_path / "log.db"

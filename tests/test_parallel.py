@@ -1,4 +1,4 @@
-"""Checks in a forked child give the same audit, byte for byte, as checks in this process."""
+"""Checks in a forked child give the same evaluation (the engine's) as checks in this process."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from click.testing import CliRunner
 
 import forewarn
 from forewarn import parallel
-from forewarn.audit.findings import audit
-from forewarn.audit.formats import render
 from forewarn.cli import main
 from forewarn.evaluate import evaluation
 from forewarn.log import source
@@ -24,14 +22,13 @@ POLICY = load_policy()
 AS_OF = datetime(2026, 7, 15, tzinfo=UTC)
 
 
-def reports(monkeypatch: pytest.MonkeyPatch, apart: bool) -> list[str]:
+def violations(monkeypatch: pytest.MonkeyPatch, apart: bool) -> list[object]:
     monkeypatch.setattr(evaluation, "CHECKS_APART_MIN", 0 if apart else 10**9)
-    result = audit(load_files([QUARTER], POLICY.ids), POLICY, AS_OF, None, None)
-    return [render(fmt, result) for fmt in ("json", "sarif", "csv", "markdown")]
+    return list(evaluation.evaluate(load_files([QUARTER], POLICY.ids), POLICY, AS_OF).violations)
 
 
 @pytest.mark.skipif(not parallel.available(), reason="needs fork and two CPUs")
-def test_checks_in_a_child_give_the_same_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checks_in_a_child_give_the_same_violations(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = parallel.forked
 
@@ -40,9 +37,9 @@ def test_checks_in_a_child_give_the_same_reports(monkeypatch: pytest.MonkeyPatch
         return real(fn, *args)
 
     monkeypatch.setattr(evaluation, "forked", spy)
-    apart = reports(monkeypatch, apart=True)
+    apart = violations(monkeypatch, apart=True)
     assert calls, "the checks did not go to a child"
-    here = reports(monkeypatch, apart=False)
+    here = violations(monkeypatch, apart=False)
     assert len(calls) == 1
     assert apart == here
     checked = evaluation.evaluate(load_files([QUARTER], POLICY.ids), POLICY, AS_OF)

@@ -1,4 +1,8 @@
-"""Property-based policy tests: the engine and the auditor agree; mutations, order, as-of and waivers behave."""
+"""Property-based policy tests: the engine and the auditor agree; mutations, order, as-of and waivers behave.
+
+The auditor here is tests/oracle.py's, on the object evaluation (fast on hundreds of tiny logs); forewarn audits on
+forewarn.relational, and tests/test_relational.py checks that the two agree.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from pathlib import Path
 from hypothesis import event, given, note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from oracle import ObjectAudit as AuditResult
+from oracle import object_audit as audit
 from strategies import (
     CALENDARS,
     STEP,
@@ -30,7 +36,7 @@ from strategies import (
     ts,
 )
 
-from forewarn.audit.findings import AuditResult, Finding, audit
+from forewarn.audit.findings import Finding
 from forewarn.calendar import business_days_before
 from forewarn.engine.replay import MemoryDelivery, replay
 from forewarn.engine.runner import Engine

@@ -82,13 +82,6 @@ def _same(events: list, as_of: datetime, policy: Policy = POLICY) -> None:
     assert new == old  # and in the same (derivation) order
 
 
-@pytest.fixture(autouse=True)
-def relational_audits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The command line audits on the relational evaluation here (it is opt-in while it serves only some
-    formats)."""
-    monkeypatch.setenv("FOREWARN_EVALUATION", "relational")
-
-
 @pytest.mark.parametrize("policy,log,expected", CASES, ids=CASE_IDS)
 def test_outcomes_match_the_object_evaluation(policy: Policy, log: Path, expected: Path) -> None:
     _same(load_files([log], policy.ids), _as_of(expected), policy)
@@ -231,24 +224,24 @@ def _notice(n: int, cid: str, at: str, sender: str = "enterprise-support@example
             "maintenance": "mx-1"}
 
 
-def _both_audits(tmp_path: Path, rules: Path, log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The evaluations agree on violations and outcomes, and the reports they serve are identical."""
+def _both_audits(rules: Path, log: Path) -> None:
+    """The evaluations agree on violations and outcomes, and the audit reports the object evaluation's findings."""
     policy = load_policy(rules)
     as_of = datetime(2026, 3, 20, tzinfo=UTC)
     events = load_files([log], policy.ids)
     _same(events, as_of, policy)
     _same_violations(events, as_of, policy)
-    for fmt in ("json", "markdown"):
-        args = ["audit", "--events", str(log), "--rules", str(rules), "--as-of", "2026-03-20", "--format", fmt]
-        relational = CliRunner().invoke(main, args)
-        monkeypatch.setenv("FOREWARN_EVALUATION", "objects")
-        objects = CliRunner().invoke(main, args)
-        monkeypatch.setenv("FOREWARN_EVALUATION", "relational")
-        assert relational.exit_code == objects.exit_code == 1, relational.output
-        assert relational.stdout == objects.stdout
+    oracle = evaluate(events, policy, as_of).violations
+    args = ["audit", "--events", str(log), "--rules", str(rules), "--as-of", "2026-03-20", "--format", "json"]
+    audited = CliRunner().invoke(main, args)
+    assert audited.exit_code == 1, audited.output
+    found = json.loads(audited.stdout)["findings"]
+    assert sorted((f["rule"], f["problem"], f["subject"], f["customer"]) for f in found) == sorted(
+        (v.rule, v.problem, v.subject, v.customer) for v in oracle
+    )
 
 
-def test_a_checks_subject_labels_are_those_in_force_when_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_checks_subject_labels_are_those_in_force_when_sent(tmp_path: Path) -> None:
     rules = _rules_with(tmp_path, "notice-content", "      notifiable: true\n",
                         "      notifiable: true\n      labels.service: api\n")
     scheduled = {"id": "s-mx-1", "type": "maintenance.scheduled", "at": "2026-03-02T10:00:00Z",
@@ -265,10 +258,10 @@ def test_a_checks_subject_labels_are_those_in_force_when_sent(tmp_path: Path, mo
     log = _event_log(tmp_path, events)
     found = evaluate_events(load_files([log]), load_policy(rules), datetime(2026, 3, 20, tzinfo=UTC)).violations()
     assert sorted({v.subject for v in found if v.rule == "notice-content"}) == ["n-1"]
-    _both_audits(tmp_path, rules, log, monkeypatch)
+    _both_audits(rules, log)
 
 
-def test_a_checks_customer_terms_select_its_findings_and_cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_checks_customer_terms_select_its_findings_and_cases(tmp_path: Path) -> None:
     rules = _rules_with(tmp_path, "sender-address", "  - kinds: all\n",
                         "  - kinds: all\n    where:\n      customer.labels.tier: premium\n")
     scheduled = {"id": "s-mx-1", "type": "maintenance.scheduled", "at": "2026-03-02T10:00:00Z",
@@ -281,4 +274,4 @@ def test_a_checks_customer_terms_select_its_findings_and_cases(tmp_path: Path, m
     log = _event_log(tmp_path, events)
     found = evaluate_events(load_files([log]), load_policy(rules), datetime(2026, 3, 20, tzinfo=UTC)).violations()
     assert [v.customer for v in found if v.rule == "sender-address"] == ["acme"]
-    _both_audits(tmp_path, rules, log, monkeypatch)
+    _both_audits(rules, log)

@@ -118,11 +118,9 @@ def test_lead_times_cover_every_judged_advance_notice() -> None:
 def test_bulk_business_times_equal_one_by_one() -> None:
     report = stats.build(quarter_result())
     groups: dict = {}
-    for case in report.timed:
-        o = case.outcome
-        if o.sent is not None:
-            ob = o.obligation
-            groups.setdefault((ob.timezone, ob.country, ob.subdivision), []).append((o.sent, ob.anchor_at))
+    for lead in report.timed:
+        if lead.sent is not None:
+            groups.setdefault((lead.timezone, lead.country, lead.subdivision), []).append((lead.sent, lead.anchor_at))
     pairs = [(datetime(2026, 3, 9, 7, tzinfo=UTC), datetime(2026, 3, 6, 1, tzinfo=UTC))]  # backwards
     groups.setdefault(("Europe/Berlin", "DE", None), []).extend(pairs)
     assert len(groups) >= 5

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -204,7 +206,11 @@ def test_plan_propose_and_audit_answer_as_the_cli_does(api: InProcess) -> None:
     _, out, _ = cli("plan", "--db", db, "--as-of", "2026-03-05T00:00:00Z", "--format", "json", "--propose",
                     "start=2026-04-01T08:00:00Z,end=2026-04-01T09:00:00Z,customers=acme,impact=degraded")
     assert proposed.status_code == 200 and proposed.json() == json.loads(out)
-    code, out, _ = cli("audit", "--db", db, "--as-of", "2026-03-20T00:00:00Z", "--format", "json")
+    # a command of its own, as a user runs it: in this process, the audit's SQLite (ADBC's, read through
+    # Arrow) would take the service's open log for its own and remove its -wal file when done
+    done = subprocess.run([sys.executable, "-m", "forewarn.cli", "audit", "--db", str(db), "--as-of",
+                           "2026-03-20T00:00:00Z", "--format", "json"], capture_output=True, text=True)
+    code, out = done.returncode, done.stdout
     assert code == 1 and report.headers["forewarn-exit"] == "1"  # the advance notice was never sent
     assert report.json() == json.loads(out)
     assert sarif.headers["content-type"].startswith("application/sarif+json") and sarif.json()["version"]

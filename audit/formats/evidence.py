@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import shlex
 from datetime import datetime
 from functools import lru_cache
 
@@ -11,71 +11,15 @@ import orjson
 from forewarn.audit.findings import Finding, utc
 from forewarn.audit.formats.stats import Case
 from forewarn.calendar import explain_deadline, format_local
-from forewarn.evaluate.evaluation import deadline_text
-from forewarn.evaluate.index import LogIndex
+from forewarn.instants import epoch_us
+from forewarn.relational.violations import _deadline_text
 
 SKIP_FIELDS = frozenset({"id", "type", "at", "meta"})
 MAX_SUMMARY = 260
 
 
-def _containers(index: LogIndex) -> Iterator[Iterable[object]]:
-    """The whole log, container by container (the index keeps no id -> event map)."""
-    for timeline in index.customers.values():
-        yield timeline.versions
-    for events in index.subjects.values():
-        yield [e for _pos, e in events]
-    yield [s.comm for s in index.sent]
-    for tickets in index.tickets.values():
-        yield [t for _pos, t in tickets]
-    yield [r for _pos, r in index.replies]
-    yield [w for _pos, w in index.waivers]
-
-
-def _near(index: LogIndex, f: Finding, subjects: dict[str, list[object]]) -> Iterator[object]:
-    """The events a finding's evidence can name: its subject's lifecycle, its communications and
-    their tickets, its customer's versions."""
-    yield from subjects.get(f.subject, ())
-    timeline = index.customers.get(f.customer)
-    if timeline is not None:
-        yield from timeline.versions
-    for cid in {f.subject, f.communication}:
-        sent = index.sent_by_id.get(cid) if cid else None
-        if sent is not None:
-            yield sent.comm
-            yield from subjects.get(sent.subject[1], ()) if sent.subject else ()
-            yield from (t for _pos, t in index.tickets.get(cid, ()))  # type: ignore[arg-type]
-
-
-def event_book(index: LogIndex, findings: Iterable[Finding]) -> dict[str, list[str]]:
-    """id -> [type, at, summary] for every event the findings' evidence names.
-
-    Looked up near each finding (its subject, communication, customer), then,
-    for anything still missing, in the whole log.
-    """
-    subjects = {sid: [e for _pos, e in events] for (_kind, sid), events in index.subjects.items()}
-    extra = [*(r for _pos, r in index.replies), *(w for _pos, w in index.waivers)]
-    out: dict[str, list[str]] = {}
-    todo: set[str] = set()
-    for f in findings:
-        wanted = {e for e in f.evidence if e not in out}
-        if not wanted:
-            continue
-        for event in _near(index, f, subjects):
-            if event.id in wanted:  # type: ignore[attr-defined]
-                out[event.id] = _entry(event)  # type: ignore[attr-defined]
-        todo.update(e for e in wanted if e not in out)
-    for event in extra:
-        if event.id in todo:  # type: ignore[attr-defined]
-            out[event.id] = _entry(event)  # type: ignore[attr-defined]
-    todo.difference_update(out)
-    for events in _containers(index) if todo else ():
-        for event in events:
-            if event.id in todo:  # type: ignore[attr-defined]
-                out[event.id] = _entry(event)  # type: ignore[attr-defined]
-    return out
-
-
-def _entry(event: object) -> list[str]:
+def entry(event: object) -> list[str]:
+    """An event in brief for the report: [type, at, summary]."""
     return [event.type, utc(event.at) or "", summarize(event)]  # type: ignore[attr-defined]
 
 
@@ -112,16 +56,24 @@ def explain(case: Case, tz: str) -> str:
         f = case.findings[0]
         sent = f"; sent {_local(f.sent, tz)}" if f.sent else ""
         return f"due {_local(f.due, tz)}{sent} (customer time, {tz})"
-    o = case.outcome
-    ob = o.obligation
-    unit, amount = ob.offset
-    if unit == "business_days" and amount:
-        rule = _business(ob.anchor_at, -amount, ob.timezone, ob.country, ob.subdivision)
+    ob = case.outcome
+    if ob.days:
+        rule = _business(ob.anchor_at, ob.days, ob.timezone, ob.country, ob.subdivision)
     else:
-        rule = f"{deadline_text(ob)} = {_local(ob.not_after, ob.timezone)}"
+        deadline = _deadline_text(0, ob.minutes, epoch_us(ob.anchor_at), ob.timezone)
+        rule = f"{deadline} = {_local(ob.not_after, ob.timezone)}"
     opened = max(ob.not_before, ob.opened)
     until = _local(ob.not_after, ob.timezone)
     window = f"counts if sent from {_local(opened, ob.timezone)} to {until}"
-    sent = f"; sent {_local(o.sent, ob.timezone)}" if o.sent else "; nothing sent"
+    sent = f"; sent {_local(ob.sent, ob.timezone)}" if ob.sent else "; nothing sent"
     where = ob.country + (f"-{ob.subdivision}" if ob.subdivision else "") if ob.country else "Mon-Fri"
     return f"deadline: {rule}; {window}{sent} (customer calendar: {ob.timezone}, {where})"
+
+
+def command(f: Finding, as_of: datetime, rules_dir: str | None = None) -> str:
+    """The `forewarn explain` command line that explains a finding (shown by the reports)."""
+    parts = ["forewarn", "explain", "--rule", f.rule, "--subject", f.subject, "--customer", f.customer]
+    parts += ["--as-of", utc(as_of) or ""]
+    if rules_dir:
+        parts += ["--rules", rules_dir]
+    return shlex.join(parts)

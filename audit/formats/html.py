@@ -17,22 +17,24 @@ from markupsafe import Markup
 from forewarn import __version__
 from forewarn.audit.findings import AuditResult, Finding, utc
 from forewarn.audit.formats import charts
-from forewarn.audit.formats.evidence import event_book, explain
+from forewarn.audit.formats.evidence import command as explain_command
+from forewarn.audit.formats.evidence import explain
 from forewarn.audit.formats.stats import (
+    MAX_TABLE_ROWS,
+    MAX_TIMELINES,
     Case,
+    Details,
     Group,
     Report,
     build,
+    customer_key,
     lead_times,
     rate_text,
+    timeline_key,
     timing,
 )
 from forewarn.calendar import holidays_version
-from forewarn.evaluate.lifecycle import SubjectHistory
-from forewarn.explain import command as explain_command
 
-MAX_TIMELINES = 30
-MAX_TABLE_ROWS = 300
 LEAD_EDGES = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)  # multiples of the required N business days
 FINDING_FIELDS = (
     "rule", "status", "severity", "problem", "subject", "customer", "communication", "due", "sent",
@@ -166,7 +168,7 @@ def _bad_communications(cases: Iterable[Case]) -> set[str]:
     return {f.communication for c in cases for f in c.findings if f.communication and f.status == "violation"}
 
 
-def _spans(h: SubjectHistory) -> list[charts.Span]:
+def _spans(h: Any) -> list[charts.Span]:
     spans = []
     for i, v in enumerate(h.versions):
         current = i == len(h.versions) - 1 and h.cancelled_at is None
@@ -200,7 +202,7 @@ def _thinned(comms: list[Any], bad: set[str]) -> list[Any]:
     return keep
 
 
-def _marks(h: SubjectHistory, comms: list[Any], cases: list[Case]) -> list[charts.Mark]:
+def _marks(h: Any, comms: list[Any], cases: list[Case]) -> list[charts.Mark]:
     bad = _bad_communications(cases)
     marks = [
         charts.Mark(
@@ -220,7 +222,7 @@ def _marks(h: SubjectHistory, comms: list[Any], cases: list[Case]) -> list[chart
         marks.append(charts.Mark(comm.at, comm.kind, what, bad=comm.communication in bad))
     for c in cases:
         if c.outcome is not None and c.status in ("violated", "waived") and c.outcome.sent is None:
-            kind = c.outcome.obligation.kinds[0]
+            kind = c.outcome.kind
             marks.append(
                 charts.Mark(
                     c.due,
@@ -232,36 +234,23 @@ def _marks(h: SubjectHistory, comms: list[Any], cases: list[Case]) -> list[chart
     return marks
 
 
-def _bands(report: Report, wanted: set[str]) -> dict[str, list[charts.Band]]:
-    """Per maintenance: when each kind of notice was due, earliest to latest customer deadline."""
-    spans: dict[tuple[str, str], list[datetime]] = {}
-    for o in report.result.outcomes:
-        ob = o.obligation
-        if ob.subject_kind == "maintenance" and ob.subject in wanted:
-            lo_hi = spans.setdefault((ob.subject, ob.kinds[0]), [ob.not_after, ob.not_after])
-            lo_hi[0], lo_hi[1] = min(lo_hi[0], ob.not_after), max(lo_hi[1], ob.not_after)
-    out: dict[str, list[charts.Band]] = defaultdict(list)
-    for (mid, kind), (lo, hi) in spans.items():
+def _bands(details: Details, mid: str) -> list[charts.Band]:
+    """When each kind of notice about a maintenance was due, earliest to latest customer deadline."""
+    out = []
+    for kind, lo, hi in details.bands.get(mid, ()):
         when = utc(lo) if lo == hi else f"{utc(lo)} to {utc(hi)}"
-        out[mid].append(charts.Band(kind, lo, hi, f"{kind.replace('_', ' ')} due by {when}"))
+        out.append(charts.Band(kind, lo, hi, f"{kind.replace('_', ' ')} due by {when}"))
     return out
 
 
-def _maintenances(report: Report, flagged: dict[str, list[Case]]) -> list[dict[str, Any]]:
-    ev = report.result.evaluation
+def _maintenances(report: Report, details: Details, flagged: dict[str, list[Case]]) -> list[dict[str, Any]]:
     groups = {g.key: g for g in report.subjects}
-    comms: dict[str, list[Any]] = defaultdict(list)
-    for sent in ev.index.sent:
-        if sent.comm.maintenance in groups:
-            comms[sent.comm.maintenance].append(sent.comm)
     rows = []
-    for (kind, mid), h in ev.histories.items():
-        if kind != "maintenance" or mid not in groups or not h.versions:
-            continue
+    for mid, h in details.maintenances:
         g = groups[mid]
         rows.append({"id": mid, "h": h, "g": g, "start": h.versions[-1].start, "bad": g.tally.violated})
-    rows.sort(key=lambda r: (-r["bad"], r["start"], r["id"]))
-    bands = _bands(report, {r["id"] for r in rows[:MAX_TIMELINES]})
+    rows.sort(key=lambda r: timeline_key(r["id"], r["h"], r["g"]))
+    comms = details.comms
     for i, row in enumerate(rows):
         h, g = row["h"], row["g"]
         row.update(
@@ -278,20 +267,12 @@ def _maintenances(report: Report, flagged: dict[str, list[Case]]) -> list[dict[s
         if i < MAX_TIMELINES:
             marks = _marks(h, comms.get(row["id"], []), flagged.get(row["id"], []))
             title = f"Timeline of {row['id']}"
-            svg = charts.timeline(title, _spans(h), marks, h.versions[-1].start, bands[row["id"]])
+            svg = charts.timeline(title, _spans(h), marks, h.versions[-1].start, _bands(details, row["id"]))
             row["svg"] = Markup(svg)
     return rows
 
 
 # -- findings data ------------------------------------------------------------------------
-
-
-def _timezones(report: Report) -> dict[str, str]:
-    index = report.result.evaluation.index
-    out = {}
-    for cid, timeline in index.customers.items():
-        out[cid] = timeline.versions[-1].timezone if timeline.versions else "UTC"
-    return out
 
 
 def _finding_row(
@@ -318,9 +299,9 @@ def _finding_row(
     ]
 
 
-def _data(report: Report) -> dict[str, Any]:
+def _data(report: Report, details: Details) -> dict[str, Any]:
     """Everything the page's script renders: findings as rows of FINDING_FIELDS, events, waivers."""
-    tz = _timezones(report)
+    tz = details.timezones
     rows, waivers = [], {}
     for case in report.flagged:
         text = explain(case, tz.get(case.customer, "UTC"))
@@ -332,7 +313,7 @@ def _data(report: Report) -> dict[str, Any]:
     return {
         "fields": FINDING_FIELDS,
         "findings": rows,
-        "events": event_book(report.result.evaluation.index, report.result.findings),
+        "events": details.events,
         "waivers": waivers,
     }
 
@@ -345,22 +326,11 @@ def _script_json(data: dict[str, Any]) -> Markup:
 # -- page ---------------------------------------------------------------------------------
 
 
-def _customers(report: Report) -> list[dict[str, Any]]:
-    index = report.result.evaluation.index
+def _customers(report: Report, details: Details) -> list[dict[str, Any]]:
     rows = []
-    for g in report.customers:
-        timeline = index.customers.get(g.key)
-        attrs = timeline.versions[-1] if timeline and timeline.versions else None
-        rows.append(
-            {
-                "id": g.key,
-                "g": g,
-                "name": attrs.name if attrs else g.key,
-                "tz": attrs.timezone if attrs else "",
-                "country": attrs.country if attrs else "",
-            }
-        )
-    rows.sort(key=lambda r: (-r["g"].tally.violated, r["id"]))
+    for g in sorted(report.customers, key=customer_key):
+        name, tz, country = details.customers.get(g.key, (g.key, "", ""))
+        rows.append({"id": g.key, "g": g, "name": name, "tz": tz, "country": country})
     return rows
 
 
@@ -370,12 +340,14 @@ def _policy(report: Report) -> list[dict[str, Any]]:
 
 def context(result: AuditResult) -> dict[str, Any]:
     report = build(result)
+    details = report.details
+    assert details is not None, "the HTML report's details are computed with the audit (html in its formats)"
     flagged: dict[str, list[Case]] = defaultdict(list)
     for case in report.flagged:
         if case.about is not None:
             flagged[case.about].append(case)
-    customers = _customers(report)
-    maintenances = _maintenances(report, flagged)
+    customers = _customers(report, details)
+    maintenances = _maintenances(report, details, flagged)
     worst = sorted(((g.tally.violated, r.id) for r, g in report.rules if g.tally.violated), reverse=True)
     heading, sentence = period_words(result)
     serious = sum(report.total.violations.get(s, 0) for s in ("critical", "high"))
@@ -407,7 +379,7 @@ def context(result: AuditResult) -> dict[str, Any]:
         "digest": result.policy.digest,
         "log": result.log,
         "versions": {"forewarn": __version__, "holidays": holidays_version()},
-        "data": _script_json(_data(report)),
+        "data": _script_json(_data(report, details)),
         "rules": result.policy.ids,
         "comparison": result.comparison,
         "comparison_rows": _comparison_rows(result),

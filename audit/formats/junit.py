@@ -20,7 +20,7 @@ def _attrs(**values: object) -> str:
 def case_name(case: Case) -> str:
     """A stable, readable test name: what, for whom, when due."""
     if case.kind == "obligation" and case.outcome is not None:
-        kind = case.outcome.obligation.kinds[0].replace("_", " ")
+        kind = case.outcome.kind.replace("_", " ")
         return f"{case.subject} {kind} to {case.customer}, due {utc(case.due)}"
     if case.kind == "alarm":
         return f"{case.subject} overrun, {case.customer}, due {utc(case.due)}"

@@ -63,9 +63,9 @@ def expected_path(case: Path) -> Path:
 
 def run_fixture(case: Path, policy: Policy) -> FixtureResult:
     """Judge one fixture log with `policy` and compare the rule's findings with the expected ones."""
-    from forewarn.audit.findings import audit
     from forewarn.instants import parse_instant
     from forewarn.log.source import InputErrors, load_files
+    from forewarn.relational.audit import audit_events
 
     rule = case.parent.name
     result = FixtureResult(rule, case)
@@ -95,7 +95,7 @@ def run_fixture(case: Path, policy: Policy) -> FixtureResult:
     except InputErrors as exc:
         result.errors.extend(str(e) for e in exc.errors)
         return result
-    findings = [f for f in audit(events, policy, as_of).findings if f.rule == rule]
+    findings = [f for f in audit_events(events, policy, as_of, detail=()).findings if f.rule == rule]
     got = [(f.rule, f.problem, f.subject, f.customer) for f in findings]
     named = {  # the communication a finding names, where the fixture says which
         tuple(str(f[k]) for k in KEY_FIELDS): f["communication"] for f in expected["findings"] if "communication" in f

@@ -1,57 +1,49 @@
-"""The audit on the relational evaluation: findings, summary, pending obligations and the case tally.
+"""The audit on the relational evaluation: findings, summary, pending obligations and the cases' counts.
 
 Findings are the only Python objects per item (forewarn.audit.findings.to_finding applies the waivers);
-counts are GROUP BYs over the evaluation's tables. The result has the shape of an AuditResult for the
-formats that read only findings, summary and pending obligations (json, csv).
+counts are GROUP BYs over the evaluation's tables (forewarn.relational.report). The result serves every
+format; the cases one by one (JUnit) and what the HTML report names are computed when `detail` names those.
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-import pyarrow as pa
+from typing import Any
 
 from forewarn.audit.findings import AuditResult, Finding, Summary, to_finding
-from forewarn.audit.formats.stats import Group, Report, Tally
+from forewarn.audit.formats.stats import Case, Group, Report, Tally, month_name
 from forewarn.events import EVENT_ADAPTER, Event, WaiverGranted
-from forewarn.instants import epoch_us, utc
+from forewarn.instants import utc
 from forewarn.policy.model import Policy
-from forewarn.relational.checks import applies_sql, scoped
-from forewarn.relational.conditions import condition_sql
 from forewarn.relational.evaluation import Relational, evaluate_events, evaluate_store
-from forewarn.relational.obligations import scope_sql
+from forewarn.relational.report import Counted, EventSource, _period_sql, count, list_events, store_events
 from forewarn.relational.violations import _at
 
-CaseCounts = Counter[tuple[str, str, str]]
-"""Judged cases by (kind: obligation | check | alarm, rule, status)."""
-
-
-RELATIONAL_FORMATS = frozenset({"json", "csv", "table", "markdown", "sarif"})
-"""Formats rendered from the relational evaluation (the others still read the object evaluation)."""
-
-
-def relational_for(fmt: str) -> bool:
-    """Whether an audit in format `fmt` runs on the relational evaluation: only with
-    FOREWARN_EVALUATION=relational while it does not yet serve every format and the engine (a log whose
-    first page is damaged is not yet always refused on it: see tests/test_failures.py)."""
-    return fmt in RELATIONAL_FORMATS and os.environ.get("FOREWARN_EVALUATION") == "relational"
+DETAILED_FORMATS = frozenset({"html", "junit"})
+"""Formats that need more than the counts (`detail`): every case one by one (junit); the leads, the
+maintenances' timelines and the events the findings name (html)."""
 
 
 @dataclass(frozen=True)
 class RelationalAuditResult(AuditResult):
-    """An AuditResult whose outcomes stay in DuckDB: `outcomes`, `pending` and `evaluation` are empty."""
+    """An AuditResult whose outcomes stay in DuckDB: its cases are counted there (`counted`)."""
 
     pending_rows: tuple[dict[str, object], ...] = ()
-    cases: CaseCounts | None = None
+    counted: Counted | None = None
     finding_kinds: tuple[tuple[tuple[str, str], str], ...] = ()  # (rule, subject) -> subject kind
 
     def stats_report(self) -> Report:
         return stats_report(self)
+
+    def case_list(self) -> list[Case]:
+        """Every case of the period, one by one (an audit with `detail`)."""
+        if self.counted is None or self.counted.listed is None:
+            raise ValueError("the cases are listed by an audit whose detail includes junit")
+        return self.counted.listed
 
     def subject_kinds(self) -> Callable[[Finding], str]:
         """What a finding's subject is: maintenance, incident, release, communication or reply."""
@@ -60,25 +52,14 @@ class RelationalAuditResult(AuditResult):
 
     @property
     def total(self) -> Tally:
-        """Every judged case by status (what stats.build(...).total.tally counts)."""
+        """Every judged case by status."""
         tally = Tally()
-        for (_kind, _rule, status), n in (self.cases or {}).items():
+        for (_kind, _rule, status), n in (self.counted.cases if self.counted else {}).items():
             tally.add(status, n)
         return tally
 
     def pending_json(self) -> list[dict[str, object]]:
         return [dict(row) for row in self.pending_rows]
-
-
-def _period_sql(since: datetime | None, until: datetime | None, column: str, params: dict[str, object]) -> str:
-    parts = ["TRUE"]
-    if since is not None:
-        params["since_us"] = epoch_us(since)
-        parts.append(f"{column} >= $since_us")
-    if until is not None:
-        params["until_us"] = epoch_us(until)
-        parts.append(f"{column} < $until_us")
-    return " AND ".join(parts)
 
 
 def _waivers(rel: Relational) -> list[WaiverGranted]:
@@ -92,9 +73,15 @@ def _in_period(t: datetime, since: datetime | None, until: datetime | None) -> b
 
 
 def audit_relational(
-    rel: Relational, since: datetime | None = None, until: datetime | None = None
+    rel: Relational,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    detail: Collection[str] = DETAILED_FORMATS,
+    events: EventSource | None = None,
 ) -> RelationalAuditResult:
-    """Judge the evaluated log; the period [since, until) selects findings and obligations by due time."""
+    """Judge the evaluated log; the period [since, until) selects findings and obligations by due time.
+    `detail`: the formats (of DETAILED_FORMATS) to prepare for: junit lists every case, html reads what it
+    names (`events`: the log's events by id, for the evidence)."""
     policy, as_of = rel.policy, rel.as_of
     waivers = _waivers(rel)
     findings = sorted(
@@ -127,7 +114,7 @@ def audit_relational(
         pending=len(pending),
         findings=len(findings),
     )
-    cases = _cases(rel, findings, violated_rows, waived_keys, (period, params), since, until)
+    counted = count(rel, findings, (period, params), since, until, detail, events)
     return RelationalAuditResult(
         as_of,
         since,
@@ -135,11 +122,8 @@ def audit_relational(
         policy,
         summary,
         findings,
-        [],
-        [],
-        None,  # type: ignore[arg-type]
         pending_rows=tuple(pending),
-        cases=cases,
+        counted=counted,
         finding_kinds=tuple(_finding_kinds(rel, findings).items()),
     )
 
@@ -199,162 +183,6 @@ def _pending(rel: Relational, period: str, params: dict[str, object]) -> list[di
     ]
 
 
-def _status(found: list[Finding]) -> str:
-    return "waived" if all(f.status == "waived" for f in found) else "violated"
-
-
-def _cases(
-    rel: Relational,
-    findings: list[Finding],
-    violated_rows: list[tuple[str, str, str, int]],
-    waived_keys: set[tuple[str, str, str, str | None]],
-    period: tuple[str, dict[str, object]],
-    since: datetime | None,
-    until: datetime | None,
-) -> CaseCounts:
-    """Every judged case of the period (forewarn.audit.formats.stats: obligations, checks per communication
-    and rule, reply checks, alarms), counted in bulk by kind, rule and status."""
-    policy, con = rel.policy, rel.con
-    cases: CaseCounts = Counter()
-    where, params = period
-    for rule, status, n in con.execute(
-        f"SELECT o.rule, r.status, count(*) FROM obligations o JOIN outcomes r USING (oid) WHERE {where} GROUP BY ALL",
-        params,
-    ).fetchall():
-        cases[("obligation", rule, status)] += n
-    for rule, subject, customer, na in violated_rows:
-        if (rule, subject, customer, utc(_at(na))) in waived_keys:
-            cases[("obligation", rule, "violated")] -= 1
-            cases[("obligation", rule, "waived")] += 1
-    alarms = {r.id: r.spec.alarm.problem for r in policy.rules if r.spec.alarm is not None}
-    # Each violated obligation claims one finding of its (rule, subject, customer, due); the others are
-    # check cases, one per (rule, communication or reply), or alarm (and leftover) cases.
-    unclaimed: dict[tuple[str, str, str, datetime], list[Finding]] = {}
-    leftover: list[Finding] = []
-    for f in findings:
-        if alarms.get(f.rule) == f.problem:
-            leftover.append(f)
-        else:
-            unclaimed.setdefault((f.rule, f.subject, f.customer, f.due), []).append(f)
-    for rule, subject, customer, na in violated_rows:
-        waiting = unclaimed.get((rule, subject, customer, _at(na)))
-        if waiting:
-            waiting.pop(0)
-    groups: dict[tuple[str, str], list[Finding]] = {}
-    for found in unclaimed.values():
-        for f in found:
-            groups.setdefault((f.rule, f.subject), []).append(f)
-    known = _communications_or_replies(rel, {subject for _rule, subject in groups})
-    for (rule, subject), found in list(groups.items()):
-        if subject in known:
-            cases[("check", rule, _status(found))] += 1
-        else:
-            leftover.extend(found)
-            del groups[(rule, subject)]
-    by_key: dict[tuple[str, str, str, datetime], list[Finding]] = {}
-    for f in leftover:
-        by_key.setdefault((f.rule, f.subject, f.customer, f.due), []).append(f)
-    for (rule_id, _subject, _customer, _due), found in by_key.items():
-        rule = policy.by_id.get(rule_id)
-        kind = "alarm" if rule is not None and rule.spec.alarm is not None else "check"
-        cases[(kind, rule_id, _status(found))] += 1
-    for rule_id, met, pending in _check_counts(rel, set(groups), since, until):
-        cases[("check", rule_id, "met")] += met
-        cases[("check", rule_id, "pending")] += pending
-    return cases
-
-
-def _communications_or_replies(rel: Relational, ids: set[str]) -> set[str]:
-    """Those of `ids` that are a communication's or a reply's id."""
-    if not ids:
-        return set()
-    rows = rel.con.execute(
-        "SELECT communication FROM comms WHERE list_contains($ids, communication)"
-        " UNION SELECT reply FROM replies WHERE list_contains($ids, reply)",
-        {"ids": sorted(ids)},
-    ).fetchall()
-    return {i for (i,) in rows}
-
-
-def _check_counts(
-    rel: Relational, skip: set[tuple[str, str]], since: datetime | None, until: datetime | None
-) -> list[tuple[str, int, int]]:
-    """(rule, met, pending) communication and reply check cases of the period without findings, per rule."""
-    policy, con = rel.policy, rel.con
-    flagged = pa.table(
-        {"rule": pa.array([r for r, _s in skip], pa.string()), "subject": pa.array([s for _r, s in skip], pa.string())}
-    )
-    con.register("flagged", flagged)
-    scoped(con, policy)
-    out: list[tuple[str, int, int]] = []
-    for rule in policy.rules:
-        met = pending = 0
-        comm_checks = [c for c in rule.spec.checks if not c.replies]
-        if comm_checks:
-            minutes = 0
-            parts = []
-            params: dict[str, object] = {}
-            for n, check in enumerate(comm_checks):
-                for req, args in check.requirements():
-                    if req == "ticket-opened":
-                        minutes = int(rule.resolve_int(args["within_minutes"]) or 0)  # type: ignore[arg-type]
-                text = (
-                    applies_sql(rule, check, params, n)
-                    .replace("$all_kinds", f"$all_kinds{n}")
-                    .replace("$kinds", f"$kinds{n}")
-                )
-                params[f"all_kinds{n}"] = check.kinds == "all"
-                params[f"kinds{n}"] = [] if check.kinds in ("all", None) else list(check.kinds)  # type: ignore[arg-type]
-                parts.append(text)
-            params["minutes"] = minutes
-            params["as_of_us"] = epoch_us(rel.as_of)
-            period = _period_sql(since, until, "a.at_us + $minutes::BIGINT * 60000000", params)
-            params["rule_id"] = rule.id
-            ticketed = any(req == "ticket-opened" for c in comm_checks for req, _ in c.requirements())
-            params["ticketed"] = ticketed
-            met_n, pending_n = con.execute(
-                f"""
-                WITH a AS (SELECT DISTINCT pos, communication, at_us FROM ({" UNION ALL ".join(parts)})),
-                judged AS (
-                    SELECT $ticketed AND $minutes > 0 AND a.at_us + $minutes::BIGINT * 60000000 > $as_of_us
-                           AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.communication = a.communication)
-                           AS is_pending
-                    FROM a ANTI JOIN flagged f ON f.rule = $rule_id AND f.subject = a.communication
-                    WHERE {period}
-                )
-                SELECT count(*) FILTER (WHERE NOT is_pending), count(*) FILTER (WHERE is_pending) FROM judged
-                """,
-                params,
-            ).fetchall()[0]
-            met += met_n
-            pending += pending_n
-        if any(c.replies for c in rule.spec.checks):
-            params = {}
-            scope = scope_sql(policy.scope_condition, params)
-            terms = " OR ".join(
-                f"({condition_sql(rule.check_condition(c), params, f'r{n}', 'customer')})"
-                for n, c in enumerate(rule.spec.checks)
-                if c.replies
-            )
-            period = _period_sql(since, until, "r.at_us", params)
-            params["rule_id"] = rule.id
-            met += con.execute(
-                f"""
-                SELECT count(*) FROM replies r
-                JOIN customer_versions cv
-                  ON cv.customer = r.customer AND cv.pos <= r.pos AND (cv.pos_to IS NULL OR r.pos < cv.pos_to)
-                WHERE {scope} AND ({terms}) AND {period}
-                  AND EXISTS (SELECT 1 FROM comms c WHERE c.communication = r.in_reply_to)
-                  AND NOT EXISTS (SELECT 1 FROM flagged f WHERE f.rule = $rule_id AND f.subject = r.reply)
-                """,
-                params,
-            ).fetchall()[0][0]
-        if met or pending or rule.spec.checks:
-            out.append((rule.id, met, pending))
-    con.unregister("flagged")
-    return out
-
-
 def audit_store(
     path: str | Path,
     policy: Policy,
@@ -362,52 +190,77 @@ def audit_store(
     since: datetime | None,
     until: datetime | None,
     seq: int | None = None,
+    detail: Collection[str] = DETAILED_FORMATS,
 ) -> RelationalAuditResult:
     """The audit of the SQLite event log at `path` (its events up to recording sequence `seq`)."""
-    return _audited(evaluate_store(path, policy, as_of, seq), since, until)
+    rel = evaluate_store(path, policy, as_of, seq)
+    return _audited(rel, since, until, detail, store_events(str(path), seq))
 
 
 def audit_events(
-    events: list[Event], policy: Policy, as_of: datetime, since: datetime | None, until: datetime | None
+    events: Sequence[Event],
+    policy: Policy,
+    as_of: datetime,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    detail: Collection[str] = DETAILED_FORMATS,
 ) -> RelationalAuditResult:
     """The audit of validated events in evaluation order (later ones than `as_of` are ignored)."""
-    return _audited(evaluate_events(events, policy, as_of), since, until)
+    return _audited(evaluate_events(events, policy, as_of), since, until, detail, list_events(events))
 
 
-def _audited(rel: Relational, since: datetime | None, until: datetime | None) -> RelationalAuditResult:
+def _audited(
+    rel: Relational, since: datetime | None, until: datetime | None, detail: Collection[str], events: EventSource
+) -> RelationalAuditResult:
     try:
-        return audit_relational(rel, since, until)
+        return audit_relational(rel, since, until, detail, events)
     finally:
         rel.close()
 
 
 def stats_report(result: RelationalAuditResult) -> Report:
-    """The aggregation table and markdown show (forewarn.audit.formats.stats.Report), from the case counts:
-    the totals, per rule and per kind. Per month, customer and subject, the flagged cases and lead times
-    (the HTML report's) are left empty: that report still reads the object evaluation."""
+    """The aggregation every format shows (forewarn.audit.formats.stats.Report), from the counted cases."""
+    counted = result.counted
+    assert counted is not None
+    dims = counted.dims
+    rules = _groups(dims[0], result.policy.ids)
+    months, customers, subjects = _groups(dims[1]), _groups(dims[2]), _groups(dims[3])
     total = Group("all")
-    groups: dict[str, Group] = {rule_id: Group(rule_id) for rule_id in result.policy.ids}
-    kinds: Counter[str] = Counter()
-    for (kind, rule_id, status), n in (result.cases or {}).items():
-        if not n:
-            continue
-        groups.setdefault(rule_id, Group(rule_id)).tally.add(status, n)
+    for (_rule, status), n in dims[0].items():
         total.tally.add(status, n)
+    kinds: Counter[str] = Counter()
+    for (kind, _rule, _status), n in counted.cases.items():
         kinds[kind] += n
-    for f in result.findings:  # every finding belongs to exactly one case (stats._add_findings)
-        for g in (total, groups[f.rule]):
-            g.findings += 1
-            if f.status == "violation":
-                g.violations[f.severity] += 1
+    for case in counted.flagged:  # every finding belongs to exactly one case
+        targets = [total, rules[case.rule], months[(case.due.year, case.due.month)], customers[case.customer]]
+        if case.about is not None:
+            targets.append(subjects[case.about])
+        severities = [f.severity for f in case.findings if f.status == "violation"]
+        for g in targets:
+            g.findings += len(case.findings)
+            g.violations.update(severities)
     by_id = result.policy.by_id
     return Report(
         result=result,
         total=total,
-        rules=[(by_id[k], g) for k, g in groups.items() if k in by_id],
-        months=[],
-        customers=[],
-        subjects=[],
-        kinds=kinds,
-        flagged=[],
-        timed=[],
+        rules=[(by_id[k], g) for k, g in rules.items() if k in by_id],
+        months=[months[k] for k in sorted(months)],
+        customers=[customers[k] for k in sorted(customers)],
+        subjects=[subjects[k] for k in sorted(subjects)],
+        kinds=+kinds,
+        flagged=counted.flagged,
+        timed=counted.timed or [],
+        details=counted.details,
     )
+
+
+def _groups(counts: Counter[tuple[Any, str]], order: Iterable[Any] = ()) -> dict[Any, Group]:
+    out: dict[Any, Group] = {k: Group(k) for k in order}
+    for (key, status), n in counts.items():
+        if not n:
+            continue
+        group = out.get(key)
+        if group is None:
+            group = out[key] = Group(month_name(key) if isinstance(key, tuple) else key)
+        group.tally.add(status, n)
+    return out

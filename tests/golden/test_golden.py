@@ -14,20 +14,16 @@ from harness import FORMATS, Case, audit, cases, load, sha256, synth_log
 from forewarn.log.source import import_files
 from forewarn.log.store import EventStore
 from forewarn.policy.loader import load_policy
-from forewarn.relational.audit import RELATIONAL_FORMATS
 
 BIG = os.environ.get("FOREWARN_GOLDEN_BIG") == "1"
 CASES = cases()
-
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("golden")
 
-
 def _source(case: Case, workdir: Path) -> tuple[Path, str]:
     return (case.log, case.as_of) if case.log is not None else synth_log(case, workdir)
-
 
 def _compare(case: Case, log: Path, as_of: str, db: Path | None, formats: tuple[str, ...] = FORMATS) -> None:
     meta, whole = load(case)
@@ -47,37 +43,21 @@ def _compare(case: Case, log: Path, as_of: str, db: Path | None, formats: tuple[
         else:
             assert sha256(report.text) == hashes[fmt], f"{case.name}: the {fmt} report differs (sha256)"
 
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_reports_from_the_jsonl_log(case: Case, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every format; those the relational evaluation serves made by it."""
+def test_reports_from_the_jsonl_log(case: Case, workdir: Path) -> None:
     if case.big and not BIG:
         pytest.skip("set FOREWARN_GOLDEN_BIG=1")
-    monkeypatch.setenv("FOREWARN_EVALUATION", "relational")
     log, as_of = _source(case, workdir)
     _compare(case, log, as_of, None)
 
-
 DB_CASES = [c for c in CASES if c.name in ("sample-quarter", "synth-quarter", "synth-year-0.05", "synth-year-0.15")]
 
-
 @pytest.mark.parametrize("case", DB_CASES, ids=[c.name for c in DB_CASES])
-def test_reports_from_the_database(case: Case, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reports_from_the_database(case: Case, workdir: Path) -> None:
     if case.big and not BIG:
         pytest.skip("set FOREWARN_GOLDEN_BIG=1")
-    monkeypatch.setenv("FOREWARN_EVALUATION", "relational")
     log, as_of = _source(case, workdir)
     db = workdir / f"{case.name}.db"
     if not db.exists():
         import_files(EventStore(db), [log], load_policy().ids)
     _compare(case, log, as_of, db)
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_reports_from_the_object_evaluation(case: Case, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """While both evaluations exist: the formats the relational one serves, made by the object one."""
-    if case.big and not BIG:
-        pytest.skip("set FOREWARN_GOLDEN_BIG=1")
-    monkeypatch.setenv("FOREWARN_EVALUATION", "objects")
-    log, as_of = _source(case, workdir)
-    _compare(case, log, as_of, None, tuple(sorted(RELATIONAL_FORMATS)))
