@@ -741,12 +741,14 @@ def plan_cmd(
         store = open_reader(path, publish=True)  # a read-only log is planned too, just not published in
     except LogError as exc:
         fail(str(exc))
-    with log_errors(path):
-        cache = EvaluationCache(store, policy, publish_key=key)  # publishes what it evaluates
-        cache.get(t)
-        snapshot = cache.snapshot()  # the one just published
-        alerts = delivery_alerts_json(store.db.conn, t)
-    store.close()
+    try:
+        with log_errors(path):
+            cache = EvaluationCache(store, policy, publish_key=key)  # publishes what it evaluates
+            cache.get(t)
+            snapshot = cache.snapshot()  # the one just published
+            alerts = delivery_alerts_json(store.db.conn, t)
+    finally:
+        store.close()  # a damaged log refused too: left open, its connection keeps the -wal and -shm files
     show_plan(published.view(snapshot, t, alerts), fmt)
 
 

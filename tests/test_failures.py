@@ -115,13 +115,22 @@ def test_a_damaged_log_is_reported_as_damaged(tmp_path: Path) -> None:
         ["plan", "--as-of", "2026-12-31"],
         ["run", "--once", "--now", "2026-09-01T00:00:00Z", "--outbox", str(tmp_path / "out")],
     ]
+    sound = tmp_path / "log.db"
     for name, damaged in _damaged_copies(tmp_path).items():
         for command in commands:
             copy = tmp_path / "work.db"
+            for sidecar in ("work.db-wal", "work.db-shm"):  # a log restored alone, not beside another's WAL
+                (tmp_path / sidecar).unlink(missing_ok=True)
             shutil.copy(damaged, copy)
-            code, _, err = run(*command, "--db", str(copy))
-            if name == "page" and command[0] != "audit" and code == 0:
-                continue  # the damaged page is one that command does not read
+            code, out, err = run(*command, "--db", str(copy))
+            if name == "page" and code != 2:
+                # the damaged page (an index's) is one that command does not read: then it says what it says of
+                # the sound log, word for word
+                for sidecar in ("work.db-wal", "work.db-shm"):
+                    (tmp_path / sidecar).unlink(missing_ok=True)
+                shutil.copy(sound, copy)
+                assert run(*command, "--db", str(copy))[:2] == (code, out), (name, command, err)
+                continue
             assert code == 2, (name, command, err)
             assert "the log is damaged" in err and "restore it from a backup" in err, (name, command, err)
 
@@ -130,8 +139,15 @@ def test_an_audit_refusing_a_damaged_log_leaves_it_closed(tmp_path: Path) -> Non
     """The audit's connection to a log whose first pages cannot be read is closed when it refuses the log, not
     when the error is collected: left open, it keeps the log's -wal file, whose pages then stand for those of
     the next file put at that path (a damaged header read as sound, findings instead of exit 2)."""
+    sound = _damaged_copies(tmp_path) and tmp_path / "log.db"
+    data = bytearray(sound.read_bytes())
+    with sqlite3.connect(sound) as conn:  # the index the audit's read of each event type goes through
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'idx_events_type_at_us'").fetchone()
+    conn.close()
+    page = 8192
+    data[(root - 1) * page : (root - 1) * page + 4000] = b"\xff" * 4000
     copy = tmp_path / "work.db"
-    shutil.copy(_damaged_copies(tmp_path)["page"], copy)
+    copy.write_bytes(bytes(data))
     result = CliRunner().invoke(main, ["audit", "--as-of", "2026-12-31", "--db", str(copy)])  # kept: its traceback too
     assert result.exit_code == 2 and "the log is damaged" in result.stderr, result.stderr
     assert sorted(p.name for p in tmp_path.glob("work.db*")) == ["work.db"]

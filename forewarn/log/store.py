@@ -167,7 +167,11 @@ class EventStore:
     def attach(cls, path: str | Path, conn: sqlite3.Connection) -> EventStore:
         """The existing log `conn` is open on (see forewarn.log.access): nothing is created or changed.
         A log of another schema version is refused (LogError), saying how to upgrade an older one."""
-        version = schema.version_of(conn)
+        try:
+            version = schema.version_of(conn)
+        except BaseException:
+            conn.close()  # now: left to the garbage collector, it keeps the -wal and -shm files beside the log
+            raise
         problem: Exception | None = None
         if version is None:
             problem = LogError(f"{path}: not a forewarn event log (it has an events table but no schema version)")
