@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from forewarn import parallel
 from forewarn.events import InputError, KnownEntity, SourcedEvent, evaluation_order, parse_files
 from forewarn.events.models import Reference, WaiverGranted
 from forewarn.events.parse import gc_paused
@@ -580,16 +581,16 @@ def test_fast_canonical_form_defers_to_canonical_json_if_they_ever_differ(monkey
 
 def test_how_many_processes_validate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FOREWARN_IMPORT_WORKERS", raising=False)
-    assert 0.0 <= bulk._idle_cpus(2, sample=0.01) <= 2.0
+    assert 0.0 <= parallel.idle_cpus(sample=0.01) <= parallel.cpus()
     assert bulk._worker_count(3, 0) == 3
     assert bulk._worker_count(0, 10**12) == 1
     assert bulk._worker_count(None, bulk.PARALLEL_MIN_BYTES - 1) == 1  # small input: this process only
     assert 1 <= bulk._worker_count(None, 10**12) <= 4
-    monkeypatch.setattr(bulk, "_idle_cpus", lambda cpus: float(cpus))  # all idle: one more than the CPUs
+    monkeypatch.setattr(parallel, "idle_cpus", lambda: float(parallel.cpus()))  # all idle: one more than the CPUs
     assert bulk._worker_count(None, 10**12) == min(len(os.sched_getaffinity(0)) + 1, 4)
-    monkeypatch.setattr(bulk, "_idle_cpus", lambda cpus: 1.0)
+    monkeypatch.setattr(parallel, "idle_cpus", lambda: 1.0)
     assert bulk._worker_count(None, 10**12) == min(len(os.sched_getaffinity(0)) + 1, 2)
-    monkeypatch.setattr(bulk, "_idle_cpus", lambda cpus: 0.2)  # busy: this process only
+    monkeypatch.setattr(parallel, "idle_cpus", lambda: 0.2)  # busy: this process only
     assert bulk._worker_count(None, 10**12) == 1
     monkeypatch.setenv("FOREWARN_IMPORT_WORKERS", "2")
     assert bulk._worker_count(None, 0) == 2

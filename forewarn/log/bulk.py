@@ -432,31 +432,11 @@ def _worker_count(requested: int | None, total: int) -> int:
         return max(1, requested)
     if total < PARALLEL_MIN_BYTES or "fork" not in multiprocessing.get_all_start_methods():
         return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    idle = int(_idle_cpus(cpus) + 0.5)
-    return max(1, min(cpus + 1, 4, idle + 1 if idle else 1))
+    from forewarn import parallel
 
+    idle = int(parallel.idle_cpus() + 0.5)
+    return max(1, min(parallel.cpus() + 1, 4, idle + 1 if idle else 1))
 
-def _idle_cpus(cpus: int, sample: float = 0.1) -> float:
-    """How many CPUs were idle over a short sample (/proc/stat); all of them where that cannot be read."""
-
-    def times() -> tuple[int, int]:
-        with open("/proc/stat") as fh:
-            values = [int(v) for v in fh.readline().split()[1:]]
-        return sum(values[:8]), values[3] + values[4]  # all but guest time; idle + iowait
-
-    try:
-        total0, idle0 = times()
-        time.sleep(sample)
-        total1, idle1 = times()
-    except (OSError, ValueError, IndexError):
-        return float(cpus)
-    if total1 <= total0:
-        return float(cpus)
-    return cpus * (idle1 - idle0) / (total1 - total0)
 
 
 @contextlib.contextmanager

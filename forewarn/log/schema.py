@@ -11,7 +11,7 @@ read-only commands refuse an older log with `OutdatedLog`, which says how to upg
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from forewarn.log.chain import GENESIS, link
 
@@ -92,19 +92,26 @@ UPGRADE_BATCH = 10_000
 def _v2_hash_chain(conn: sqlite3.Connection) -> None:
     """Schema 2: the hash chain (forewarn.log.chain), computed over the events as they are now."""
     conn.execute("ALTER TABLE events ADD COLUMN [hash] BLOB")
-    head, last = GENESIS, 0
+    head = GENESIS
+    for rows in _batches(conn):
+        hashes = []
+        for seq, payload in rows:  # the sequences as recorded: a gap stays one, for `verify` to report
+            head = link(head, seq, payload)
+            hashes.append((head, seq))
+        conn.executemany("UPDATE events SET hash = ? WHERE seq = ?", hashes)
+
+
+def _batches(conn: sqlite3.Connection) -> Iterator[list[tuple[int, str]]]:
+    """The log's (seq, payload) rows in recording order, UPGRADE_BATCH at a time (bounded memory)."""
+    last = 0
     while True:
         rows = conn.execute(
             "SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?", [last, UPGRADE_BATCH]
         ).fetchall()
         if not rows:
             return
-        hashes = []
-        for seq, payload in rows:  # the sequences as recorded: a gap stays one, for `verify` to report
-            head = link(head, seq, payload)
-            hashes.append((head, seq))
+        yield rows
         last = rows[-1][0]
-        conn.executemany("UPDATE events SET hash = ? WHERE seq = ?", hashes)
 
 
 def _v3_typed_columns(conn: sqlite3.Connection) -> None:
@@ -123,13 +130,7 @@ def _v3_typed_columns(conn: sqlite3.Connection) -> None:
     assignments = ", ".join(f"[{name}] = ?" for name, _, _ in TYPED)
     update = f"UPDATE events SET {assignments} WHERE seq = ?"
     validate = EVENT_ADAPTER.validate_json
-    last = 0
-    while True:
-        rows = conn.execute(
-            "SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?", [last, UPGRADE_BATCH]
-        ).fetchall()
-        if not rows:
-            return
+    for rows in _batches(conn):
         values = []
         for seq, payload in rows:
             try:
@@ -138,7 +139,6 @@ def _v3_typed_columns(conn: sqlite3.Connection) -> None:
                 altered = f"the event at seq {seq} is not a valid event (the log was altered)"
                 raise sqlite3.DatabaseError(altered) from exc
             values.append((*EXTRACTORS[type(event)](event.__dict__), seq))
-        last = rows[-1][0]
         conn.executemany(update, values)
 
 
