@@ -68,6 +68,8 @@ def ranges(paths: Sequence[str | Path], chunk: int | None = None) -> list[Range]
         if is_stdin(name):
             raise NotHere("standard input")
         try:
+            if not stat.S_ISREG(os.stat(name).st_mode):  # before opening: a FIFO opened here loses what it holds
+                raise NotHere(f"{name} is not a regular file")
             with open(name, "rb") as handle:
                 st = os.fstat(handle.fileno())
                 if not stat.S_ISREG(st.st_mode):
