@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import hmac
 import io
+import itertools
 import json
 import logging
 import queue
@@ -529,7 +530,7 @@ def _may_repeat_keys(body: bytes, lines: list[bytes]) -> bool:
     (unless whitespace or an escape stands between), and the items as parsed hold as many as `body`."""
     if any(mark in body for mark in (b"\\", b'" ', b'"\n', b'"\t', b'"\r')):
         return True
-    return body.count(b'":') != sum(line.count(b'":') for line in lines)
+    return body.count(b'":') != sum(map(bytes.count, lines, itertools.repeat(b'":')))
 
 
 def _pairs_json(item: object) -> str:
