@@ -146,7 +146,8 @@ def engine_main(spec: EngineSpec, commands: Connection, reports: Connection) -> 
                            min_interval=spec.min_interval)
     except Exception as exc:
         log.exception("the engine stopped", extra={"fields": {"event": "engine_failed"}})
-        reports.send({"error": f"{type(exc).__name__}: {exc}"})
+        with contextlib.suppress(OSError):  # the service may be gone: the error above is the one to keep
+            reports.send({"error": f"{type(exc).__name__}: {exc}"})
         sys.exit(EXIT_FAILED)
     finally:
         if delivery is not None:
@@ -263,6 +264,12 @@ class EngineProcess:
             process.join()
             if self.stopping.is_set():
                 return
+            with self._lock:  # this process's pipes and handle: a service restarting its engine keeps no dead ones
+                for conn in (self._commands, self._reports):
+                    if conn is not None:
+                        conn.close()
+                self._commands = self._reports = None
+                self._process = None  # its handle (and sentinel) freed with the last reference to it
             if error is not None:
                 self.on_failure(error)
                 return
