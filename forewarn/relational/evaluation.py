@@ -51,20 +51,21 @@ def evaluate_raw(
     `pos_at`: for part of a log, the whole log's positions (lifecycle.fold_all); `con`: a connection of
     tables.connect() to evaluate in (its tables replaced), kept open by a caller that evaluates again and
     again (the engine), rather than a new one."""
-    con = con if con is not None else tables.connect()
+    owned = con is None  # a caller's connection stays open for it, whatever happens here
+    con = tables.connect() if con is None else con
     try:
         tables.load_payloads(con, raw, as_of)
+        if failures:
+            raise failures[0]
+        life = lifecycle.fold_all(con, policy, as_of, pos_at)
+        lifecycle.register(con, life)
+        lifecycle.register_subjects(con, life)
+        obligations.build_obligations(con, policy)
+        obligations.match(con, policy, epoch_us(as_of))
     except BaseException:
-        tables.close(con)
+        if owned:
+            tables.close(con)
         raise
-    if failures:
-        tables.close(con)
-        raise failures[0]
-    life = lifecycle.fold_all(con, policy, as_of, pos_at)
-    lifecycle.register(con, life)
-    lifecycle.register_subjects(con, life)
-    obligations.build_obligations(con, policy)
-    obligations.match(con, policy, epoch_us(as_of))
     return Relational(con, policy, as_of, life)
 
 
