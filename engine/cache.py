@@ -242,7 +242,7 @@ class EvaluationCache:
         evaluated = rel_engine.extract(rel)
         for table in ("ev", "comms", "tickets", "replies"):  # the whole log's: freed now, not at the next pass
             con.execute(f"DROP TABLE IF EXISTS {table}")  # our fixed names
-        self._add_customers(rel_engine.customer_rows(self.conn, None, as_of_us, high))
+        self._add_customers(rel_engine.customer_rows(self.conn, as_of_us, high))
         self._keep(evaluated, set(evaluated.histories))
 
     def _advance(self, as_of: datetime, high: int) -> bool:

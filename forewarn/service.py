@@ -513,16 +513,12 @@ def array_lines(body: bytes) -> list[bytes]:
     if _may_repeat_keys(body, lines):
         # the parse above kept the last of repeated keys: these items again with every key they gave, so that
         # the validation refuses them as `import` refuses such a line
-        from forewarn.events.parse import duplicate_keys
+        from forewarn.events.parse import _Pairs, duplicate_keys
 
         if duplicate_keys(body):
             tree = json.loads(body, object_pairs_hook=_Pairs)
             lines = [_pairs_json(item).encode() for item in tree]
     return lines
-
-
-class _Pairs(list):  # type: ignore[type-arg]
-    """A JSON object as its (key, value) pairs, in order, repeats kept."""
 
 
 def _may_repeat_keys(body: bytes, lines: list[bytes]) -> bool:
@@ -535,6 +531,8 @@ def _may_repeat_keys(body: bytes, lines: list[bytes]) -> bool:
 
 def _pairs_json(item: object) -> str:
     """`item` (from json.loads with _Pairs) as JSON text, repeated keys written out."""
+    from forewarn.events.parse import _Pairs
+
     if isinstance(item, _Pairs):
         return "{" + ",".join(f"{json.dumps(k)}:{_pairs_json(v)}" for k, v in item) + "}"
     if isinstance(item, list):

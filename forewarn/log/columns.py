@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 
-from forewarn.events import EVENT_CLASSES, Event
+from forewarn.events import EVENT_CLASSES
 from forewarn.instants import epoch_us
 
-__all__ = ["COLUMNS_OF", "EXTRACTORS", "TYPED", "TYPED_NAMES", "Extract", "typed_values"]
+__all__ = ["COLUMNS_OF", "EXTRACTORS", "TYPED", "TYPED_NAMES", "Extract"]
 
 TYPED: tuple[tuple[str, str, str], ...] = (
     # (column, SQLite type, where it comes from in the event)
@@ -47,7 +47,7 @@ TYPED: tuple[tuple[str, str, str], ...] = (
     ("stated_end", "INTEGER", "states.end, epoch microseconds"),
     ("stated_next_update_by", "INTEGER", "states.next_update_by, epoch microseconds"),
 )
-"""The typed columns, in the order `typed_values` returns them."""
+"""The typed columns, in the order an event class's extractor (`EXTRACTORS`) returns them."""
 
 TYPED_NAMES = tuple(name for name, _, _ in TYPED)
 
@@ -135,8 +135,3 @@ EXTRACTORS: dict[type, Extract] = {cls: _extractor(cls) for cls in EVENT_CLASSES
 
 COLUMNS_OF: dict[str, tuple[str, ...]] = {kind: _FILLED[cls] for kind, cls in EVENT_CLASSES.items()}
 """Event type -> the typed columns its events may fill (the others are always NULL for it)."""
-
-
-def typed_values(event: Event) -> tuple[Any, ...]:
-    """The typed column values of one validated event (see `TYPED`)."""
-    return EXTRACTORS[type(event)](event.__dict__)

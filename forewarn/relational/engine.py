@@ -212,16 +212,13 @@ def subject_rows(conn: sqlite3.Connection, subjects: Iterable[str], as_of_us: in
     return rows
 
 
-def customer_rows(conn: sqlite3.Connection, after: tuple[int, int] | None, as_of_us: int, seq: int) -> list[Row]:
-    """The customer versions recorded up to `seq` at or before `as_of_us`, after the key `after` if given."""
+def customer_rows(conn: sqlite3.Connection, as_of_us: int, seq: int) -> list[Row]:
+    """The customer versions recorded up to `seq` at or before `as_of_us`, in evaluation order."""
     sql = (
         "SELECT seq, at_us, type, payload FROM events WHERE type = 'customer.upserted' AND at_us <= ? AND seq <= ?"
         " ORDER BY at_us, seq"
     )
-    rows = conn.execute(sql, (as_of_us, seq)).fetchall()
-    if after is not None:
-        rows = [r for r in rows if (r[1], r[0]) > after]
-    return rows
+    return conn.execute(sql, (as_of_us, seq)).fetchall()
 
 
 def log_stream(

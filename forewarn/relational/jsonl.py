@@ -166,7 +166,7 @@ def _batches(
                 [positions, positions, at_us, pa.array(columns.types, pa.string()), payloads], schema=PAYLOAD_SCHEMA
             )
             pos += n
-    except BaseException as exc:  # noted: DuckDB may end the scan at it rather than raise it
+    except Exception as exc:  # noted: DuckDB may end the scan at it rather than raise it
         failures.append(exc)
         raise
 

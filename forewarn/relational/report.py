@@ -460,7 +460,8 @@ def _details(
         {"ids": wanted_tz},
     ).fetchall()
     timezones = {cid: tz for cid, tz, _id in latest}
-    version_of = {cid: i for cid, _tz, i in latest if cid in set(shown)}
+    shown_ids = set(shown)
+    version_of = {cid: i for cid, _tz, i in latest if cid in shown_ids}
 
     subjects = {key for key, _status in counted.dims[3]}
     violated_by: Counter[str] = Counter(
