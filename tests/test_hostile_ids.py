@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from forewarn import program
 from forewarn.cli import main
@@ -170,3 +172,11 @@ def test_control_characters_in_references_are_refused(tmp_path: Path) -> None:
     code, _, err = run("import", str(log), "--db", str(tmp_path / "log.db"))
     assert code == 2
     assert "bad.jsonl:8: communication.sent 'c-ä': field 'customer': must not contain control characters" in err
+
+
+@given(st.text(max_size=210) | st.sampled_from(["", " ", "\u00a0", "a\u2028", "\u3000x", "x" * 201]))
+def test_the_fast_id_check_accepts_exactly_the_ids_id_problem_accepts(value: str) -> None:
+    from forewarn.events.models import _VALID_ID, id_problem
+
+    fast = len(value) <= 200 and _VALID_ID.match(value) is not None
+    assert fast == (id_problem(value) is None)
