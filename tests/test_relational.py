@@ -275,3 +275,12 @@ def test_a_checks_customer_terms_select_its_findings_and_cases(tmp_path: Path) -
     found = evaluate_events(load_files([log]), load_policy(rules), datetime(2026, 3, 20, tzinfo=UTC)).violations()
     assert [v.customer for v in found if v.rule == "sender-address"] == ["acme"]
     _both_audits(rules, log)
+
+
+def test_every_white_space_code_point_is_below_the_bound_the_blank_pattern_scans() -> None:
+    import sys
+
+    from forewarn.relational.checks import SPACES_BELOW
+
+    assert [c for c in range(SPACES_BELOW, sys.maxunicode + 1) if chr(c).isspace()] == []
+    assert chr(SPACES_BELOW - 1).isspace()  # the bound is tight: U+3000 is one

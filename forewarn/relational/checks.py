@@ -9,7 +9,6 @@ pick fixed fragments (the closed vocabulary of forewarn.policy.schema).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from functools import cache
 
@@ -137,7 +136,12 @@ WHERE {scope} AND {terms}
 def blank_pattern() -> str:
     """A text that is all white space as Python's str.strip sees it (forewarn.evaluate.checks._filled): every
     code point str.isspace admits, as an RE2 class (DuckDB's trim strips spaces only, RE2's \\s ASCII only)."""
-    return "[" + "".join(f"\\x{{{c:x}}}" for c in range(sys.maxunicode + 1) if chr(c).isspace()) + "]*"
+    return "[" + "".join(f"\\x{{{c:x}}}" for c in range(SPACES_BELOW) if chr(c).isspace()) + "]*"
+
+
+SPACES_BELOW = 0x3001
+"""Every code point str.isspace admits is below this one (U+3000, the ideographic space, is the last; a test
+scans them all), so the class is built without looking at a million code points in every process."""
 
 
 _COLUMNS = (
