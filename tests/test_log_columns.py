@@ -52,10 +52,9 @@ def rows(db: Path) -> tuple[list[tuple[object, ...]], list[str], list[tuple[obje
 def test_a_schema_2_log_is_refused_by_reading_commands_with_how_to_upgrade_it(tmp_path: Path) -> None:
     db = old_log(tmp_path)
     before = rows(db)
-    for env in ({}, {"FOREWARN_EVALUATION": "relational"}):
-        code, _, err = run("audit", "--db", str(db), "--as-of", AS_OF, env=env)
-        assert code == 2 and f"this log is schema 2, this forewarn reads schema {schema.CURRENT}" in err
-        assert f"run `forewarn upgrade --db {db}`" in err
+    code, _, err = run("audit", "--db", str(db), "--as-of", AS_OF)
+    assert code == 2 and f"this log is schema 2, this forewarn reads schema {schema.CURRENT}" in err
+    assert f"run `forewarn upgrade --db {db}`" in err
     assert rows(db) == before
 
 
@@ -80,10 +79,8 @@ def test_the_upgraded_log_audits_as_the_forewarn_that_wrote_it_did(tmp_path: Pat
     db = old_log(tmp_path)
     assert run("upgrade", "--db", str(db))[0] == 0
     expected = (DATA / "log-schema2.audit.json").read_text()
-    for evaluation in ("relational", "objects"):
-        code, out, _ = run("audit", "--db", str(db), "--as-of", AS_OF, "--format", "json",
-                           env={"FOREWARN_EVALUATION": evaluation})
-        assert code == 1 and out == expected, evaluation
+    code, out, _ = run("audit", "--db", str(db), "--as-of", AS_OF, "--format", "json")
+    assert code == 1 and out == expected
 
 
 def test_an_import_into_a_schema_2_log_upgrades_it_first(tmp_path: Path) -> None:
