@@ -384,3 +384,10 @@ def test_many_keeps_shape_and_handles_empty():
     out = business_days_before_many(ts, 1, "Europe/Berlin", "DE")
     assert out.shape == (2, 2)
     assert business_days_before_many(np.array([], dtype=np.int64), 1, "UTC").shape == (0,)
+
+
+def test_the_countries_accepted_are_those_holidays_lists() -> None:
+    from forewarn.calendar.business import _countries
+
+    listed = {code for code in holidays.list_supported_countries(include_aliases=False) if len(code) == 2}
+    assert _countries() == listed and "DE" in listed
