@@ -15,7 +15,7 @@ from forewarn.log.chain import Fingerprint
 from forewarn.policy.model import Policy
 
 if TYPE_CHECKING:
-    from forewarn.evaluate.model import Violation
+    from forewarn.lifecycle.model import Violation
 
 
 @dataclass(frozen=True)

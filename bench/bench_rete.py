@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from forewarn.evaluate.rete import Rule, Session
+from forewarn.lifecycle.rete import Rule, Session
 
 KINDS = (
     "maintenance.scheduled",

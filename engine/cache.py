@@ -40,12 +40,12 @@ import duckdb
 
 from forewarn.engine import published
 from forewarn.engine.planner import Due, PlanBasis, due_of, overrun_candidates
-from forewarn.evaluate.index import LIFECYCLE_TYPES, Sent
-from forewarn.evaluate.lifecycle import SubjectHistory
-from forewarn.evaluate.obligations import alarm_dues, timers_of
 from forewarn.events import EVENT_ADAPTER, CommunicationSent, CustomerUpserted, Event
 from forewarn.events.parse import gc_paused
 from forewarn.instants import epoch_us
+from forewarn.lifecycle.fold import LIFECYCLE_TYPES, SubjectHistory
+from forewarn.lifecycle.model import Sent
+from forewarn.lifecycle.rules import alarm_dues, timers_of
 from forewarn.log.store import EventStore
 from forewarn.policy.model import Policy
 from forewarn.relational import engine as rel_engine

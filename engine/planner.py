@@ -8,23 +8,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from forewarn.calendar import format_local
 from forewarn.engine.alerts import Alert
 from forewarn.engine.draft import Draft, Invitation
 from forewarn.engine.published import Snapshot, due_or_upcoming, json_entry
-from forewarn.evaluate.checks import stated_requirements
-from forewarn.evaluate.index import Sent
-from forewarn.evaluate.lifecycle import SubjectHistory
-from forewarn.evaluate.model import Obligation, Outcome
 from forewarn.events import CustomerUpserted
 from forewarn.events.models import COMMUNICATION_KINDS
 from forewarn.instants import epoch_us, utc
-from forewarn.policy.model import Policy
-
-if TYPE_CHECKING:
-    from forewarn.evaluate.evaluation import Evaluation
+from forewarn.lifecycle.fold import SubjectHistory
+from forewarn.lifecycle.model import Obligation, Outcome, Sent
+from forewarn.policy.model import Policy, Rule
+from forewarn.policy.schema import Check
 
 # A second communication an obligation needs (update-cadence's promised
 # update) goes out this long before its deadline, not straight after the first.
@@ -69,7 +65,7 @@ class Plan:
 
 class Facts(Protocol):
     """What plans and drafts read about the log as of an instant: the engine's open subjects
-    (engine.cache.EngineView), or a whole object evaluation (ObjectFacts)."""
+    (engine.cache.EngineView), or a whole period's evaluation (forewarn.synth.batch)."""
 
     as_of: datetime
     policy: Policy
@@ -90,28 +86,6 @@ class Facts(Protocol):
     def sent_about(self, kind: str, subject: str, customer: str, comm_kind: str) -> Sequence[Sent]:
         """The communications of `comm_kind` sent to `customer` about the subject, in send order."""
         ...
-
-
-class ObjectFacts:
-    """Facts from an object evaluation (forewarn.evaluate.evaluation), for the synthetic batch sends."""
-
-    def __init__(self, evaluation: Evaluation) -> None:
-        self.evaluation = evaluation
-        self.as_of = evaluation.as_of
-        self.policy = evaluation.policy
-
-    @property
-    def last_pos(self) -> int:
-        return len(self.evaluation.index.ats) - 1
-
-    def history(self, kind: str, subject: str) -> SubjectHistory | None:
-        return self.evaluation.histories.get((kind, subject))
-
-    def customer_at(self, customer: str, pos: int) -> CustomerUpserted | None:
-        return self.evaluation.index.customer_at(customer, pos)
-
-    def sent_about(self, kind: str, subject: str, customer: str, comm_kind: str) -> Sequence[Sent]:
-        return self.evaluation.comms.get((kind, subject, customer, comm_kind), ())
 
 
 def due_of(outcome: Outcome, sent: int, contacts: tuple[str, ...], history: SubjectHistory, policy: Policy) -> Due:
@@ -477,6 +451,41 @@ def _what_changed(facts: Facts, history: SubjectHistory, customer: str, kind: st
     return out
 
 
+def applies(
+    rule: Rule, check: Check, kind: str, history: SubjectHistory | None, pos: int, customer: object | None
+) -> bool:
+    """Whether `check` of `rule` applies to a communication of `kind` about the subject of `history`, sent at
+    `pos` to a customer with the attributes `customer` (in force then): its kinds; its subject kind and subject
+    terms on the subject's attributes and labels then; its customer terms. The conditions are the condition
+    table's (forewarn.policy.conditions), as the audit's queries read them (forewarn.relational.checks)."""
+    if check.kinds != "all" and (check.kinds is None or kind not in check.kinds):
+        return False
+    condition = rule.check_condition(check)
+    if condition.on_customer and not condition.holds_for_customer(customer):
+        return False
+    if check.about is None:
+        return True
+    if history is None or history.kind != check.about:
+        return False
+    return not condition.on_subject or condition.holds_for_subject(history.attrs_at(pos))
+
+
+def stated_requirements(
+    policy: Policy, kind: str, history: SubjectHistory | None, pos: int, customer: object | None
+) -> frozenset[str]:
+    """The `states-*` requirements the policy's checks make of a communication of `kind` about the subject of
+    `history`, sent at `pos` to a customer with the attributes `customer`: what such a message must state
+    (the engine's drafts state exactly these, so what it sends passes the checks)."""
+    return frozenset(
+        req
+        for rule in policy.rules
+        for check in rule.spec.checks
+        if not check.replies and applies(rule, check, kind, history, pos, customer)
+        for req, _args in check.requirements()
+        if req.startswith("states-")
+    )
+
+
 RESTATED: dict[str, frozenset[str]] = {"start_reminder": frozenset({"states-window", "states-impact"})}
 """What a message restates for its reader though no rule requires it: a start reminder repeats the window."""
 
@@ -485,7 +494,7 @@ def _content(
     history: SubjectHistory, kind: str, pos: int, now: datetime, required: frozenset[str] = frozenset()
 ) -> tuple[dict, dict, Invitation | None]:
     """What a message of `kind` states about the subject now: what the policy's checks require of it
-    (`required`: checks.stated_requirements, e.g. the notice-content rule), and what RESTATED adds."""
+    (`required`: stated_requirements, e.g. the notice-content rule), and what RESTATED adds."""
     states: dict[str, object] = {}
     context: dict[str, object] = dict(history.context)
     invitation = None

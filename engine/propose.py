@@ -8,12 +8,12 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from forewarn.evaluate.evaluation import deadline_text
-from forewarn.evaluate.model import Obligation
 from forewarn.events import EVENT_ADAPTER, Event
+from forewarn.lifecycle.model import Obligation
 from forewarn.policy.model import Policy
 from forewarn.relational.engine import obligations_of
 from forewarn.relational.evaluation import evaluate_events
+from forewarn.relational.violations import obligation_deadline_text
 
 PROPOSAL_ID = "proposed-window"
 
@@ -124,4 +124,4 @@ def propose_window(events: Sequence[Event], policy: Policy, proposal: Proposal, 
 
 
 def describe(ob: Obligation) -> str:
-    return deadline_text(ob)
+    return obligation_deadline_text(ob)

@@ -670,7 +670,10 @@ def explain_cmd(
         fail(f"--rule: no rule {rule_id!r}{hint}")
     t = parse_instant(as_of, "--as-of")
     result = judge(read_log(db, events_files, policy.ids, t), policy, t)
-    found = explain(result, rule, subject, customer)
+    try:
+        found = explain(result, rule, subject, customer)
+    finally:
+        result.close()
     click.echo(json.dumps(found, indent=1, ensure_ascii=False) if fmt == "json" else to_text(found))
 
 

@@ -1,11 +1,11 @@
 """`forewarn explain`: why an obligation of a rule about a subject is met, pending, violated, waived or void.
 
-Built only on the evaluation's public outputs (its outcomes and their obligations, the
-communications by key, the index's waivers and customers, the subjects' moments) and on the
-audit's findings, so it explains whatever computes those: the moments that opened the
-obligation, its window and the deadline arithmetic in the customer's calendar (days skipped and
-why, clock changes), every candidate communication and why it counted or not, the waivers
-considered, and the outcome. For per-communication rules it gives the checks' findings.
+Built on the evaluation's tables (forewarn.relational: the obligations and their outcomes, the
+communications, the waivers, the subjects' histories and moments) and on the audit's findings, so it
+explains what the engine and the audit compute: the moments that opened the obligation, its window and
+the deadline arithmetic in the customer's calendar (days skipped and why, clock changes), every candidate
+communication and why it counted or not, the waivers considered, and the outcome. For per-communication
+rules it says which checks apply, and gives their findings.
 """
 
 from __future__ import annotations
@@ -17,55 +17,73 @@ from typing import Any
 
 from forewarn.audit.findings import Finding, to_finding
 from forewarn.calendar import explain_deadline, format_local
-from forewarn.evaluate.checks import humanize
-from forewarn.evaluate.evaluation import Evaluation, deadline_text, evaluate
-from forewarn.evaluate.model import Obligation, Outcome
-from forewarn.events import Event
+from forewarn.events import EVENT_ADAPTER, CustomerUpserted, Event, WaiverGranted
 from forewarn.instants import utc
+from forewarn.lifecycle.model import Obligation, Outcome
 from forewarn.policy.model import Policy, Rule
+from forewarn.relational import checks
+from forewarn.relational.evaluation import Relational, evaluate_events
+from forewarn.relational.obligations import from_epoch_us
+from forewarn.relational.outcomes import outcomes as outcomes_of
+from forewarn.relational.violations import humanize, obligation_deadline_text
 
 
 @dataclass(frozen=True)
 class Judged:
-    """What an explanation reads: the per-object evaluation of the log as of an instant, and its findings."""
+    """What an explanation reads: the relational evaluation of the log as of an instant (its tables, kept until
+    `close`), the events evaluated (by position), the waivers (in evaluation order) and the findings."""
 
     as_of: datetime
     findings: list[Finding]
-    evaluation: Evaluation
+    rel: Relational
+    events: Sequence[Event]
+    waivers: list[WaiverGranted]
+
+    def close(self) -> None:
+        self.rel.close()
+
+    def customer_at(self, customer: str, pos: int) -> CustomerUpserted | None:
+        """The customer's attributes in force at position `pos`."""
+        found = self.rel.con.execute(
+            "SELECT max(pos) FROM customer_versions WHERE customer = $customer AND pos <= $pos",
+            {"customer": customer, "pos": pos},
+        ).fetchone()
+        return self.events[found[0]] if found and found[0] is not None else None  # type: ignore[return-value]
 
 
 def judge(events: Sequence[Event], policy: Policy, as_of: datetime) -> Judged:
-    """Evaluate the log (events in evaluation order) with its outcomes and histories kept, as explain needs
-    them (the audit's evaluation keeps them in DuckDB), and its findings with the waivers applied."""
-    evaluation = evaluate([e for e in events if e.at <= as_of], policy, as_of)
-    waivers = sorted((w for _pos, w in evaluation.index.waivers), key=lambda w: (w.at, w.waiver))
-    findings = sorted((to_finding(v, policy, waivers) for v in evaluation.violations), key=Finding.sort_key)
-    return Judged(as_of, findings, evaluation)
+    """Evaluate the log (events in evaluation order) as of `as_of`, its findings with the waivers applied.
+    The result holds the evaluation's tables: `close` it."""
+    evaluated = [e for e in events if e.at <= as_of]
+    rel = evaluate_events(evaluated, policy, as_of)
+    try:
+        rows = rel.con.execute("SELECT payload FROM ev WHERE type = 'waiver.granted' ORDER BY pos").fetchall()
+        waivers: list[WaiverGranted] = [EVENT_ADAPTER.validate_json(p) for (p,) in rows]  # type: ignore[misc]
+        by_time = sorted(waivers, key=lambda w: (w.at, w.waiver))
+        findings = sorted((to_finding(v, policy, by_time) for v in rel.violations()), key=Finding.sort_key)
+    except BaseException:
+        rel.close()
+        raise
+    return Judged(as_of, findings, rel, evaluated, waivers)
 
 
 def explain(result: Judged, rule: Rule, subject: str, customer: str | None = None) -> dict[str, Any]:
     """The explanation, JSON-ready."""
-    ev = result.evaluation
+    policy = result.rel.policy
     out: dict[str, Any] = {
         "rule": rule.id,
         "title": rule.spec.title,
         "subject": subject,
         "customer": customer,
         "as_of": utc(result.as_of),
-        "scope": ev.policy.scope_description,
+        "scope": policy.scope_description,
         "condition": (rule.obligation_condition if rule.spec.obligation else rule.alarm_condition).describe(),
         "parameters": rule.params(),
         "obligations": [],
         "findings": [],
         "notes": [],
     }
-    outcomes = [
-        o
-        for o in ev.outcomes
-        if o.obligation.rule == rule.id
-        and o.obligation.subject == subject
-        and (customer is None or o.obligation.customer == customer)
-    ]
+    outcomes = list(outcomes_of(result.rel, rule.id, subject, customer).values())
     outcomes.sort(key=lambda o: (o.obligation.customer, o.obligation.not_after, o.obligation.opened))
     findings = [
         f for f in result.findings
@@ -128,7 +146,7 @@ def deadline_arithmetic(ob: Obligation) -> str:
         calendar = ob.country + (f"-{ob.subdivision}" if ob.subdivision else "") if ob.country else "Mon-Fri"
         text = f"{text}; counted in the calendar of {calendar}, {ob.timezone}; anchor: {ob.anchor}"
     else:
-        text = f"{deadline_text(ob)} = {format_local(ob.not_after, ob.timezone)} (anchor: {anchor})"
+        text = f"{obligation_deadline_text(ob)} = {format_local(ob.not_after, ob.timezone)} (anchor: {anchor})"
     return text + _clock_change(ob.anchor_at, ob.not_after, ob.timezone)
 
 
@@ -147,12 +165,12 @@ def _clock_change(a: datetime, b: datetime, tz: str) -> str:
 def _candidates(result: Judged, o: Outcome, group: Sequence[Outcome]) -> list[dict[str, Any]]:
     """Every communication about the subject to the customer, and why it did or did not count."""
     ob = o.obligation
-    ev = result.evaluation
     tz = ob.timezone
-    sent = sorted(
-        (s for key, items in ev.comms.items() if key[:3] == (ob.subject_kind, ob.subject, ob.customer) for s in items),
-        key=lambda s: s.pos,
-    )
+    sent = result.rel.con.execute(
+        "SELECT communication, kind, at_us FROM comms"
+        " WHERE subject_kind = $kind AND subject = $subject AND customer = $customer ORDER BY pos",
+        {"kind": ob.subject_kind, "subject": ob.subject, "customer": ob.customer},
+    ).fetchall()
     used_by = {}
     for other in group:
         if other.obligation.customer != ob.customer or other is o:
@@ -160,21 +178,20 @@ def _candidates(result: Judged, o: Outcome, group: Sequence[Outcome]) -> list[di
         for c in (*other.matched, *((other.communication,) if other.communication else ())):
             used_by[c] = other
     out = []
-    for s in sent:
-        c = s.comm
-        at = c.at
-        if c.communication in o.matched:
+    for communication, kind, at_us in sent:
+        at = from_epoch_us(at_us)
+        if communication in o.matched:
             counted, why = True, "counted: sent within the window"
-        elif c.communication == o.communication:
+        elif communication == o.communication:
             after = at > ob.not_after
             gap = humanize(at - ob.not_after) if after else humanize(ob.not_before - at)
             counted, why = True, f"counted as {o.problem}: {gap} {'after' if after else 'before'} the window"
-        elif c.kind not in ob.kinds:
-            counted, why = False, f"a {c.kind} does not fulfil it (needs {' or '.join(ob.kinds)})"
+        elif kind not in ob.kinds:
+            counted, why = False, f"a {kind} does not fulfil it (needs {' or '.join(ob.kinds)})"
         elif at < ob.opened:
             counted, why = False, f"sent before the obligation opened ({format_local(ob.opened, tz)})"
-        elif c.communication in used_by:
-            other = used_by[c.communication].obligation
+        elif communication in used_by:
+            other = used_by[communication].obligation
             counted, why = False, f"used by another obligation of the rule (due {format_local(other.not_after, tz)})"
         elif at > ob.not_after:
             counted, why = False, "after the deadline"
@@ -183,7 +200,7 @@ def _candidates(result: Judged, o: Outcome, group: Sequence[Outcome]) -> list[di
         else:
             counted, why = False, "not needed: the obligation was met by earlier communications"
         out.append(
-            {"communication": c.communication, "kind": c.kind, "sent": utc(at), "local": format_local(at, tz),
+            {"communication": communication, "kind": kind, "sent": utc(at), "local": format_local(at, tz),
              "counted": counted, "why": why}
         )
     return out
@@ -191,7 +208,7 @@ def _candidates(result: Judged, o: Outcome, group: Sequence[Outcome]) -> list[di
 
 def _waivers(result: Judged, ob: Obligation) -> list[dict[str, Any]]:
     out = []
-    for _pos, w in result.evaluation.index.waivers:
+    for w in result.waivers:
         if w.subject != ob.subject:
             continue
         covers = w.rule == ob.rule and (w.customer is None or w.customer == ob.customer)
@@ -236,12 +253,11 @@ def _finding(f: Finding) -> dict[str, Any]:
 def _why_nothing(result: Judged, rule: Rule, subject: str, customer: str | None) -> list[str]:
     """Why the rule owes nothing about the subject (to the customer): no such subject, no moment that
     triggers it, the condition, the scope."""
-    ev = result.evaluation
-    policy = ev.policy
+    policy = result.rel.policy
     spec = rule.spec.obligation or rule.spec.alarm
     if spec is None:
         return _why_no_check_finding(result, rule, subject)
-    history = ev.histories.get((spec.subject, subject))
+    history = result.rel.life.histories.get((spec.subject, subject))
     if history is None:
         return [f"no {spec.subject} {subject!r} in the log as of {utc(result.as_of)}"]
     condition = rule.obligation_condition if rule.spec.obligation else rule.alarm_condition
@@ -255,11 +271,11 @@ def _why_nothing(result: Judged, rule: Rule, subject: str, customer: str | None)
             notes.append(f"{m.type} at {utc(m.at)}: the rule's condition does not hold ({', '.join(failing)})")
             continue
         listed = history.customers
-        candidates = sorted(ev.index.customers) if listed == "all" else list(listed)
+        candidates = _known_customers(result) if listed == "all" else list(listed)
         for c in candidates:
             if customer is not None and c != customer:
                 continue
-            version = ev.index.customer_at(c, m.pos)
+            version = result.customer_at(c, m.pos)
             if version is None:
                 notes.append(f"{m.type} at {utc(m.at)}: customer {c} is not known then")
             elif not policy.covers(version):
@@ -274,34 +290,51 @@ def _why_nothing(result: Judged, rule: Rule, subject: str, customer: str | None)
     return notes or ["nothing owed: no obligation of this rule about this subject (and customer)"]
 
 
+def _known_customers(result: Judged) -> list[str]:
+    """Every customer with attributes recorded (what "all" stands for), by id."""
+    rows = result.rel.con.execute("SELECT DISTINCT customer FROM customer_versions ORDER BY customer").fetchall()
+    return [c for (c,) in rows]
+
+
 def _why_no_check_finding(result: Judged, rule: Rule, subject: str) -> list[str]:
     """A per-communication rule with no finding about `subject` (a communication or reply id): why."""
-    from forewarn.evaluate.checks import CheckPlan
-
-    ev = result.evaluation
-    index = ev.index
+    rel = result.rel
+    policy = rel.policy
     if any(c.replies for c in rule.spec.checks):
-        reply = next((r for pos, r in index.replies if r.reply == subject), None)
+        reply = rel.con.execute("SELECT 1 FROM replies WHERE reply = $reply", {"reply": subject}).fetchone()
         if reply is not None:
             return [f"reply {subject} passed the checks of {rule.id}"]
-    sent = index.sent_by_id.get(subject)
+    sent = rel.con.execute(
+        "SELECT pos, customer, kind, subject_kind, subject, at_us FROM comms WHERE communication = $communication"
+        " ORDER BY pos DESC LIMIT 1",
+        {"communication": subject},
+    ).fetchone()
     if sent is None:
         return [f"{rule.id} checks communications: no communication {subject!r} in the log as of "
                 f"{utc(result.as_of)} (give a communication or reply id as --subject)"]
-    comm = sent.comm
-    customer = index.covered_at(comm.customer, sent.pos, ev.policy.covers)
-    if customer is None:
-        return [f"{subject} went to {comm.customer}, out of the policy's scope then "
-                f"({ev.policy.scope_description.rstrip('.')})"]
-    rids, later = CheckPlan(ev.policy, ev.histories)(comm.kind, sent.subject, sent.pos, customer)
-    if rule.id not in rids:
-        return [f"no check of {rule.id} applies to {subject} (a {comm.kind}"
-                + (f" about {sent.subject[0]} {sent.subject[1]}" if sent.subject else "") + ")"]
-    minutes = later.get(rule.id)
-    if minutes and comm.at.timestamp() + minutes * 60 > result.as_of.timestamp():
+    pos, to, kind, about_kind, about, at_us = sent
+    checks.scoped(rel.con, policy)
+    if rel.con.execute("SELECT 1 FROM scoped_comms WHERE pos = $pos", {"pos": pos}).fetchone() is None:
+        return [f"{subject} went to {to}, out of the policy's scope then "
+                f"({policy.scope_description.rstrip('.')})"]
+    if not any(checks.applies_to(rel.con, policy, rule, c, pos) for c in rule.spec.checks if not c.replies):
+        return [f"no check of {rule.id} applies to {subject} (a {kind}"
+                + (f" about {about_kind} {about}" if about is not None else "") + ")"]
+    minutes = _due_minutes(rule)
+    if minutes and from_epoch_us(at_us).timestamp() + minutes * 60 > result.as_of.timestamp():
         return [f"{subject}: the checks of {rule.id} apply; its verdict is due {minutes} min after it was sent, "
                 f"after the as-of: pending"]
     return [f"{subject} passed the checks of {rule.id} that apply to it"]
+
+
+def _due_minutes(rule: Rule) -> int | None:
+    """How long after a communication is sent a rule's verdict on it falls due (its `ticket-opened`
+    requirement's minutes), or None when the verdict is due when it is sent."""
+    for check in rule.spec.checks:
+        for req, args in check.requirements():
+            if req == "ticket-opened":
+                return int(rule.resolve_int(args["within_minutes"]) or 0)  # type: ignore[arg-type]
+    return None
 
 
 # -- as text -----------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""Work for the other CPU: a forked child computes a function of the parent's memory and sends back its result.
+"""Work for the other CPUs: a forked child computes a function of the parent's memory and sends back its result
+(`forked`: an `audit --events`' log checks), or forked workers map a function over items (`mapped`: the
+validation of large imports and JSONL logs).
 
-Evaluation is in-memory work over hundreds of thousands of objects that cannot cross a process
-boundary cheaply; a forked child needs none to cross: it sees the parent's objects as they are
-(copy-on-write) and only its result, which must be small (a few violations), is pickled back.
+The log checks read hundreds of thousands of parsed events that cannot cross a process boundary
+cheaply; a forked child needs none to cross: it sees the parent's objects as they are
+(copy-on-write) and only its result (the checks' verdict) is pickled back.
 The parent goes on with other work meanwhile and `join`s the result when it needs it. Should the
 child fail in any way, the parent computes the result itself: the outcome is the same either way,
 only slower. Without fork (or with $FOREWARN_WORKERS=1) the function simply runs at the join.

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from forewarn.audit.findings import audit
 from forewarn.cli import main
-from forewarn.evaluate.obligations import compile_rules
+from forewarn.lifecycle.rules import compile_rules
 from forewarn.log.source import InputErrors, import_files, load_files, read_store
 from forewarn.log.store import EventStore
 from forewarn.policy.conditions import ATTRIBUTES, compile_condition, problems

@@ -18,9 +18,9 @@ from strategies import Lifecycle, instant, lifecycles, scaled, time_ordered
 
 from forewarn.engine.cache import EngineView, EvaluationCache
 from forewarn.engine.planner import PlanBasis, cancellation_drafts, drafts_for
-from forewarn.evaluate.index import LIFECYCLE_TYPES
-from forewarn.evaluate.obligations import alarm_dues, timers_of
 from forewarn.events import parse_lines
+from forewarn.lifecycle.fold import LIFECYCLE_TYPES
+from forewarn.lifecycle.rules import alarm_dues, timers_of
 from forewarn.log.store import EventStore
 from forewarn.policy.loader import load_policy
 from forewarn.synth.batch import engine_events

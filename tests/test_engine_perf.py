@@ -95,16 +95,22 @@ SAMPLES = Path(__file__).resolve().parents[1] / "forewarn" / "samples"
 
 def _instants(events: list, policy) -> list[datetime]:
     """Every instant at which an evaluation of EVENTS can change, and 1 us before each."""
-    from forewarn.evaluate.evaluation import evaluate
-    from forewarn.evaluate.obligations import alarm_dues, timers_of
+    from forewarn.lifecycle.rules import alarm_dues, timers_of
+    from forewarn.relational.evaluation import evaluate_events
+    from forewarn.relational.obligations import from_epoch_us
 
-    final = evaluate(events, policy, events[-1].at + timedelta(days=30))
+    final = evaluate_events(events, policy, events[-1].at + timedelta(days=30))
+    try:
+        rows = final.con.execute("SELECT opened_us, nb_us, na_us FROM obligations").fetchall()
+        histories = dict(final.life.histories)
+    finally:
+        final.close()
     minutes = {t.minutes for t in timers_of(policy)}
     points = {e.at for e in events}
-    for o in final.outcomes:
-        ob = o.obligation
-        points |= {ob.not_after, max(ob.opened, ob.not_before), ob.not_after - timedelta(minutes=10)}
-    for (kind, _s), h in final.histories.items():
+    for opened, nb, na in rows:
+        not_after = from_epoch_us(na)
+        points |= {not_after, from_epoch_us(max(opened, nb)), not_after - timedelta(minutes=10)}
+    for (kind, _s), h in histories.items():
         if kind == "maintenance":
             points |= set(alarm_dues(h, minutes))
     tick = timedelta(microseconds=1)
@@ -197,38 +203,6 @@ def test_cached_plans_equal_fresh_ones_as_events_arrive_and_time_passes(tmp_path
         assert cache.hits > 100 and cache.misses > 50  # both paths were exercised
     else:
         assert alarms and cache.hits and cache.misses
-
-
-@pytest.mark.parametrize("source", SOURCES)
-def test_the_engines_open_obligations_are_the_object_evaluations(tmp_path: Path, source: str) -> None:
-    """Cross-check of the relational evaluation the engine plans from with the object evaluation: the same
-    pending and missed obligations (moment, deadlines, evidence), counts, contacts and senders."""
-    from forewarn.engine.cache import EvaluationCache
-    from forewarn.engine.planner import due_of
-    from forewarn.evaluate.evaluation import evaluate
-    from forewarn.evaluate.matching import count_in_window
-    from forewarn.log.source import read_store
-    from forewarn.policy.loader import load_policy
-
-    policy = load_policy()
-    cache = None
-    compared = 0
-    for store, t in _appended_log(tmp_path, source):
-        cache = cache or EvaluationCache(store, policy)
-        _view, basis = cache.get(t)
-        fresh = evaluate(read_store(store, t), policy, t, checks=False)
-        expected = []
-        for o in fresh.outcomes:
-            if o.status == "pending" or (o.status == "violated" and o.problem == "missing"):
-                ob = o.obligation
-                history = fresh.histories[(ob.subject_kind, ob.subject)]
-                contacts = tuple(fresh.contacts(ob))
-                expected.append(due_of(o, count_in_window(ob, fresh.comms), contacts, history, policy))
-        key = lambda d: (d.send_from, d.obligation.not_after, d.obligation.rule, d.obligation.subject,  # noqa: E731
-                         d.obligation.customer, d.obligation.opened)
-        assert sorted(basis.entries, key=key) == sorted(expected, key=key), t
-        compared += len(expected)
-    assert compared
 
 
 def test_engine_plans_reuse_the_evaluation_until_something_is_appended(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The evaluation path guards durable_rules' defects: flat memory over thousands of subjects, loud errors."""
+"""The evaluation guards durable_rules' defects: flat memory over thousands of subjects, loud errors."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from forewarn.evaluate import obligations
-from forewarn.evaluate.evaluation import evaluate
-from forewarn.evaluate.rete import ActionError
 from forewarn.events import EVENT_ADAPTER, Event
+from forewarn.lifecycle.rete import ActionError
 from forewarn.policy.loader import load_policy
+from forewarn.relational import lifecycle
+from forewarn.relational.evaluation import Relational, evaluate_events
 
 POLICY = load_policy()
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -36,6 +36,13 @@ def _log(subjects: int) -> list[Event]:
     return sorted(events, key=lambda e: e.at)
 
 
+def _obligations(rel: Relational) -> int:
+    try:
+        return rel.con.execute("SELECT count(*) FROM obligations").fetchone()[0]
+    finally:
+        rel.close()
+
+
 def _rss_mib() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
@@ -44,19 +51,17 @@ def _rss_mib() -> float:
 def test_thousands_of_subjects_repeatedly_with_flat_memory() -> None:
     events = _log(2000)
     as_of = START + timedelta(days=20)
-    first = evaluate(events, POLICY, as_of)
     # 3 window obligations (advance, reminder, closing) + 1 extension notice per subject
-    assert len(first.outcomes) == 2000 * 4
+    first = _obligations(evaluate_events(events, POLICY, as_of))
+    assert first == 2000 * 4
     baseline = _rss_mib()
     for _ in range(3):
-        again = evaluate(events, POLICY, as_of)
-        assert len(again.outcomes) == len(first.outcomes)
-        del again
+        assert _obligations(evaluate_events(events, POLICY, as_of)) == first
     assert _rss_mib() - baseline < 40  # sessions and subject states are freed each time
 
 
 def test_an_exception_inside_an_action_surfaces(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = obligations.compile_rules
+    real = lifecycle.compile_rules
 
     def exploding(policy: object, fired: list) -> list:  # same signature as compile_rules
         rules = real(policy, fired)
@@ -66,13 +71,13 @@ def test_an_exception_inside_an_action_surfaces(monkeypatch: pytest.MonkeyPatch)
 
         return [type(r)(r.name, r.where, boom) for r in rules]
 
-    monkeypatch.setattr(obligations, "compile_rules", exploding)
+    monkeypatch.setattr(lifecycle, "compile_rules", exploding)
     with pytest.raises(ActionError) as info:
-        evaluate(_log(2), POLICY, START + timedelta(days=20))
+        evaluate_events(_log(2), POLICY, START + timedelta(days=20))
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
-def test_evaluation_without_checks_plans_the_same_and_only_omits_check_violations() -> None:
+def test_violations_without_checks_only_omit_check_violations() -> None:
     from pathlib import Path
 
     from forewarn.log.source import load_files
@@ -80,9 +85,12 @@ def test_evaluation_without_checks_plans_the_same_and_only_omits_check_violation
     quarter = Path(__file__).parents[1] / "forewarn" / "samples" / "quarter.jsonl"
     events = load_files([quarter], POLICY.ids)
     as_of = max(e.at for e in events) + timedelta(days=7)
-    full, planning = evaluate(events, POLICY, as_of), evaluate(events, POLICY, as_of, checks=False)
-    assert planning.outcomes == full.outcomes
+    rel = evaluate_events(events, POLICY, as_of)
+    try:
+        full, planning = rel.violations(), rel.violations(checks=False)
+    finally:
+        rel.close()
     with_checks = {r.id for r in POLICY.rules if r.spec.checks}
-    left_out = [v for v in full.violations if v not in planning.violations]
-    assert all(v in full.violations for v in planning.violations)
+    left_out = [v for v in full if v not in planning]
+    assert all(v in full for v in planning)
     assert left_out and all(v.rule in with_checks for v in left_out)  # the quarter has check violations

@@ -1,9 +1,9 @@
-"""Checks in a forked child give the same evaluation (the engine's) as checks in this process."""
+"""Work done in a forked child gives what the same work here gives (forewarn.parallel.forked): an `audit --events`'
+log checks."""
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,39 +12,11 @@ from click.testing import CliRunner
 import forewarn
 from forewarn import parallel
 from forewarn.cli import main
-from forewarn.evaluate import evaluation
 from forewarn.log import source
-from forewarn.log.source import load_files
 from forewarn.policy.loader import load_policy
 
 QUARTER = Path(forewarn.__file__).parent / "samples" / "quarter.jsonl"
 POLICY = load_policy()
-AS_OF = datetime(2026, 7, 15, tzinfo=UTC)
-
-
-def violations(monkeypatch: pytest.MonkeyPatch, apart: bool) -> list[object]:
-    monkeypatch.setattr(evaluation, "CHECKS_APART_MIN", 0 if apart else 10**9)
-    return list(evaluation.evaluate(load_files([QUARTER], POLICY.ids), POLICY, AS_OF).violations)
-
-
-@pytest.mark.skipif(not parallel.available(), reason="needs fork and two CPUs")
-def test_checks_in_a_child_give_the_same_violations(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    real = parallel.forked
-
-    def spy(fn, *args):  # type: ignore[no-untyped-def]
-        calls.append(os.getpid())
-        return real(fn, *args)
-
-    monkeypatch.setattr(evaluation, "forked", spy)
-    apart = violations(monkeypatch, apart=True)
-    assert calls, "the checks did not go to a child"
-    here = violations(monkeypatch, apart=False)
-    assert len(calls) == 1
-    assert apart == here
-    checked = evaluation.evaluate(load_files([QUARTER], POLICY.ids), POLICY, AS_OF)
-    unchecked = evaluation.evaluate(load_files([QUARTER], POLICY.ids), POLICY, AS_OF, checks=False)
-    assert len(checked.violations) > len(unchecked.violations)  # the quarter has check findings to compare
 
 
 def _child_dies(parent: int) -> int:

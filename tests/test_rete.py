@@ -1,4 +1,4 @@
-"""Tests of forewarn.evaluate.rete: the durable_rules wrapper and the defects it works around."""
+"""Tests of forewarn.lifecycle.rete: the durable_rules wrapper and the defects it works around."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forewarn.evaluate import rete
-from forewarn.evaluate.rete import (
+from forewarn.lifecycle import rete
+from forewarn.lifecycle.rete import (
     STATE_GUARD,
     ActionError,
     FactIdCollision,

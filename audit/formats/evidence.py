@@ -11,8 +11,7 @@ import orjson
 from forewarn.audit.findings import Finding, utc
 from forewarn.audit.formats.stats import Case
 from forewarn.calendar import explain_deadline, format_local
-from forewarn.instants import epoch_us
-from forewarn.relational.violations import _deadline_text
+from forewarn.relational.violations import deadline_text
 
 SKIP_FIELDS = frozenset({"id", "type", "at", "meta"})
 MAX_SUMMARY = 260
@@ -60,7 +59,7 @@ def explain(case: Case, tz: str) -> str:
     if ob.days:
         rule = _business(ob.anchor_at, ob.days, ob.timezone, ob.country, ob.subdivision)
     else:
-        deadline = _deadline_text(0, ob.minutes, epoch_us(ob.anchor_at), ob.timezone)
+        deadline = deadline_text(0, ob.minutes, ob.anchor_at, ob.timezone)
         rule = f"{deadline} = {_local(ob.not_after, ob.timezone)}"
     opened = max(ob.not_before, ob.opened)
     until = _local(ob.not_after, ob.timezone)

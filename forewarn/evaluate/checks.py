@@ -1,4 +1,4 @@
-"""Per-communication and per-reply checks (content, sender, ticket, premature closing, routing)."""
+"""The per-object evaluation's per-communication and per-reply checks (tests/oracle.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from forewarn.evaluate.index import LogIndex, Sent
-from forewarn.evaluate.lifecycle import SubjectHistory
-from forewarn.evaluate.model import Violation
+from forewarn.evaluate.index import LogIndex
 from forewarn.events.models import COMMUNICATION_KINDS
+from forewarn.lifecycle.fold import SubjectHistory
+from forewarn.lifecycle.model import Sent, Violation
 from forewarn.policy.conditions import Condition
 from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import Check
+from forewarn.relational.violations import humanize
 
 
 @dataclass(frozen=True)
@@ -99,93 +100,6 @@ def _about(
     if subject is None or subject[0] != check.about or history is None:
         return False
     return not condition.on_subject or condition.holds_for_subject(history.attrs_at(pos))
-
-
-def applies(
-    rule: Rule,
-    check: Check,
-    kind: str,
-    subject: tuple[str, str] | None,
-    history: SubjectHistory | None,
-    pos: int,
-    customer: object | None,
-) -> bool:
-    """Whether `check` of `rule` applies to a communication of `kind` about `subject`, sent at `pos` to a
-    customer with the attributes `customer` (in force then): its kinds, its subject and its conditions."""
-    if check.kinds != "all" and (check.kinds is None or kind not in check.kinds):
-        return False
-    condition = rule.check_condition(check)
-    if condition.on_customer and not condition.holds_for_customer(customer):
-        return False
-    return check.about is None or _about(check, condition, subject, history, pos)
-
-
-def due_minutes(rule: Rule) -> int | None:
-    """How long after a communication is sent a rule's verdict on it falls due (its `ticket-opened`
-    requirement's minutes), or None when the verdict is due when it is sent."""
-    for check in rule.spec.checks:
-        for req, args in check.requirements():
-            if req == "ticket-opened":
-                return int(rule.resolve_int(args["within_minutes"]) or 0)  # type: ignore[arg-type]
-    return None
-
-
-Applies = tuple[tuple[str, ...], dict[str, int]]
-
-
-class CheckPlan:
-    """Which rules' checks apply to a communication, and when each verdict falls due: the evaluation's
-    answer (`applies`), for the reports to count per-communication cases by, cached per kind, subject,
-    labels version and (when a check has customer terms) customer version."""
-
-    def __init__(self, policy: Policy, histories: Mapping[tuple[str, str], SubjectHistory]) -> None:
-        self.rules = [
-            (r, [c for c in r.spec.checks if not c.replies], due_minutes(r))
-            for r in policy.rules
-            if any(not c.replies for c in r.spec.checks)
-        ]
-        self.slack = max((m or 0 for _r, _c, m in self.rules), default=0)
-        """The longest a verdict can fall due after its communication (minutes)."""
-        self.histories = histories
-        self.by_customer = any(r.check_condition(c).on_customer for r, cs, _m in self.rules for c in cs)
-        self.cache: dict[tuple[str, tuple[str, str] | None, int, int], Applies] = {}
-
-    def __call__(self, kind: str, subject: tuple[str, str] | None, pos: int, customer: object) -> Applies:
-        """(ids of the rules whose checks apply, {id: minutes after sending its verdict is due} for those
-        not due when sent) for a communication of `kind` about `subject` at `pos` to `customer`."""
-        history = self.histories.get(subject) if subject else None
-        labels = history.labels_version_at(pos) if history is not None else 0
-        key = (kind, subject, labels, id(customer) if self.by_customer else 0)
-        found = self.cache.get(key)
-        if found is None:
-            rules = [
-                (rule.id, minutes)
-                for rule, checks, minutes in self.rules
-                if any(applies(rule, c, kind, subject, history, pos, customer) for c in checks)
-            ]
-            found = self.cache[key] = (tuple(rid for rid, _m in rules), {rid: m for rid, m in rules if m})
-        return found
-
-
-def stated_requirements(
-    policy: Policy,
-    kind: str,
-    history: SubjectHistory | None,
-    pos: int,
-    customer: object | None,
-) -> frozenset[str]:
-    """The `states-*` requirements the policy's checks make of a communication of `kind` about the subject of
-    `history`, sent at `pos` to a customer with the attributes `customer`: what such a message must state
-    (the engine's drafts state exactly these, so what it sends passes the checks)."""
-    subject = (history.kind, history.id) if history is not None else None
-    return frozenset(
-        req
-        for rule in policy.rules
-        for check in rule.spec.checks
-        if not check.replies and applies(rule, check, kind, subject, history, pos, customer)
-        for req, _args in check.requirements()
-        if req.startswith("states-")
-    )
 
 
 def _violation(
@@ -365,18 +279,3 @@ _COMM_REQUIREMENTS = {
     "sender": _sender,
     "ticket-opened": _ticket,
 }
-
-
-def humanize(delta: timedelta) -> str:
-    """A duration as a reviewer reads it: 8h12m, 2d3h, 45m, 30s."""
-    seconds = int(delta.total_seconds())
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, _ = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d{hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
-    return f"{minutes}m"

@@ -1,24 +1,26 @@
-"""The one evaluation path: log + policy + as-of -> outcomes and violations (engine and audit share it)."""
+"""The per-object evaluation: log + policy + as-of -> outcomes and violations, in Python objects.
+
+Only tests/oracle.py judges with it (the property tests' many tiny logs); forewarn evaluates relationally
+(forewarn.relational)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 
 from forewarn.calendar import format_local
-from forewarn.evaluate.checks import CheckContext, humanize, run_checks
-from forewarn.evaluate.index import LogIndex, Sent, build_index
-from forewarn.evaluate.lifecycle import SubjectHistory
+from forewarn.evaluate.checks import CheckContext, run_checks
+from forewarn.evaluate.index import LogIndex, build_index
 from forewarn.evaluate.matching import CommKey, communications_by_key, count_in_window, match
-from forewarn.evaluate.model import Moment, Obligation, Outcome, Violation
 from forewarn.evaluate.obligations import Derivation, affected_versions, derive, void_reason
 from forewarn.events import Event
 from forewarn.events.parse import gc_paused
-from forewarn.parallel import forked
+from forewarn.lifecycle.fold import SubjectHistory
+from forewarn.lifecycle.model import Moment, Obligation, Outcome, Sent, Violation
 from forewarn.policy.model import Policy, Rule
 from forewarn.record import record
+from forewarn.relational.violations import humanize, obligation_deadline_text
 
 
 @record
@@ -66,25 +68,13 @@ def evaluate(events: Sequence[Event], policy: Policy, as_of: datetime, checks: b
         return _evaluate(events, policy, as_of, checks)
 
 
-CHECKS_APART_MIN = 50_000
-"""From this many communications on, the per-communication checks run in a forked child (see
-forewarn.parallel) while this process matches obligations: they read the same index and
-histories and depend on nothing else. Below it, starting a child costs more than it saves."""
-
-
 def _evaluate(events: Sequence[Event], policy: Policy, as_of: datetime, checks: bool = True) -> Evaluation:
     index = build_index(e for e in events if e.at <= as_of)
     derivation = derive(index, policy, as_of)
-    checked = None
-    if checks:
-        context = CheckContext(index, derivation.histories, as_of)
-        if len(index.sent) >= CHECKS_APART_MIN:
-            checked = forked(run_checks, policy, context)
-        else:
-            checked = partial(run_checks, policy, context)
+    checked = run_checks(policy, CheckContext(index, derivation.histories, as_of)) if checks else None
     comms = communications_by_key(index)
     verdicts = judge(derivation, index, policy, comms, as_of)
-    return assemble(as_of, policy, index, derivation.histories, comms, verdicts, checked() if checked else None)
+    return assemble(as_of, policy, index, derivation.histories, comms, verdicts, checked)
 
 
 def judge(
@@ -161,27 +151,13 @@ def _alarm_violations(
     return out
 
 
-def deadline_text(ob: Obligation) -> str:
-    """How the deadline was computed, in the customer's local time."""
-    unit, amount = ob.offset
-    anchor = format_local(ob.anchor_at, ob.timezone)
-    if unit == "business_days" and amount:
-        n = -amount
-        return f"{n} business day{'s' if n != 1 else ''} before {anchor}"
-    if amount > 0:
-        return f"{amount} min after {anchor}"
-    if amount < 0:
-        return f"{-amount} min before {anchor}"
-    return f"by {anchor}"
-
-
 def _obligation_violation(outcome: Outcome, comms: dict) -> Violation:
     ob = outcome.obligation
     fields = {
         "subject": ob.subject,
         "customer": ob.customer,
         "kind": ob.kinds[0].replace("_", " "),
-        "deadline": deadline_text(ob),
+        "deadline": obligation_deadline_text(ob),
         "due": format_local(ob.not_after, ob.timezone),
         "communication": outcome.communication or "",
     }

@@ -1,4 +1,5 @@
-"""One pass over the log in evaluation order: lookups by customer, subject and communication."""
+"""The per-object evaluation's index (tests/oracle.py): one pass over the log in evaluation order, lookups by
+customer, subject and communication."""
 
 from __future__ import annotations
 
@@ -7,35 +8,16 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
 
 from forewarn.events import (
-    CommunicationSent,
     CustomerUpserted,
     Event,
     ReplyReceived,
     TicketOpened,
     WaiverGranted,
 )
-from forewarn.record import record
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-LIFECYCLE_TYPES = frozenset(
-    {
-        "maintenance.scheduled",
-        "maintenance.rescheduled",
-        "maintenance.cancelled",
-        "maintenance.started",
-        "maintenance.extended",
-        "maintenance.completed",
-        "maintenance.healthy",
-        "incident.declared",
-        "incident.resolved",
-        "release.scheduled",
-    }
-)
+from forewarn.lifecycle.fold import LIFECYCLE_TYPES
+from forewarn.lifecycle.model import Sent
 
 
 @dataclass
@@ -51,20 +33,6 @@ class CustomerTimeline:
             return self.versions[0] if pos >= self.positions[0] else None
         i = bisect_right(self.positions, pos)
         return self.versions[i - 1] if i else None
-
-
-@record
-class Sent:
-    """A communication, its position in evaluation order, and what it is about."""
-
-    pos: int
-    comm: CommunicationSent
-    subject: tuple[str, str] | None  # e.g. ("maintenance", "mx-1"); None for a comm about nothing
-
-    @staticmethod
-    def of(pos: int, comm: CommunicationSent) -> Sent:
-        """The communication at `pos`, its subject resolved once (every rule reads it)."""
-        return Sent(pos, comm, comm.subject_ref())
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Match communications to obligations, in bulk: each fulfils at most one obligation per rule."""
+"""The per-object evaluation's matching (tests/oracle.py): each communication fulfils at most one obligation per
+rule."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from forewarn.evaluate.index import LogIndex, Sent
-from forewarn.evaluate.model import Obligation, Outcome
+from forewarn.evaluate.index import LogIndex
+from forewarn.lifecycle.model import Obligation, Outcome, Sent
 
 CommKey = tuple[str, str, str, str]  # subject kind, subject, customer, kind
 

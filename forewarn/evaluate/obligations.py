@@ -1,25 +1,22 @@
-"""The policy compiled onto durable_rules: lifecycle moments in, obligations with deadlines out."""
+"""The per-object evaluation's obligations: lifecycle moments in, obligations with deadlines out (tests/oracle.py)."""
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 
 from forewarn.calendar import business_days_before
 from forewarn.evaluate.index import LogIndex
-from forewarn.evaluate.lifecycle import SubjectHistory, Timer, fold_subject
-from forewarn.evaluate.model import Moment, Obligation
-from forewarn.evaluate.rete import Rule as ReteRule
-from forewarn.evaluate.rete import Session
 from forewarn.events import CustomerUpserted
+from forewarn.lifecycle.fold import SubjectHistory, fold_subject
+from forewarn.lifecycle.model import Moment, Obligation
+from forewarn.lifecycle.rete import Session
+from forewarn.lifecycle.rules import ALARM_SUFFIX, compile_rules, fact_of, timers_of
 from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import Anchor
-
-ALARM_SUFFIX = ".alarm"
-_FACT_FIELDS = frozenset({"timer"})
 
 
 @dataclass
@@ -32,63 +29,6 @@ class Derivation:
     spans: dict[tuple[str, str], tuple[int, int, int, int]] = field(default_factory=dict)
     """Per subject (the keys of `histories`, in the same order): its obligations are
     `obligations[o0:o1]` and its alarms `alarms[a0:a1]`, as (o0, o1, a0, a1)."""
-
-
-def compile_rules(policy: Policy, fired: list[tuple[str, str]]) -> list[ReteRule]:
-    """durable_rules rules for the policy's obligation and alarm triggers.
-
-    Each action records (rule name, fact id) in `fired`; the caller turns
-    that into obligations once the subject's moments are all asserted. The
-    rules route moments by type (and an alarm's timer); a rule's `where` is
-    the condition table's to interpret (forewarn.policy.conditions), applied
-    to what fired: one meaning of a condition everywhere.
-    """
-
-    def record(name: str):
-        def action(_sid: str, fact: Mapping[str, object]) -> None:
-            fired.append((name, str(fact["id"])))
-
-        return action
-
-    compiled: list[ReteRule] = []
-    for rule in policy.rules:
-        ob = rule.spec.obligation
-        if ob is not None:
-            where: dict[str, object] = {"type": list(ob.trigger)}
-            compiled.append(ReteRule(rule.id, where, record(rule.id)))
-        alarm = rule.spec.alarm
-        if alarm is not None:
-            where = {"type": list(alarm.trigger), "timer": rule.id}
-            compiled.append(ReteRule(rule.id + ALARM_SUFFIX, where, record(rule.id + ALARM_SUFFIX)))
-    return compiled
-
-
-def timers_of(policy: Policy) -> list[Timer]:
-    """The alarm timers the lifecycle must run (one per alarm rule)."""
-    out = []
-    for rule in policy.rules:
-        if rule.spec.alarm is not None:
-            unit, amount = rule.anchor_offset(rule.spec.alarm.after)
-            out.append(Timer(rule.id, amount if unit == "minutes" else 0))
-    return out
-
-
-def alarm_dues(history: SubjectHistory, minutes: Collection[int]) -> Iterator[datetime]:
-    """Every instant at which an alarm timer of a maintenance can fall due: each end it was given,
-    plus each alarm's delay (`minutes`: of timers_of(policy))."""
-    for end, _given in history.ends:
-        for m in minutes:
-            yield end + timedelta(minutes=m)
-
-
-def _fact(moment: Moment, fact_id: str) -> dict[str, object]:
-    """The moment as a flat durable_rules fact: only the fields the rules route by."""
-    fact: dict[str, object] = {"id": fact_id, "type": moment.type}
-    for key, value in moment.attrs.items():
-        if key not in _FACT_FIELDS or value is None:
-            continue
-        fact[key] = value.isoformat() if isinstance(value, datetime) else value
-    return fact
 
 
 def derive(
@@ -117,7 +57,7 @@ def derive(
             sid = f"{kind}:{subject}"
             fired.clear()
             for n, moment in enumerate(history.moments):
-                session.assert_fact(sid, _fact(moment, str(n)))
+                session.assert_fact(sid, fact_of(moment, str(n)))
             session.end_subject(sid)
             o0, a0 = len(out.obligations), len(out.alarms)
             for name, fact_id in fired:
@@ -132,13 +72,6 @@ def derive(
                         out.obligations.extend(expand(rule, moment, history, index, policy))
             out.spans[(kind, subject)] = (o0, len(out.obligations), a0, len(out.alarms))
     return out
-
-
-def affected(history: SubjectHistory, pos: int, index: LogIndex, policy: Policy, rule: Rule | None = None) -> list[str]:
-    """Affected customers in scope at `pos`: the subject's list (or "all" at its
-    definition), restricted to customers the policy's scope covers at `pos`
-    (and, given a rule, to those its obligation's or alarm's customer terms hold for)."""
-    return [customer for customer, _attrs in affected_versions(history, pos, index, policy, rule)]
 
 
 def affected_versions(

@@ -18,7 +18,7 @@ Kind = CommunicationKind
 SubjectKind = Literal["maintenance", "incident", "release"]
 
 # Lifecycle moments an obligation can be opened by (produced by
-# forewarn.evaluate.lifecycle): the subject's own events, plus the derived
+# forewarn.lifecycle.fold): the subject's own events, plus the derived
 # moments `maintenance.closed` (completed and healthy) and
 # `maintenance.overrun` (an alarm's timer fired with no progress).
 Trigger = Literal[

@@ -38,7 +38,7 @@ APPLIES = """
 SELECT c.*, s.subject_kind AS s_kind, s.defined_event, s.release_related, s.closed_pos
 FROM scoped_comms c
 LEFT JOIN subjects s ON s.subject_kind = c.subject_kind AND s.subject = c.subject{joins}
-WHERE ($all_kinds OR list_contains($kinds::VARCHAR[], c.kind)) AND {about}
+WHERE ($all_kinds{n} OR list_contains($kinds{n}::VARCHAR[], c.kind)) AND {about}
 """
 _CUSTOMER_JOIN = "\nLEFT JOIN customer_versions cv ON cv.customer = c.customer AND cv.pos = c.cv_pos"
 _LABELS_JOIN = (
@@ -50,7 +50,10 @@ _LABELS_JOIN = (
 def applies_sql(rule: Rule, check: Check, params: dict[str, object], n: int) -> str:
     """The communications a check applies to (APPLIES): its kinds; its subject kind (`about`) and subject terms
     on the subject's attributes and labels in force when sent; its customer terms on the customer's version
-    then (forewarn.evaluate.checks.applies). Parameters `$about{n}` and the terms' are added to `params`."""
+    then (as the engine's drafts read them: forewarn.engine.planner.applies). Its parameters (`$kinds{n}`,
+    `$about{n}`, the terms') are added to `params`."""
+    params[f"all_kinds{n}"] = check.kinds == "all"
+    params[f"kinds{n}"] = [] if check.kinds == "all" or check.kinds is None else list(check.kinds)
     condition: Condition = rule.check_condition(check)
     joins = ""
     parts = []
@@ -63,7 +66,16 @@ def applies_sql(rule: Rule, check: Check, params: dict[str, object], n: int) -> 
     if condition.on_customer:
         parts.append(condition_sql(condition, params, f"c{n}", "customer"))
         joins += _CUSTOMER_JOIN
-    return APPLIES.format(joins=joins, about=" AND ".join(parts) or "TRUE")
+    return APPLIES.format(joins=joins, about=" AND ".join(parts) or "TRUE", n=n)
+
+
+def applies_to(con, policy: Policy, rule: Rule, check: Check, pos: int) -> bool:
+    """Whether a communication check of `rule` applies to the communication at `pos` (APPLIES)."""
+    scoped(con, policy)
+    params: dict[str, object] = {"pos": pos}
+    text = applies_sql(rule, check, params, 0)
+    return con.execute(f"SELECT count(*) FROM ({text}) a WHERE a.pos = $pos", params).fetchone()[0] > 0
+
 
 # Per requirement: the failing communications of `a` (the check's APPLIES), one row each:
 # (pos, problem, due_us, stated, expected, extra event id, ticket lateness base).
@@ -134,8 +146,9 @@ WHERE {scope} AND {terms}
 
 @cache
 def blank_pattern() -> str:
-    """A text that is all white space as Python's str.strip sees it (forewarn.evaluate.checks._filled): every
-    code point str.isspace admits, as an RE2 class (DuckDB's trim strips spaces only, RE2's \\s ASCII only)."""
+    """A text that is all white space as Python's str.strip sees it (a statement is missing when it is empty
+    once stripped): every code point str.isspace admits, as an RE2 class (DuckDB's trim strips spaces only,
+    RE2's \\s ASCII only)."""
     return "[" + "".join(f"\\x{{{c:x}}}" for c in range(SPACES_BELOW) if chr(c).isspace()) + "]*"
 
 
@@ -164,10 +177,7 @@ def _args(rule: Rule, args: Mapping[str, object]) -> dict[str, object]:
 
 def check_queries(rule: Rule, check: Check, number: int) -> list[tuple[str, str, dict[str, object]]]:
     """(requirement, query, parameters) per requirement of a communication check: its failing communications."""
-    params: dict[str, object] = {
-        "all_kinds": check.kinds == "all",
-        "kinds": [] if check.kinds == "all" or check.kinds is None else list(check.kinds),
-    }
+    params: dict[str, object] = {}
     applies = applies_sql(rule, check, params, number)
     out = []
     for req, args in check.requirements():
@@ -204,7 +214,7 @@ def rule_check_queries(rule: Rule, scope: Condition) -> list[tuple[str, str, dic
 
 
 def failing(con, policy: Policy, as_of_us: int) -> list[dict[str, object]]:
-    """Every failing (communication or reply, rule, requirement), in the object evaluation's order:
+    """Every failing (communication or reply, rule, requirement), in a fixed order:
     communications by position, then rule, check and requirement order; then replies."""
     rows: list[dict[str, object]] = []
     scoped(con, policy)

@@ -22,24 +22,19 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
-from forewarn.evaluate.lifecycle import SubjectHistory
-from forewarn.evaluate.model import Obligation, Outcome
 from forewarn.instants import epoch_us
+from forewarn.lifecycle.fold import SubjectHistory
+from forewarn.lifecycle.model import Obligation, Outcome
 from forewarn.log.source import DamagedLog
 from forewarn.policy.model import Policy
 from forewarn.relational import tables
 from forewarn.relational.evaluation import Relational, evaluate_raw
-from forewarn.relational.obligations import from_epoch_us
+from forewarn.relational.outcomes import OBLIGATION_COLUMNS, Obligations
 
 Key = tuple[str, str]
 
 ANNOUNCING = ("advance_notice", "emergency", "start_reminder", "extension")
 """The kinds that tell a customer of a maintenance (a cancelled one is then withdrawn from their calendar)."""
-
-OBLIGATION_COLUMNS = """o.rule, o.subject_kind, o.subject, o.customer, o.kinds, o.need, o.opened_us, o.nb_us,
-       o.na_us, o.na_base_us, o.moment_no, o.event_id, o.defined_event, o.attrs_id, o.timezone, o.country,
-       o.subdivision"""
-"""What an Obligation object is made of (`_obligation`)."""
 
 OPEN_OUTCOMES = f"""
 SELECT {OBLIGATION_COLUMNS}, r.status, cv.contacts,
@@ -88,9 +83,10 @@ def extract(rel: Relational) -> Evaluated:
     """The open obligations and the cancellations' audiences of an evaluation (its tables are left as they are)."""
     life = rel.life
     out = Evaluated(rel.as_of, dict(life.histories))
+    obligation = Obligations(rel)
     for row in rel.con.execute(OPEN_OUTCOMES).fetchall():
-        ob = _obligation(row[:17], rel)
-        status, contacts, sent = row[17:]
+        ob = obligation(row[:16])
+        status, contacts, sent = row[16:]
         outcome = Outcome(ob, "pending") if status == "pending" else Outcome(ob, "violated", problem="missing")
         out.open.setdefault((ob.subject_kind, ob.subject), []).append(
             OpenObligation(outcome, sent, tuple(contacts or ()))
@@ -116,35 +112,6 @@ def extract(rel: Relational) -> Evaluated:
     return out
 
 
-def _obligation(row: Sequence, rel: Relational) -> Obligation:
-    """The Obligation of an OBLIGATION_COLUMNS row (as the object derivation makes it)."""
-    (rule_id, kind, subject, customer, kinds, need, opened, nb, na, anchor_at, moment_no, event_id, defined,
-     attrs_id, tz, country, sub) = row
-    rule = rel.policy.by_id[rule_id]
-    spec = rule.spec.obligation
-    assert spec is not None
-    shared = tuple(dict.fromkeys((defined, event_id)))
-    return Obligation(
-        rule_id,
-        kind,
-        subject,
-        customer,
-        tuple(kinds),
-        need,
-        from_epoch_us(opened),
-        from_epoch_us(nb),
-        from_epoch_us(na),
-        spec.window.not_after.at,
-        from_epoch_us(anchor_at),
-        rule.anchor_offset(spec.window.not_after),
-        rel.life.histories[(kind, subject)].moments[moment_no],
-        (*shared, attrs_id) if attrs_id not in shared else shared,
-        tz,
-        country,
-        sub,
-    )
-
-
 def obligations_of(rel: Relational, kind: str, subject: str) -> list[Obligation]:
     """One subject's obligations that stand (not void), in derivation order."""
     rows = rel.con.execute(
@@ -152,7 +119,7 @@ def obligations_of(rel: Relational, kind: str, subject: str) -> list[Obligation]
         " AND o.void IS NULL ORDER BY o.oid",
         {"kind": kind, "subject": subject},
     ).fetchall()
-    return [_obligation(row, rel) for row in rows]
+    return list(map(Obligations(rel), rows))
 
 
 # -- reading the log ------------------------------------------------------------------------------------

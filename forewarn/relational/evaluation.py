@@ -10,9 +10,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from forewarn.evaluate.model import Violation
 from forewarn.events import Event
 from forewarn.instants import epoch_us
+from forewarn.lifecycle.model import Violation
 from forewarn.policy.model import Policy
 from forewarn.relational import lifecycle, obligations, tables, violations
 

@@ -1,9 +1,9 @@
-"""Each subject's lifecycle on durable_rules (forewarn.evaluate.rete), as rows: the `triggers` table.
+"""Each subject's lifecycle on durable_rules (forewarn.lifecycle), as rows: the `triggers` table.
 
 Only the lifecycle events (a handful per maintenance / incident / release) become Python objects here;
-the fold and the rules' trigger conditions are the existing ones (forewarn.evaluate.lifecycle and
-forewarn.evaluate.obligations.compile_rules). Each fired (rule, moment) becomes one row with what the
-obligation queries need: the moment, its anchors resolved per the rule, and the instants that void it.
+the fold and the rules' triggers are forewarn.lifecycle's (fold.fold_subject, rules.compile_rules). Each
+fired (rule, moment) becomes one row with what the obligation queries need: the moment, its anchors
+resolved per the rule, and the instants that void it.
 """
 
 from __future__ import annotations
@@ -18,20 +18,19 @@ import numpy as np
 import pyarrow as pa
 from pydantic import ValidationError
 
-from forewarn.evaluate.index import LIFECYCLE_TYPES
-from forewarn.evaluate.lifecycle import SubjectHistory, fold_subject
-from forewarn.evaluate.model import Moment
-from forewarn.evaluate.obligations import ALARM_SUFFIX, _fact, compile_rules, timers_of
-from forewarn.evaluate.rete import Session
 from forewarn.events import EVENT_ADAPTER, Event
 from forewarn.instants import epoch_us
+from forewarn.lifecycle.fold import LIFECYCLE_TYPES, SubjectHistory, fold_subject
+from forewarn.lifecycle.model import Moment
+from forewarn.lifecycle.rete import Session
+from forewarn.lifecycle.rules import ALARM_SUFFIX, compile_rules, fact_of, timers_of
 from forewarn.log.source import DamagedLog
 from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import AnchorName
 
 ANCHORS: tuple[str, ...] = AnchorName.__args__  # type: ignore[attr-defined]
 
-LIFECYCLE = tuple(sorted(LIFECYCLE_TYPES))  # the object index's list; a tuple prints as an SQL list
+LIFECYCLE = tuple(sorted(LIFECYCLE_TYPES))  # a tuple prints as an SQL list
 
 
 @dataclass
@@ -89,14 +88,14 @@ def fold_all(
             sid = f"{kind}:{subject}"
             fired_names.clear()
             for n, moment in enumerate(history.moments):
-                session.assert_fact(sid, _fact(moment, str(n)))
+                session.assert_fact(sid, fact_of(moment, str(n)))
             session.end_subject(sid)
             for name, fact_id in fired_names:
                 alarm = name.endswith(ALARM_SUFFIX)
                 rule = policy.by_id[name[: -len(ALARM_SUFFIX)] if alarm else name]
                 n = int(fact_id)
                 moment = history.moments[n]
-                # the rule's subject and moment terms, on the moment (forewarn.evaluate.obligations.derive);
+                # the rule's subject and moment terms, on the moment (forewarn.policy.conditions);
                 # its customer terms are SQL, on the customer versions (forewarn.relational.conditions)
                 condition = rule.alarm_condition if alarm else rule.obligation_condition
                 if condition.holds_for_subject(moment.attrs):

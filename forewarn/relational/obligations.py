@@ -11,6 +11,7 @@ Business-day deadlines come from the calendar (forewarn.calendar), computed once
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -112,13 +113,28 @@ VOID_PREDICATES: dict[str, str] = {
     "cancelled-before-deadline": "cancelled_us IS NOT NULL AND cancelled_us < na_us",
     "closed-before-deadline": "closed_us IS NOT NULL AND closed_us < na_us",
 }
+VOID_SINCE: dict[str, str] = {
+    "superseded-before-deadline": "superseded_us",
+    "superseded-before-start": "superseded_us",
+    "cancelled-before-deadline": "cancelled_us",
+    "closed-before-deadline": "closed_us",
+}
+"""The column of the instant from which each void condition holds (an obligation row's), once it does."""
+VOID_REASONS: dict[str, str] = {
+    "superseded-before-deadline": "window superseded at {} before its deadline",
+    "superseded-before-start": "window superseded at {} before its start",
+    "cancelled-before-deadline": "maintenance cancelled at {}",
+    "closed-before-deadline": "maintenance closed at {} before the promised update",
+}
+"""Why an obligation is void, per condition (`{}`: that instant, VOID_SINCE's)."""
 VOID_CASE = "WHEN rule = ${name} THEN CASE {branches} END"
 
-# Matching, the common case in queries: each obligation's fitting communications (of its kinds, about
+# Matching, the common cases in queries: each obligation's fitting communications (of its kinds, about
 # its subject, to its customer, sent in its window and not before it opened); a group (rule, subject,
 # customer) whose obligations are all met and share no fitting communication is matched as greedy
-# matching would, each obligation taking its first `need` fitting ones. The other groups (an obligation
-# not met on time, or a communication fitting two) go through the greedy pass (`match`).
+# matching would, each obligation taking its first `need` fitting ones; a group with no communication of
+# its kinds at all is pending until its deadline, then missing. The other groups (an obligation not met on
+# time, or a communication fitting two) go through the greedy pass (`match`).
 FITS = """
 CREATE OR REPLACE TABLE fits AS
 SELECT o.oid, o.gid, o.need, c.pos,
@@ -145,6 +161,18 @@ SELECT p.oid, p.taken
 FROM per_ob p JOIN members g USING (gid) JOIN met m USING (gid) ANTI JOIN shared USING (gid)
 WHERE g.members = m.met
 """
+
+UNSENT = """
+CREATE OR REPLACE TABLE unsent AS
+SELECT o.oid, CASE WHEN o.na_us > $as_of_us THEN 'pending' ELSE 'violated' END AS status
+FROM obligations o
+WHERE o.void IS NULL AND NOT EXISTS (
+    SELECT 1 FROM comms c
+    WHERE c.subject_kind = o.subject_kind AND c.subject = o.subject AND c.customer = o.customer
+      AND list_contains(o.kinds, c.kind))
+"""
+"""Obligations of groups with no communication of their kinds about their subject to their customer (before the
+as-of): pending until their deadline, then violated (missing: nothing can be late or early)."""
 
 
 def from_epoch_us(us: int) -> datetime:
@@ -199,6 +227,23 @@ def rule_queries(rule: Rule, scope: Condition) -> list[tuple[str, dict[str, obje
         branches = " ".join(f"WHEN {VOID_PREDICATES[c]} THEN '{c}'" for c in spec.void_when)  # fixed fragments
         out.append((VOID_CASE.format(name="rule", branches=branches), {"rule": rule.id}))
     return out
+
+
+def void_since_query(policy: Policy) -> tuple[str, dict[str, object]]:
+    """The query (text, bound parameters) of each void obligation's `oid` and the instant it became void
+    (`since_us`): the earliest of its rule's void conditions that hold, as of when each does (VOID_SINCE)."""
+    params: dict[str, object] = {}
+    cases = []
+    for rule in policy.rules:
+        spec = rule.spec.obligation
+        if spec is None or not spec.void_when:
+            continue
+        name = f"rule{len(cases)}"
+        params[name] = rule.id
+        since = ", ".join(f"CASE WHEN {VOID_PREDICATES[c]} THEN {VOID_SINCE[c]} END" for c in spec.void_when)
+        cases.append(f"WHEN rule = ${name} THEN least({since})")  # fixed fragments; least() skips NULLs
+    since_case = f"CASE {' '.join(cases)} END" if cases else "NULL::BIGINT"
+    return f"SELECT oid, {since_case} AS since_us FROM obligations WHERE void IS NOT NULL", params
 
 
 def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> pa.Table:
@@ -289,21 +334,76 @@ def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
         con.unregister(f"{side}_deadlines")
 
 
+Member = tuple[int, int, int, int, int]
+"""An obligation of a matching group: (oid, communications needed, opened, not before, not after (epoch us))."""
+Candidate = tuple[int, int]
+"""A communication that may fulfil one: (position, sent (epoch us))."""
+
+
+def fits(member: Member, at_us: int) -> bool:
+    """Whether a communication sent at `at_us` (of the obligation's kinds, about its subject, to its customer)
+    fits the obligation's window: not before it opened, inside [not before, not after]."""
+    _oid, _need, opened, nb, na = member
+    return opened <= at_us and nb <= at_us <= na
+
+
+def match_group(
+    members: Sequence[Member], candidates: Sequence[Candidate], codes: Collection[str], as_of_us: int
+) -> list[tuple[int, str, str | None, list[int]]]:
+    """The outcomes (oid, status, problem, positions of the communications taken) of one (rule, subject,
+    customer) group's obligations, `members` in deadline order (not after, opened, oid), matched against the
+    `candidates` of their kinds in send order, as policy.md says: first every obligation that can be met on
+    time takes the earliest fitting unused communications; then each remaining one past its deadline
+    (`as_of_us`) is late (an unused one sent after its window), early (one sent before it), or missing, as
+    far as its rule's problem `codes` know late and early; one whose deadline is ahead is pending.
+
+    An obligation needing more than one communication (update-cadence's "at least two e-mails between the
+    extension and the promised update") counts every fitting one, used or not, and uses none up: one e-mail
+    may be the promised update of several extensions (policy.md, settled readings)."""
+    out: list[tuple[int, str, str | None, list[int]]] = []
+    used: set[int] = set()
+    done: set[int] = set()
+    for member in members:  # pass 1: on time
+        oid, need = member[0], member[1]
+        counting = need > 1
+        fitting = [p for p, at in candidates if (counting or p not in used) and fits(member, at)][:need]
+        if len(fitting) == need:
+            if not counting:
+                used.update(fitting)
+            done.add(oid)
+            out.append((oid, "met", None, fitting))
+    for oid, _need, opened, nb, na in members:  # pass 2: pending or violated
+        if oid in done:
+            continue
+        if na > as_of_us:
+            out.append((oid, "pending", None, []))
+            continue
+        unused = [(p, at) for p, at in candidates if p not in used and at >= opened]
+        late = next((p for p, at in unused if at > na), None) if "late" in codes else None
+        early = next((p for p, at in unused if at < nb), None) if "early" in codes else None
+        chosen, problem = (
+            (late, "late") if late is not None else (early, "early") if early is not None else (None, "missing")
+        )
+        if chosen is not None:
+            used.add(chosen)
+        out.append((oid, "violated", problem, [chosen] if chosen is not None else []))
+    return out
+
+
 def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None:
     """The `outcomes` table (oid, status, problem, comm_pos[]) of every non-void obligation.
 
-    The common case (groups met without contention, see FITS) is queries; the rest are matched per
-    (rule, subject, customer) group in deadline order, exactly as policy.md says: first every
-    obligation that can be met on time takes the earliest fitting unused communications, then each
-    remaining one past its deadline is late (an unused one sent after), early, or missing."""
+    The common cases (groups met without contention, groups sent nothing: see FITS) are queries; the rest
+    are matched per (rule, subject, customer) group in deadline order (`match_group`)."""
     con.execute(FITS)
     con.execute(MET_SIMPLY)
+    con.execute(UNSENT, {"as_of_us": as_of_us})
     allowed = {r.id: frozenset(r.spec.problems) for r in policy.rules}
     rest = con.execute(
         """
         SELECT o.oid, o.rule, o.subject_kind, o.subject, o.customer, o.kinds, o.need,
                o.opened_us, o.nb_us, o.na_us
-        FROM obligations o ANTI JOIN met_simply m USING (oid)
+        FROM obligations o ANTI JOIN met_simply m USING (oid) ANTI JOIN unsent u USING (oid)
         WHERE o.void IS NULL
         ORDER BY o.rule, o.subject_kind, o.subject, o.customer, o.na_us, o.opened_us, o.oid
         """
@@ -331,55 +431,18 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None
     by_key: dict[tuple[str, str, str], list[tuple[str, int, int]]] = defaultdict(list)
     for kind_, subject, customer, kind, pos, at_us in cands:
         by_key[(kind_, subject, customer)].append((kind, pos, at_us))
-    out_oid: list[int] = []
-    out_status: list[str] = []
-    out_problem: list[str | None] = []
-    out_pos: list[list[int]] = []
-
-    def emit(oid: int, status: str, problem: str | None, pos: list[int]) -> None:
-        out_oid.append(oid)
-        out_status.append(status)
-        out_problem.append(problem)
-        out_pos.append(pos)
-
+    matched: list[tuple[int, str, str | None, list[int]]] = []
     for (rule, kind_, subject, customer), members in groups.items():
         kinds = set(members[0][5])
         candidates = [(pos, at) for kind, pos, at in by_key.get((kind_, subject, customer), ()) if kind in kinds]
-        used: set[int] = set()
-        done: set[int] = set()
-        for oid, *_k, _kinds, need, opened, nb, na in members:  # pass 1: on time
-            # need > 1 (update-cadence) counts every fitting communication and uses none up (policy.md)
-            counting = need > 1
-            fitting = [
-                p for p, at in candidates if (counting or p not in used) and opened <= at and nb <= at <= na
-            ][:need]
-            if len(fitting) == need:
-                if not counting:
-                    used.update(fitting)
-                done.add(oid)
-                emit(oid, "met", None, fitting)
-        codes = allowed[rule]
-        for oid, *_k, _kinds, _need, opened, nb, na in members:  # pass 2: pending or violated
-            if oid in done:
-                continue
-            if na > as_of_us:
-                emit(oid, "pending", None, [])
-                continue
-            unused = [(p, at) for p, at in candidates if p not in used and at >= opened]
-            late = next((p for p, at in unused if at > na), None) if "late" in codes else None
-            early = next((p for p, at in unused if at < nb), None) if "early" in codes else None
-            chosen, problem = (
-                (late, "late") if late is not None else (early, "early") if early is not None else (None, "missing")
-            )
-            if chosen is not None:
-                used.add(chosen)
-            emit(oid, "violated", problem, [chosen] if chosen is not None else [])
+        group = [(oid, need, opened, nb, na) for oid, *_k, _kinds, need, opened, nb, na in members]
+        matched += match_group(group, candidates, allowed[rule], as_of_us)
     rest_table = pa.table(
         {
-            "oid": pa.array(out_oid, pa.int64()),
-            "status": pa.array(out_status, pa.string()),
-            "problem": pa.array(out_problem, pa.string()),
-            "comm_pos": pa.array(out_pos, pa.list_(pa.int64())),
+            "oid": pa.array([m[0] for m in matched], pa.int64()),
+            "status": pa.array([m[1] for m in matched], pa.string()),
+            "problem": pa.array([m[2] for m in matched], pa.string()),
+            "comm_pos": pa.array([m[3] for m in matched], pa.list_(pa.int64())),
         }
     )
     con.register("rest_arrow", rest_table)
@@ -387,6 +450,7 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None
         """
         CREATE OR REPLACE TABLE outcomes AS
         SELECT oid, 'met' AS status, NULL::VARCHAR AS problem, taken AS comm_pos FROM met_simply
+        UNION ALL SELECT oid, status, CASE WHEN status = 'violated' THEN 'missing' END, []::BIGINT[] FROM unsent
         UNION ALL SELECT oid, status, problem, comm_pos FROM rest_arrow
         """
     )
@@ -407,6 +471,7 @@ def rule_sql(rule: Rule, scope: Condition) -> list[tuple[str, str, dict[str, obj
         out.append(("deadlines joined back, void applied, numbered", FINISH_OBLIGATIONS, {}))
         out.append(("matching: fitting communications", FITS, {}))
         out.append(("matching: groups met without contention", MET_SIMPLY, {}))
+        out.append(("matching: groups sent nothing", UNSENT, {}))
     if rule.spec.alarm is not None:
         out.append(("alarm", *alarm_query(rule, scope)))
     for req, text, params in rule_check_queries(rule, scope):

@@ -336,14 +336,7 @@ def _check_queries(
             for req, args in check.requirements():
                 if req == "ticket-opened":
                     minutes = int(rule.resolve_int(args["within_minutes"]) or 0)  # type: ignore[arg-type]
-            text = (
-                applies_sql(rule, check, params, n)
-                .replace("$all_kinds", f"$all_kinds{n}")
-                .replace("$kinds", f"$kinds{n}")
-            )
-            params[f"all_kinds{n}"] = check.kinds == "all"
-            params[f"kinds{n}"] = [] if check.kinds in ("all", None) else list(check.kinds)  # type: ignore[arg-type]
-            parts.append(text)
+            parts.append(applies_sql(rule, check, params, n))
         params["minutes"] = minutes
         params["as_of_us"] = epoch_us(rel.as_of)
         period = _period_sql(since, until, "a.at_us + $minutes::BIGINT * 60000000", params)

@@ -26,10 +26,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from forewarn.evaluate.index import LIFECYCLE_TYPES
 from forewarn.events import EVENT_CLASSES, Event
 from forewarn.events.parse import fast_canonical_json
 from forewarn.instants import epoch_us
+from forewarn.lifecycle.fold import LIFECYCLE_TYPES
 from forewarn.log.columns import COLUMNS_OF, TYPED, TYPED_NAMES
 
 # Typed fields: name -> DuckDB type, as json_transform reads them from one payload (parsed once).

@@ -1,6 +1,6 @@
 """Python objects only for what is reported: the violations of obligations, alarms and checks.
 
-Each is a forewarn.evaluate.model.Violation with the message placeholders and evidence of policy.md,
+Each is a forewarn.lifecycle.model.Violation with the message placeholders and evidence of policy.md,
 built from the few rows the queries return (met obligations and passing checks never leave DuckDB).
 """
 
@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 
 from forewarn.calendar import format_local
-from forewarn.evaluate.checks import humanize
-from forewarn.evaluate.model import Violation
+from forewarn.lifecycle.model import Obligation, Violation
 from forewarn.policy.model import Policy
 from forewarn.relational import checks
 from forewarn.relational.obligations import alarm_query
@@ -32,16 +31,39 @@ def _fmt(us: int | None) -> str:
     return _at(us).strftime("%Y-%m-%dT%H:%M:%SZ") if us is not None else "nothing"
 
 
-def _deadline_text(days: int, minutes: int, anchor_us: int, tz: str) -> str:
-    """How the deadline was computed, in the customer's local time."""
-    anchor = format_local(_at(anchor_us), tz)
+def deadline_text(days: int, minutes: int, anchor: datetime, tz: str) -> str:
+    """How a deadline was computed, in the customer's local time: `days` business days before `anchor`, or
+    `minutes` after it (before it if negative)."""
+    local = format_local(anchor, tz)
     if days:
-        return f"{days} business day{'s' if days != 1 else ''} before {anchor}"
+        return f"{days} business day{'s' if days != 1 else ''} before {local}"
     if minutes > 0:
-        return f"{minutes} min after {anchor}"
+        return f"{minutes} min after {local}"
     if minutes < 0:
-        return f"{-minutes} min before {anchor}"
-    return f"by {anchor}"
+        return f"{-minutes} min before {local}"
+    return f"by {local}"
+
+
+def obligation_deadline_text(ob: Obligation) -> str:
+    """deadline_text of an obligation (its deadline's offset from its anchor)."""
+    unit, amount = ob.offset
+    days = -amount if unit == "business_days" else 0
+    return deadline_text(days, 0 if days else amount, ob.anchor_at, ob.timezone)
+
+
+def humanize(delta: timedelta) -> str:
+    """A duration as a reviewer reads it: 8h12m, 2d3h, 45m, 30s."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, _ = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
+    return f"{minutes}m"
 
 
 VIOLATED_OBLIGATIONS = """
@@ -71,7 +93,7 @@ def obligation_violations(con: duckdb.DuckDBPyConnection) -> list[Violation]:
             "subject": r["subject"],
             "customer": r["customer"],
             "kind": r["kind"].replace("_", " "),
-            "deadline": _deadline_text(r["na_days"], r["na_minutes"], r["na_base_us"], tz),
+            "deadline": deadline_text(r["na_days"], r["na_minutes"], _at(r["na_base_us"]), tz),
             "due": format_local(_at(r["na_us"]), tz),
             "communication": r["communication"] or "",
         }

@@ -7,8 +7,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from forewarn.evaluate.model import Moment
 from forewarn.events import Event, MaintenanceExtended
+from forewarn.lifecycle.model import Moment
+
+LIFECYCLE_TYPES = frozenset(
+    {
+        "maintenance.scheduled",
+        "maintenance.rescheduled",
+        "maintenance.cancelled",
+        "maintenance.started",
+        "maintenance.extended",
+        "maintenance.completed",
+        "maintenance.healthy",
+        "incident.declared",
+        "incident.resolved",
+        "release.scheduled",
+    }
+)
+"""The event types a subject's lifecycle is folded from."""
 
 
 @dataclass
