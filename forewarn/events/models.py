@@ -20,6 +20,7 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     TypeAdapter,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -48,6 +49,7 @@ __all__ = [
     "MaintenanceRescheduled",
     "MaintenanceScheduled",
     "MaintenanceStarted",
+    "MetaKeys",
     "Reference",
     "ReleaseScheduled",
     "ReplyReceived",
@@ -301,9 +303,16 @@ def _check_country(code: str) -> str:
 _INT_RANGE = range(-(2**63), 2**64)
 
 
-META_KEYS = [0]
-"""The number of keys (nested objects included) of the last `meta` validated: the duplicate-key check of
-forewarn.events.parse compares it, right after validating a line, with the keys in the line's text."""
+class MetaKeys:
+    """A validation's context (`validate_json(..., context=MetaKeys())`): the keys (nested objects included) of
+    every `meta` it validated, counted by the validator that checks them anyway. The duplicate-key check of
+    forewarn.events.parse compares the keys the events hold with those in their text; the count travels with
+    the call, so validations on other threads never touch it."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self) -> None:
+        self.keys = 0
 
 
 def _check_json_numbers(value: object) -> int:
@@ -372,8 +381,12 @@ class EventBase(BaseModel):
 
     @field_validator("meta")
     @classmethod
-    def _meta(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        META_KEYS[0] = 0 if value is None else _check_json_numbers(value)
+    def _meta(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        if value is not None:
+            keys = _check_json_numbers(value)
+            counted = info.context
+            if type(counted) is MetaKeys:
+                counted.keys += keys
         return value
 
     def defines(self) -> tuple[str, str] | None:

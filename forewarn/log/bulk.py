@@ -52,6 +52,7 @@ from forewarn.events import (
     EventBase,
     InputError,
     KnownEntity,
+    MetaKeys,
     SourcedEvent,
     WaiverGranted,
 )
@@ -280,14 +281,16 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
     errors: list[tuple[Any, ...]] = []
     number = 0
     validate = EVENT_ADAPTER.validator.validate_json  # EVENT_ADAPTER.validate_json(line, by_name=False), direct
+    counted = MetaKeys()
     for number, line in enumerate(lines, 1):
         try:
             if type(line) is not bytes or len(line) > MAX_LINE_BYTES or (
                 number == 1 and at_file_start and line.startswith(BOM)
             ):
                 raise _Unusual
-            event = validate(line, by_name=False)
-            if maybe_duplicate_keys(line, event):
+            counted.keys = 0
+            event = validate(line, by_name=False, context=counted)
+            if maybe_duplicate_keys(line, event, counted.keys):
                 raise _Unusual  # validate_line says whether a key repeats
             payload = fast_canonical_json(event)
         except (ValidationError, TypeError, ValueError, _Unusual):  # errors, blank or unusual lines: the slow way
