@@ -28,6 +28,7 @@ import io
 import marshal
 import multiprocessing
 import os
+import re
 import sqlite3
 import stat
 import sys
@@ -40,7 +41,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+import orjson
+from pydantic import TypeAdapter, ValidationError
 
 from forewarn import inputs
 from forewarn.events import (
@@ -63,6 +65,7 @@ from forewarn.events.parse import (
     bounded_lines,
     fast_canonical_json,
     gc_paused,
+    key_count,
     maybe_duplicate_keys,
     validate_line,
 )
@@ -73,7 +76,7 @@ from forewarn.log.store import _AT_COLUMNS, COLUMNS, PAYLOAD, EventStore, at_col
 
 __all__ = [
     "BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "check_events", "import_lines",
-    "import_streaming", "import_validated", "validate_lines",
+    "import_streaming", "import_validated", "validate_array", "validate_lines",
 ]
 
 CHUNK_BYTES = 4 << 20
@@ -1064,6 +1067,55 @@ def validate_lines(lines: Sequence[bytes], name: str) -> Validated:
     """The validation of `import_lines`, without the log (no lock taken): `import_validated` checks and appends."""
     with gc_paused():
         return parse_chunk(lines, name, True), sum(map(len, lines))
+
+
+_ARRAY = TypeAdapter(list[Event]).validator  # the event models, for a JSON array of events in one call
+_SPACED_KEY = re.compile(rb'"[ \t\r\n]+:')
+
+
+def validate_array(body: bytes, items: Sequence[Any]) -> Validated | None:
+    """`validate_lines` of a JSON array's items, each as its compact JSON text (orjson's) on a line of its own,
+    done as one validation of the array `body` itself (`items`: the body as orjson parsed it); None where the
+    result could differ, and whenever an item is invalid: the caller validates the lines then (which say why).
+
+    The same events: JSON numbers are valid in `meta` only, where orjson's and pydantic's parsers agree (on
+    finite doubles and 64-bit integers, the only numbers meta's validator accepts); no key repeats (counted
+    over the whole body as `maybe_duplicate_keys` counts a line's); no item's line is over `MAX_LINE_BYTES`.
+    The size returned is the body's.
+    """
+    with gc_paused():
+        # Whitespace between a key and its colon (`"k" :`) would hide the key from the count below. It ends
+        # in a space before the colon, or holds a tab, CR or LF (which JSON strings cannot hold raw): those
+        # fast searches first, the exact one only if one of them finds something.
+        if (b"\t" in body or b"\r" in body or b"\n" in body or b" :" in body) and _SPACED_KEY.search(body):
+            return None
+        counted = MetaKeys()
+        try:
+            events = _ARRAY.validate_json(body, by_name=False, context=counted)
+        except ValidationError:
+            return None
+        keys = counted.keys
+        for event in events:
+            keys += key_count(event, 0)
+        if keys != body.count(b'":') or len(events) != len(items):
+            return None
+        # An item's line is no longer than its text in the body (whitespace dropped; a string is written as
+        # given, or shorter where it was escaped), unless it holds numbers, which only meta can: orjson
+        # writes 1e15 as 1000000000000000.0.
+        sized = len(body) > MAX_LINE_BYTES
+        built = _ChunkBuilder()
+        add = built.add
+        for number, event in enumerate(events, 1):
+            if (sized or "meta" in event.__pydantic_fields_set__) and (
+                len(orjson.dumps(items[number - 1])) > MAX_LINE_BYTES
+            ):
+                return None
+            try:
+                payload = fast_canonical_json(event)
+            except (TypeError, ValueError):
+                return None  # cannot be stored: the line says so
+            add(event, payload, number)
+        return built.chunk([], len(events), False), len(body)
 
 
 def import_validated(
