@@ -104,9 +104,8 @@ def did_you_mean(word: str, candidates: list[str] | tuple[str, ...] | set[str]) 
 
 # --------------------------------------------------------------------------- timestamps
 
-_TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?"
-)
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+"""RFC 3339's layout, the offset included (its absence is the same error as any other departure from it)."""
 WITH_OFFSET = "must be an RFC 3339 timestamp with offset"
 
 
@@ -121,12 +120,15 @@ FIRST_YEAR, LAST_YEAR = 1900, 2199
 
 def _to_utc(value: datetime) -> datetime:
     """Normalise an aware datetime to UTC; naive or out of range is an error."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise problem(WITH_OFFSET)
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError:
-        raise problem("out of range once converted to UTC") from None
+    if value.tzinfo is UTC:  # `Z` and +00:00 parse to it: aware, and in UTC already
+        utc = value
+    else:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise problem(WITH_OFFSET)
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            raise problem("out of range once converted to UTC") from None
     if not FIRST_YEAR <= utc.year <= LAST_YEAR:  # the business calendar's range
         raise problem(f"must be between {FIRST_YEAR} and {LAST_YEAR}")
     return utc
@@ -134,8 +136,7 @@ def _to_utc(value: datetime) -> datetime:
 
 def _parse_timestamp_text(value: str) -> datetime:
     """An RFC 3339 timestamp string with offset, in UTC."""
-    match = _TIMESTAMP.fullmatch(value)
-    if match is None or match.group("offset") is None:
+    if _TIMESTAMP.fullmatch(value) is None:
         raise problem(WITH_OFFSET)
     try:
         parsed = datetime.fromisoformat(value.upper())
@@ -207,8 +208,11 @@ def _customers(value: object) -> tuple[str, ...] | Literal["all"]:
     """A non-empty list of customer ids, or the string "all"."""
     if value == "all":
         return "all"
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, (list, tuple)):
         raise problem('must be a list of customer ids or "all"')
+    for v in value:
+        if type(v) is not str and not isinstance(v, str):
+            raise problem('must be a list of customer ids or "all"')
     if not value:
         raise problem('must list at least one customer (or be "all")')
     valid = _VALID_ID.match
