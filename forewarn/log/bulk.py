@@ -46,7 +46,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from forewarn import inputs
 from forewarn.events import (
-    ENTITY_OF,
     EVENT_ADAPTER,
     EVENT_CLASSES,
     SUBJECT_KINDS,
@@ -71,8 +70,16 @@ from forewarn.events.parse import (
 )
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
 from forewarn.log.chain import Chain
-from forewarn.log.columns import EXTRACTORS, Extract
-from forewarn.log.store import _AT_COLUMNS, COLUMNS, PAYLOAD, EventStore, at_columns, insert_rows
+from forewarn.log.columns import NAMESPACE, typed_source
+from forewarn.log.store import (
+    _AT_COLUMNS,
+    COLUMNS,
+    PAYLOAD,
+    EventStore,
+    at_columns,
+    insert_rows,
+    new_at_columns,
+)
 
 __all__ = [
     "BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "check_events", "import_lines",
@@ -142,37 +149,80 @@ _trace = _Trace()
 
 _CUSTOMER_KINDS = ("customer",)
 
-ClassPlan = tuple[
-    str | None,  # entity kind the class defines (ENTITY_OF), the `entity_kind` column
-    bool,  # whether `defines()` is EventBase's (else it is called)
-    tuple[tuple[str, tuple[str, ...]], ...] | None,  # REFS, or None where `references()` is overridden (called)
-    bool,  # HAS_CUSTOMERS
-    bool,  # whether the class has a `customer` field
-    tuple[str, ...],  # its subject fields, in SUBJECT_KINDS order (as `row_values`: the first one set)
-    bool,  # whether it is a waiver (its rule is checked)
-    Extract,  # its typed column values (forewarn.log.columns)
-]
+Adder = Callable[["_ChunkBuilder", Event, str, int, Any], None]
 
 
-def _class_plans() -> dict[type, ClassPlan]:
-    """What `parse_chunk` needs to know of each event class to build its row and light data without calls."""
-    plans: dict[type, ClassPlan] = {}
-    for kind, cls in EVENT_CLASSES.items():
-        fields = cls.model_fields
-        plans[cls] = (
-            ENTITY_OF.get(kind),
-            cls.defines is EventBase.defines,
-            cls.REFS if cls.references is EventBase.references else None,
-            cls.HAS_CUSTOMERS,
-            "customer" in fields,
-            tuple(f for f in SUBJECT_KINDS if f in fields),
-            issubclass(cls, WaiverGranted),
-            EXTRACTORS[cls],
-        )
-    return plans
+def _adder(cls: type[EventBase]) -> Adder:
+    """`_ChunkBuilder.add` for an event of `cls`, as straight-line code compiled for the class: its row (as
+    `row_values`), definition (`defines()`) and references (`references()`, in their order) read from the
+    event's fields, no call, loop or look-up of what the class holds. The names in the source are ours (model
+    fields, entity kinds, columns)."""
+    fields = cls.model_fields
+    entity = cls.ENTITY
+    subjects = [f"d[{f!r}]" for f in SUBJECT_KINDS if f in fields]  # the first one set names the subject
+    subject = f"({' or '.join(subjects)} or None)" if subjects else "None"
+    customer = "d['customer']" if "customer" in fields else "None"
+    entity_id = f"d[{entity!r}]" if entity is not None else "None"
+    constants: dict[str, Any] = {}
+    body = [
+        "d = event.__dict__",
+        "at = d['at']",
+        "hit = _AT_COLUMNS.get(at)",
+        "if hit is None:",
+        "    hit = new_at_columns(at)",
+        "at_us = hit[1]",
+        "rows = b.rows",
+        "i = len(rows)",
+        "if tag is None:",
+        f"    rows.append((d['id'], d['type'], hit[0], at_us, {subject}, {customer}, {entity!r}, {entity_id},"
+        f" payload, {typed_source(cls)}))",
+        "else:  # checked, not stored (`check_events`): what the checks read, and the tag",
+        "    rows.append((d['id'], d['type'], None, at_us, None, None, None, None, payload, tag))",
+        "b.numbers.append(number)",
+        "if at_us < b.last:",
+        "    b.ordered = False",
+        "b.last = at_us",
+    ]
+    if cls.defines is not EventBase.defines:
+        body += ["defined = event.defines()", "if defined is not None:", "    _define(b, defined[0], defined[1], i)"]
+    elif entity is not None:
+        body += [f"_define(b, {entity!r}, {entity_id}, i)"]
+    body += ["refs = b.refs", "j = 0"]
+    if cls.references is not EventBase.references:
+        body += ["for ref in event.references():", "    _refer(refs, ref.kinds, ref.field, ref.id, i, j)", "    j += 1"]
+    else:
+        for n, (field, kinds) in enumerate(cls.REFS):
+            constants[f"K{n}"] = kinds
+            body += [f"v = d[{field!r}]", "if v is not None:", f"    _refer(refs, K{n}, {field!r}, v, i, j)",
+                     "    j += 1"]
+        if cls.HAS_CUSTOMERS:
+            body += ["customers = d['customers']", "if customers != 'all':", "    for v in customers:",
+                     "        _refer(refs, _CUSTOMER_KINDS, 'customers', v, i, j)", "        j += 1"]
+    if issubclass(cls, WaiverGranted):
+        body += ["b.rules.append((i, d['rule']))"]
+    source = "def add(b, event, payload, number, tag):\n" + "".join(f"    {line}\n" for line in body)
+    namespace = {**NAMESPACE, **constants, "_AT_COLUMNS": _AT_COLUMNS, "new_at_columns": new_at_columns,
+                 "_define": _define, "_refer": _refer, "_CUSTOMER_KINDS": _CUSTOMER_KINDS}
+    exec(source, namespace)
+    return namespace["add"]  # type: ignore[no-any-return]
 
 
-_CLASS_PLANS = _class_plans()
+def _define(b: _ChunkBuilder, kind: str, ident: str, i: int) -> None:
+    group = b.defs.get(kind)
+    if group is None:
+        group = b.defs[kind] = ([], [])
+    group[0].append(ident)
+    group[1].append(i)
+
+
+def _refer(refs: Refs, kinds: tuple[str, ...], field: str, ident: str, i: int, j: int) -> None:
+    entry = refs.get(kinds)
+    if entry is None:
+        entry = refs[kinds] = ([], [], [], [])
+    entry[0].append(field)
+    entry[1].append(ident)
+    entry[2].append(i)
+    entry[3].append(j)
 
 
 # --------------------------------------------------------------------------- validating a chunk
@@ -210,66 +260,14 @@ class _ChunkBuilder:
 
     def add(self, event: Event, payload: str, number: int, tag: Any = None) -> None:
         """One valid event, read at line `number`; `tag` (if not None) is added at the end of its row."""
-        entity, standard_defines, ref_fields, has_customers, has_customer, subject_fields, waiver, typed = (
-            _CLASS_PLANS[type(event)]
-        )
-        data = event.__dict__
-        at = data["at"]
-        at_text_us = _AT_COLUMNS.get(at)
-        if at_text_us is None:
-            at_text_us = at_columns(at)
-        at_us = at_text_us[1]
-        subject = None
-        for field in subject_fields:
-            value = data[field]
-            if value:
-                subject = value
-                break
-        entity_id = data[entity] if entity is not None else None
-        rows = self.rows
-        i = len(rows)
-        if tag is None:
-            rows.append((
-                data["id"], data["type"], at_text_us[0], at_us, subject, data["customer"] if has_customer else None,
-                entity, entity_id, payload, *typed(data),
-            ))  # = row_values(event, payload)
-        else:  # checked, not stored (`check_events`): what the checks read, and the tag
-            rows.append((data["id"], data["type"], None, at_us, None, None, None, None, payload, tag))
-        self.numbers.append(number)
-        if at_us < self.last:
-            self.ordered = False
-        self.last = at_us
-        defined = (entity, entity_id) if entity is not None else None
-        if not standard_defines:
-            defined = event.defines()
-        if defined is not None:
-            group = self.defs.get(defined[0])
-            if group is None:
-                group = self.defs[defined[0]] = ([], [])
-            group[0].append(defined[1])
-            group[1].append(i)
-        if ref_fields is None:
-            references = [(ref.field, ref.kinds, ref.id) for ref in event.references()]
-        else:  # = references(), as (field, kinds, id), in the same order
-            references = [(field, kinds, data[field]) for field, kinds in ref_fields if data[field] is not None]
-            if has_customers:
-                customers = data["customers"]
-                if customers != "all":
-                    references += [("customers", _CUSTOMER_KINDS, customer) for customer in customers]
-        refs = self.refs
-        for j, (field, kinds, ident) in enumerate(references):
-            entry = refs.get(kinds)
-            if entry is None:
-                entry = refs[kinds] = ([], [], [], [])
-            entry[0].append(field)
-            entry[1].append(ident)
-            entry[2].append(i)
-            entry[3].append(j)
-        if waiver:
-            self.rules.append((i, data["rule"]))
+        _ADDERS[type(event)](self, event, payload, number, tag)
 
     def chunk(self, errors: list[tuple[Any, ...]], lines: int, stopped: bool) -> Chunk:
         return self.rows, self.numbers, self.defs, self.refs, self.rules, errors, lines, self.ordered, stopped
+
+
+_ADDERS: dict[type, Adder] = {cls: _adder(cls) for cls in EVENT_CLASSES.values()}
+"""Event class -> its `_ChunkBuilder.add`."""
 
 
 def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_start: bool) -> Chunk:
