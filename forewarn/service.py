@@ -31,6 +31,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from forewarn.events.errors import describe_json_error
+from forewarn.events.parse import gc_paused
 from forewarn.policy.model import Policy
 
 log = logging.getLogger("forewarn.serve")
@@ -406,7 +407,10 @@ class Service:
                         break
                     group.append(post)
                 try:
-                    self._append_group(store, group)
+                    # The cyclic GC paused for the whole group (its objects are acyclic, and gone when it ends):
+                    # resumed while they are alive, it would go through every one of them once per post.
+                    with gc_paused():
+                        self._append_group(store, group)
                 except BaseException as exc:  # the writer goes on; no post of the group waits forever
                     log.exception("internal error", extra={"fields": {"event": "internal_error"}})
                     for post in group:
