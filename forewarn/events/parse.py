@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from forewarn.events.errors import (
     InputError,
@@ -31,6 +31,7 @@ __all__ = [
     "bounded_lines",
     "fast_canonical_bytes",
     "fast_canonical_json",
+    "fast_canonical_texts",
     "gc_paused",
     "key_count",
     "maybe_duplicate_keys",
@@ -233,6 +234,26 @@ def fast_canonical_bytes(event: Event) -> bytes:
         _fast = False
         return slow
     return canonical_json(event).encode()
+
+
+def fast_canonical_texts(events: Sequence[Event]) -> list[str]:
+    """`fast_canonical_json` of each of `events` (the same comparisons with `canonical_json` included), the
+    serializer called once for them all."""
+    global _calls, _fast
+    if not _fast:
+        return [canonical_json(event) for event in events]
+    dumped = _EVENTS_SERIALIZER.to_python(events, by_alias=True, exclude_defaults=True)
+    texts = [orjson.dumps(data, option=_CANONICAL_OPTIONS).decode() for data in dumped]
+    first = -_calls % _CHECK_EVERY  # the events fast_canonical_json would compare, one by one
+    _calls += len(texts)
+    for k in range(first, len(texts), _CHECK_EVERY):
+        if canonical_json(events[k]) != texts[k]:
+            _fast = False
+            return [canonical_json(event) for event in events]
+    return texts
+
+
+_EVENTS_SERIALIZER = TypeAdapter(list[Event]).serializer
 
 
 DUPLICATE_KEY = "duplicate key: a JSON object must not repeat a key (which value counts would be a guess)"

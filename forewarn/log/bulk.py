@@ -63,6 +63,7 @@ from forewarn.events.parse import (
     TOO_LONG,
     bounded_lines,
     fast_canonical_json,
+    fast_canonical_texts,
     gc_paused,
     key_count,
     maybe_duplicate_keys,
@@ -186,7 +187,8 @@ def _adder(cls: type[EventBase]) -> Adder:
     if cls.defines is not EventBase.defines:
         body += ["defined = event.defines()", "if defined is not None:", "    _define(b, defined[0], defined[1], i)"]
     elif entity is not None:
-        body += [f"_define(b, {entity!r}, {entity_id}, i)"]
+        body += [f"group = b.defs.get({entity!r})", "if group is None:", f"    group = b.defs[{entity!r}] = ([], [])",
+                 f"group[0].append({entity_id})", "group[1].append(i)"]
     body += ["refs = b.refs", "j = 0"]
     if cls.references is not EventBase.references:
         body += ["for ref in event.references():", "    _refer(refs, ref.kinds, ref.field, ref.id, i, j)", "    j += 1"]
@@ -195,9 +197,12 @@ def _adder(cls: type[EventBase]) -> Adder:
             constants[f"K{n}"] = kinds
             body += [f"v = d[{field!r}]", "if v is not None:", f"    _refer(refs, K{n}, {field!r}, v, i, j)",
                      "    j += 1"]
-        if cls.HAS_CUSTOMERS:
-            body += ["customers = d['customers']", "if customers != 'all':", "    for v in customers:",
-                     "        _refer(refs, _CUSTOMER_KINDS, 'customers', v, i, j)", "        j += 1"]
+        if cls.HAS_CUSTOMERS:  # the same entry for each of them
+            body += ["customers = d['customers']", "if customers != 'all' and customers:",
+                     "    entry = refs.get(_CUSTOMER_KINDS)", "    if entry is None:",
+                     "        entry = refs[_CUSTOMER_KINDS] = ([], [], [], [])",
+                     "    for v in customers:", "        entry[0].append('customers')", "        entry[1].append(v)",
+                     "        entry[2].append(i)", "        entry[3].append(j)", "        j += 1"]
     if issubclass(cls, WaiverGranted):
         body += ["b.rules.append((i, d['rule']))"]
     source = "def add(b, event, payload, number, tag):\n" + "".join(f"    {line}\n" for line in body)
@@ -1092,27 +1097,27 @@ def validate_array(body: bytes, items: Sequence[Any]) -> Validated | None:
             events = _ARRAY.validate_json(body, by_name=False, context=counted)
         except ValidationError:
             return None
-        keys = counted.keys
-        for event in events:
-            keys += key_count(event, 0)
-        if keys != body.count(b'":') or len(events) != len(items):
+        if len(events) != len(items):
             return None
         # An item's line is no longer than its text in the body (whitespace dropped; a string is written as
         # given, or shorter where it was escaped), unless it holds numbers, which only meta can: orjson
         # writes 1e15 as 1000000000000000.0.
         sized = len(body) > MAX_LINE_BYTES
-        built = _ChunkBuilder()
-        add = built.add
-        for number, event in enumerate(events, 1):
-            if (sized or "meta" in event.__pydantic_fields_set__) and (
-                len(orjson.dumps(items[number - 1])) > MAX_LINE_BYTES
-            ):
+        keys = counted.keys
+        for i, event in enumerate(events):
+            keys += key_count(event, 0)
+            if (sized or "meta" in event.__pydantic_fields_set__) and len(orjson.dumps(items[i])) > MAX_LINE_BYTES:
                 return None
-            try:
-                payload = fast_canonical_json(event)
-            except (TypeError, ValueError):
-                return None  # cannot be stored: the line says so
-            add(event, payload, number)
+        if keys != body.count(b'":'):
+            return None
+        try:
+            payloads = fast_canonical_texts(events)
+        except (TypeError, ValueError):
+            return None  # cannot be stored: the lines say so
+        built = _ChunkBuilder()
+        adders = _ADDERS
+        for number, (event, payload) in enumerate(zip(events, payloads, strict=True), 1):
+            adders[type(event)](built, event, payload, number, None)  # = built.add(event, payload, number)
         return built.chunk([], len(events), False), len(body)
 
 
