@@ -442,12 +442,13 @@ class Service:
         if not ready:
             return
         answers: list[tuple[_Post, dict[str, int] | BaseException]] = []
+        rule_ids = self.policy.ids  # a list made on each call: once for the group
         try:
             store.begin_exclusive()
             try:
                 for post, validated in ready:
                     appended, duplicates, errors = import_validated(
-                        store, validated, "<request>", self.policy.ids, nested=True
+                        store, validated, "<request>", rule_ids, nested=True
                     )
                     if errors:  # its savepoint is rolled back: the others of the group go on
                         shown = input_errors(errors, array=not post.ndjson)
