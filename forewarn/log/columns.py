@@ -97,8 +97,8 @@ def _expressions(cls: type) -> list[tuple[str, str | None]]:
         elif name in ("to_list", "contacts"):
             field = "to" if name == "to_list" else "contacts"
             expr = f"_list(d[{field!r}])" if field in fields else None
-        elif name == "labels":
-            expr = "_labels(d['labels'])" if "labels" in fields else None
+        elif name == "labels":  # mostly absent: no call then
+            expr = "(None if d['labels'] is None else _labels(d['labels']))" if "labels" in fields else None
         elif name == "timezone":
             expr = "(None if d['timezone'] == 'UTC' else d['timezone'])" if name in fields else None
         elif name == "waived_subject":

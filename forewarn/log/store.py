@@ -122,7 +122,8 @@ def new_at_columns(at: datetime) -> tuple[str, int]:
     """`at_columns` of an instant not in the memo (`_AT_COLUMNS.get(at)` gave None): computed and kept."""
     if len(_AT_COLUMNS) >= _AT_COLUMNS_LIMIT:
         _AT_COLUMNS.clear()
-    hit = _AT_COLUMNS[at] = (_utc_text(at), epoch_us(at))
+    text = orjson.dumps(at, option=_UTC_Z).decode()[1:-1] if at.tzinfo is UTC else _utc_text(at)  # = _utc_text(at)
+    hit = _AT_COLUMNS[at] = (text, epoch_us(at))
     return hit
 
 
