@@ -563,8 +563,21 @@ class _Import:
     them is kept in columns (and refs / definitions grouped by entity kind), the rows only until inserted.
     """
 
-    def __init__(self, store: EventStore | None, names: Sequence[str], rule_ids: Collection[str] | None) -> None:
-        """`store`: the log appended to; None for checks only (`_Checks`)."""
+    def __init__(
+        self,
+        store: EventStore | None,
+        names: Sequence[str],
+        rule_ids: Collection[str] | None,
+        presume_new: bool = False,
+    ) -> None:
+        """`store`: the log appended to; None for checks only (`_Checks`).
+
+        `presume_new`: the ids are not looked up in the log (a query per chunk), as if none were there. Where one
+        is, its row fails the insert (the id index is unique); where the import finds errors, one of them may be
+        missing (an id of the log with other content) and others wrong (that event's references). Only an import
+        that appends without errors is the same either way; the caller does any other again without it.
+        """
+        self.presume_new = presume_new
         if store is not None:
             self.store = store
             self.conn = store.db.conn
@@ -727,7 +740,7 @@ class _Import:
         if not self.base:
             return {}
         if self.known_ids is None:
-            return self.store.stored_payloads(ids, self.base)
+            return {} if self.presume_new else self.store.stored_payloads(ids, self.base)
         known_ids = self.known_ids
         seqs = {known_ids[ident]: ident for ident in ids if ident in known_ids}
         return {seqs[seq]: payload for seq, payload in self.store.payloads_at(list(seqs)).items()}
@@ -1133,6 +1146,15 @@ def import_validated(
     # The larger page cache pays only for large appends; setting it costs statements of its own.
     settings = _bulk_settings(store.db.conn) if size >= CHUNK_BYTES else contextlib.nullcontext()
     with gc_paused(), settings:
+        if size < CHUNK_BYTES:  # a request's worth: presumed new to the log, see _Import
+            try:
+                result = _run(store, [name], rule_ids, None, iter([(0, chunk, size)]), size, transaction=transaction,
+                              presume_new=True)
+                if not result[2]:
+                    return result  # appended: no id of the log among them (the insert would have failed)
+            except sqlite3.IntegrityError as exc:  # an id already in the log (rolled back): as below
+                if "events.id" not in str(exc):
+                    raise
         return _run(store, [name], rule_ids, None, iter([(0, chunk, size)]), size, transaction=transaction)
 
 
@@ -1177,11 +1199,12 @@ def _run(
     total: int,
     changed: Callable[[], list[InputError]] = list,
     transaction: _Transaction | None = None,
+    presume_new: bool = False,
 ) -> tuple[int, int, list[InputError]]:
     tx = transaction or _Transaction(store)
     tx.begin()
     try:
-        state = _Import(store, names, rule_ids)
+        state = _Import(store, names, rule_ids, presume_new)
     except BaseException:
         tx.rollback()
         raise
