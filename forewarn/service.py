@@ -507,8 +507,9 @@ class _Job:
 
 
 def validate_array_body(body: bytes) -> Any:
-    """`validate_lines(array_lines(body), "<request>")`, the array validated in one call where that gives the
-    same (`validate_array`); Problem 422 if the body is not an array."""
+    """The validation of a JSON array body: its items' lines (`item_lines`) as `import` validates lines, the
+    array validated in one call where that gives the same (`validate_array`); Problem 422 if the body is not
+    a JSON array."""
     from forewarn.log.bulk import validate_array, validate_lines
 
     items = array_items(body)
@@ -516,11 +517,6 @@ def validate_array_body(body: bytes) -> Any:
     if validated is None:
         validated = validate_lines(item_lines(body, items), "<request>")
     return validated
-
-
-def array_lines(body: bytes) -> list[bytes]:
-    """The events of a JSON array body, one JSON text each (line n = index n-1); Problem 422 if not an array."""
-    return item_lines(body, array_items(body))
 
 
 def array_items(body: bytes) -> list[Any]:

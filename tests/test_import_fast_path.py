@@ -14,6 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import scaled
@@ -177,6 +178,13 @@ def test_an_array_validated_at_once_equals_its_items_validated_one_by_one() -> N
         chunk = array_way(body)
         assert chunk is not None, body[:80]  # taken: these are the bodies it is for
         assert chunk == items_way(body)
+
+
+def test_orjson_writes_every_string_as_short_as_json_allows() -> None:
+    """What `validate_array` relies on for the lines' length: a string's JSON, as orjson writes it, is no longer
+    than the text it was read from (escapes only where JSON requires one, each as short as JSON allows)."""
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    assert orjson.dumps(every) == json.dumps(every, ensure_ascii=False).encode()
 
 
 def odd_bodies() -> list[tuple[bytes, str]]:
