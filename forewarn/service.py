@@ -31,6 +31,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from forewarn.events.errors import describe_json_error
+from forewarn.events.parse import gc_paused
 from forewarn.policy.model import Policy
 
 log = logging.getLogger("forewarn.serve")
@@ -406,7 +407,10 @@ class Service:
                         break
                     group.append(post)
                 try:
-                    self._append_group(store, group)
+                    # The cyclic GC paused for the whole group (its objects are acyclic, and gone when it ends):
+                    # resumed while they are alive, it would go through every one of them once per post.
+                    with gc_paused():
+                        self._append_group(store, group)
                 except BaseException as exc:  # the writer goes on; no post of the group waits forever
                     log.exception("internal error", extra={"fields": {"event": "internal_error"}})
                     for post in group:
@@ -428,20 +432,23 @@ class Service:
             if not post.future.set_running_or_notify_cancel():
                 continue
             try:
-                lines = io.BytesIO(post.body).readlines() if post.ndjson else array_lines(post.body)
-                ready.append((post, validate_lines(lines, "<request>")))  # NDJSON: as `import` reads a file
+                if post.ndjson:  # as `import` reads a file
+                    ready.append((post, validate_lines(io.BytesIO(post.body).readlines(), "<request>")))
+                else:
+                    ready.append((post, validate_array_body(post.body)))
             except BaseException as exc:
                 post.future.set_exception(exc)
             post.body = b""
         if not ready:
             return
         answers: list[tuple[_Post, dict[str, int] | BaseException]] = []
+        rule_ids = self.policy.ids  # a list made on each call: once for the group
         try:
             store.begin_exclusive()
             try:
                 for post, validated in ready:
                     appended, duplicates, errors = import_validated(
-                        store, validated, "<request>", self.policy.ids, nested=True
+                        store, validated, "<request>", rule_ids, nested=True
                     )
                     if errors:  # its savepoint is rolled back: the others of the group go on
                         shown = input_errors(errors, array=not post.ndjson)
@@ -499,8 +506,21 @@ class _Job:
 
 
 
-def array_lines(body: bytes) -> list[bytes]:
-    """The events of a JSON array body, one JSON text each (line n = index n-1); Problem 422 if not an array."""
+def validate_array_body(body: bytes) -> Any:
+    """The validation of a JSON array body: its items' lines (`item_lines`) as `import` validates lines, the
+    array validated in one call where that gives the same (`validate_array`); Problem 422 if the body is not
+    a JSON array."""
+    from forewarn.log.bulk import validate_array, validate_lines
+
+    items = array_items(body)
+    validated = validate_array(body, items)
+    if validated is None:
+        validated = validate_lines(item_lines(body, items), "<request>")
+    return validated
+
+
+def array_items(body: bytes) -> list[Any]:
+    """The items of a JSON array body (as orjson parses it); Problem 422 if it is not JSON or not an array."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -509,7 +529,12 @@ def array_lines(body: bytes) -> list[bytes]:
     if not isinstance(data, list):
         message = "must be a JSON array of events (or NDJSON with Content-Type: application/x-ndjson)"
         raise Problem(422, f"the body {message}", [_whole(message)])
-    lines = [orjson.dumps(item) for item in data]
+    return data
+
+
+def item_lines(body: bytes, items: list[Any]) -> list[bytes]:
+    """The items of the JSON array `body` (`array_items`), one JSON text each (line n = index n-1)."""
+    lines = [orjson.dumps(item) for item in items]
     if _may_repeat_keys(body, lines):
         # the parse above kept the last of repeated keys: these items again with every key they gave, so that
         # the validation refuses them as `import` refuses such a line

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from forewarn.cli import main
-from forewarn.events.parse import parse_lines
+from forewarn.events import EVENT_ADAPTER, MetaKeys
+from forewarn.events.parse import maybe_duplicate_keys, parse_lines
 from forewarn.log import bulk
 
 SAMPLE = Path(__file__).resolve().parents[1] / "forewarn" / "samples" / "basic.jsonl"
@@ -77,3 +78,30 @@ def test_import_and_audit_refuse_it_with_file_and_line(
     assert f"{path}:5: communication.sent '{COMM['id']}': field 'at': {MESSAGE}" in result.stderr
     result = CliRunner().invoke(main, ["audit", "--events", str(path)])
     assert result.exit_code == 2 and f"{path}:5:" in result.stderr and MESSAGE in result.stderr
+
+
+CUSTOMER = json.loads(GOOD[0])
+
+
+def test_a_repeated_label_is_refused_and_labels_alone_are_not_suspected() -> None:
+    labelled = text({**CUSTOMER, "labels": {"tier": "a", "region": "eu"}})
+    line = labelled.replace('"tier":"a"', '"tier":"a","tier":"b"').encode()
+    events, errors = parse_lines([GOOD[1], line], "x.jsonl")
+    assert [(e.field, e.message) for e in errors] == [("labels.tier", MESSAGE)] and len(events) == 1
+    counted = MetaKeys()
+    event = EVENT_ADAPTER.validate_json(labelled, by_name=False, context=counted)
+    assert not maybe_duplicate_keys(labelled.encode(), event, counted.keys)  # every key counted: no second parse
+
+
+def test_the_meta_keys_counted_are_those_of_the_validation_that_counted_them() -> None:
+    """Each validation counts into the context it was given: another validation in between (another thread
+    of the service validating stored events) neither adds to it nor replaces it."""
+    line = repeated({**COMM, "meta": {"a": {"b": 1}}}, "at", COMM["at"])
+    mine = MetaKeys()
+    event = EVENT_ADAPTER.validate_json(line, by_name=False, context=mine)
+    other = MetaKeys()
+    EVENT_ADAPTER.validate_json(text({**COMM, "meta": {"x": 1, "y": {"z": 2}, "w": 3}}), by_name=False, context=other)
+    EVENT_ADAPTER.validate_json(text({**COMM, "meta": {"x": 1}}))  # no context: counted nowhere
+    assert (mine.keys, other.keys) == (2, 4)
+    assert maybe_duplicate_keys(line, event, mine.keys)  # the repeated `at` shows
+    assert not maybe_duplicate_keys(text({**COMM, "meta": {"a": {"b": 1}}}).encode(), event, mine.keys)

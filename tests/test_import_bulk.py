@@ -560,13 +560,15 @@ def test_timestamp_columns_match_the_plain_formulas() -> None:
 
 def test_fast_canonical_form_is_canonical_json() -> None:
     from forewarn.events import EVENT_ADAPTER, canonical_json
-    from forewarn.events.parse import fast_canonical_json
+    from forewarn.events.parse import fast_canonical_json, fast_canonical_texts
 
     paths = [QUARTER, SAMPLES / "quarter-lifecycle.jsonl", SAMPLES / "basic.jsonl", *(DATA / "good").glob("*.jsonl")]
     for path in paths:
         for raw in path.read_bytes().splitlines():
             event = EVENT_ADAPTER.validate_json(raw)
             assert fast_canonical_json(event) == canonical_json(event)
+    events = [EVENT_ADAPTER.validate_json(raw) for path in paths for raw in path.read_bytes().splitlines()]
+    assert fast_canonical_texts(events) == [canonical_json(event) for event in events]  # the serializer once
 
 
 def test_fast_canonical_form_defers_to_canonical_json_if_they_ever_differ(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -577,6 +579,10 @@ def test_fast_canonical_form_defers_to_canonical_json_if_they_ever_differ(monkey
     monkeypatch.setattr(parse, "_fast", True)
     event = EVENT_ADAPTER.validate_json(QUARTER_LINES[0])
     assert [parse.fast_canonical_json(event) for _ in range(3)] == ["changed"] * 3
+    monkeypatch.setattr(parse, "_calls", parse._CHECK_EVERY - 2)  # the third of these is compared
+    monkeypatch.setattr(parse, "_fast", True)
+    assert parse.fast_canonical_texts([event] * 3) == ["changed"] * 3
+    assert not parse._fast
 
 
 def test_how_many_processes_validate(monkeypatch: pytest.MonkeyPatch) -> None:

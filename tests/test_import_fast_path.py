@@ -14,6 +14,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import scaled
+
 from forewarn.events import WaiverGranted
 from forewarn.events.parse import MAX_LINE_BYTES, TOO_LONG, validate_line
 from forewarn.log import bulk
@@ -129,3 +134,105 @@ def test_every_index_of_a_new_log_serves_a_query(tmp_path: Path) -> None:
     for name, (sql, params) in used.items():
         assert name in _plan(conn, sql, params), sql
     conn.close()
+
+
+# --------------------------------------------------------------------------- a JSON array in one validation
+
+
+def items_way(body: bytes) -> bulk.Chunk:
+    """What the array `body` gives validated item by item (each item's compact JSON a line of its own)."""
+    from forewarn.service import array_items, item_lines
+
+    return bulk.validate_lines(item_lines(body, array_items(body)), "<request>")[0]
+
+
+def array_way(body: bytes) -> bulk.Chunk | None:
+    from forewarn.service import array_items
+
+    validated = bulk.validate_array(body, array_items(body))
+    return None if validated is None else validated[0]
+
+
+QUARTER = [json.loads(x) for x in QUARTER_LINES]
+COMM = next(e for e in QUARTER if e["type"] == "communication.sent")
+CUSTOMER = next(e for e in QUARTER if e["type"] == "customer.upserted")
+
+
+def common_bodies() -> list[bytes]:
+    """Arrays the one validation takes: every layout without whitespace before a colon, escapes, meta, labels."""
+    events = [*QUARTER, dict(COMM, id="c-meta", meta={"n": 1.5, "big": 2**64 - 1, "s": 'a "b" \\ \u00e9\n', "l": [{}]}),
+              dict(CUSTOMER, id="c-lab", customer="lab", labels={"tier": "gold", "region": "eu"}),
+              dict(COMM, id="c-null", meta=None), dict(COMM, id="c-quoted", subject='say "hi" x: y')]
+    return [
+        json.dumps(events).encode(),
+        json.dumps(events, separators=(",", ":")).encode(),
+        json.dumps(events, indent=2).encode(),  # line ends after strings; ": " after every key
+        json.dumps(events, ensure_ascii=False).encode(),
+        json.dumps(events[:1]).encode(),
+        b"[]",
+    ]
+
+
+def test_an_array_validated_at_once_equals_its_items_validated_one_by_one() -> None:
+    for body in common_bodies():
+        chunk = array_way(body)
+        assert chunk is not None, body[:80]  # taken: these are the bodies it is for
+        assert chunk == items_way(body)
+
+
+def test_orjson_writes_every_string_as_short_as_json_allows() -> None:
+    """What `validate_array` relies on for the lines' length: a string's JSON, as orjson writes it, is no longer
+    than the text it was read from (escapes only where JSON requires one, each as short as JSON allows)."""
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    assert orjson.dumps(every) == json.dumps(every, ensure_ascii=False).encode()
+
+
+def odd_bodies() -> list[tuple[bytes, str]]:
+    """Arrays the one validation leaves to the items' lines, and part of the error those lines give ("": none)."""
+    spaced = json.dumps([COMM], separators=(",", " : ")).encode()
+    repeated = json.dumps([COMM]).replace('"kind": ', '"kind": "x", "kind": ', 1).encode()
+    meta = json.dumps([dict(COMM, meta={"a": {"b": 1}})]).replace('"b": 1', '"b": 1, "b": 2').encode()
+    labels = json.dumps([dict(CUSTOMER, labels={"t": "x"})]).replace('"t": "x"', '"t": "x", "t": "y"').encode()
+    # orjson writes 1e15 as 1000000000000000.0: the item's line is over the limit, the body is not
+    wide = json.dumps([dict(COMM, meta={"n": "N"})]).replace('"N"', "[" + ",".join(["1e15"] * 60_000) + "]")
+    return [
+        (spaced, ""),  # valid, but a key before " : " escapes the count of keys: the lines decide
+        (json.dumps([dict(COMM, subject='say "hi": x')]).encode(), ""),  # valid, `":` in a string: likewise
+        (spaced.replace(b'"kind" : ', b'"kind" : "x", "kind" : ', 1), "duplicate key"),
+        (repeated, "duplicate key"),
+        (meta, "duplicate key"),
+        (labels, "duplicate key"),
+        (json.dumps([dict(COMM, kind="nope"), CUSTOMER]).encode(), "kind"),
+        # past 64 bits pydantic's parser keeps the integer (which meta refuses), orjson's gives a double
+        (json.dumps([dict(COMM, meta={"big": 2**64})]).encode(), ""),
+        (json.dumps([COMM, 1, "x", None]).encode(), "object"),
+        (wide.encode(), TOO_LONG),
+    ]
+
+
+def test_an_array_it_cannot_vouch_for_is_left_to_its_items_lines() -> None:
+    for body, error in odd_bodies():
+        assert len(body) <= MAX_LINE_BYTES
+        assert array_way(body) is None, body[:80]
+        errors = items_way(body)[5]
+        assert (error in str(errors[0])) if error else errors == [], (body[:80], errors)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(metas=st.lists(st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=4), min_size=1, max_size=4),
+       compact=st.booleans())
+@scaled(60)
+def test_any_meta_gives_the_same_rows_either_way(metas: list[dict[str, Any]], compact: bool) -> None:
+    """Numbers, strings and nesting in meta as pydantic's parser reads them in the body, or orjson's (the items)."""
+    events = [dict(COMM, id=f"c-{i}", meta=meta) for i, meta in enumerate(metas)]
+    body = json.dumps(events, separators=(",", ":") if compact else None, ensure_ascii=compact).encode()
+    chunk = array_way(body)
+    if chunk is not None:
+        assert chunk == items_way(body)

@@ -47,7 +47,9 @@ def expected_chain(db: Path) -> list[tuple[int, bytes]]:
 def stored_chain(db: Path) -> list[tuple[int, bytes]]:
     conn = sqlite3.connect(db)
     rows = conn.execute("SELECT seq, hash FROM events ORDER BY seq").fetchall()
+    kinds = {kind for (kind,) in conn.execute("SELECT DISTINCT typeof(hash) FROM events")}
     conn.close()
+    assert kinds <= {"blob"}  # 32 bytes, however they were bound
     return rows
 
 

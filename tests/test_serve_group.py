@@ -126,3 +126,45 @@ def test_a_nested_import_is_a_savepoint_of_the_callers_transaction(tmp_path: Pat
     store.commit()
     store.close()
     assert [e["id"] for e in payloads(db)] == ["c-acme", "c-globex"]
+
+
+def test_a_request_presumed_new_to_the_log_answers_as_one_looked_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's ids are not looked up in the log first: an insert that fails on one (the id index) or an
+    import with errors is done again with the look-ups, so each answer and the log are as they would be."""
+    from forewarn.log import bulk
+
+    acme, globex = customer("acme"), customer("globex")
+    cases = [
+        [globex, incident("g", ["globex"])],  # all new: appended without looking anything up
+        [acme, globex],  # acme is in the log, the same: a duplicate
+        [{**acme, "name": "Other"}, globex],  # the same id, other content
+        [{**acme, "name": "Other"}, incident("x", ["nobody"])],  # and a dangling reference
+        [incident("y", ["nobody"]), customer("fresh")],
+    ]
+    looked_up: list[int] = []
+    real = bulk.EventStore.stored_payloads
+
+    def counted(store: Any, ids: Any, upto: int) -> dict[str, str]:
+        looked_up.append(len(ids))
+        return real(store, ids, upto)
+
+    monkeypatch.setattr(bulk.EventStore, "stored_payloads", counted)
+    for n, events in enumerate(cases):
+        answers = []
+        for presume in (True, False):
+            db = make_db(tmp_path / f"log-{n}-{presume}.db", [acme])
+            store = open_store(db)
+            store.begin_exclusive()
+            validated = validate_lines([orjson.dumps(e) for e in events], "<request>")
+            size = validated[1] if presume else bulk.CHUNK_BYTES  # a request's size, or one too large for it
+            looked_up.clear()
+            result = import_validated(store, (validated[0], size), "<request>", POLICY.ids, nested=True)
+            store.commit()
+            store.close()
+            verdict = verify(db)
+            assert verdict.intact
+            answers.append((result[:2], [str(e) for e in result[2]], payloads(db), verdict.fingerprint, len(looked_up)))
+        assert answers[0][:4] == answers[1][:4], events
+        assert answers[0][4] == (0 if n == 0 else 1)  # looked up only where the presumption did not hold

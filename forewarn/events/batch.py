@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from pydantic import ValidationError
 
-from forewarn.events.models import EVENT_ADAPTER, EVENT_CLASSES
+from forewarn.events.models import EVENT_ADAPTER, EVENT_CLASSES, MetaKeys
 from forewarn.events.parse import (
     BOM,
     MAX_LINE_BYTES,
@@ -100,13 +100,15 @@ def validate_chunk(lines: Iterable[bytes], at_file_start: bool) -> Columns:
     validate = EVENT_ADAPTER.validator.validate_json  # EVENT_ADAPTER.validate_json(line, by_name=False), direct
     plans = _PLANS
     memo: dict[object, int] = {}
+    counted = MetaKeys()
     with gc_paused():
         for number, line in enumerate(lines, 1):
             try:
                 if len(line) > MAX_LINE_BYTES or (number == 1 and at_file_start and line.startswith(BOM)):
                     raise _Unusual
-                event = validate(line, by_name=False)
-                if maybe_duplicate_keys(line, event):
+                counted.keys = 0
+                event = validate(line, by_name=False, context=counted)
+                if maybe_duplicate_keys(line, event, counted.keys):
                     raise _Unusual  # validate_line says whether a key repeats
                 payload = fast_canonical_bytes(event)
             except (ValidationError, TypeError, ValueError, _Unusual):  # errors, blank or unusual lines

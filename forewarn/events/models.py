@@ -20,6 +20,7 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     TypeAdapter,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -48,6 +49,7 @@ __all__ = [
     "MaintenanceRescheduled",
     "MaintenanceScheduled",
     "MaintenanceStarted",
+    "MetaKeys",
     "Reference",
     "ReleaseScheduled",
     "ReplyReceived",
@@ -102,9 +104,8 @@ def did_you_mean(word: str, candidates: list[str] | tuple[str, ...] | set[str]) 
 
 # --------------------------------------------------------------------------- timestamps
 
-_TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?"
-)
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+"""RFC 3339's layout, the offset included (its absence is the same error as any other departure from it)."""
 WITH_OFFSET = "must be an RFC 3339 timestamp with offset"
 
 
@@ -119,12 +120,15 @@ FIRST_YEAR, LAST_YEAR = 1900, 2199
 
 def _to_utc(value: datetime) -> datetime:
     """Normalise an aware datetime to UTC; naive or out of range is an error."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise problem(WITH_OFFSET)
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError:
-        raise problem("out of range once converted to UTC") from None
+    if value.tzinfo is UTC:  # `Z` and +00:00 parse to it: aware, and in UTC already
+        utc = value
+    else:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise problem(WITH_OFFSET)
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            raise problem("out of range once converted to UTC") from None
     if not FIRST_YEAR <= utc.year <= LAST_YEAR:  # the business calendar's range
         raise problem(f"must be between {FIRST_YEAR} and {LAST_YEAR}")
     return utc
@@ -132,13 +136,14 @@ def _to_utc(value: datetime) -> datetime:
 
 def _parse_timestamp_text(value: str) -> datetime:
     """An RFC 3339 timestamp string with offset, in UTC."""
-    match = _TIMESTAMP.fullmatch(value)
-    if match is None or match.group("offset") is None:
+    if _TIMESTAMP.fullmatch(value) is None:
         raise problem(WITH_OFFSET)
     try:
         parsed = datetime.fromisoformat(value.upper())
     except ValueError as exc:
         raise problem(f"not a valid timestamp: {exc}") from None
+    if parsed.tzinfo is UTC and FIRST_YEAR <= parsed.year <= LAST_YEAR:
+        return parsed  # what _to_utc returns for it (it is the common case: no call)
     return _to_utc(parsed)
 
 
@@ -205,8 +210,11 @@ def _customers(value: object) -> tuple[str, ...] | Literal["all"]:
     """A non-empty list of customer ids, or the string "all"."""
     if value == "all":
         return "all"
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, (list, tuple)):
         raise problem('must be a list of customer ids or "all"')
+    for v in value:
+        if type(v) is not str and not isinstance(v, str):
+            raise problem('must be a list of customer ids or "all"')
     if not value:
         raise problem('must list at least one customer (or be "all")')
     valid = _VALID_ID.match
@@ -301,9 +309,16 @@ def _check_country(code: str) -> str:
 _INT_RANGE = range(-(2**63), 2**64)
 
 
-META_KEYS = [0]
-"""The number of keys (nested objects included) of the last `meta` validated: the duplicate-key check of
-forewarn.events.parse compares it, right after validating a line, with the keys in the line's text."""
+class MetaKeys:
+    """A validation's context (`validate_json(..., context=MetaKeys())`): the keys (nested objects included) of
+    every `meta` it validated, counted by the validator that checks them anyway. The duplicate-key check of
+    forewarn.events.parse compares the keys the events hold with those in their text; the count travels with
+    the call, so validations on other threads never touch it."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self) -> None:
+        self.keys = 0
 
 
 def _check_json_numbers(value: object) -> int:
@@ -372,8 +387,12 @@ class EventBase(BaseModel):
 
     @field_validator("meta")
     @classmethod
-    def _meta(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        META_KEYS[0] = 0 if value is None else _check_json_numbers(value)
+    def _meta(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        if value is not None:
+            keys = _check_json_numbers(value)
+            counted = info.context
+            if type(counted) is MetaKeys:
+                counted.keys += keys
         return value
 
     def defines(self) -> tuple[str, str] | None:

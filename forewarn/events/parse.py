@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from forewarn.events.errors import (
     InputError,
     describe_json_error,
     errors_from_validation,
 )
-from forewarn.events.models import EVENT_ADAPTER, META_KEYS, Event, canonical_json, share_fields_sets
+from forewarn.events.models import EVENT_ADAPTER, Event, MetaKeys, canonical_json, share_fields_sets
 from forewarn.inputs import NotJsonl, open_input
 from forewarn.record import record
 
@@ -31,7 +31,9 @@ __all__ = [
     "bounded_lines",
     "fast_canonical_bytes",
     "fast_canonical_json",
+    "fast_canonical_texts",
     "gc_paused",
+    "key_count",
     "maybe_duplicate_keys",
     "parse_files",
     "parse_lines",
@@ -99,17 +101,19 @@ def parse_lines(
     errors: list[InputError] = []
     validate = EVENT_ADAPTER.validate_json
     append = events.append
+    counted = MetaKeys()
     with gc_paused():
         for number, line in enumerate(lines, 1):
             # The common case inline (a valid bytes line, not the first, of ordinary length and content);
             # every other line, and every line that fails, takes _parse_line's full path.
             if number > 1 and type(line) is bytes and len(line) <= MAX_LINE_BYTES and b"\\u" not in line:
+                counted.keys = 0
                 try:
-                    event = validate(line, by_name=False)
+                    event = validate(line, by_name=False, context=counted)
                 except ValidationError:
                     pass
                 else:
-                    if not maybe_duplicate_keys(line, event):
+                    if not maybe_duplicate_keys(line, event, counted.keys):
                         share_fields_sets(event)
                         append(SourcedEvent(event, file, number))
                         continue
@@ -180,13 +184,14 @@ def validate_line(
         line = line[len(BOM):]
     if len(line) > MAX_LINE_BYTES:
         return [_error(file, number, TOO_LONG)]
+    counted = MetaKeys()
     try:
-        event = EVENT_ADAPTER.validate_json(line, by_name=False)
+        event = EVENT_ADAPTER.validate_json(line, by_name=False, context=counted)
     except ValidationError as exc:
         if not line.strip():
             return None
         return _explain(exc, line, file, number)
-    if maybe_duplicate_keys(line, event):
+    if maybe_duplicate_keys(line, event, counted.keys):
         repeated = duplicate_keys(line)
         if repeated:
             return [InputError(file, number, event.type, event.id, path, DUPLICATE_KEY) for path in repeated]
@@ -231,11 +236,32 @@ def fast_canonical_bytes(event: Event) -> bytes:
     return canonical_json(event).encode()
 
 
+def fast_canonical_texts(events: Sequence[Event]) -> list[str]:
+    """`fast_canonical_json` of each of `events` (the same comparisons with `canonical_json` included), the
+    serializer called once for them all."""
+    global _calls, _fast
+    if not _fast:
+        return [canonical_json(event) for event in events]
+    dumped = _EVENTS_SERIALIZER.to_python(events, by_alias=True, exclude_defaults=True)
+    texts = [orjson.dumps(data, option=_CANONICAL_OPTIONS).decode() for data in dumped]
+    first = -_calls % _CHECK_EVERY  # the events fast_canonical_json would compare, one by one
+    _calls += len(texts)
+    for k in range(first, len(texts), _CHECK_EVERY):
+        if canonical_json(events[k]) != texts[k]:
+            _fast = False
+            return [canonical_json(event) for event in events]
+    return texts
+
+
+_EVENTS_SERIALIZER = TypeAdapter(list[Event]).serializer
+
+
 DUPLICATE_KEY = "duplicate key: a JSON object must not repeat a key (which value counts would be a guess)"
 
 
-def maybe_duplicate_keys(line: bytes, event: Event) -> bool:
+def maybe_duplicate_keys(line: bytes, event: Event, meta_keys: int) -> bool:
     """False when `line`, which validated as `event`, surely repeats no key in any object; True when it may.
+    `meta_keys`: the keys of its `meta`, as its validation counted them (`MetaKeys`).
 
     The JSON parsers keep the last of repeated keys silently. The exact check (`duplicate_keys`) costs
     a second parse; this one costs a few byte scans: without an escaped quote, `":` occurs in the
@@ -245,17 +271,19 @@ def maybe_duplicate_keys(line: bytes, event: Event) -> bool:
     or CR can only be whitespace (control characters are invalid in JSON strings), so one byte search
     each finds them.
     """
-    return b'" ' in line or b"\t" in line or b"\r" in line or line.count(b'":') != _key_count(event)
+    return (b'" ' in line or b"\t" in line or b"\r" in line
+            or line.count(b'":') != key_count(event, meta_keys))
 
 
-def _key_count(event: Event) -> int:
-    """The keys of the JSON object `event` was validated from, nested objects included."""
+def key_count(event: Event, meta_keys: int) -> int:
+    """The keys of the JSON object `event` was validated from, nested objects included, when none repeats
+    (fewer when one does: the parser kept one of them); `meta_keys`: those of its `meta` (`MetaKeys`)."""
     given = event.__pydantic_fields_set__
-    count = len(given)
+    count = len(given) + meta_keys
     if "states" in given and (states := event.__dict__["states"]) is not None:
         count += len(states.__pydantic_fields_set__)
-    if "meta" in given:
-        count += META_KEYS[0]  # counted by its validator, which ran for this event just before
+    if "labels" in given and (labels := event.__dict__["labels"]) is not None:
+        count += len(labels)
     return count
 
 

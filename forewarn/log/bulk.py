@@ -28,6 +28,7 @@ import io
 import marshal
 import multiprocessing
 import os
+import re
 import sqlite3
 import stat
 import sys
@@ -40,11 +41,11 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+import orjson
+from pydantic import TypeAdapter, ValidationError
 
 from forewarn import inputs
 from forewarn.events import (
-    ENTITY_OF,
     EVENT_ADAPTER,
     EVENT_CLASSES,
     SUBJECT_KINDS,
@@ -52,6 +53,7 @@ from forewarn.events import (
     EventBase,
     InputError,
     KnownEntity,
+    MetaKeys,
     SourcedEvent,
     WaiverGranted,
 )
@@ -61,18 +63,28 @@ from forewarn.events.parse import (
     TOO_LONG,
     bounded_lines,
     fast_canonical_json,
+    fast_canonical_texts,
     gc_paused,
+    key_count,
     maybe_duplicate_keys,
     validate_line,
 )
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
 from forewarn.log.chain import Chain
-from forewarn.log.columns import EXTRACTORS, Extract
-from forewarn.log.store import _AT_COLUMNS, COLUMNS, PAYLOAD, EventStore, at_columns, insert_rows
+from forewarn.log.columns import NAMESPACE, typed_source
+from forewarn.log.store import (
+    _AT_COLUMNS,
+    COLUMNS,
+    PAYLOAD,
+    EventStore,
+    at_columns,
+    insert_rows,
+    new_at_columns,
+)
 
 __all__ = [
     "BULK_MIN_ROWS", "CHUNK_BYTES", "PARALLEL_MIN_BYTES", "Progress", "check_events", "import_lines",
-    "import_streaming", "import_validated", "validate_lines",
+    "import_streaming", "import_validated", "validate_array", "validate_lines",
 ]
 
 CHUNK_BYTES = 4 << 20
@@ -138,37 +150,84 @@ _trace = _Trace()
 
 _CUSTOMER_KINDS = ("customer",)
 
-ClassPlan = tuple[
-    str | None,  # entity kind the class defines (ENTITY_OF), the `entity_kind` column
-    bool,  # whether `defines()` is EventBase's (else it is called)
-    tuple[tuple[str, tuple[str, ...]], ...] | None,  # REFS, or None where `references()` is overridden (called)
-    bool,  # HAS_CUSTOMERS
-    bool,  # whether the class has a `customer` field
-    tuple[str, ...],  # its subject fields, in SUBJECT_KINDS order (as `row_values`: the first one set)
-    bool,  # whether it is a waiver (its rule is checked)
-    Extract,  # its typed column values (forewarn.log.columns)
-]
+Adder = Callable[["_ChunkBuilder", Event, str, int, Any], None]
 
 
-def _class_plans() -> dict[type, ClassPlan]:
-    """What `parse_chunk` needs to know of each event class to build its row and light data without calls."""
-    plans: dict[type, ClassPlan] = {}
-    for kind, cls in EVENT_CLASSES.items():
-        fields = cls.model_fields
-        plans[cls] = (
-            ENTITY_OF.get(kind),
-            cls.defines is EventBase.defines,
-            cls.REFS if cls.references is EventBase.references else None,
-            cls.HAS_CUSTOMERS,
-            "customer" in fields,
-            tuple(f for f in SUBJECT_KINDS if f in fields),
-            issubclass(cls, WaiverGranted),
-            EXTRACTORS[cls],
-        )
-    return plans
+def _adder(cls: type[EventBase]) -> Adder:
+    """`_ChunkBuilder.add` for an event of `cls`, as straight-line code compiled for the class: its row (as
+    `row_values`), definition (`defines()`) and references (`references()`, in their order) read from the
+    event's fields, no call, loop or look-up of what the class holds. The names in the source are ours (model
+    fields, entity kinds, columns)."""
+    fields = cls.model_fields
+    entity = cls.ENTITY
+    subjects = [f"d[{f!r}]" for f in SUBJECT_KINDS if f in fields]  # the first one set names the subject
+    subject = f"({' or '.join(subjects)} or None)" if subjects else "None"
+    customer = "d['customer']" if "customer" in fields else "None"
+    entity_id = f"d[{entity!r}]" if entity is not None else "None"
+    constants: dict[str, Any] = {}
+    body = [
+        "d = event.__dict__",
+        "at = d['at']",
+        "hit = _AT_COLUMNS.get(at)",
+        "if hit is None:",
+        "    hit = new_at_columns(at)",
+        "at_us = hit[1]",
+        "rows = b.rows",
+        "i = len(rows)",
+        "if tag is None:",
+        f"    rows.append((d['id'], d['type'], hit[0], at_us, {subject}, {customer}, {entity!r}, {entity_id},"
+        f" payload, {typed_source(cls)}))",
+        "else:  # checked, not stored (`check_events`): what the checks read, and the tag",
+        "    rows.append((d['id'], d['type'], None, at_us, None, None, None, None, payload, tag))",
+        "b.numbers.append(number)",
+        "if at_us < b.last:",
+        "    b.ordered = False",
+        "b.last = at_us",
+    ]
+    if cls.defines is not EventBase.defines:
+        body += ["defined = event.defines()", "if defined is not None:", "    _define(b, defined[0], defined[1], i)"]
+    elif entity is not None:
+        body += [f"group = b.defs.get({entity!r})", "if group is None:", f"    group = b.defs[{entity!r}] = ([], [])",
+                 f"group[0].append({entity_id})", "group[1].append(i)"]
+    body += ["refs = b.refs", "j = 0"]
+    if cls.references is not EventBase.references:
+        body += ["for ref in event.references():", "    _refer(refs, ref.kinds, ref.field, ref.id, i, j)", "    j += 1"]
+    else:
+        for n, (field, kinds) in enumerate(cls.REFS):
+            constants[f"K{n}"] = kinds
+            body += [f"v = d[{field!r}]", "if v is not None:", f"    _refer(refs, K{n}, {field!r}, v, i, j)",
+                     "    j += 1"]
+        if cls.HAS_CUSTOMERS:  # the same entry for each of them
+            body += ["customers = d['customers']", "if customers != 'all' and customers:",
+                     "    entry = refs.get(_CUSTOMER_KINDS)", "    if entry is None:",
+                     "        entry = refs[_CUSTOMER_KINDS] = ([], [], [], [])",
+                     "    for v in customers:", "        entry[0].append('customers')", "        entry[1].append(v)",
+                     "        entry[2].append(i)", "        entry[3].append(j)", "        j += 1"]
+    if issubclass(cls, WaiverGranted):
+        body += ["b.rules.append((i, d['rule']))"]
+    source = "def add(b, event, payload, number, tag):\n" + "".join(f"    {line}\n" for line in body)
+    namespace = {**NAMESPACE, **constants, "_AT_COLUMNS": _AT_COLUMNS, "new_at_columns": new_at_columns,
+                 "_define": _define, "_refer": _refer, "_CUSTOMER_KINDS": _CUSTOMER_KINDS}
+    exec(source, namespace)
+    return namespace["add"]  # type: ignore[no-any-return]
 
 
-_CLASS_PLANS = _class_plans()
+def _define(b: _ChunkBuilder, kind: str, ident: str, i: int) -> None:
+    group = b.defs.get(kind)
+    if group is None:
+        group = b.defs[kind] = ([], [])
+    group[0].append(ident)
+    group[1].append(i)
+
+
+def _refer(refs: Refs, kinds: tuple[str, ...], field: str, ident: str, i: int, j: int) -> None:
+    entry = refs.get(kinds)
+    if entry is None:
+        entry = refs[kinds] = ([], [], [], [])
+    entry[0].append(field)
+    entry[1].append(ident)
+    entry[2].append(i)
+    entry[3].append(j)
 
 
 # --------------------------------------------------------------------------- validating a chunk
@@ -206,66 +265,14 @@ class _ChunkBuilder:
 
     def add(self, event: Event, payload: str, number: int, tag: Any = None) -> None:
         """One valid event, read at line `number`; `tag` (if not None) is added at the end of its row."""
-        entity, standard_defines, ref_fields, has_customers, has_customer, subject_fields, waiver, typed = (
-            _CLASS_PLANS[type(event)]
-        )
-        data = event.__dict__
-        at = data["at"]
-        at_text_us = _AT_COLUMNS.get(at)
-        if at_text_us is None:
-            at_text_us = at_columns(at)
-        at_us = at_text_us[1]
-        subject = None
-        for field in subject_fields:
-            value = data[field]
-            if value:
-                subject = value
-                break
-        entity_id = data[entity] if entity is not None else None
-        rows = self.rows
-        i = len(rows)
-        if tag is None:
-            rows.append((
-                data["id"], data["type"], at_text_us[0], at_us, subject, data["customer"] if has_customer else None,
-                entity, entity_id, payload, *typed(data),
-            ))  # = row_values(event, payload)
-        else:  # checked, not stored (`check_events`): what the checks read, and the tag
-            rows.append((data["id"], data["type"], None, at_us, None, None, None, None, payload, tag))
-        self.numbers.append(number)
-        if at_us < self.last:
-            self.ordered = False
-        self.last = at_us
-        defined = (entity, entity_id) if entity is not None else None
-        if not standard_defines:
-            defined = event.defines()
-        if defined is not None:
-            group = self.defs.get(defined[0])
-            if group is None:
-                group = self.defs[defined[0]] = ([], [])
-            group[0].append(defined[1])
-            group[1].append(i)
-        if ref_fields is None:
-            references = [(ref.field, ref.kinds, ref.id) for ref in event.references()]
-        else:  # = references(), as (field, kinds, id), in the same order
-            references = [(field, kinds, data[field]) for field, kinds in ref_fields if data[field] is not None]
-            if has_customers:
-                customers = data["customers"]
-                if customers != "all":
-                    references += [("customers", _CUSTOMER_KINDS, customer) for customer in customers]
-        refs = self.refs
-        for j, (field, kinds, ident) in enumerate(references):
-            entry = refs.get(kinds)
-            if entry is None:
-                entry = refs[kinds] = ([], [], [], [])
-            entry[0].append(field)
-            entry[1].append(ident)
-            entry[2].append(i)
-            entry[3].append(j)
-        if waiver:
-            self.rules.append((i, data["rule"]))
+        _ADDERS[type(event)](self, event, payload, number, tag)
 
     def chunk(self, errors: list[tuple[Any, ...]], lines: int, stopped: bool) -> Chunk:
         return self.rows, self.numbers, self.defs, self.refs, self.rules, errors, lines, self.ordered, stopped
+
+
+_ADDERS: dict[type, Adder] = {cls: _adder(cls) for cls in EVENT_CLASSES.values()}
+"""Event class -> its `_ChunkBuilder.add`."""
 
 
 def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_start: bool) -> Chunk:
@@ -280,14 +287,16 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
     errors: list[tuple[Any, ...]] = []
     number = 0
     validate = EVENT_ADAPTER.validator.validate_json  # EVENT_ADAPTER.validate_json(line, by_name=False), direct
+    counted = MetaKeys()
     for number, line in enumerate(lines, 1):
         try:
             if type(line) is not bytes or len(line) > MAX_LINE_BYTES or (
                 number == 1 and at_file_start and line.startswith(BOM)
             ):
                 raise _Unusual
-            event = validate(line, by_name=False)
-            if maybe_duplicate_keys(line, event):
+            counted.keys = 0
+            event = validate(line, by_name=False, context=counted)
+            if maybe_duplicate_keys(line, event, counted.keys):
                 raise _Unusual  # validate_line says whether a key repeats
             payload = fast_canonical_json(event)
         except (ValidationError, TypeError, ValueError, _Unusual):  # errors, blank or unusual lines: the slow way
@@ -554,8 +563,21 @@ class _Import:
     them is kept in columns (and refs / definitions grouped by entity kind), the rows only until inserted.
     """
 
-    def __init__(self, store: EventStore | None, names: Sequence[str], rule_ids: Collection[str] | None) -> None:
-        """`store`: the log appended to; None for checks only (`_Checks`)."""
+    def __init__(
+        self,
+        store: EventStore | None,
+        names: Sequence[str],
+        rule_ids: Collection[str] | None,
+        presume_new: bool = False,
+    ) -> None:
+        """`store`: the log appended to; None for checks only (`_Checks`).
+
+        `presume_new`: the ids are not looked up in the log (a query per chunk), as if none were there. Where one
+        is, its row fails the insert (the id index is unique); where the import finds errors, one of them may be
+        missing (an id of the log with other content) and others wrong (that event's references). Only an import
+        that appends without errors is the same either way; the caller does any other again without it.
+        """
+        self.presume_new = presume_new
         if store is not None:
             self.store = store
             self.conn = store.db.conn
@@ -718,7 +740,7 @@ class _Import:
         if not self.base:
             return {}
         if self.known_ids is None:
-            return self.store.stored_payloads(ids, self.base)
+            return {} if self.presume_new else self.store.stored_payloads(ids, self.base)
         known_ids = self.known_ids
         seqs = {known_ids[ident]: ident for ident in ids if ident in known_ids}
         return {seqs[seq]: payload for seq, payload in self.store.payloads_at(list(seqs)).items()}
@@ -1063,6 +1085,55 @@ def validate_lines(lines: Sequence[bytes], name: str) -> Validated:
         return parse_chunk(lines, name, True), sum(map(len, lines))
 
 
+_ARRAY = TypeAdapter(list[Event]).validator  # the event models, for a JSON array of events in one call
+_SPACED_KEY = re.compile(rb'"[ \t\r\n]+:')
+
+
+def validate_array(body: bytes, items: Sequence[Any]) -> Validated | None:
+    """`validate_lines` of a JSON array's items, each as its compact JSON text (orjson's) on a line of its own,
+    done as one validation of the array `body` itself (`items`: the body as orjson parsed it); None where the
+    result could differ, and whenever an item is invalid: the caller validates the lines then (which say why).
+
+    The same events: JSON numbers are valid in `meta` only, where orjson's and pydantic's parsers agree (on
+    finite doubles and 64-bit integers, the only numbers meta's validator accepts); no key repeats (counted
+    over the whole body as `maybe_duplicate_keys` counts a line's); no item's line is over `MAX_LINE_BYTES`.
+    The size returned is the body's.
+    """
+    with gc_paused():
+        # Whitespace between a key and its colon (`"k" :`) would hide the key from the count below. It ends
+        # in a space before the colon, or holds a tab, CR or LF (which JSON strings cannot hold raw): those
+        # fast searches first, the exact one only if one of them finds something.
+        if (b"\t" in body or b"\r" in body or b"\n" in body or b" :" in body) and _SPACED_KEY.search(body):
+            return None
+        counted = MetaKeys()
+        try:
+            events = _ARRAY.validate_json(body, by_name=False, context=counted)
+        except ValidationError:
+            return None
+        if len(events) != len(items):
+            return None
+        # An item's line is no longer than its text in the body (whitespace dropped; a string is written as
+        # given, or shorter where it was escaped), unless it holds numbers, which only meta can: orjson
+        # writes 1e15 as 1000000000000000.0.
+        sized = len(body) > MAX_LINE_BYTES
+        keys = counted.keys
+        for i, event in enumerate(events):
+            keys += key_count(event, 0)
+            if (sized or "meta" in event.__pydantic_fields_set__) and len(orjson.dumps(items[i])) > MAX_LINE_BYTES:
+                return None
+        if keys != body.count(b'":'):
+            return None
+        try:
+            payloads = fast_canonical_texts(events)
+        except (TypeError, ValueError):
+            return None  # cannot be stored: the lines say so
+        built = _ChunkBuilder()
+        adders = _ADDERS
+        for number, (event, payload) in enumerate(zip(events, payloads, strict=True), 1):
+            adders[type(event)](built, event, payload, number, None)  # = built.add(event, payload, number)
+        return built.chunk([], len(events), False), len(body)
+
+
 def import_validated(
     store: EventStore, validated: Validated, name: str, rule_ids: Collection[str] | None = None, nested: bool = False
 ) -> tuple[int, int, list[InputError]]:
@@ -1075,6 +1146,15 @@ def import_validated(
     # The larger page cache pays only for large appends; setting it costs statements of its own.
     settings = _bulk_settings(store.db.conn) if size >= CHUNK_BYTES else contextlib.nullcontext()
     with gc_paused(), settings:
+        if size < CHUNK_BYTES:  # a request's worth: presumed new to the log, see _Import
+            try:
+                result = _run(store, [name], rule_ids, None, iter([(0, chunk, size)]), size, transaction=transaction,
+                              presume_new=True)
+                if not result[2]:
+                    return result  # appended: no id of the log among them (the insert would have failed)
+            except sqlite3.IntegrityError as exc:  # an id already in the log (rolled back): as below
+                if "events.id" not in str(exc):
+                    raise
         return _run(store, [name], rule_ids, None, iter([(0, chunk, size)]), size, transaction=transaction)
 
 
@@ -1119,11 +1199,12 @@ def _run(
     total: int,
     changed: Callable[[], list[InputError]] = list,
     transaction: _Transaction | None = None,
+    presume_new: bool = False,
 ) -> tuple[int, int, list[InputError]]:
     tx = transaction or _Transaction(store)
     tx.begin()
     try:
-        state = _Import(store, names, rule_ids)
+        state = _Import(store, names, rule_ids, presume_new)
     except BaseException:
         tx.rollback()
         raise

@@ -78,7 +78,9 @@ class Chain:
     def rows(self, rows: Iterable[tuple[Any, ...]], payload_at: int) -> list[tuple[Any, ...]]:
         """`rows` (the columns of events to append, in order), each extended with its (seq, hash); the tip advances.
 
-        `payload_at` is the index of the payload among a row's columns.
+        `payload_at` is the index of the payload among a row's columns. The hash comes as a bytearray, the
+        same bytes: Python's sqlite3 binds it as the same BLOB, without first looking for an adapter as it does
+        for bytes.
         """
         seq, head = self.seq, self.head
         sha, pack = _sha256, _SEQ
@@ -86,7 +88,7 @@ class Chain:
         for row in rows:
             seq += 1
             head = sha(head + pack(seq) + row[payload_at].encode()).digest()  # = link(): inline, per event
-            out.append((*row, seq, head))
+            out.append((*row, seq, bytearray(head)))
         self.seq, self.head = seq, head
         return out
 

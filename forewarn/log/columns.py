@@ -19,7 +19,7 @@ import orjson
 from forewarn.events import EVENT_CLASSES
 from forewarn.instants import epoch_us
 
-__all__ = ["COLUMNS_OF", "EXTRACTORS", "TYPED", "TYPED_NAMES", "Extract"]
+__all__ = ["COLUMNS_OF", "EXTRACTORS", "NAMESPACE", "TYPED", "TYPED_NAMES", "Extract", "typed_source"]
 
 TYPED: tuple[tuple[str, str, str], ...] = (
     # (column, SQLite type, where it comes from in the event)
@@ -97,8 +97,8 @@ def _expressions(cls: type) -> list[tuple[str, str | None]]:
         elif name in ("to_list", "contacts"):
             field = "to" if name == "to_list" else "contacts"
             expr = f"_list(d[{field!r}])" if field in fields else None
-        elif name == "labels":
-            expr = "_labels(d['labels'])" if "labels" in fields else None
+        elif name == "labels":  # mostly absent: no call then
+            expr = "(None if d['labels'] is None else _labels(d['labels']))" if "labels" in fields else None
         elif name == "timezone":
             expr = "(None if d['timezone'] == 'UTC' else d['timezone'])" if name in fields else None
         elif name == "waived_subject":
@@ -111,10 +111,10 @@ def _expressions(cls: type) -> list[tuple[str, str | None]]:
     return out
 
 
-def _extractor(cls: type) -> Extract:
-    """The function from an event of `cls`'s fields (`__dict__`) to its typed values, as one expression
-    compiled from `_expressions` (the names in it are ours: model fields and columns): one call per event,
-    no per-column dispatch, fields the class does not have NULL without a look-up."""
+def typed_source(cls: type) -> str:
+    """The typed values of an event of `cls` as Python source: the items of a tuple display, in `TYPED` order,
+    of the event's fields `d` (its `__dict__`) and the helpers of `NAMESPACE` (the names in it are ours:
+    model fields and columns). Fields the class does not have are NULL without a look-up."""
     expressions = _expressions(cls)
     _FILLED[cls] = tuple(name for name, expr in expressions if expr is not None)
     parts = []
@@ -124,8 +124,17 @@ def _extractor(cls: type) -> Extract:
                 parts.append(f"*{expr}" if expr else ", ".join(["None"] * len(_STATED)))
             continue
         parts.append(expr or "None")
-    namespace = {"_list": _list, "_labels": _labels, "_states": _states}
-    return eval(f"lambda d: ({', '.join(parts)},)", namespace)  # type: ignore[no-any-return]
+    return ", ".join(parts)
+
+
+NAMESPACE: dict[str, Any] = {"_list": _list, "_labels": _labels, "_states": _states}
+"""The helpers `typed_source` uses."""
+
+
+def _extractor(cls: type) -> Extract:
+    """The function from an event of `cls`'s fields (`__dict__`) to its typed values, as one expression
+    compiled from `typed_source`: one call per event, no per-column dispatch."""
+    return eval(f"lambda d: ({typed_source(cls)},)", dict(NAMESPACE))  # type: ignore[no-any-return]
 
 
 _FILLED: dict[type, tuple[str, ...]] = {}

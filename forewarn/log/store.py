@@ -115,10 +115,15 @@ _AT_COLUMNS_LIMIT = 4096
 def at_columns(at: datetime) -> tuple[str, int]:
     """(`at` text, `at_us`) of an instant, memoised (bounded): many events share their `at`."""
     hit = _AT_COLUMNS.get(at)  # aware datetimes are equal (and hash alike) when the instant is: exact
-    if hit is None:
-        if len(_AT_COLUMNS) >= _AT_COLUMNS_LIMIT:
-            _AT_COLUMNS.clear()
-        hit = _AT_COLUMNS[at] = (_utc_text(at), epoch_us(at))
+    return hit if hit is not None else new_at_columns(at)
+
+
+def new_at_columns(at: datetime) -> tuple[str, int]:
+    """`at_columns` of an instant not in the memo (`_AT_COLUMNS.get(at)` gave None): computed and kept."""
+    if len(_AT_COLUMNS) >= _AT_COLUMNS_LIMIT:
+        _AT_COLUMNS.clear()
+    text = orjson.dumps(at, option=_UTC_Z).decode()[1:-1] if at.tzinfo is UTC else _utc_text(at)  # = _utc_text(at)
+    hit = _AT_COLUMNS[at] = (text, epoch_us(at))
     return hit
 
 
