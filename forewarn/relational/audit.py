@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from forewarn.audit.findings import AuditResult, Finding, Summary, to_finding
 from forewarn.audit.formats.stats import Case, Group, Report, Tally, month_name
 from forewarn.events import EVENT_ADAPTER, Event, WaiverGranted
@@ -78,43 +80,45 @@ def audit_relational(
     until: datetime | None = None,
     detail: Collection[str] = DETAILED_FORMATS,
     events: EventSource | None = None,
+    counts: bool = True,
 ) -> RelationalAuditResult:
     """Judge the evaluated log; the period [since, until) selects findings and obligations by due time.
     `detail`: the formats (of DETAILED_FORMATS) to prepare for: junit lists every case, html reads what it
-    names (`events`: the log's events by id, for the evidence)."""
+    names (`events`: the log's events by id, for the evidence). Without `counts`, the findings, summary and
+    pending obligations only: no format's report can be made of the result (stats_report)."""
     policy, as_of = rel.policy, rel.as_of
-    waivers = _waivers(rel)
-    findings = sorted(
-        (to_finding(v, policy, waivers) for v in rel.violations() if _in_period(v.due, since, until)),
-        key=Finding.sort_key,
-    )
+    found = [v for v in rel.violations() if _in_period(v.due, since, until)]
+    waivers = _waivers(rel) if found else []
+    findings = sorted((to_finding(v, policy, waivers) for v in found), key=Finding.sort_key)
     params: dict[str, object] = {}
     period = _period_sql(since, until, "o.na_us", params)
-    counts = dict(
+    by_status = dict(
         rel.con.execute(
             f"SELECT r.status, count(*) FROM obligations o JOIN outcomes r USING (oid) WHERE {period} GROUP BY ALL",
             params,
         ).fetchall()
     )
     waived_keys = {(f.rule, f.subject, f.customer, utc(f.due)) for f in findings if f.status == "waived"}
-    violated_rows = rel.con.execute(
-        f"SELECT o.rule, o.subject, o.customer, o.na_us FROM obligations o JOIN outcomes r USING (oid)"
-        f" WHERE r.status = 'violated' AND {period}",
-        params,
-    ).fetchall()
-    waived = sum(
-        (rule, subject, customer, utc(_at(na))) in waived_keys for rule, subject, customer, na in violated_rows
-    )
-    pending = _pending(rel, period, params)
+    waived = 0
+    if waived_keys and "violated" in rel.unmet:  # which violated obligations the waived findings are of
+        violated_rows = rel.con.execute(
+            f"SELECT o.rule, o.subject, o.customer, o.na_us FROM obligations o JOIN outcomes r USING (oid)"
+            f" WHERE r.status = 'violated' AND {period}",
+            params,
+        ).fetchall()
+        waived = sum(
+            (rule, subject, customer, utc(_at(na))) in waived_keys for rule, subject, customer, na in violated_rows
+        )
+    pending = _pending(rel, period, params) if "pending" in rel.unmet else []
     summary = Summary(
-        obligations=sum(counts.values()),
-        met=counts.get("met", 0),
-        violated=len(violated_rows) - waived,
+        obligations=sum(by_status.values()),
+        met=by_status.get("met", 0),
+        violated=by_status.get("violated", 0) - waived,
         waived=waived,
         pending=len(pending),
         findings=len(findings),
     )
-    counted = count(rel, findings, (period, params), since, until, detail, events)
+    counted = count(rel, findings, (period, params), since, until, detail, events) if counts else None
     return RelationalAuditResult(
         as_of,
         since,
@@ -124,7 +128,7 @@ def audit_relational(
         findings,
         pending_rows=tuple(pending),
         counted=counted,
-        finding_kinds=tuple(_finding_kinds(rel, findings).items()),
+        finding_kinds=tuple(_finding_kinds(rel, findings).items()) if findings else (),
     )
 
 
@@ -191,10 +195,12 @@ def audit_store(
     until: datetime | None,
     seq: int | None = None,
     detail: Collection[str] = DETAILED_FORMATS,
+    counts: bool = True,
 ) -> RelationalAuditResult:
-    """The audit of the SQLite event log at `path` (its events up to recording sequence `seq`)."""
+    """The audit of the SQLite event log at `path` (its events up to recording sequence `seq`); `detail` and
+    `counts` as audit_relational's."""
     rel = evaluate_store(path, policy, as_of, seq)
-    return _audited(rel, since, until, detail, store_events(str(path), seq))
+    return _audited(rel, since, until, detail, store_events(str(path), seq), counts)
 
 
 def audit_events(
@@ -204,16 +210,26 @@ def audit_events(
     since: datetime | None = None,
     until: datetime | None = None,
     detail: Collection[str] = DETAILED_FORMATS,
+    counts: bool = True,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> RelationalAuditResult:
-    """The audit of validated events in evaluation order (later ones than `as_of` are ignored)."""
-    return _audited(evaluate_events(events, policy, as_of), since, until, detail, list_events(events))
+    """The audit of validated events in evaluation order (later ones than `as_of` are ignored); `detail` and
+    `counts` as audit_relational's. `con`: a connection to evaluate in (forewarn.relational.tables.workspace), kept
+    open for the caller's next audit, rather than one made and closed for this one."""
+    rel = evaluate_events(events, policy, as_of, con)
+    return _audited(rel, since, until, detail, list_events(events), counts)
 
 
 def _audited(
-    rel: Relational, since: datetime | None, until: datetime | None, detail: Collection[str], events: EventSource
+    rel: Relational,
+    since: datetime | None,
+    until: datetime | None,
+    detail: Collection[str],
+    events: EventSource,
+    counts: bool,
 ) -> RelationalAuditResult:
     try:
-        return audit_relational(rel, since, until, detail, events)
+        return audit_relational(rel, since, until, detail, events, counts)
     finally:
         rel.close()
 
@@ -221,7 +237,8 @@ def _audited(
 def stats_report(result: RelationalAuditResult) -> Report:
     """The aggregation every format shows (forewarn.audit.formats.stats.Report), from the counted cases."""
     counted = result.counted
-    assert counted is not None
+    if counted is None:
+        raise ValueError("a report is made of an audit that counts the cases (audit_relational's `counts`)")
     dims = counted.dims
     rules = _groups(dims[0], result.policy.ids)
     months, customers, subjects = _groups(dims[1]), _groups(dims[2]), _groups(dims[3])

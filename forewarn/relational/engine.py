@@ -260,12 +260,8 @@ def log_stream(
     return pa.RecordBatchReader.from_batches(tables.PAYLOAD_SCHEMA, batches())
 
 
-def workspace() -> duckdb.DuckDBPyConnection:
-    """A connection to evaluate a few subjects in, again and again (evaluate_subjects' `con`): one thread, for
-    inputs this small handing work to others costs more than it saves."""
-    con = tables.connect()
-    con.execute("SET threads = 1")
-    return con
+workspace = tables.workspace
+"""A connection to evaluate a few subjects in, again and again (evaluate_subjects' `con`)."""
 
 
 def evaluate_rows(

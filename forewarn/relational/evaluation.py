@@ -25,14 +25,20 @@ class Relational:
     policy: Policy
     as_of: datetime
     life: lifecycle.Lifecycles
+    owned: bool = True  # the connection was made for this evaluation (else its caller keeps it open)
+    alarms: frozenset[str] = frozenset()  # the alarm rules `triggers` holds timers of
+    unmet: frozenset[str] = frozenset({"violated", "pending"})  # the statuses but met that `outcomes` holds
 
     def close(self) -> None:
-        """Free the tables (and the spill directory)."""
-        tables.close(self.con)
+        """Free the tables (and the spill directory) of a connection made for this evaluation; a caller's
+        connection stays open (its tables are replaced by its next evaluation)."""
+        if self.owned:
+            tables.close(self.con)
 
     def violations(self, checks: bool = True) -> list[Violation]:
         """Obligation violations, then alarms, then (if `checks`) the per-communication checks' violations."""
-        out = violations.obligation_violations(self.con) + violations.alarm_violations(self.con, self.policy)
+        out = violations.obligation_violations(self.con) if "violated" in self.unmet else []
+        out += violations.alarm_violations(self.con, self.policy, self.alarms)
         if checks:
             out += violations.check_violations(self.con, self.policy, epoch_us(self.as_of))
         return out
@@ -58,15 +64,15 @@ def evaluate_raw(
         if failures:
             raise failures[0]
         life = lifecycle.fold_all(con, policy, as_of, pos_at)
-        lifecycle.register(con, life)
+        fired = lifecycle.register(con, life)
         lifecycle.register_subjects(con, life)
-        obligations.build_obligations(con, policy)
-        obligations.match(con, policy, epoch_us(as_of))
+        obligations.build_obligations(con, policy, {rule for rule, alarm in fired if not alarm})
+        unmet = obligations.match(con, policy, epoch_us(as_of))
     except BaseException:
         if owned:
             tables.close(con)
         raise
-    return Relational(con, policy, as_of, life)
+    return Relational(con, policy, as_of, life, owned, frozenset(rule for rule, alarm in fired if alarm), unmet)
 
 
 def evaluate_store(path: str | Path, policy: Policy, as_of: datetime, seq: int | None = None) -> Relational:
@@ -80,9 +86,11 @@ def evaluate_store(path: str | Path, policy: Policy, as_of: datetime, seq: int |
             close()
 
 
-def evaluate_events(events: Sequence[Event], policy: Policy, as_of: datetime) -> Relational:
-    """Evaluate validated events given in evaluation order (the JSONL path)."""
-    return evaluate_raw(tables.payloads_stream(events), policy, as_of)
+def evaluate_events(
+    events: Sequence[Event], policy: Policy, as_of: datetime, con: duckdb.DuckDBPyConnection | None = None
+) -> Relational:
+    """Evaluate validated events given in evaluation order (the JSONL path); `con`: as evaluate_raw's."""
+    return evaluate_raw(tables.payloads_stream(events), policy, as_of, con=con)
 
 
 OutcomeKey = tuple[str, str, str, str, int, int, int, str, str | None, tuple[str, ...]]

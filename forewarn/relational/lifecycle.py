@@ -71,10 +71,12 @@ def fold_all(
         by_subject.setdefault((kind, getattr(event, kind)), []).append((pos, event))
 
     if pos_at is None:
-        ats = con.execute("SELECT at_us FROM ev ORDER BY pos").fetchnumpy()["at_us"]
+        ats: list[np.ndarray] = []  # read when a timer first asks (most logs have no running maintenance)
 
         def pos_at(t: datetime) -> int:
-            return int(np.searchsorted(ats, epoch_us(t), side="right")) - 1
+            if not ats:
+                ats.append(con.execute("SELECT at_us FROM ev ORDER BY pos").fetchnumpy()["at_us"])
+            return int(np.searchsorted(ats[0], epoch_us(t), side="right")) - 1
 
     timers = timers_of(policy)
     fired_names: list[tuple[str, str]] = []
@@ -177,9 +179,11 @@ def customer_list_rows(life: Lifecycles) -> Iterator[dict[str, object]]:
                 yield {"subject_kind": kind, "subject": subject, "ord": ord_, "customer": customer}
 
 
-def register(con: duckdb.DuckDBPyConnection, life: Lifecycles) -> None:
-    """The `triggers` and `subject_customers` tables."""
-    triggers = pa.Table.from_pylist(list(trigger_rows(life)), schema=TRIGGER_SCHEMA)
+def register(con: duckdb.DuckDBPyConnection, life: Lifecycles) -> set[tuple[str, bool]]:
+    """The `triggers` and `subject_customers` tables; the (rule, alarm) pairs `triggers` holds (a rule with none
+    has no obligation or alarm to query)."""
+    rows = list(trigger_rows(life))
+    triggers = pa.Table.from_pylist(rows, schema=TRIGGER_SCHEMA)
     lists = pa.Table.from_pylist(list(customer_list_rows(life)), schema=CUSTOMER_LIST_SCHEMA)
     con.register("triggers_arrow", triggers)
     con.register("lists_arrow", lists)
@@ -187,6 +191,7 @@ def register(con: duckdb.DuckDBPyConnection, life: Lifecycles) -> None:
     con.execute("CREATE OR REPLACE TABLE subject_customers AS SELECT * FROM lists_arrow")
     con.unregister("triggers_arrow")
     con.unregister("lists_arrow")
+    return {(row["rule"], row["alarm"]) for row in rows}  # type: ignore[misc]
 
 
 SUBJECT_SCHEMA = pa.schema(

@@ -11,6 +11,7 @@ Business-day deadlines come from the calendar (forewarn.calendar), computed once
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -210,7 +211,7 @@ def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> pa.Table:
     groups: dict[tuple[str, str | None, str | None, int], list[int]] = defaultdict(list)
     for tz, country, sub, days, base in keys:
         groups[(tz, country, sub, days)].append(base)
-    cols: dict[str, list[object]] = {k: [] for k in ("timezone", "country", "subdivision", "days", "base", "due")}
+    cols: dict[str, list[object]] = {k: [] for k in _DEADLINE_COLUMNS}
     for (tz, country, sub, days), bases in groups.items():
         whole = [b for b in bases if b % 1_000_000 == 0]  # the vectorised calendar works in whole seconds
         dues = business_days_before_many(
@@ -229,17 +230,22 @@ def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> pa.Table:
             cols["days"].append(days)
             cols["base"].append(base)
             cols["due"].append(due)
-    table = pa.table(
-        {
-            "timezone": pa.array(cols["timezone"], pa.string()),
-            "country": pa.array(cols["country"], pa.string()),
-            "subdivision": pa.array(cols["subdivision"], pa.string()),
-            "days": pa.array(cols["days"], pa.int64()),
-            "base": pa.array(cols["base"], pa.int64()),
-            "due": pa.array(cols["due"], pa.int64()),
-        }
-    )
-    return table
+    return _deadline_table(cols)
+
+
+_DEADLINE_COLUMNS = {
+    "timezone": pa.string(),
+    "country": pa.string(),
+    "subdivision": pa.string(),
+    "days": pa.int64(),
+    "base": pa.int64(),
+    "due": pa.int64(),
+}
+
+
+def _deadline_table(cols: dict[str, list[object]]) -> pa.Table:
+    """The business-day bounds (`_business_deadlines`) as a table to join back (empty: no column given)."""
+    return pa.table({name: pa.array(cols.get(name, []), kind) for name, kind in _DEADLINE_COLUMNS.items()})
 
 
 FINISH_OBLIGATIONS = """
@@ -264,33 +270,37 @@ FROM dated d JOIN (  -- numbered by a sort of the keys alone, joined back
 """Deadlines joined back, void conditions applied, obligations numbered in derivation order."""
 
 
-def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
-    """The `obligations` table: every obligation with its bounds, in derivation order (`oid`), void marked."""
+def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy, fired: Collection[str]) -> None:
+    """The `obligations` table: every obligation with its bounds, in derivation order (`oid`), void marked.
+    `fired`: the rules `triggers` holds obligation triggers of (lifecycle.register)."""
     con.execute(CREATE_OBLIGATIONS)
     cases: list[str] = []
     params: dict[str, object] = {}
-    fired = {rule for (rule,) in con.execute("SELECT DISTINCT rule FROM triggers WHERE NOT alarm").fetchall()}
+    business = {"nb": False, "na": False}  # a side some fired rule counts in business days
     for rule in policy.rules:
         queries = rule_queries(rule, policy.scope_condition)
         if not queries:
             continue
-        if rule.id in fired:  # a rule nothing triggered has no obligations (a few subjects: the engine's passes)
+        if rule.id in fired:  # a rule nothing triggered has no obligations (a small log, the engine's passes)
             con.execute(*queries[0])
+            for side in business:
+                business[side] |= queries[0][1][f"{side}_days"] != 0  # type: ignore[operator]
         if len(queries) > 1:
             name = f"void_rule{len(cases)}"
             text, bound = queries[1]
             cases.append(text.replace("$rule", f"${name}"))
             params[name] = bound["rule"]
-    for side in ("nb", "na"):
-        con.register(f"{side}_deadlines", _business_deadlines(con, side))
+    for side, counted in business.items():
+        con.register(f"{side}_deadlines", _business_deadlines(con, side) if counted else _deadline_table({}))
     void = f"CASE {' '.join(cases)} END" if cases else "NULL::VARCHAR"
     con.execute(FINISH_OBLIGATIONS.format(void=void), params)
     for side in ("nb", "na"):
         con.unregister(f"{side}_deadlines")
 
 
-def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None:
-    """The `outcomes` table (oid, status, problem, comm_pos[]) of every non-void obligation.
+def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> frozenset[str]:
+    """The `outcomes` table (oid, status, problem, comm_pos[]) of every non-void obligation; the statuses
+    other than met it holds (a query for an outcome of another status finds none).
 
     The common case (groups met without contention, see FITS) is queries; the rest are matched per
     (rule, subject, customer) group in deadline order, exactly as policy.md says: first every
@@ -319,15 +329,17 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None
             "customer": pa.array([k[3] for k in groups], pa.string()),
         }
     )
-    con.register("group_keys", keys)
-    cands = con.execute(
-        """
-        SELECT DISTINCT c.subject_kind, c.subject, c.customer, c.kind, c.pos, c.at_us
-        FROM comms c JOIN group_keys g USING (subject_kind, subject, customer)
-        ORDER BY c.pos
-        """
-    ).fetchall()
-    con.unregister("group_keys")
+    cands = []
+    if groups:
+        con.register("group_keys", keys)
+        cands = con.execute(
+            """
+            SELECT DISTINCT c.subject_kind, c.subject, c.customer, c.kind, c.pos, c.at_us
+            FROM comms c JOIN group_keys g USING (subject_kind, subject, customer)
+            ORDER BY c.pos
+            """
+        ).fetchall()
+        con.unregister("group_keys")
     by_key: dict[tuple[str, str, str], list[tuple[str, int, int]]] = defaultdict(list)
     for kind_, subject, customer, kind, pos, at_us in cands:
         by_key[(kind_, subject, customer)].append((kind, pos, at_us))
@@ -391,6 +403,7 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None
         """
     )
     con.unregister("rest_arrow")
+    return frozenset(out_status) - {"met"}
 
 
 def rule_sql(rule: Rule, scope: Condition) -> list[tuple[str, str, dict[str, object]]]:

@@ -186,7 +186,10 @@ CREATE OR REPLACE TABLE customer_versions AS
     SELECT customer, pos, lead(pos) OVER (PARTITION BY customer ORDER BY pos) AS pos_to,
            plan, coalesce(timezone, 'UTC') AS timezone, country, subdivision, contacts, labels, id
     FROM ev WHERE type = 'customer.upserted';
+DROP TABLE IF EXISTS scoped_comms;
 """
+"""The tables each kind of event makes; the checks' `scoped_comms` (forewarn.relational.checks.scoped, made once
+per evaluation from these) is dropped with the previous evaluation's tables of a connection evaluated in again."""
 
 
 MEMORY_LIMIT = os.environ.get("FOREWARN_DUCKDB_MEMORY", "192MB")
@@ -218,6 +221,16 @@ def connect() -> duckdb.DuckDBPyConnection:
     spill = tempfile.mkdtemp(prefix="forewarn-duckdb-")
     con.execute("SET temp_directory = $dir", {"dir": spill})
     _SPILL_CLEANUPS[id(con)] = weakref.finalize(con, shutil.rmtree, spill, True)
+    return con
+
+
+def workspace() -> duckdb.DuckDBPyConnection:
+    """A connection to evaluate small inputs in, one after another, each evaluation replacing the previous one's
+    tables (the engine's passes over a few subjects; a caller auditing many logs of a few events each): the
+    database is made once, not per evaluation. One thread: on inputs this small, handing work to others costs
+    more than it saves."""
+    con = connect()
+    con.execute("SET threads = 1")
     return con
 
 

@@ -6,6 +6,7 @@ built from the few rows the queries return (met obligations and passing checks n
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -103,11 +104,12 @@ def obligation_violations(con: duckdb.DuckDBPyConnection) -> list[Violation]:
     return out
 
 
-def alarm_violations(con: duckdb.DuckDBPyConnection, policy: Policy) -> list[Violation]:
-    """An alarm (a maintenance overrun) as one violation per affected customer, subject by subject."""
+def alarm_violations(con: duckdb.DuckDBPyConnection, policy: Policy, fired: Collection[str]) -> list[Violation]:
+    """An alarm (a maintenance overrun) as one violation per affected customer, subject by subject. `fired`: the
+    alarm rules `triggers` holds timers of (the others have none to report)."""
     rows: list[tuple] = []
     for rule in policy.rules:
-        if rule.spec.alarm is None:
+        if rule.spec.alarm is None or rule.id not in fired:
             continue
         for values in con.execute(*alarm_query(rule, policy.scope_condition)).fetchall():
             rows.append((rule, *values))
