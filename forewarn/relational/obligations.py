@@ -11,7 +11,7 @@ Business-day deadlines come from the calendar (forewarn.calendar), computed once
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -47,17 +47,17 @@ CREATE OR REPLACE TABLE obligations (
 )
 """
 
-# The one query shape of an obligation rule: its triggers' affected customers in scope, with their
-# calendar in force at the moment. `{nb}` / `{na}` are columns of `triggers` named by the rule's anchors.
+# The affected customers of triggers `t` (of one rule or several, `t.rule`), with their calendar in force at
+# the moment.
 AFFECTED = """
 listed AS (
-    SELECT t.tid, t.pos, sc.customer, sc.ord
+    SELECT t.tid, t.rule, t.pos, sc.customer, sc.ord
     FROM t JOIN subject_customers sc USING (subject_kind, subject)
     WHERE NOT t.all_customers
 ),
 everyone AS (  -- "all": the customers in scope when the subject was defined, by id
-    SELECT x.tid, x.pos, x.customer, row_number() OVER (PARTITION BY x.tid ORDER BY x.customer) - 1 AS ord
-    FROM (SELECT t.tid, t.pos, t.defined_pos, c.customer
+    SELECT x.tid, x.rule, x.pos, x.customer, row_number() OVER (PARTITION BY x.tid ORDER BY x.customer) - 1 AS ord
+    FROM (SELECT t.tid, t.rule, t.pos, t.defined_pos, c.customer
           FROM t, (SELECT DISTINCT customer FROM customer_versions) c WHERE t.all_customers) x
     ASOF JOIN customer_versions cv ON cv.customer = x.customer AND cv.pos <= x.defined_pos
     WHERE {scope}
@@ -70,29 +70,34 @@ affected AS (  -- the affected customers in scope at the moment, with their attr
     WHERE {scope} AND {terms}
 )
 """
-"""A trigger's (`t`) affected customers in scope (policy.md: Scope) and in the rule's customer terms (`terms`),
-in the subject's order: `{scope}` and `{terms}` are predicates on `cv` (forewarn.relational.conditions)."""
+"""A trigger's (`t`) affected customers in scope (policy.md: Scope) and in its rule's customer terms (`terms`),
+in the subject's order: `{scope}` and `{terms}` are predicates on `cv` (forewarn.relational.conditions), `{terms}`
+of the rule `a.rule`."""
 
-# The one query shape of an obligation rule: its triggers' affected customers with their calendar
-# in force at the moment. `{nb}` / `{na}` are columns of `triggers` named by the rule's anchors.
-OBLIGATIONS_OF_RULE = f"""
+# The one query shape of the obligation rules: their triggers' affected customers with their calendar in
+# force at the moment, in one pass over the triggers whatever the number of rules. Each rule's values are a
+# row of `w` (bound parameters); `{nb}` / `{na}` pick each rule's anchor columns of `triggers`.
+OBLIGATIONS = f"""
 INSERT INTO obligations BY NAME
-WITH t AS (
-    SELECT * FROM triggers
-    WHERE rule = $rule AND NOT alarm AND {{nb}} IS NOT NULL AND {{na}} IS NOT NULL
+WITH w (rule, nb_days, nb_minutes, na_days, na_minutes, kinds, need) AS (VALUES {{windows}}),
+t AS (
+    SELECT * FROM (
+        SELECT tr.*, {{nb}} AS nb_base, {{na}} AS na_base
+        FROM triggers tr WHERE NOT tr.alarm AND tr.rule IN (SELECT rule FROM w)
+    ) WHERE nb_base IS NOT NULL AND na_base IS NOT NULL
 ),
 {AFFECTED}
 SELECT
     t.tid, t.rule, t.subject_kind, t.subject, a.customer, a.customer_ord, t.subject_rank,
     t.moment_no, t.fire_no, t.pos, t.opened_us, t.event_id, t.defined_event, a.attrs_id,
     a.timezone, a.country, a.subdivision,
-    t.{{nb}} AS nb_base_us, $nb_days::BIGINT AS nb_days,
-    CASE WHEN $nb_days = 0 THEN t.{{nb}} + $nb_minutes::BIGINT * 60000000 END AS nb_us,
-    t.{{na}} AS na_base_us, $na_days::BIGINT AS na_days, $na_minutes::BIGINT AS na_minutes,
-    CASE WHEN $na_days = 0 THEN t.{{na}} + $na_minutes::BIGINT * 60000000 END AS na_us,
-    $kinds::VARCHAR[] AS kinds, $need AS need,
+    t.nb_base AS nb_base_us, w.nb_days,
+    CASE WHEN w.nb_days = 0 THEN t.nb_base + w.nb_minutes * 60000000 END AS nb_us,
+    t.na_base AS na_base_us, w.na_days, w.na_minutes,
+    CASE WHEN w.na_days = 0 THEN t.na_base + w.na_minutes * 60000000 END AS na_us,
+    w.kinds, w.need,
     t.superseded_us, t.version_start_us, t.cancelled_us, t.closed_us
-FROM t JOIN affected a USING (tid)
+FROM t JOIN affected a USING (tid) JOIN w USING (rule)
 """
 
 # An alarm rule's fired timers: one finding per affected customer in scope.
@@ -174,32 +179,70 @@ def alarm_query(rule: Rule, scope: Condition) -> tuple[str, dict[str, object]]:
     return ALARMS_OF_RULE.format(scope=scoped, terms=terms), params
 
 
+def obligations_query(rules: Sequence[Rule], scope: Condition) -> tuple[str, dict[str, object]]:
+    """The query (text, bound parameters) adding the obligations of these obligation rules, in a policy of
+    `scope`: one row of values per rule (`$rule_N`, `$nb_days_N`, ...), its anchors and customer terms picked by
+    the rule's id."""
+    params: dict[str, object] = {}
+    windows, nb, na, terms = [], [], [], []
+    for n, rule in enumerate(rules):
+        spec = rule.spec.obligation
+        if spec is None:
+            raise ValueError(f"{rule.id} has no obligation")
+        nb_days, nb_minutes = _offset(rule, spec.window.not_before)
+        na_days, na_minutes = _offset(rule, spec.window.not_after)
+        params.update(
+            {
+                f"rule_{n}": rule.id,
+                f"nb_days_{n}": nb_days,
+                f"nb_minutes_{n}": nb_minutes,
+                f"na_days_{n}": na_days,
+                f"na_minutes_{n}": na_minutes,
+                f"kinds_{n}": list(spec.kinds),
+                f"need_{n}": spec.count,
+            }
+        )
+        windows.append(
+            f"($rule_{n}, $nb_days_{n}::BIGINT, $nb_minutes_{n}::BIGINT, $na_days_{n}::BIGINT,"
+            f" $na_minutes_{n}::BIGINT, $kinds_{n}::VARCHAR[], $need_{n}::BIGINT)"
+        )
+        nb.append(f"WHEN $rule_{n} THEN tr.{_anchor_column(spec.window.not_before)}")  # fixed column names
+        na.append(f"WHEN $rule_{n} THEN tr.{_anchor_column(spec.window.not_after)}")
+        own = condition_sql(rule.obligation_condition, params, f"rule{n}_", "customer")
+        terms.append(f"WHEN $rule_{n} THEN ({own})")
+    scoped = scope_sql(scope, params)
+    text = OBLIGATIONS.format(
+        windows=", ".join(windows),
+        nb=f"CASE tr.rule {' '.join(nb)} END",
+        na=f"CASE tr.rule {' '.join(na)} END",
+        scope=scoped,
+        terms=f"CASE a.rule {' '.join(terms)} ELSE FALSE END",
+    )
+    return text, params
+
+
 def rule_queries(rule: Rule, scope: Condition) -> list[tuple[str, dict[str, object]]]:
     """The queries (text, bound parameters) an obligation rule compiles to (empty for other rules): its
-    obligations, then (if it has void conditions) the fragment that marks them void. `scope`: the policy's."""
+    obligations (obligations_query, the rule alone), then (if it has void conditions) the fragment that marks
+    them void. `scope`: the policy's."""
     spec = rule.spec.obligation
     if spec is None:
         return []
-    nb_days, nb_minutes = _offset(rule, spec.window.not_before)
-    na_days, na_minutes = _offset(rule, spec.window.not_after)
-    nb, na = _anchor_column(spec.window.not_before), _anchor_column(spec.window.not_after)
-    params: dict[str, object] = {
-        "rule": rule.id,
-        "nb_days": nb_days,
-        "nb_minutes": nb_minutes,
-        "na_days": na_days,
-        "na_minutes": na_minutes,
-        "kinds": list(spec.kinds),
-        "need": spec.count,
-    }
-    scoped = scope_sql(scope, params)
-    terms = condition_sql(rule.obligation_condition, params, "rule", "customer")
-    text = OBLIGATIONS_OF_RULE.format(nb=nb, na=na, scope=scoped, terms=terms)
-    out: list[tuple[str, dict[str, object]]] = [(text, params)]
-    if spec.void_when:
-        branches = " ".join(f"WHEN {VOID_PREDICATES[c]} THEN '{c}'" for c in spec.void_when)  # fixed fragments
-        out.append((VOID_CASE.format(name="rule", branches=branches), {"rule": rule.id}))
+    out: list[tuple[str, dict[str, object]]] = [obligations_query([rule], scope)]
+    void = void_case(rule, "rule")
+    if void is not None:
+        out.append((void, {"rule": rule.id}))
     return out
+
+
+def void_case(rule: Rule, name: str) -> str | None:
+    """The CASE branch marking an obligation of the rule (its id bound as `$name`) void, if it has void
+    conditions: their fixed fragments in its order."""
+    spec = rule.spec.obligation
+    if spec is None or not spec.void_when:
+        return None
+    branches = " ".join(f"WHEN {VOID_PREDICATES[c]} THEN '{c}'" for c in spec.void_when)
+    return VOID_CASE.format(name=name, branches=branches)
 
 
 def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> pa.Table:
@@ -272,26 +315,25 @@ FROM dated d JOIN (  -- numbered by a sort of the keys alone, joined back
 
 def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy, fired: Collection[str]) -> None:
     """The `obligations` table: every obligation with its bounds, in derivation order (`oid`), void marked.
-    `fired`: the rules `triggers` holds obligation triggers of (lifecycle.register)."""
+    `fired`: the rules `triggers` holds obligation triggers of (lifecycle.register); a rule nothing triggered
+    has no obligations (a small log, the engine's passes over a few subjects)."""
     con.execute(CREATE_OBLIGATIONS)
+    rules = [r for r in policy.rules if r.spec.obligation is not None and r.id in fired]
+    if rules:
+        con.execute(*obligations_query(rules, policy.scope_condition))
+    windows = [r.spec.obligation.window for r in rules]  # type: ignore[union-attr]
+    for side, anchors in (("nb", [(r, w.not_before) for r, w in zip(rules, windows, strict=True)]),
+                          ("na", [(r, w.not_after) for r, w in zip(rules, windows, strict=True)])):
+        counted = any(_offset(r, anchor)[0] for r, anchor in anchors)  # some fired rule counts it in business days
+        con.register(f"{side}_deadlines", _business_deadlines(con, side) if counted else _deadline_table({}))
     cases: list[str] = []
     params: dict[str, object] = {}
-    business = {"nb": False, "na": False}  # a side some fired rule counts in business days
     for rule in policy.rules:
-        queries = rule_queries(rule, policy.scope_condition)
-        if not queries:
-            continue
-        if rule.id in fired:  # a rule nothing triggered has no obligations (a small log, the engine's passes)
-            con.execute(*queries[0])
-            for side in business:
-                business[side] |= queries[0][1][f"{side}_days"] != 0  # type: ignore[operator]
-        if len(queries) > 1:
-            name = f"void_rule{len(cases)}"
-            text, bound = queries[1]
-            cases.append(text.replace("$rule", f"${name}"))
-            params[name] = bound["rule"]
-    for side, counted in business.items():
-        con.register(f"{side}_deadlines", _business_deadlines(con, side) if counted else _deadline_table({}))
+        name = f"void_rule{len(cases)}"
+        void = void_case(rule, name)
+        if void is not None:
+            cases.append(void)
+            params[name] = rule.id
     void = f"CASE {' '.join(cases)} END" if cases else "NULL::VARCHAR"
     con.execute(FINISH_OBLIGATIONS.format(void=void), params)
     for side in ("nb", "na"):
