@@ -188,15 +188,33 @@ def reply_query(rule: Rule, check: Check, scope: Condition) -> tuple[str, dict[s
 
 def rule_check_queries(rule: Rule, scope: Condition) -> list[tuple[str, str, dict[str, object]]]:
     """Every check query of a rule (communication checks; reply checks as REPLY_ORIGIN)."""
+    return [(req, text, params) for _check, req, text, params in _rule_checks(rule, scope)]
+
+
+def _rule_checks(rule: Rule, scope: Condition) -> list[tuple[Check, str, str, dict[str, object]]]:
+    """(check, requirement, query, parameters) of every check query of a rule, in rule_check_queries' order."""
     out = []
     for n, check in enumerate(rule.spec.checks):
         if check.replies:
             for req, _args in check.requirements():
                 if req == "reply-includes-origin":
-                    out.append((req, *reply_query(rule, check, scope)))
+                    out.append((check, req, *reply_query(rule, check, scope)))
         else:
-            out.extend(check_queries(rule, check, n))
+            out.extend((check, *query) for query in check_queries(rule, check, n))
     return out
+
+
+PRESENT = "SELECT (SELECT list(DISTINCT kind) FROM scoped_comms), EXISTS (SELECT 1 FROM replies)"
+"""The kinds of the communications in scope, and whether a reply was received: a check applying to none of
+those has nothing to fail."""
+
+
+def _applicable(check: Check, kinds: list[str]) -> bool:
+    """A communication check applies to some of the communications in scope of these kinds (as far as its kinds
+    tell: its `about` and terms are the queries')."""
+    if check.kinds == "all":
+        return bool(kinds)
+    return any(kind in kinds for kind in check.kinds or ())
 
 
 def failing(con, policy: Policy, as_of_us: int) -> list[dict[str, object]]:
@@ -204,8 +222,12 @@ def failing(con, policy: Policy, as_of_us: int) -> list[dict[str, object]]:
     communications by position, then rule, check and requirement order; then replies."""
     rows: list[dict[str, object]] = []
     scoped(con, policy)
+    present, replied = con.execute(PRESENT).fetchone()  # type: ignore[misc]
+    kinds = present or []  # no communication in scope: NULL
     for rule_no, rule in enumerate(policy.rules):
-        for req_no, (req, text, params) in enumerate(rule_check_queries(rule, policy.scope_condition)):
+        for req_no, (check, req, text, params) in enumerate(_rule_checks(rule, policy.scope_condition)):
+            if not (replied if check.replies else _applicable(check, kinds)):
+                continue  # nothing it applies to: no communication of its kinds in scope, or no reply
             if "$as_of_us" in text:
                 params = {**params, "as_of_us": as_of_us}
             cur = con.execute(text, params)

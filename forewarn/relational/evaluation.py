@@ -26,6 +26,7 @@ class Relational:
     as_of: datetime
     life: lifecycle.Lifecycles
     owned: bool = True  # the connection was made for this evaluation (else its caller keeps it open)
+    fired: frozenset[str] = frozenset()  # the obligation rules `triggers` holds triggers of
     alarms: frozenset[str] = frozenset()  # the alarm rules `triggers` holds timers of
     unmet: frozenset[str] = frozenset({"violated", "pending"})  # the statuses but met that `outcomes` holds
 
@@ -37,7 +38,8 @@ class Relational:
 
     def violations(self, checks: bool = True) -> list[Violation]:
         """Obligation violations, then alarms, then (if `checks`) the per-communication checks' violations."""
-        out = violations.obligation_violations(self.con) if "violated" in self.unmet else []
+        counting = any(self.policy.by_id[r].spec.obligation.count > 1 for r in self.fired)  # type: ignore[union-attr]
+        out = violations.obligation_violations(self.con, counting) if "violated" in self.unmet else []
         out += violations.alarm_violations(self.con, self.policy, self.alarms)
         if checks:
             out += violations.check_violations(self.con, self.policy, epoch_us(self.as_of))
@@ -64,15 +66,17 @@ def evaluate_raw(
         if failures:
             raise failures[0]
         life = lifecycle.fold_all(con, policy, as_of, pos_at)
-        fired = lifecycle.register(con, life)
+        triggered = lifecycle.register(con, life)
+        fired = frozenset(rule for rule, alarm in triggered if not alarm)
         lifecycle.register_subjects(con, life)
-        obligations.build_obligations(con, policy, {rule for rule, alarm in fired if not alarm})
+        obligations.build_obligations(con, policy, fired)
         unmet = obligations.match(con, policy, epoch_us(as_of))
     except BaseException:
         if owned:
             tables.close(con)
         raise
-    return Relational(con, policy, as_of, life, owned, frozenset(rule for rule, alarm in fired if alarm), unmet)
+    alarms = frozenset(rule for rule, alarm in triggered if alarm)
+    return Relational(con, policy, as_of, life, owned, fired, alarms, unmet)
 
 
 def evaluate_store(path: str | Path, policy: Policy, as_of: datetime, seq: int | None = None) -> Relational:

@@ -49,21 +49,25 @@ VIOLATED_OBLIGATIONS = """
 SELECT o.oid, o.rule, o.subject, o.customer, o.kinds[1] AS kind, o.need, o.timezone,
        o.na_days, o.na_minutes, o.na_base_us, o.nb_us, o.na_us, o.opened_us,
        o.defined_event, o.event_id, o.attrs_id, r.problem, c.communication, c.at_us AS sent_us, c.id AS comm_event,
-       CASE WHEN o.need > 1 THEN (
-           SELECT count(*) FROM comms w
-           WHERE w.subject_kind = o.subject_kind AND w.subject = o.subject AND w.customer = o.customer
-             AND list_contains(o.kinds, w.kind) AND w.at_us >= o.opened_us AND w.at_us >= o.nb_us
-             AND w.at_us <= o.na_us) END AS count_found
+       {count_found} AS count_found
 FROM outcomes r JOIN obligations o USING (oid)
 LEFT JOIN comms c ON c.pos = r.comm_pos[1]
 WHERE r.status = 'violated'
 ORDER BY o.subject_rank, o.oid
 """
+COUNT_FOUND = """CASE WHEN o.need > 1 THEN (
+           SELECT count(*) FROM comms w
+           WHERE w.subject_kind = o.subject_kind AND w.subject = o.subject AND w.customer = o.customer
+             AND list_contains(o.kinds, w.kind) AND w.at_us >= o.opened_us AND w.at_us >= o.nb_us
+             AND w.at_us <= o.na_us) END"""
+"""How many fitting communications an obligation counting several (`need` > 1) found in its window."""
 
 
-def obligation_violations(con: duckdb.DuckDBPyConnection) -> list[Violation]:
+def obligation_violations(con: duckdb.DuckDBPyConnection, counting: bool = True) -> list[Violation]:
+    """The violated obligations' violations; `counting`: some obligation counts several communications (else
+    none has a count found to report)."""
     out = []
-    cur = con.execute(VIOLATED_OBLIGATIONS)
+    cur = con.execute(VIOLATED_OBLIGATIONS.format(count_found=COUNT_FOUND if counting else "NULL::BIGINT"))
     names = [d[0] for d in cur.description]
     for values in cur.fetchall():
         r = dict(zip(names, values, strict=True))
