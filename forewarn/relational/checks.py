@@ -222,7 +222,7 @@ def failing(con, policy: Policy, as_of_us: int) -> list[dict[str, object]]:
     communications by position, then rule, check and requirement order; then replies."""
     rows: list[dict[str, object]] = []
     scoped(con, policy)
-    present, replied = con.execute(PRESENT).fetchone()  # type: ignore[misc]
+    ((present, replied),) = con.execute(PRESENT).fetchall()  # read to its end: the connection takes more work
     kinds = present or []  # no communication in scope: NULL
     for rule_no, rule in enumerate(policy.rules):
         for req_no, (check, req, text, params) in enumerate(_rule_checks(rule, policy.scope_condition)):
