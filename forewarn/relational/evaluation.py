@@ -69,8 +69,8 @@ def evaluate_raw(
         triggered = lifecycle.register(con, life)
         fired = frozenset(rule for rule, alarm in triggered if not alarm)
         lifecycle.register_subjects(con, life)
-        obligations.build_obligations(con, policy, fired)
-        unmet = obligations.match(con, policy, epoch_us(as_of))
+        derived = obligations.build_obligations(con, policy, fired)
+        unmet = obligations.match(con, policy, epoch_us(as_of), derived)
     except BaseException:
         if owned:
             tables.close(con)

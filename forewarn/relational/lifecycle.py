@@ -180,17 +180,12 @@ def customer_list_rows(life: Lifecycles) -> Iterator[dict[str, object]]:
 
 
 def register(con: duckdb.DuckDBPyConnection, life: Lifecycles) -> set[tuple[str, bool]]:
-    """The `triggers` and `subject_customers` tables; the (rule, alarm) pairs `triggers` holds (a rule with none
-    has no obligation or alarm to query)."""
+    """The `triggers` and `subject_customers` tables (Arrow tables the connection reads in place, replacing the
+    previous evaluation's: a few rows per subject, not worth copying); the (rule, alarm) pairs `triggers` holds
+    (a rule with none has no obligation or alarm to query)."""
     rows = list(trigger_rows(life))
-    triggers = pa.Table.from_pylist(rows, schema=TRIGGER_SCHEMA)
-    lists = pa.Table.from_pylist(list(customer_list_rows(life)), schema=CUSTOMER_LIST_SCHEMA)
-    con.register("triggers_arrow", triggers)
-    con.register("lists_arrow", lists)
-    con.execute("CREATE OR REPLACE TABLE triggers AS SELECT * FROM triggers_arrow")
-    con.execute("CREATE OR REPLACE TABLE subject_customers AS SELECT * FROM lists_arrow")
-    con.unregister("triggers_arrow")
-    con.unregister("lists_arrow")
+    con.register("triggers", pa.Table.from_pylist(rows, schema=TRIGGER_SCHEMA))
+    con.register("subject_customers", pa.Table.from_pylist(list(customer_list_rows(life)), schema=CUSTOMER_LIST_SCHEMA))
     return {(row["rule"], row["alarm"]) for row in rows}  # type: ignore[misc]
 
 
@@ -289,11 +284,7 @@ def _subject_tables(life: Lifecycles) -> dict[str, pa.Table]:
 
 
 def register_subjects(con: duckdb.DuckDBPyConnection, life: Lifecycles) -> None:
-    """The `subjects`, `versions`, `ends_in_force` and `extensions` tables (maintenances' only for the last three)."""
+    """The `subjects`, `versions`, `ends_in_force`, `extensions` (maintenances' only for the last three) and
+    `subject_labels` (labels as JSON text) tables, read in place as `register`'s."""
     for name, table in _subject_tables(life).items():
-        con.register(f"{name}_arrow", table)
-        cast = ", labels::JSON AS labels" if name == "subject_labels" else ""
-        con.execute(  # our fixed names
-            f"CREATE OR REPLACE TABLE {name} AS SELECT * {'EXCLUDE (labels)' if cast else ''}{cast} FROM {name}_arrow"
-        )
-        con.unregister(f"{name}_arrow")
+        con.register(name, table)  # our fixed names

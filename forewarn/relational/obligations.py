@@ -313,14 +313,16 @@ FROM dated d JOIN (  -- numbered by a sort of the keys alone, joined back
 """Deadlines joined back, void conditions applied, obligations numbered in derivation order."""
 
 
-def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy, fired: Collection[str]) -> None:
-    """The `obligations` table: every obligation with its bounds, in derivation order (`oid`), void marked.
+def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy, fired: Collection[str]) -> int:
+    """The `obligations` table: every obligation with its bounds, in derivation order (`oid`), void marked; how
+    many it holds.
     `fired`: the rules `triggers` holds obligation triggers of (lifecycle.register); a rule nothing triggered
     has no obligations (a small log, the engine's passes over a few subjects)."""
     con.execute(CREATE_OBLIGATIONS)
     rules = [r for r in policy.rules if r.spec.obligation is not None and r.id in fired]
+    added = 0
     if rules:
-        con.execute(*obligations_query(rules, policy.scope_condition))
+        ((added,),) = con.execute(*obligations_query(rules, policy.scope_condition)).fetchall()
     windows = [r.spec.obligation.window for r in rules]  # type: ignore[union-attr]
     for side, anchors in (("nb", [(r, w.not_before) for r, w in zip(rules, windows, strict=True)]),
                           ("na", [(r, w.not_after) for r, w in zip(rules, windows, strict=True)])):
@@ -338,24 +340,32 @@ def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy, fired: Col
     con.execute(FINISH_OBLIGATIONS.format(void=void), params)
     for side in ("nb", "na"):
         con.unregister(f"{side}_deadlines")
+    return added
 
 
-def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> frozenset[str]:
+FEW_OBLIGATIONS = 200
+"""Up to this many obligations, FITS and MET_SIMPLY cost more than matching them all in the greedy pass."""
+
+
+def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int, obligations: int) -> frozenset[str]:
     """The `outcomes` table (oid, status, problem, comm_pos[]) of every non-void obligation; the statuses
     other than met it holds (a query for an outcome of another status finds none).
 
     The common case (groups met without contention, see FITS) is queries; the rest are matched per
     (rule, subject, customer) group in deadline order, exactly as policy.md says: first every
     obligation that can be met on time takes the earliest fitting unused communications, then each
-    remaining one past its deadline is late (an unused one sent after), early, or missing."""
-    con.execute(FITS)
-    con.execute(MET_SIMPLY)
+    remaining one past its deadline is late (an unused one sent after), early, or missing. `obligations`: how
+    many the table holds; a few are all matched in the greedy pass (the queries' fixed cost is more than its)."""
+    bulk = obligations > FEW_OBLIGATIONS
+    if bulk:
+        con.execute(FITS)
+        con.execute(MET_SIMPLY)
     allowed = {r.id: frozenset(r.spec.problems) for r in policy.rules}
     rest = con.execute(
-        """
+        f"""
         SELECT o.oid, o.rule, o.subject_kind, o.subject, o.customer, o.kinds, o.need,
                o.opened_us, o.nb_us, o.na_us
-        FROM obligations o ANTI JOIN met_simply m USING (oid)
+        FROM obligations o {"ANTI JOIN met_simply m USING (oid)" if bulk else ""}
         WHERE o.void IS NULL
         ORDER BY o.rule, o.subject_kind, o.subject, o.customer, o.na_us, o.opened_us, o.oid
         """
@@ -437,12 +447,10 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> froz
         }
     )
     con.register("rest_arrow", rest_table)
+    simply = "SELECT oid, 'met' AS status, NULL::VARCHAR AS problem, taken AS comm_pos FROM met_simply UNION ALL"
     con.execute(
-        """
-        CREATE OR REPLACE TABLE outcomes AS
-        SELECT oid, 'met' AS status, NULL::VARCHAR AS problem, taken AS comm_pos FROM met_simply
-        UNION ALL SELECT oid, status, problem, comm_pos FROM rest_arrow
-        """
+        f"CREATE OR REPLACE TABLE outcomes AS {simply if bulk else ''}"
+        " SELECT oid, status, problem, comm_pos FROM rest_arrow"
     )
     con.unregister("rest_arrow")
     return frozenset(out_status) - {"met"}
