@@ -23,6 +23,7 @@ from forewarn.instants import utc
 from forewarn.policy.model import Policy
 from forewarn.relational.evaluation import Relational, evaluate_events, evaluate_store
 from forewarn.relational.report import Counted, EventSource, _period_sql, count, list_events, store_events
+from forewarn.relational.tables import run
 from forewarn.relational.violations import _at
 
 DETAILED_FORMATS = frozenset({"html", "junit"})
@@ -65,7 +66,7 @@ class RelationalAuditResult(AuditResult):
 
 
 def _waivers(rel: Relational) -> list[WaiverGranted]:
-    rows = rel.con.execute("SELECT payload FROM ev WHERE type = 'waiver.granted' ORDER BY pos").fetchall()
+    rows = run(rel.con, "SELECT payload FROM ev WHERE type = 'waiver.granted' ORDER BY pos").fetchall()
     waivers = [EVENT_ADAPTER.validate_json(p) for (p,) in rows]
     return sorted(waivers, key=lambda w: (w.at, w.waiver))  # type: ignore[union-attr, return-value]
 
@@ -93,7 +94,8 @@ def audit_relational(
     params: dict[str, object] = {}
     period = _period_sql(since, until, "o.na_us", params)
     by_status = dict(
-        rel.con.execute(
+        run(
+            rel.con,
             f"SELECT r.status, count(*) FROM obligations o JOIN outcomes r USING (oid) WHERE {period} GROUP BY ALL",
             params,
         ).fetchall()
@@ -101,7 +103,8 @@ def audit_relational(
     waived_keys = {(f.rule, f.subject, f.customer, utc(f.due)) for f in findings if f.status == "waived"}
     waived = 0
     if waived_keys and "violated" in rel.unmet:  # which violated obligations the waived findings are of
-        violated_rows = rel.con.execute(
+        violated_rows = run(
+            rel.con,
             f"SELECT o.rule, o.subject, o.customer, o.na_us FROM obligations o JOIN outcomes r USING (oid)"
             f" WHERE r.status = 'violated' AND {period}",
             params,
@@ -137,13 +140,15 @@ def _finding_kinds(rel: Relational, findings: list[Finding]) -> dict[tuple[str, 
     own = {r.id: spec.subject for r in rel.policy.rules if (spec := r.spec.obligation or r.spec.alarm)}
     ids = sorted({f.subject for f in findings})
     subjects = set(
-        rel.con.execute(
+        run(
+            rel.con,
             "SELECT subject_kind, subject FROM subjects WHERE list_contains($ids, subject)", {"ids": ids}
         ).fetchall()
     )
     comms = {
         c
-        for (c,) in rel.con.execute(
+        for (c,) in run(
+            rel.con,
             "SELECT DISTINCT communication FROM comms WHERE list_contains($ids, communication)", {"ids": ids}
         ).fetchall()
     }
@@ -160,7 +165,8 @@ def _finding_kinds(rel: Relational, findings: list[Finding]) -> dict[tuple[str, 
 def _pending(rel: Relational, period: str, params: dict[str, object]) -> list[dict[str, object]]:
     """Pending obligations in the shape of cli.md, by deadline, rule, subject, customer."""
     senders = rel.policy._senders  # the `sender` requirement's addresses, if the policy has one
-    rows = rel.con.execute(
+    rows = run(
+        rel.con,
         f"""
         SELECT o.rule, o.subject, o.customer, o.kinds[1], s.release_related, cv.contacts,
                greatest(o.nb_us, o.opened_us), o.na_us

@@ -18,6 +18,7 @@ from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import Check
 from forewarn.relational.conditions import condition_sql
 from forewarn.relational.obligations import scope_sql
+from forewarn.relational.tables import run
 
 # The communications a check applies to, with their subject (if folded) and scope at the time.
 SCOPED = """
@@ -32,7 +33,7 @@ the customer's version then (`cv_pos`)."""
 def scoped(con, policy: Policy) -> None:
     """Make `scoped_comms` (once per evaluation) for the policy's scope."""
     params: dict[str, object] = {}
-    con.execute(SCOPED.format(scope=scope_sql(policy.scope_condition, params)), params)
+    run(con, SCOPED.format(scope=scope_sql(policy.scope_condition, params)), params)
 
 
 APPLIES = """
@@ -222,7 +223,7 @@ def failing(con, policy: Policy, as_of_us: int) -> list[dict[str, object]]:
     communications by position, then rule, check and requirement order; then replies."""
     rows: list[dict[str, object]] = []
     scoped(con, policy)
-    ((present, replied),) = con.execute(PRESENT).fetchall()  # read to its end: the connection takes more work
+    ((present, replied),) = run(con, PRESENT).fetchall()  # read to its end: the connection takes more work
     kinds = present or []  # no communication in scope: NULL
     for rule_no, rule in enumerate(policy.rules):
         for req_no, (check, req, text, params) in enumerate(_rule_checks(rule, policy.scope_condition)):
@@ -230,7 +231,7 @@ def failing(con, policy: Policy, as_of_us: int) -> list[dict[str, object]]:
                 continue  # nothing it applies to: no communication of its kinds in scope, or no reply
             if "$as_of_us" in text:
                 params = {**params, "as_of_us": as_of_us}
-            cur = con.execute(text, params)
+            cur = run(con, text, params)
             names = [d[0] for d in cur.description]
             for values in cur.fetchall():
                 row = dict(zip(names, values, strict=True))

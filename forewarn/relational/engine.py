@@ -30,6 +30,7 @@ from forewarn.policy.model import Policy
 from forewarn.relational import tables
 from forewarn.relational.evaluation import Relational, evaluate_raw
 from forewarn.relational.obligations import from_epoch_us
+from forewarn.relational.tables import run
 
 Key = tuple[str, str]
 
@@ -88,7 +89,7 @@ def extract(rel: Relational) -> Evaluated:
     """The open obligations and the cancellations' audiences of an evaluation (its tables are left as they are)."""
     life = rel.life
     out = Evaluated(rel.as_of, dict(life.histories))
-    for row in rel.con.execute(OPEN_OUTCOMES).fetchall():
+    for row in run(rel.con, OPEN_OUTCOMES).fetchall():
         ob = _obligation(row[:17], rel)
         status, contacts, sent = row[17:]
         outcome = Outcome(ob, "pending") if status == "pending" else Outcome(ob, "violated", problem="missing")
@@ -108,7 +109,7 @@ def extract(rel: Relational) -> Evaluated:
         )
         told: dict[str, set[str]] = defaultdict(set)
         withdrawn: dict[str, set[str]] = defaultdict(set)
-        for subject, customer, announcing in rel.con.execute(CANCELLED_COMMS).fetchall():
+        for subject, customer, announcing in run(rel.con, CANCELLED_COMMS).fetchall():
             (told if announcing else withdrawn)[subject].add(customer)
         rel.con.unregister("cancelled")
         out.told = {s: frozenset(told[s]) for s in cancelled}
@@ -147,7 +148,8 @@ def _obligation(row: Sequence, rel: Relational) -> Obligation:
 
 def obligations_of(rel: Relational, kind: str, subject: str) -> list[Obligation]:
     """One subject's obligations that stand (not void), in derivation order."""
-    rows = rel.con.execute(
+    rows = run(
+        rel.con,
         f"SELECT {OBLIGATION_COLUMNS} FROM obligations o WHERE o.subject_kind = $kind AND o.subject = $subject"
         " AND o.void IS NULL ORDER BY o.oid",
         {"kind": kind, "subject": subject},

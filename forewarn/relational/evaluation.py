@@ -15,6 +15,7 @@ from forewarn.events import Event
 from forewarn.instants import epoch_us
 from forewarn.policy.model import Policy
 from forewarn.relational import lifecycle, obligations, tables, violations
+from forewarn.relational.tables import run
 
 
 @dataclass
@@ -103,7 +104,8 @@ OutcomeKey = tuple[str, str, str, str, int, int, int, str, str | None, tuple[str
 def outcome_keys(rel: Relational) -> list[OutcomeKey]:
     """Every obligation's outcome as (rule, subject kind, subject, customer, opened, not_before, not_after (us),
     status, problem, communications), void ones as status 'void' (for comparisons)."""
-    rows = rel.con.execute(
+    rows = run(
+        rel.con,
         """
         WITH named AS (
             SELECT r.oid, list(c.communication ORDER BY u.n) AS comms

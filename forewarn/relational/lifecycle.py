@@ -28,6 +28,7 @@ from forewarn.instants import epoch_us
 from forewarn.log.source import DamagedLog
 from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import AnchorName
+from forewarn.relational.tables import run
 
 ANCHORS: tuple[str, ...] = AnchorName.__args__  # type: ignore[attr-defined]
 
@@ -56,7 +57,8 @@ def fold_all(
     """Fold every subject's lifecycle events (read from `ev`) and run the triggers on durable_rules.
     `pos_at`: the position of the last event at or before an instant (an alarm timer's), when `ev` holds
     only part of the log (the engine's open subjects: forewarn.relational.engine); by default `ev`'s own."""
-    rows = con.execute(
+    rows = run(
+        con,
         f"SELECT pos, payload FROM ev WHERE type IN {LIFECYCLE} ORDER BY pos",  # a fixed list of ours
     ).fetchall()
     by_subject: dict[tuple[str, str], list[tuple[int, Event]]] = {}
@@ -75,7 +77,7 @@ def fold_all(
 
         def pos_at(t: datetime) -> int:
             if not ats:
-                ats.append(con.execute("SELECT at_us FROM ev ORDER BY pos").fetchnumpy()["at_us"])
+                ats.append(run(con, "SELECT at_us FROM ev ORDER BY pos").fetchnumpy()["at_us"])
             return int(np.searchsorted(ats[0], epoch_us(t), side="right")) - 1
 
     timers = timers_of(policy)

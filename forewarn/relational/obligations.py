@@ -26,6 +26,7 @@ from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import Anchor
 from forewarn.relational.conditions import condition_sql
 from forewarn.relational.lifecycle import ANCHORS
+from forewarn.relational.tables import run
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -247,7 +248,8 @@ def void_case(rule: Rule, name: str) -> str | None:
 
 def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> pa.Table:
     """The business-day bounds of `side` (nb | na): the calendar once per distinct key, to join back."""
-    keys = con.execute(
+    keys = run(
+        con,
         f"SELECT DISTINCT timezone, country, subdivision, {side}_days, {side}_base_us FROM obligations"
         f" WHERE {side}_days > 0"
     ).fetchall()
@@ -318,11 +320,11 @@ def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy, fired: Col
     many it holds.
     `fired`: the rules `triggers` holds obligation triggers of (lifecycle.register); a rule nothing triggered
     has no obligations (a small log, the engine's passes over a few subjects)."""
-    con.execute(CREATE_OBLIGATIONS)
+    run(con, CREATE_OBLIGATIONS)
     rules = [r for r in policy.rules if r.spec.obligation is not None and r.id in fired]
     added = 0
     if rules:
-        ((added,),) = con.execute(*obligations_query(rules, policy.scope_condition)).fetchall()
+        ((added,),) = run(con, *obligations_query(rules, policy.scope_condition)).fetchall()
     windows = [r.spec.obligation.window for r in rules]  # type: ignore[union-attr]
     for side, anchors in (("nb", [(r, w.not_before) for r, w in zip(rules, windows, strict=True)]),
                           ("na", [(r, w.not_after) for r, w in zip(rules, windows, strict=True)])):
@@ -337,7 +339,7 @@ def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy, fired: Col
             cases.append(void)
             params[name] = rule.id
     void = f"CASE {' '.join(cases)} END" if cases else "NULL::VARCHAR"
-    con.execute(FINISH_OBLIGATIONS.format(void=void), params)
+    run(con, FINISH_OBLIGATIONS.format(void=void), params)
     for side in ("nb", "na"):
         con.unregister(f"{side}_deadlines")
     return added
@@ -358,10 +360,11 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int, obligat
     many the table holds; a few are all matched in the greedy pass (the queries' fixed cost is more than its)."""
     bulk = obligations > FEW_OBLIGATIONS
     if bulk:
-        con.execute(FITS)
-        con.execute(MET_SIMPLY)
+        run(con, FITS)
+        run(con, MET_SIMPLY)
     allowed = {r.id: frozenset(r.spec.problems) for r in policy.rules}
-    rest = con.execute(
+    rest = run(
+        con,
         f"""
         SELECT o.oid, o.rule, o.subject_kind, o.subject, o.customer, o.kinds, o.need,
                o.opened_us, o.nb_us, o.na_us
@@ -384,7 +387,8 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int, obligat
     cands = []
     if groups:
         con.register("group_keys", keys)
-        cands = con.execute(
+        cands = run(
+            con,
             """
             SELECT DISTINCT c.subject_kind, c.subject, c.customer, c.kind, c.pos, c.at_us
             FROM comms c JOIN group_keys g USING (subject_kind, subject, customer)
@@ -448,7 +452,8 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int, obligat
     )
     con.register("rest_arrow", rest_table)
     simply = "SELECT oid, 'met' AS status, NULL::VARCHAR AS problem, taken AS comm_pos FROM met_simply UNION ALL"
-    con.execute(
+    run(
+        con,
         f"CREATE OR REPLACE TABLE outcomes AS {simply if bulk else ''}"
         " SELECT oid, status, problem, comm_pos FROM rest_arrow"
     )

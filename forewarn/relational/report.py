@@ -39,6 +39,7 @@ from forewarn.relational.conditions import condition_sql
 from forewarn.relational.evaluation import Relational
 from forewarn.relational.lifecycle import LIFECYCLE
 from forewarn.relational.obligations import scope_sql
+from forewarn.relational.tables import run
 from forewarn.relational.violations import _at, instant
 
 Month = tuple[int, int]
@@ -127,7 +128,8 @@ def count(
     # obligations: counted in SQL; the violated ones (as many as their findings) claim their findings here
     _count_obligations(rel, where, params, out)
     violated: dict[int, Case] = {}
-    for oid, rule, subject, customer, *rest in con.execute(
+    for oid, rule, subject, customer, *rest in run(
+        con,
         OBLIGATION_ROWS.format(where=where, status="AND r.status = 'violated'"), params
     ).fetchall():
         ob = _judged(tuple(rest[:-1]))
@@ -202,7 +204,8 @@ def count(
 def _count_obligations(rel: Relational, where: str, params: dict[str, object], out: Counted) -> None:
     """Obligations of the period by (rule | month | customer | subject, status), in one grouping query."""
     ym = YM.format(t="o.na_us")
-    rows = rel.con.execute(
+    rows = run(
+        rel.con,
         f"""
         SELECT grouping(o.rule), grouping(ym), grouping(o.customer), o.rule, ym, o.customer, o.subject, r.status,
                count(*)
@@ -230,7 +233,8 @@ def _abouts(rel: Relational, ids: set[str]) -> tuple[dict[str, str | None], dict
     original communication's), and where it first is in the log."""
     if not ids:
         return {}, {}
-    rows = rel.con.execute(
+    rows = run(
+        rel.con,
         """
         WITH wanted AS (SELECT unnest($ids::VARCHAR[]) AS id),
         cm AS (SELECT communication, arg_max(subject, pos) AS subject, min(pos) AS first FROM comms
@@ -276,7 +280,8 @@ def _checks(
             for judged, params in _check_queries(rel, rule, since, until):
                 _count_judged(con, rule.id, judged, params, out)
                 if detail:
-                    rows = con.execute(
+                    rows = run(
+                        con,
                         f"SELECT pos, id, customer, subject, due_us, is_pending FROM ({judged}) ORDER BY pos", params
                     ).fetchall()
                     for pos, i, customer, subject, due, pending in rows:
@@ -288,7 +293,8 @@ def _checks(
 
 
 def _count_judged(con: Any, rule_id: str, judged: str, params: dict[str, object], out: Counted) -> None:
-    rows = con.execute(
+    rows = run(
+        con,
         f"""
         SELECT grouping(ym), grouping(customer), grouping(subject), ym, customer, subject, is_pending, count(*)
         FROM (SELECT *, {YM.format(t="due_us")} AS ym FROM ({judged}))
@@ -390,7 +396,8 @@ def _check_queries(
 def _obligation_cases(rel: Relational, where: str, params: dict[str, object], violated: dict[int, Case]) -> list[Case]:
     """Every obligation of the period as a case, in derivation order (the violated ones with their findings)."""
     out = []
-    for oid, rule, subject, customer, *rest in rel.con.execute(
+    for oid, rule, subject, customer, *rest in run(
+        rel.con,
         OBLIGATION_ROWS.format(where=where, status=""), params
     ).fetchall():
         case = violated.get(oid)
@@ -416,7 +423,8 @@ def _business_rules(policy: Policy) -> dict[str, int]:
 def _timed(rel: Relational, where: str, params: dict[str, object], violated: dict[int, Case]) -> list[Lead]:
     """The judged obligations of business-day rules: how far ahead of the anchor each was sent."""
     days = _business_rules(rel.policy)
-    rows = rel.con.execute(
+    rows = run(
+        rel.con,
         f"""
         SELECT o.oid, o.rule, r.status, c.at_us, r.problem, o.na_base_us, o.timezone, o.country, o.subdivision
         FROM obligations o JOIN outcomes r USING (oid) LEFT JOIN comms c ON c.pos = r.comm_pos[-1]
@@ -452,7 +460,8 @@ def _details(
         customers.setdefault(cid, Group(cid)).tally.add(status, n)
     shown = [g.key for g in sorted(customers.values(), key=customer_key)[:MAX_TABLE_ROWS]]
     wanted_tz = sorted({c.customer for c in counted.flagged} | set(shown))
-    latest = con.execute(
+    latest = run(
+        con,
         """
         SELECT customer, arg_max(timezone, pos), arg_max(id, pos) FROM customer_versions
         WHERE customer IN (SELECT unnest($ids::VARCHAR[])) GROUP BY customer
@@ -478,7 +487,8 @@ def _details(
     )[:MAX_TIMELINES]
     top_ids = sorted(mid for mid, _h in top)
     comms: dict[str, list[Sent]] = defaultdict(list)
-    for subject, communication, kind, customer, at in con.execute(
+    for subject, communication, kind, customer, at in run(
+        con,
         """
         SELECT subject, communication, kind, customer, at_us FROM comms
         WHERE subject_kind = 'maintenance' AND subject IN (SELECT unnest($ids::VARCHAR[])) ORDER BY pos
@@ -487,7 +497,8 @@ def _details(
     ).fetchall():
         comms[subject].append(Sent(communication, kind, customer, _at(at)))
     bands: dict[str, list[tuple[str, datetime, datetime]]] = defaultdict(list)
-    for subject, kind, lo, hi in con.execute(
+    for subject, kind, lo, hi in run(
+        con,
         f"""
         SELECT o.subject, o.kinds[1], min(o.na_us), max(o.na_us) FROM obligations o JOIN outcomes r USING (oid)
         WHERE o.subject_kind = 'maintenance' AND o.subject IN (SELECT unnest($top_ids::VARCHAR[])) AND {where}
@@ -518,7 +529,8 @@ def _events(rel: Relational, ids: set[str], events: EventSource | None) -> dict[
     if not ids:
         return {}
     positions = dict(
-        rel.con.execute(
+        run(
+            rel.con,
             "SELECT id, pos FROM ev WHERE id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": sorted(ids)}
         ).fetchall()
     )
@@ -551,7 +563,8 @@ def _event_book(rel: Relational, findings: list[Finding], found: dict[str, Any])
             extra.append((pos, e))
     comm_ids = sorted({i for f in findings for i in (f.subject, f.communication) if i})
     comm_subject = dict(
-        rel.con.execute(
+        run(
+            rel.con,
             "SELECT communication, arg_max(subject, pos) FROM comms WHERE communication IN"
             " (SELECT unnest($ids::VARCHAR[])) GROUP BY communication",
             {"ids": comm_ids},

@@ -17,6 +17,7 @@ from forewarn.evaluate.model import Violation
 from forewarn.policy.model import Policy
 from forewarn.relational import checks
 from forewarn.relational.obligations import alarm_query
+from forewarn.relational.tables import run
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -67,7 +68,7 @@ def obligation_violations(con: duckdb.DuckDBPyConnection, counting: bool = True)
     """The violated obligations' violations; `counting`: some obligation counts several communications (else
     none has a count found to report)."""
     out = []
-    cur = con.execute(VIOLATED_OBLIGATIONS.format(count_found=COUNT_FOUND if counting else "NULL::BIGINT"))
+    cur = run(con, VIOLATED_OBLIGATIONS.format(count_found=COUNT_FOUND if counting else "NULL::BIGINT"))
     names = [d[0] for d in cur.description]
     for values in cur.fetchall():
         r = dict(zip(names, values, strict=True))
@@ -115,7 +116,7 @@ def alarm_violations(con: duckdb.DuckDBPyConnection, policy: Policy, fired: Coll
     for rule in policy.rules:
         if rule.spec.alarm is None or rule.id not in fired:
             continue
-        for values in con.execute(*alarm_query(rule, policy.scope_condition)).fetchall():
+        for values in run(con, *alarm_query(rule, policy.scope_condition)).fetchall():
             rows.append((rule, *values))
     rows.sort(key=lambda r: r[1])  # trigger order: subject by subject, as the lifecycle fired them
     out = []
@@ -150,8 +151,9 @@ def check_violations(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: i
     comms: dict[int, tuple] = {}
     if comm_rows:
         positions = sorted({int(r["pos"]) for r in comm_rows})  # type: ignore[arg-type]
-        con.execute("CREATE OR REPLACE TEMP TABLE wanted AS SELECT unnest($p::BIGINT[]) AS pos", {"p": positions})
-        for values in con.execute(
+        run(con, "CREATE OR REPLACE TEMP TABLE wanted AS SELECT unnest($p::BIGINT[]) AS pos", {"p": positions})
+        for values in run(
+            con,
             "SELECT c.pos, c.id, c.communication, c.customer, c.kind, c.subject, c.at_us, c.from_addr, s.defined_event"
             " FROM comms c JOIN wanted USING (pos)"
             " LEFT JOIN subjects s ON s.subject_kind = c.subject_kind AND s.subject = c.subject"
