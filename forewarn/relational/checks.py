@@ -13,6 +13,8 @@ import sys
 from collections.abc import Mapping
 from functools import cache
 
+import duckdb
+
 from forewarn.policy.conditions import Condition
 from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import Check
@@ -30,7 +32,7 @@ WHERE {scope}
 the customer's version then (`cv_pos`)."""
 
 
-def scoped(con, policy: Policy) -> None:
+def scoped(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
     """Make `scoped_comms` (once per evaluation) for the policy's scope."""
     params: dict[str, object] = {}
     run(con, SCOPED.format(scope=scope_sql(policy.scope_condition, params)), params)
@@ -210,7 +212,13 @@ PRESENT = "SELECT (SELECT list(DISTINCT kind) FROM scoped_comms), EXISTS (SELECT
 those has nothing to fail."""
 
 
-def _applicable(check: Check, kinds: list[str]) -> bool:
+def present(con: duckdb.DuckDBPyConnection) -> tuple[list[str], bool]:
+    """The kinds of the communications in scope (`scoped`: made first), and whether a reply was received."""
+    ((kinds, replied),) = run(con, PRESENT).fetchall()  # read to its end: the connection takes more work
+    return kinds or [], replied  # no communication in scope: NULL
+
+
+def applicable(check: Check, kinds: list[str]) -> bool:
     """A communication check applies to some of the communications in scope of these kinds (as far as its kinds
     tell: its `about` and terms are the queries')."""
     if check.kinds == "all":
@@ -218,16 +226,15 @@ def _applicable(check: Check, kinds: list[str]) -> bool:
     return any(kind in kinds for kind in check.kinds or ())
 
 
-def failing(con, policy: Policy, as_of_us: int) -> list[dict[str, object]]:
+def failing(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> list[dict[str, object]]:
     """Every failing (communication or reply, rule, requirement), in the object evaluation's order:
     communications by position, then rule, check and requirement order; then replies."""
     rows: list[dict[str, object]] = []
     scoped(con, policy)
-    ((present, replied),) = run(con, PRESENT).fetchall()  # read to its end: the connection takes more work
-    kinds = present or []  # no communication in scope: NULL
+    kinds, replied = present(con)
     for rule_no, rule in enumerate(policy.rules):
         for req_no, (check, req, text, params) in enumerate(_rule_checks(rule, policy.scope_condition)):
-            if not (replied if check.replies else _applicable(check, kinds)):
+            if not (replied if check.replies else applicable(check, kinds)):
                 continue  # nothing it applies to: no communication of its kinds in scope, or no reply
             if "$as_of_us" in text:
                 params = {**params, "as_of_us": as_of_us}

@@ -34,7 +34,7 @@ from forewarn.audit.formats.stats import (
 from forewarn.events import Event
 from forewarn.instants import epoch_us
 from forewarn.policy.model import Policy, Rule
-from forewarn.relational.checks import applies_sql, scoped
+from forewarn.relational.checks import applicable, applies_sql, present, scoped
 from forewarn.relational.conditions import condition_sql
 from forewarn.relational.evaluation import Relational
 from forewarn.relational.lifecycle import LIFECYCLE
@@ -274,19 +274,21 @@ def _checks(
     )
     con.register("flagged", flagged)
     scoped(con, policy)
+    found = present(con)
     listed: list[tuple[int, Case]] = []
     try:
         for rule in policy.rules:
-            for judged, params in _check_queries(rel, rule, since, until):
-                _count_judged(con, rule.id, judged, params, out)
-                if detail:
-                    rows = run(
-                        con,
-                        f"SELECT pos, id, customer, subject, due_us, is_pending FROM ({judged}) ORDER BY pos", params
-                    ).fetchall()
-                    for pos, i, customer, subject, due, pending in rows:
-                        status = "pending" if pending else "met"
-                        listed.append((pos, Case(rule.id, "check", i, customer, _at(due), status, subject)))
+            for judged, params in _check_queries(rel, rule, since, until, found):
+                if not detail:
+                    _count_judged(con, rule.id, judged, params, out)
+                    continue
+                rows = run(
+                    con, f"SELECT pos, id, customer, subject, due_us, is_pending FROM ({judged}) ORDER BY pos", params
+                ).fetchall()
+                for pos, i, customer, subject, due, pending in rows:  # listed: counted as they are
+                    status = "pending" if pending else "met"
+                    listed.append((pos, Case(rule.id, "check", i, customer, _at(due), status, subject)))
+                    out.add("check", rule.id, _month_of(_at(due)), customer, subject, status)
     finally:
         con.unregister("flagged")
     return listed
@@ -328,13 +330,19 @@ def _period_sql(since: datetime | None, until: datetime | None, column: str, par
 
 
 def _check_queries(
-    rel: Relational, rule: Rule, since: datetime | None, until: datetime | None
+    rel: Relational,
+    rule: Rule,
+    since: datetime | None,
+    until: datetime | None,
+    present: tuple[list[str], bool] | None = None,
 ) -> Iterator[tuple[str, dict[str, object]]]:
     """A rule's check cases of the period without findings, as queries of (pos, id, customer, subject, due_us,
-    is_pending): its communication checks', then its reply checks'."""
+    is_pending): its communication checks', then its reply checks'. `present`: the kinds of the communications
+    in scope and whether a reply was received (checks.present); a query whose checks apply to none is left out."""
     policy = rel.policy
+    kinds, replied = present if present is not None else (None, True)
     comm_checks = [c for c in rule.spec.checks if not c.replies]
-    if comm_checks:
+    if comm_checks and (kinds is None or any(applicable(c, kinds) for c in comm_checks)):
         minutes = 0
         parts = []
         params: dict[str, object] = {}
@@ -367,7 +375,7 @@ def _check_queries(
             """,
             params,
         )
-    if any(c.replies for c in rule.spec.checks):
+    if replied and any(c.replies for c in rule.spec.checks):
         params = {}
         scope = scope_sql(policy.scope_condition, params)
         terms = " OR ".join(
