@@ -226,12 +226,17 @@ def applicable(check: Check, kinds: list[str]) -> bool:
     return any(kind in kinds for kind in check.kinds or ())
 
 
-def failing(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> list[dict[str, object]]:
+def failing(
+    con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int, found: tuple[list[str], bool] | None = None
+) -> list[dict[str, object]]:
     """Every failing (communication or reply, rule, requirement), in the object evaluation's order:
-    communications by position, then rule, check and requirement order; then replies."""
+    communications by position, then rule, check and requirement order; then replies. `found`: `present`'s
+    answer, if known (`scoped_comms` made)."""
     rows: list[dict[str, object]] = []
-    scoped(con, policy)
-    kinds, replied = present(con)
+    if found is None:
+        scoped(con, policy)
+        found = present(con)
+    kinds, replied = found
     for rule_no, rule in enumerate(policy.rules):
         for req_no, (check, req, text, params) in enumerate(_rule_checks(rule, policy.scope_condition)):
             if not (replied if check.replies else applicable(check, kinds)):

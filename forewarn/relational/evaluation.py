@@ -14,7 +14,7 @@ from forewarn.evaluate.model import Violation
 from forewarn.events import Event
 from forewarn.instants import epoch_us
 from forewarn.policy.model import Policy
-from forewarn.relational import lifecycle, obligations, tables, violations
+from forewarn.relational import checks, lifecycle, obligations, tables, violations
 from forewarn.relational.tables import run
 
 
@@ -30,6 +30,7 @@ class Relational:
     fired: frozenset[str] = frozenset()  # the obligation rules `triggers` holds triggers of
     alarms: frozenset[str] = frozenset()  # the alarm rules `triggers` holds timers of
     unmet: frozenset[str] = frozenset({"violated", "pending"})  # the statuses but met that `outcomes` holds
+    _present: tuple[list[str], bool] | None = None
 
     def close(self) -> None:
         """Free the tables (and the spill directory) of a connection made for this evaluation; a caller's
@@ -37,13 +38,21 @@ class Relational:
         if self.owned:
             tables.close(self.con)
 
+    def present(self) -> tuple[list[str], bool]:
+        """What the checks can apply to: the kinds of the communications in scope and whether a reply was
+        received (with `scoped_comms`, made once per evaluation)."""
+        if self._present is None:
+            checks.scoped(self.con, self.policy)
+            self._present = checks.present(self.con)
+        return self._present
+
     def violations(self, checks: bool = True) -> list[Violation]:
         """Obligation violations, then alarms, then (if `checks`) the per-communication checks' violations."""
         counting = any(self.policy.by_id[r].spec.obligation.count > 1 for r in self.fired)  # type: ignore[union-attr]
         out = violations.obligation_violations(self.con, counting) if "violated" in self.unmet else []
         out += violations.alarm_violations(self.con, self.policy, self.alarms)
         if checks:
-            out += violations.check_violations(self.con, self.policy, epoch_us(self.as_of))
+            out += violations.check_violations(self.con, self.policy, epoch_us(self.as_of), self.present())
         return out
 
 

@@ -34,7 +34,7 @@ from forewarn.audit.formats.stats import (
 from forewarn.events import Event
 from forewarn.instants import epoch_us
 from forewarn.policy.model import Policy, Rule
-from forewarn.relational.checks import applicable, applies_sql, present, scoped
+from forewarn.relational.checks import applicable, applies_sql
 from forewarn.relational.conditions import condition_sql
 from forewarn.relational.evaluation import Relational
 from forewarn.relational.lifecycle import LIFECYCLE
@@ -125,13 +125,21 @@ def count(
         else:
             by_key.setdefault((f.rule, f.subject, f.customer, f.due), []).append(f)
 
-    # obligations: counted in SQL; the violated ones (as many as their findings) claim their findings here
-    _count_obligations(rel, where, params, out)
+    # obligations: counted in SQL, or as JUnit lists them; the violated ones (as many as their findings) claim
+    # their findings here
+    listed = None
+    if "junit" in detail:
+        listed = run(con, OBLIGATION_ROWS.format(where=where, status=""), params).fetchall()
+        for _oid, rule, subject, customer, *rest in listed:
+            out.add("obligation", rule, _month_of(_at(rest[9])), customer, subject, rest[-1])  # due: not after
+        violated_rows = [row for row in listed if row[-1] == "violated"]
+    else:
+        _count_obligations(rel, where, params, out)
+        violated_rows = run(
+            con, OBLIGATION_ROWS.format(where=where, status="AND r.status = 'violated'"), params
+        ).fetchall()
     violated: dict[int, Case] = {}
-    for oid, rule, subject, customer, *rest in run(
-        con,
-        OBLIGATION_ROWS.format(where=where, status="AND r.status = 'violated'"), params
-    ).fetchall():
+    for oid, rule, subject, customer, *rest in violated_rows:
         ob = _judged(tuple(rest[:-1]))
         waiting = by_key.get((rule, subject, customer, ob.not_after))
         found = (waiting.pop(0),) if waiting else ()
@@ -191,7 +199,7 @@ def count(
         for pos, case in [*listed_checks, *checks]:
             by_rule[case.rule].append((pos, case))
         out.listed = [
-            *_obligation_cases(rel, where, params, violated),
+            *_obligation_cases(listed or [], violated),
             *(case for rule in by_rule.values() for _p, case in sorted(rule, key=lambda pc: pc[0])),
             *rest,
         ]
@@ -273,8 +281,7 @@ def _checks(
         {"rule": pa.array([r for r, _s in skip], pa.string()), "subject": pa.array([s for _r, s in skip], pa.string())}
     )
     con.register("flagged", flagged)
-    scoped(con, policy)
-    found = present(con)
+    found = rel.present()
     listed: list[tuple[int, Case]] = []
     try:
         for rule in policy.rules:
@@ -401,13 +408,11 @@ def _check_queries(
         )
 
 
-def _obligation_cases(rel: Relational, where: str, params: dict[str, object], violated: dict[int, Case]) -> list[Case]:
-    """Every obligation of the period as a case, in derivation order (the violated ones with their findings)."""
+def _obligation_cases(rows: list[tuple[Any, ...]], violated: dict[int, Case]) -> list[Case]:
+    """Every obligation of the period (OBLIGATION_ROWS) as a case, in derivation order (the violated ones with
+    their findings)."""
     out = []
-    for oid, rule, subject, customer, *rest in run(
-        rel.con,
-        OBLIGATION_ROWS.format(where=where, status=""), params
-    ).fetchall():
+    for oid, rule, subject, customer, *rest in rows:
         case = violated.get(oid)
         if case is None:
             ob = _judged(tuple(rest[:-1]))

@@ -145,8 +145,11 @@ def alarm_violations(con: duckdb.DuckDBPyConnection, policy: Policy, fired: Coll
 COMM_OF = "SELECT pos, id, communication, customer, kind, subject, at_us, from_addr FROM comms WHERE pos IN ({marks})"
 
 
-def check_violations(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> list[Violation]:
-    rows = checks.failing(con, policy, as_of_us)
+def check_violations(
+    con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int, present: tuple[list[str], bool] | None = None
+) -> list[Violation]:
+    """The failing communications' and replies' violations; `present` as checks.failing's."""
+    rows = checks.failing(con, policy, as_of_us, present)
     comm_rows = [r for r in rows if r["requirement"] != "reply-includes-origin"]
     comms: dict[int, tuple] = {}
     if comm_rows:
