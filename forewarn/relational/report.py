@@ -336,6 +336,11 @@ def _period_sql(since: datetime | None, until: datetime | None, column: str, par
     return " AND ".join(parts)
 
 
+PENDING_TICKET = """($minutes > 0 AND a.at_us + $minutes::BIGINT * 60000000 > $as_of_us
+                   AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.communication = a.communication))"""
+"""A communication whose ticket may still be opened in time (not yet, and its deadline is after as-of)."""
+
+
 def _check_queries(
     rel: Relational,
     rule: Rule,
@@ -366,17 +371,17 @@ def _check_queries(
             params[f"kinds{n}"] = [] if check.kinds in ("all", None) else list(check.kinds)  # type: ignore[arg-type]
             parts.append(text)
         params["minutes"] = minutes
-        params["as_of_us"] = epoch_us(rel.as_of)
         period = _period_sql(since, until, "a.at_us + $minutes::BIGINT * 60000000", params)
         params["rule_id"] = rule.id
-        params["ticketed"] = any(req == "ticket-opened" for c in comm_checks for req, _ in c.requirements())
+        ticketed = any(req == "ticket-opened" for c in comm_checks for req, _ in c.requirements())
+        pending = PENDING_TICKET if ticketed else "FALSE"  # only a ticket still to open keeps a check pending
+        if ticketed:
+            params["as_of_us"] = epoch_us(rel.as_of)
         yield (
             f"""
             WITH a AS (SELECT DISTINCT pos, communication, customer, subject, at_us FROM ({" UNION ALL ".join(parts)}))
             SELECT a.pos, a.communication AS id, a.customer, a.subject,
-                   a.at_us + $minutes::BIGINT * 60000000 AS due_us,
-                   $ticketed AND $minutes > 0 AND a.at_us + $minutes::BIGINT * 60000000 > $as_of_us
-                   AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.communication = a.communication) AS is_pending
+                   a.at_us + $minutes::BIGINT * 60000000 AS due_us, {pending} AS is_pending
             FROM a ANTI JOIN flagged f ON f.rule = $rule_id AND f.subject = a.communication
             WHERE {period}
             """,
