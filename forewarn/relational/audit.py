@@ -18,7 +18,7 @@ import duckdb
 
 from forewarn.audit.findings import AuditResult, Finding, Summary, to_finding
 from forewarn.audit.formats.stats import Case, Group, Report, Tally, month_name
-from forewarn.events import EVENT_ADAPTER, Event, WaiverGranted
+from forewarn.events import Event, WaiverGranted
 from forewarn.instants import utc
 from forewarn.policy.model import Policy
 from forewarn.relational.evaluation import Relational, evaluate_events, evaluate_store
@@ -66,9 +66,7 @@ class RelationalAuditResult(AuditResult):
 
 
 def _waivers(rel: Relational) -> list[WaiverGranted]:
-    rows = run(rel.con, "SELECT payload FROM ev WHERE type = 'waiver.granted' ORDER BY pos").fetchall()
-    waivers = [EVENT_ADAPTER.validate_json(p) for (p,) in rows]
-    return sorted(waivers, key=lambda w: (w.at, w.waiver))  # type: ignore[union-attr, return-value]
+    return sorted(rel.life.waivers, key=lambda w: (w.at, w.waiver))
 
 
 def _in_period(t: datetime, since: datetime | None, until: datetime | None) -> bool:
@@ -139,12 +137,7 @@ def _finding_kinds(rel: Relational, findings: list[Finding]) -> dict[tuple[str, 
     """What each finding's subject is: the rule's subject kind if it is one, else a communication or a reply."""
     own = {r.id: spec.subject for r in rel.policy.rules if (spec := r.spec.obligation or r.spec.alarm)}
     ids = sorted({f.subject for f in findings})
-    subjects = set(
-        run(
-            rel.con,
-            "SELECT subject_kind, subject FROM subjects WHERE list_contains($ids, subject)", {"ids": ids}
-        ).fetchall()
-    )
+    subjects = rel.life.histories  # every subject evaluated, by (kind, id)
     comms = {
         c
         for (c,) in run(

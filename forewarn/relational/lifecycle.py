@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
@@ -23,7 +23,7 @@ from forewarn.evaluate.lifecycle import SubjectHistory, fold_subject
 from forewarn.evaluate.model import Moment
 from forewarn.evaluate.obligations import ALARM_SUFFIX, _fact, compile_rules, timers_of
 from forewarn.evaluate.rete import Session
-from forewarn.events import EVENT_ADAPTER, Event
+from forewarn.events import EVENT_ADAPTER, Event, WaiverGranted
 from forewarn.instants import epoch_us
 from forewarn.log.source import DamagedLog
 from forewarn.policy.model import Policy, Rule
@@ -33,6 +33,7 @@ from forewarn.relational.tables import run
 ANCHORS: tuple[str, ...] = AnchorName.__args__  # type: ignore[attr-defined]
 
 LIFECYCLE = tuple(sorted(LIFECYCLE_TYPES))  # the object index's list; a tuple prints as an SQL list
+READ = tuple(sorted(LIFECYCLE_TYPES | {"waiver.granted"}))  # the events fold_all reads
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Lifecycles:
     histories: dict[tuple[str, str], SubjectHistory]
     order: dict[tuple[str, str], int]  # subject -> its rank (order of its first event)
     fired: list[tuple[Rule, Moment, int]]  # (rule, moment, moment number in its subject); alarms included
+    waivers: list[WaiverGranted] = field(default_factory=list)  # in evaluation order
 
 
 def _us(t: object) -> int | None:
@@ -54,14 +56,16 @@ def fold_all(
     as_of: datetime,
     pos_at: Callable[[datetime], int] | None = None,
 ) -> Lifecycles:
-    """Fold every subject's lifecycle events (read from `ev`) and run the triggers on durable_rules.
-    `pos_at`: the position of the last event at or before an instant (an alarm timer's), when `ev` holds
-    only part of the log (the engine's open subjects: forewarn.relational.engine); by default `ev`'s own."""
+    """Fold every subject's lifecycle events (read from `ev`, with the waivers) and run the triggers on
+    durable_rules. `pos_at`: the position of the last event at or before an instant (an alarm timer's), when
+    `ev` holds only part of the log (the engine's open subjects: forewarn.relational.engine); by default `ev`'s
+    own."""
     rows = run(
         con,
-        f"SELECT pos, payload FROM ev WHERE type IN {LIFECYCLE} ORDER BY pos",  # a fixed list of ours
+        f"SELECT pos, payload FROM ev WHERE type IN {READ} ORDER BY pos",  # a fixed list of ours
     ).fetchall()
     by_subject: dict[tuple[str, str], list[tuple[int, Event]]] = {}
+    waivers: list[WaiverGranted] = []
     validate = EVENT_ADAPTER.validate_json
     for pos, payload in rows:
         try:
@@ -69,6 +73,9 @@ def fold_all(
         except ValidationError as exc:  # the log holds only validated events: it was altered or damaged
             first = exc.errors(include_url=False)[0]
             raise DamagedLog(f"a stored event is not a valid event ({first['msg']})") from None
+        if isinstance(event, WaiverGranted):
+            waivers.append(event)
+            continue
         kind = event.type.split(".", 1)[0]
         by_subject.setdefault((kind, getattr(event, kind)), []).append((pos, event))
 
@@ -82,7 +89,7 @@ def fold_all(
 
     timers = timers_of(policy)
     fired_names: list[tuple[str, str]] = []
-    out = Lifecycles({}, {}, [])
+    out = Lifecycles({}, {}, [], waivers)
     with Session(compile_rules(policy, fired_names)) as session:
         for rank, ((kind, subject), events) in enumerate(by_subject.items()):
             history = fold_subject(kind, subject, events, timers, as_of, pos_at)

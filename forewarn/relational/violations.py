@@ -154,12 +154,12 @@ def check_violations(
     comms: dict[int, tuple] = {}
     if comm_rows:
         positions = sorted({int(r["pos"]) for r in comm_rows})  # type: ignore[arg-type]
-        run(con, "CREATE OR REPLACE TEMP TABLE wanted AS SELECT unnest($p::BIGINT[]) AS pos", {"p": positions})
         for values in run(
             con,
             "SELECT c.pos, c.id, c.communication, c.customer, c.kind, c.subject, c.at_us, c.from_addr, s.defined_event"
-            " FROM comms c JOIN wanted USING (pos)"
-            " LEFT JOIN subjects s ON s.subject_kind = c.subject_kind AND s.subject = c.subject"
+            " FROM comms c LEFT JOIN subjects s ON s.subject_kind = c.subject_kind AND s.subject = c.subject"
+            " WHERE c.pos IN (SELECT unnest($p::BIGINT[]))",
+            {"p": positions},
         ).fetchall():
             comms[values[0]] = values
     minutes = {
