@@ -14,13 +14,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from forewarn.audit.findings import AuditResult, Finding, Summary, to_finding
 from forewarn.audit.formats.stats import Case, Group, Report, Tally, month_name
-from forewarn.events import EVENT_ADAPTER, Event, WaiverGranted
+from forewarn.events import Event, WaiverGranted
 from forewarn.instants import utc
 from forewarn.policy.model import Policy
 from forewarn.relational.evaluation import Relational, evaluate_events, evaluate_store
 from forewarn.relational.report import Counted, EventSource, _period_sql, count, list_events, store_events
+from forewarn.relational.tables import run
 from forewarn.relational.violations import _at
 
 DETAILED_FORMATS = frozenset({"html", "junit"})
@@ -63,9 +66,7 @@ class RelationalAuditResult(AuditResult):
 
 
 def _waivers(rel: Relational) -> list[WaiverGranted]:
-    rows = rel.con.execute("SELECT payload FROM ev WHERE type = 'waiver.granted' ORDER BY pos").fetchall()
-    waivers = [EVENT_ADAPTER.validate_json(p) for (p,) in rows]
-    return sorted(waivers, key=lambda w: (w.at, w.waiver))  # type: ignore[union-attr, return-value]
+    return sorted(rel.life.waivers, key=lambda w: (w.at, w.waiver))
 
 
 def _in_period(t: datetime, since: datetime | None, until: datetime | None) -> bool:
@@ -78,44 +79,48 @@ def audit_relational(
     until: datetime | None = None,
     detail: Collection[str] = (),
     events: EventSource | None = None,
+    counts: bool = True,
 ) -> RelationalAuditResult:
     """Judge the evaluated log; the period [since, until) selects findings and obligations by due time.
     `detail`: the formats (of DETAILED_FORMATS) to prepare for: junit lists every case, html reads what it
     names (`events`: the log's events by id, for the evidence); none by default, as the counts' formats
-    need nothing more (listing every case of a year's log costs more than judging it)."""
+    need nothing more (listing every case of a year's log costs more than judging it). Without `counts`, the
+    findings, summary and pending obligations only: no format's report can be made of the result (stats_report)."""
     policy, as_of = rel.policy, rel.as_of
-    waivers = _waivers(rel)
-    findings = sorted(
-        (to_finding(v, policy, waivers) for v in rel.violations() if _in_period(v.due, since, until)),
-        key=Finding.sort_key,
-    )
+    found = [v for v in rel.violations() if _in_period(v.due, since, until)]
+    waivers = _waivers(rel) if found else []
+    findings = sorted((to_finding(v, policy, waivers) for v in found), key=Finding.sort_key)
     params: dict[str, object] = {}
     period = _period_sql(since, until, "o.na_us", params)
-    counts = dict(
-        rel.con.execute(
+    by_status = dict(
+        run(
+            rel.con,
             f"SELECT r.status, count(*) FROM obligations o JOIN outcomes r USING (oid) WHERE {period} GROUP BY ALL",
             params,
         ).fetchall()
     )
     waived_keys = {(f.rule, f.subject, f.customer, utc(f.due)) for f in findings if f.status == "waived"}
-    violated_rows = rel.con.execute(
-        f"SELECT o.rule, o.subject, o.customer, o.na_us FROM obligations o JOIN outcomes r USING (oid)"
-        f" WHERE r.status = 'violated' AND {period}",
-        params,
-    ).fetchall()
-    waived = sum(
-        (rule, subject, customer, utc(_at(na))) in waived_keys for rule, subject, customer, na in violated_rows
-    )
-    pending = _pending(rel, period, params)
+    waived = 0
+    if waived_keys and "violated" in rel.unmet:  # which violated obligations the waived findings are of
+        violated_rows = run(
+            rel.con,
+            f"SELECT o.rule, o.subject, o.customer, o.na_us FROM obligations o JOIN outcomes r USING (oid)"
+            f" WHERE r.status = 'violated' AND {period}",
+            params,
+        ).fetchall()
+        waived = sum(
+            (rule, subject, customer, utc(_at(na))) in waived_keys for rule, subject, customer, na in violated_rows
+        )
+    pending = _pending(rel, period, params) if "pending" in rel.unmet else []
     summary = Summary(
-        obligations=sum(counts.values()),
-        met=counts.get("met", 0),
-        violated=len(violated_rows) - waived,
+        obligations=sum(by_status.values()),
+        met=by_status.get("met", 0),
+        violated=by_status.get("violated", 0) - waived,
         waived=waived,
         pending=len(pending),
         findings=len(findings),
     )
-    counted = count(rel, findings, (period, params), since, until, detail, events)
+    counted = count(rel, findings, (period, params), since, until, detail, events) if counts else None
     return RelationalAuditResult(
         as_of,
         since,
@@ -125,7 +130,7 @@ def audit_relational(
         findings,
         pending_rows=tuple(pending),
         counted=counted,
-        finding_kinds=tuple(_finding_kinds(rel, findings).items()),
+        finding_kinds=tuple(_finding_kinds(rel, findings).items()) if findings else (),
     )
 
 
@@ -133,14 +138,11 @@ def _finding_kinds(rel: Relational, findings: list[Finding]) -> dict[tuple[str, 
     """What each finding's subject is: the rule's subject kind if it is one, else a communication or a reply."""
     own = {r.id: spec.subject for r in rel.policy.rules if (spec := r.spec.obligation or r.spec.alarm)}
     ids = sorted({f.subject for f in findings})
-    subjects = set(
-        rel.con.execute(
-            "SELECT subject_kind, subject FROM subjects WHERE list_contains($ids, subject)", {"ids": ids}
-        ).fetchall()
-    )
+    subjects = rel.life.histories  # every subject evaluated, by (kind, id)
     comms = {
         c
-        for (c,) in rel.con.execute(
+        for (c,) in run(
+            rel.con,
             "SELECT DISTINCT communication FROM comms WHERE list_contains($ids, communication)", {"ids": ids}
         ).fetchall()
     }
@@ -157,7 +159,8 @@ def _finding_kinds(rel: Relational, findings: list[Finding]) -> dict[tuple[str, 
 def _pending(rel: Relational, period: str, params: dict[str, object]) -> list[dict[str, object]]:
     """Pending obligations in the shape of cli.md, by deadline, rule, subject, customer."""
     senders = rel.policy._senders  # the `sender` requirement's addresses, if the policy has one
-    rows = rel.con.execute(
+    rows = run(
+        rel.con,
         f"""
         SELECT o.rule, o.subject, o.customer, o.kinds[1], s.release_related, cv.contacts,
                greatest(o.nb_us, o.opened_us), o.na_us
@@ -192,10 +195,12 @@ def audit_store(
     until: datetime | None,
     seq: int | None = None,
     detail: Collection[str] = DETAILED_FORMATS,
+    counts: bool = True,
 ) -> RelationalAuditResult:
-    """The audit of the SQLite event log at `path` (its events up to recording sequence `seq`)."""
+    """The audit of the SQLite event log at `path` (its events up to recording sequence `seq`); `detail` and
+    `counts` as audit_relational's."""
     rel = evaluate_store(path, policy, as_of, seq)
-    return _audited(rel, since, until, detail, store_events(str(path), seq))
+    return _audited(rel, since, until, detail, store_events(str(path), seq), counts)
 
 
 def audit_events(
@@ -205,16 +210,26 @@ def audit_events(
     since: datetime | None = None,
     until: datetime | None = None,
     detail: Collection[str] = DETAILED_FORMATS,
+    counts: bool = True,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> RelationalAuditResult:
-    """The audit of validated events in evaluation order (later ones than `as_of` are ignored)."""
-    return _audited(evaluate_events(events, policy, as_of), since, until, detail, list_events(events))
+    """The audit of validated events in evaluation order (later ones than `as_of` are ignored); `detail` and
+    `counts` as audit_relational's. `con`: a connection to evaluate in (forewarn.relational.tables.workspace), kept
+    open for the caller's next audit, rather than one made and closed for this one."""
+    rel = evaluate_events(events, policy, as_of, con)
+    return _audited(rel, since, until, detail, list_events(events), counts)
 
 
 def _audited(
-    rel: Relational, since: datetime | None, until: datetime | None, detail: Collection[str], events: EventSource
+    rel: Relational,
+    since: datetime | None,
+    until: datetime | None,
+    detail: Collection[str],
+    events: EventSource,
+    counts: bool,
 ) -> RelationalAuditResult:
     try:
-        return audit_relational(rel, since, until, detail, events)
+        return audit_relational(rel, since, until, detail, events, counts)
     finally:
         rel.close()
 
@@ -222,7 +237,8 @@ def _audited(
 def stats_report(result: RelationalAuditResult) -> Report:
     """The aggregation every format shows (forewarn.audit.formats.stats.Report), from the counted cases."""
     counted = result.counted
-    assert counted is not None
+    if counted is None:
+        raise ValueError("a report is made of an audit that counts the cases (audit_relational's `counts`)")
     dims = counted.dims
     rules = _groups(dims[0], result.policy.ids)
     months, customers, subjects = _groups(dims[1]), _groups(dims[2]), _groups(dims[3])

@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import cache
 
+import duckdb
+
 from forewarn.policy.conditions import Condition
 from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import Check
 from forewarn.relational.conditions import condition_sql
 from forewarn.relational.obligations import scope_sql
+from forewarn.relational.tables import run
 
 # The communications a check applies to, with their subject (if folded) and scope at the time.
 SCOPED = """
@@ -28,10 +31,10 @@ WHERE {scope}
 the customer's version then (`cv_pos`)."""
 
 
-def scoped(con, policy: Policy) -> None:
+def scoped(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
     """Make `scoped_comms` (once per evaluation) for the policy's scope."""
     params: dict[str, object] = {}
-    con.execute(SCOPED.format(scope=scope_sql(policy.scope_condition, params)), params)
+    run(con, SCOPED.format(scope=scope_sql(policy.scope_condition, params)), params)
 
 
 APPLIES = """
@@ -202,27 +205,59 @@ def reply_query(rule: Rule, check: Check, scope: Condition) -> tuple[str, dict[s
 
 def rule_check_queries(rule: Rule, scope: Condition) -> list[tuple[str, str, dict[str, object]]]:
     """Every check query of a rule (communication checks; reply checks as REPLY_ORIGIN)."""
+    return [(req, text, params) for _check, req, text, params in _rule_checks(rule, scope)]
+
+
+def _rule_checks(rule: Rule, scope: Condition) -> list[tuple[Check, str, str, dict[str, object]]]:
+    """(check, requirement, query, parameters) of every check query of a rule, in rule_check_queries' order."""
     out = []
     for n, check in enumerate(rule.spec.checks):
         if check.replies:
             for req, _args in check.requirements():
                 if req == "reply-includes-origin":
-                    out.append((req, *reply_query(rule, check, scope)))
+                    out.append((check, req, *reply_query(rule, check, scope)))
         else:
-            out.extend(check_queries(rule, check, n))
+            out.extend((check, *query) for query in check_queries(rule, check, n))
     return out
 
 
-def failing(con, policy: Policy, as_of_us: int) -> list[dict[str, object]]:
+PRESENT = "SELECT (SELECT list(DISTINCT kind) FROM scoped_comms), EXISTS (SELECT 1 FROM replies)"
+"""The kinds of the communications in scope, and whether a reply was received: a check applying to none of
+those has nothing to fail."""
+
+
+def present(con: duckdb.DuckDBPyConnection) -> tuple[list[str], bool]:
+    """The kinds of the communications in scope (`scoped`: made first), and whether a reply was received."""
+    ((kinds, replied),) = run(con, PRESENT).fetchall()  # read to its end: the connection takes more work
+    return kinds or [], replied  # no communication in scope: NULL
+
+
+def applicable(check: Check, kinds: list[str]) -> bool:
+    """A communication check applies to some of the communications in scope of these kinds (as far as its kinds
+    tell: its `about` and terms are the queries')."""
+    if check.kinds == "all":
+        return bool(kinds)
+    return any(kind in kinds for kind in check.kinds or ())
+
+
+def failing(
+    con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int, found: tuple[list[str], bool] | None = None
+) -> list[dict[str, object]]:
     """Every failing (communication or reply, rule, requirement), in a fixed order:
-    communications by position, then rule, check and requirement order; then replies."""
+    communications by position, then rule, check and requirement order; then replies. `found`: `present`'s
+    answer, if known (`scoped_comms` made)."""
     rows: list[dict[str, object]] = []
-    scoped(con, policy)
+    if found is None:
+        scoped(con, policy)
+        found = present(con)
+    kinds, replied = found
     for rule_no, rule in enumerate(policy.rules):
-        for req_no, (req, text, params) in enumerate(rule_check_queries(rule, policy.scope_condition)):
+        for req_no, (check, req, text, params) in enumerate(_rule_checks(rule, policy.scope_condition)):
+            if not (replied if check.replies else applicable(check, kinds)):
+                continue  # nothing it applies to: no communication of its kinds in scope, or no reply
             if "$as_of_us" in text:
                 params = {**params, "as_of_us": as_of_us}
-            cur = con.execute(text, params)
+            cur = run(con, text, params)
             names = [d[0] for d in cur.description]
             for values in cur.fetchall():
                 row = dict(zip(names, values, strict=True))

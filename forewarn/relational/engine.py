@@ -30,6 +30,7 @@ from forewarn.policy.model import Policy
 from forewarn.relational import tables
 from forewarn.relational.evaluation import Relational, evaluate_raw
 from forewarn.relational.outcomes import OBLIGATION_COLUMNS, Obligations
+from forewarn.relational.tables import run
 
 Key = tuple[str, str]
 
@@ -84,7 +85,7 @@ def extract(rel: Relational) -> Evaluated:
     life = rel.life
     out = Evaluated(rel.as_of, dict(life.histories))
     obligation = Obligations(rel)
-    for row in rel.con.execute(OPEN_OUTCOMES).fetchall():
+    for row in run(rel.con, OPEN_OUTCOMES).fetchall():
         ob = obligation(row[:16])
         status, contacts, sent = row[16:]
         outcome = Outcome(ob, "pending") if status == "pending" else Outcome(ob, "violated", problem="missing")
@@ -104,7 +105,7 @@ def extract(rel: Relational) -> Evaluated:
         )
         told: dict[str, set[str]] = defaultdict(set)
         withdrawn: dict[str, set[str]] = defaultdict(set)
-        for subject, customer, announcing in rel.con.execute(CANCELLED_COMMS).fetchall():
+        for subject, customer, announcing in run(rel.con, CANCELLED_COMMS).fetchall():
             (told if announcing else withdrawn)[subject].add(customer)
         rel.con.unregister("cancelled")
         out.told = {s: frozenset(told[s]) for s in cancelled}
@@ -114,7 +115,8 @@ def extract(rel: Relational) -> Evaluated:
 
 def obligations_of(rel: Relational, kind: str, subject: str) -> list[Obligation]:
     """One subject's obligations that stand (not void), in derivation order."""
-    rows = rel.con.execute(
+    rows = run(
+        rel.con,
         f"SELECT {OBLIGATION_COLUMNS} FROM obligations o WHERE o.subject_kind = $kind AND o.subject = $subject"
         " AND o.void IS NULL ORDER BY o.oid",
         {"kind": kind, "subject": subject},
@@ -227,12 +229,8 @@ def log_stream(
     return pa.RecordBatchReader.from_batches(tables.PAYLOAD_SCHEMA, batches())
 
 
-def workspace() -> duckdb.DuckDBPyConnection:
-    """A connection to evaluate a few subjects in, again and again (evaluate_subjects' `con`): one thread, for
-    inputs this small handing work to others costs more than it saves."""
-    con = tables.connect()
-    con.execute("SET threads = 1")
-    return con
+workspace = tables.workspace
+"""A connection to evaluate a few subjects in, again and again (evaluate_subjects' `con`)."""
 
 
 def evaluate_rows(

@@ -14,7 +14,8 @@ from forewarn.events import Event
 from forewarn.instants import epoch_us
 from forewarn.lifecycle.model import Violation
 from forewarn.policy.model import Policy
-from forewarn.relational import lifecycle, obligations, tables, violations
+from forewarn.relational import checks, lifecycle, obligations, tables, violations
+from forewarn.relational.tables import run
 
 
 @dataclass
@@ -25,16 +26,33 @@ class Relational:
     policy: Policy
     as_of: datetime
     life: lifecycle.Lifecycles
+    owned: bool = True  # the connection was made for this evaluation (else its caller keeps it open)
+    fired: frozenset[str] = frozenset()  # the obligation rules `triggers` holds triggers of
+    alarms: frozenset[str] = frozenset()  # the alarm rules `triggers` holds timers of
+    unmet: frozenset[str] = frozenset({"violated", "pending"})  # the statuses but met that `outcomes` holds
+    _present: tuple[list[str], bool] | None = None
 
     def close(self) -> None:
-        """Free the tables (and the spill directory)."""
-        tables.close(self.con)
+        """Free the tables (and the spill directory) of a connection made for this evaluation; a caller's
+        connection stays open (its tables are replaced by its next evaluation)."""
+        if self.owned:
+            tables.close(self.con)
+
+    def present(self) -> tuple[list[str], bool]:
+        """What the checks can apply to: the kinds of the communications in scope and whether a reply was
+        received (with `scoped_comms`, made once per evaluation)."""
+        if self._present is None:
+            checks.scoped(self.con, self.policy)
+            self._present = checks.present(self.con)
+        return self._present
 
     def violations(self, checks: bool = True) -> list[Violation]:
         """Obligation violations, then alarms, then (if `checks`) the per-communication checks' violations."""
-        out = violations.obligation_violations(self.con) + violations.alarm_violations(self.con, self.policy)
+        counting = any(self.policy.by_id[r].spec.obligation.count > 1 for r in self.fired)  # type: ignore[union-attr]
+        out = violations.obligation_violations(self.con, counting) if "violated" in self.unmet else []
+        out += violations.alarm_violations(self.con, self.policy, self.alarms)
         if checks:
-            out += violations.check_violations(self.con, self.policy, epoch_us(self.as_of))
+            out += violations.check_violations(self.con, self.policy, epoch_us(self.as_of), self.present())
         return out
 
 
@@ -58,15 +76,17 @@ def evaluate_raw(
         if failures:
             raise failures[0]
         life = lifecycle.fold_all(con, policy, as_of, pos_at)
-        lifecycle.register(con, life)
+        triggered = lifecycle.register(con, life)
+        fired = frozenset(rule for rule, alarm in triggered if not alarm)
         lifecycle.register_subjects(con, life)
-        obligations.build_obligations(con, policy)
-        obligations.match(con, policy, epoch_us(as_of))
+        derived = obligations.build_obligations(con, policy, fired)
+        unmet = obligations.match(con, policy, epoch_us(as_of), derived)
     except BaseException:
         if owned:
             tables.close(con)
         raise
-    return Relational(con, policy, as_of, life)
+    alarms = frozenset(rule for rule, alarm in triggered if alarm)
+    return Relational(con, policy, as_of, life, owned, fired, alarms, unmet)
 
 
 def evaluate_store(path: str | Path, policy: Policy, as_of: datetime, seq: int | None = None) -> Relational:
@@ -80,9 +100,11 @@ def evaluate_store(path: str | Path, policy: Policy, as_of: datetime, seq: int |
             close()
 
 
-def evaluate_events(events: Sequence[Event], policy: Policy, as_of: datetime) -> Relational:
-    """Evaluate validated events given in evaluation order (the JSONL path)."""
-    return evaluate_raw(tables.payloads_stream(events), policy, as_of)
+def evaluate_events(
+    events: Sequence[Event], policy: Policy, as_of: datetime, con: duckdb.DuckDBPyConnection | None = None
+) -> Relational:
+    """Evaluate validated events given in evaluation order (the JSONL path); `con`: as evaluate_raw's."""
+    return evaluate_raw(tables.payloads_stream(events), policy, as_of, con=con)
 
 
 OutcomeKey = tuple[str, str, str, str, int, int, int, str, str | None, tuple[str, ...]]
@@ -91,7 +113,8 @@ OutcomeKey = tuple[str, str, str, str, int, int, int, str, str | None, tuple[str
 def outcome_keys(rel: Relational) -> list[OutcomeKey]:
     """Every obligation's outcome as (rule, subject kind, subject, customer, opened, not_before, not_after (us),
     status, problem, communications), void ones as status 'void' (for comparisons)."""
-    rows = rel.con.execute(
+    rows = run(
+        rel.con,
         """
         WITH named AS (
             SELECT r.oid, list(c.communication ORDER BY u.n) AS comms

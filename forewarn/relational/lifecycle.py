@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import ValidationError
 
-from forewarn.events import EVENT_ADAPTER, Event
+from forewarn.events import EVENT_ADAPTER, Event, WaiverGranted
 from forewarn.instants import epoch_us
 from forewarn.lifecycle.fold import LIFECYCLE_TYPES, SubjectHistory, fold_subject
 from forewarn.lifecycle.model import Moment
@@ -27,10 +27,12 @@ from forewarn.lifecycle.rules import ALARM_SUFFIX, compile_rules, fact_of, timer
 from forewarn.log.source import DamagedLog
 from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import AnchorName
+from forewarn.relational.tables import run
 
 ANCHORS: tuple[str, ...] = AnchorName.__args__  # type: ignore[attr-defined]
 
 LIFECYCLE = tuple(sorted(LIFECYCLE_TYPES))  # a tuple prints as an SQL list
+READ = tuple(sorted(LIFECYCLE_TYPES | {"waiver.granted"}))  # the events fold_all reads
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Lifecycles:
     histories: dict[tuple[str, str], SubjectHistory]
     order: dict[tuple[str, str], int]  # subject -> its rank (order of its first event)
     fired: list[tuple[Rule, Moment, int]]  # (rule, moment, moment number in its subject); alarms included
+    waivers: list[WaiverGranted] = field(default_factory=list)  # in evaluation order
 
 
 def _us(t: object) -> int | None:
@@ -52,13 +55,16 @@ def fold_all(
     as_of: datetime,
     pos_at: Callable[[datetime], int] | None = None,
 ) -> Lifecycles:
-    """Fold every subject's lifecycle events (read from `ev`) and run the triggers on durable_rules.
-    `pos_at`: the position of the last event at or before an instant (an alarm timer's), when `ev` holds
-    only part of the log (the engine's open subjects: forewarn.relational.engine); by default `ev`'s own."""
-    rows = con.execute(
-        f"SELECT pos, payload FROM ev WHERE type IN {LIFECYCLE} ORDER BY pos",  # a fixed list of ours
+    """Fold every subject's lifecycle events (read from `ev`, with the waivers) and run the triggers on
+    durable_rules. `pos_at`: the position of the last event at or before an instant (an alarm timer's), when
+    `ev` holds only part of the log (the engine's open subjects: forewarn.relational.engine); by default `ev`'s
+    own."""
+    rows = run(
+        con,
+        f"SELECT pos, payload FROM ev WHERE type IN {READ} ORDER BY pos",  # a fixed list of ours
     ).fetchall()
     by_subject: dict[tuple[str, str], list[tuple[int, Event]]] = {}
+    waivers: list[WaiverGranted] = []
     validate = EVENT_ADAPTER.validate_json
     for pos, payload in rows:
         try:
@@ -66,18 +72,23 @@ def fold_all(
         except ValidationError as exc:  # the log holds only validated events: it was altered or damaged
             first = exc.errors(include_url=False)[0]
             raise DamagedLog(f"a stored event is not a valid event ({first['msg']})") from None
+        if isinstance(event, WaiverGranted):
+            waivers.append(event)
+            continue
         kind = event.type.split(".", 1)[0]
         by_subject.setdefault((kind, getattr(event, kind)), []).append((pos, event))
 
     if pos_at is None:
-        ats = con.execute("SELECT at_us FROM ev ORDER BY pos").fetchnumpy()["at_us"]
+        ats: list[np.ndarray] = []  # read when a timer first asks (most logs have no running maintenance)
 
         def pos_at(t: datetime) -> int:
-            return int(np.searchsorted(ats, epoch_us(t), side="right")) - 1
+            if not ats:
+                ats.append(run(con, "SELECT at_us FROM ev ORDER BY pos").fetchnumpy()["at_us"])
+            return int(np.searchsorted(ats[0], epoch_us(t), side="right")) - 1
 
     timers = timers_of(policy)
     fired_names: list[tuple[str, str]] = []
-    out = Lifecycles({}, {}, [])
+    out = Lifecycles({}, {}, [], waivers)
     with Session(compile_rules(policy, fired_names)) as session:
         for rank, ((kind, subject), events) in enumerate(by_subject.items()):
             history = fold_subject(kind, subject, events, timers, as_of, pos_at)
@@ -176,16 +187,14 @@ def customer_list_rows(life: Lifecycles) -> Iterator[dict[str, object]]:
                 yield {"subject_kind": kind, "subject": subject, "ord": ord_, "customer": customer}
 
 
-def register(con: duckdb.DuckDBPyConnection, life: Lifecycles) -> None:
-    """The `triggers` and `subject_customers` tables."""
-    triggers = pa.Table.from_pylist(list(trigger_rows(life)), schema=TRIGGER_SCHEMA)
-    lists = pa.Table.from_pylist(list(customer_list_rows(life)), schema=CUSTOMER_LIST_SCHEMA)
-    con.register("triggers_arrow", triggers)
-    con.register("lists_arrow", lists)
-    con.execute("CREATE OR REPLACE TABLE triggers AS SELECT * FROM triggers_arrow")
-    con.execute("CREATE OR REPLACE TABLE subject_customers AS SELECT * FROM lists_arrow")
-    con.unregister("triggers_arrow")
-    con.unregister("lists_arrow")
+def register(con: duckdb.DuckDBPyConnection, life: Lifecycles) -> set[tuple[str, bool]]:
+    """The `triggers` and `subject_customers` tables (Arrow tables the connection reads in place, replacing the
+    previous evaluation's: a few rows per subject, not worth copying); the (rule, alarm) pairs `triggers` holds
+    (a rule with none has no obligation or alarm to query)."""
+    rows = list(trigger_rows(life))
+    con.register("triggers", pa.Table.from_pylist(rows, schema=TRIGGER_SCHEMA))
+    con.register("subject_customers", pa.Table.from_pylist(list(customer_list_rows(life)), schema=CUSTOMER_LIST_SCHEMA))
+    return {(row["rule"], row["alarm"]) for row in rows}  # type: ignore[misc]
 
 
 SUBJECT_SCHEMA = pa.schema(
@@ -283,11 +292,7 @@ def _subject_tables(life: Lifecycles) -> dict[str, pa.Table]:
 
 
 def register_subjects(con: duckdb.DuckDBPyConnection, life: Lifecycles) -> None:
-    """The `subjects`, `versions`, `ends_in_force` and `extensions` tables (maintenances' only for the last three)."""
+    """The `subjects`, `versions`, `ends_in_force`, `extensions` (maintenances' only for the last three) and
+    `subject_labels` (labels as JSON text) tables, read in place as `register`'s."""
     for name, table in _subject_tables(life).items():
-        con.register(f"{name}_arrow", table)
-        cast = ", labels::JSON AS labels" if name == "subject_labels" else ""
-        con.execute(  # our fixed names
-            f"CREATE OR REPLACE TABLE {name} AS SELECT * {'EXCLUDE (labels)' if cast else ''}{cast} FROM {name}_arrow"
-        )
-        con.unregister(f"{name}_arrow")
+        con.register(name, table)  # our fixed names

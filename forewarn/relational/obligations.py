@@ -26,6 +26,7 @@ from forewarn.policy.model import Policy, Rule
 from forewarn.policy.schema import Anchor
 from forewarn.relational.conditions import condition_sql
 from forewarn.relational.lifecycle import ANCHORS
+from forewarn.relational.tables import run
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -47,17 +48,17 @@ CREATE OR REPLACE TABLE obligations (
 )
 """
 
-# The one query shape of an obligation rule: its triggers' affected customers in scope, with their
-# calendar in force at the moment. `{nb}` / `{na}` are columns of `triggers` named by the rule's anchors.
+# The affected customers of triggers `t` (of one rule or several, `t.rule`), with their calendar in force at
+# the moment.
 AFFECTED = """
 listed AS (
-    SELECT t.tid, t.pos, sc.customer, sc.ord
+    SELECT t.tid, t.rule, t.pos, sc.customer, sc.ord
     FROM t JOIN subject_customers sc USING (subject_kind, subject)
     WHERE NOT t.all_customers
 ),
 everyone AS (  -- "all": the customers in scope when the subject was defined, by id
-    SELECT x.tid, x.pos, x.customer, row_number() OVER (PARTITION BY x.tid ORDER BY x.customer) - 1 AS ord
-    FROM (SELECT t.tid, t.pos, t.defined_pos, c.customer
+    SELECT x.tid, x.rule, x.pos, x.customer, row_number() OVER (PARTITION BY x.tid ORDER BY x.customer) - 1 AS ord
+    FROM (SELECT t.tid, t.rule, t.pos, t.defined_pos, c.customer
           FROM t, (SELECT DISTINCT customer FROM customer_versions) c WHERE t.all_customers) x
     ASOF JOIN customer_versions cv ON cv.customer = x.customer AND cv.pos <= x.defined_pos
     WHERE {scope}
@@ -70,29 +71,34 @@ affected AS (  -- the affected customers in scope at the moment, with their attr
     WHERE {scope} AND {terms}
 )
 """
-"""A trigger's (`t`) affected customers in scope (policy.md: Scope) and in the rule's customer terms (`terms`),
-in the subject's order: `{scope}` and `{terms}` are predicates on `cv` (forewarn.relational.conditions)."""
+"""A trigger's (`t`) affected customers in scope (policy.md: Scope) and in its rule's customer terms (`terms`),
+in the subject's order: `{scope}` and `{terms}` are predicates on `cv` (forewarn.relational.conditions), `{terms}`
+of the rule `a.rule`."""
 
-# The one query shape of an obligation rule: its triggers' affected customers with their calendar
-# in force at the moment. `{nb}` / `{na}` are columns of `triggers` named by the rule's anchors.
-OBLIGATIONS_OF_RULE = f"""
+# The one query shape of the obligation rules: their triggers' affected customers with their calendar in
+# force at the moment, in one pass over the triggers whatever the number of rules. Each rule's values are a
+# row of `w` (bound parameters); `{nb}` / `{na}` pick each rule's anchor columns of `triggers`.
+OBLIGATIONS = f"""
 INSERT INTO obligations BY NAME
-WITH t AS (
-    SELECT * FROM triggers
-    WHERE rule = $rule AND NOT alarm AND {{nb}} IS NOT NULL AND {{na}} IS NOT NULL
+WITH w (rule, nb_days, nb_minutes, na_days, na_minutes, kinds, need) AS (VALUES {{windows}}),
+t AS (
+    SELECT * FROM (
+        SELECT tr.*, {{nb}} AS nb_base, {{na}} AS na_base
+        FROM triggers tr WHERE NOT tr.alarm AND tr.rule IN (SELECT rule FROM w)
+    ) WHERE nb_base IS NOT NULL AND na_base IS NOT NULL
 ),
 {AFFECTED}
 SELECT
     t.tid, t.rule, t.subject_kind, t.subject, a.customer, a.customer_ord, t.subject_rank,
     t.moment_no, t.fire_no, t.pos, t.opened_us, t.event_id, t.defined_event, a.attrs_id,
     a.timezone, a.country, a.subdivision,
-    t.{{nb}} AS nb_base_us, $nb_days::BIGINT AS nb_days,
-    CASE WHEN $nb_days = 0 THEN t.{{nb}} + $nb_minutes::BIGINT * 60000000 END AS nb_us,
-    t.{{na}} AS na_base_us, $na_days::BIGINT AS na_days, $na_minutes::BIGINT AS na_minutes,
-    CASE WHEN $na_days = 0 THEN t.{{na}} + $na_minutes::BIGINT * 60000000 END AS na_us,
-    $kinds::VARCHAR[] AS kinds, $need AS need,
+    t.nb_base AS nb_base_us, w.nb_days,
+    CASE WHEN w.nb_days = 0 THEN t.nb_base + w.nb_minutes * 60000000 END AS nb_us,
+    t.na_base AS na_base_us, w.na_days, w.na_minutes,
+    CASE WHEN w.na_days = 0 THEN t.na_base + w.na_minutes * 60000000 END AS na_us,
+    w.kinds, w.need,
     t.superseded_us, t.version_start_us, t.cancelled_us, t.closed_us
-FROM t JOIN affected a USING (tid)
+FROM t JOIN affected a USING (tid) JOIN w USING (rule)
 """
 
 # An alarm rule's fired timers: one finding per affected customer in scope.
@@ -201,31 +207,59 @@ def alarm_query(rule: Rule, scope: Condition) -> tuple[str, dict[str, object]]:
     return ALARMS_OF_RULE.format(scope=scoped, terms=terms), params
 
 
+def obligations_query(rules: Sequence[Rule], scope: Condition) -> tuple[str, dict[str, object]]:
+    """The query (text, bound parameters) adding the obligations of these obligation rules, in a policy of
+    `scope`: one row of values per rule (`$rule_N`, `$nb_days_N`, ...), its anchors and customer terms picked by
+    the rule's id."""
+    params: dict[str, object] = {}
+    windows, nb, na, terms = [], [], [], []
+    for n, rule in enumerate(rules):
+        spec = rule.spec.obligation
+        if spec is None:
+            raise ValueError(f"{rule.id} has no obligation")
+        nb_days, nb_minutes = _offset(rule, spec.window.not_before)
+        na_days, na_minutes = _offset(rule, spec.window.not_after)
+        params.update(
+            {
+                f"rule_{n}": rule.id,
+                f"nb_days_{n}": nb_days,
+                f"nb_minutes_{n}": nb_minutes,
+                f"na_days_{n}": na_days,
+                f"na_minutes_{n}": na_minutes,
+                f"kinds_{n}": list(spec.kinds),
+                f"need_{n}": spec.count,
+            }
+        )
+        windows.append(
+            f"($rule_{n}, $nb_days_{n}::BIGINT, $nb_minutes_{n}::BIGINT, $na_days_{n}::BIGINT,"
+            f" $na_minutes_{n}::BIGINT, $kinds_{n}::VARCHAR[], $need_{n}::BIGINT)"
+        )
+        nb.append(f"WHEN $rule_{n} THEN tr.{_anchor_column(spec.window.not_before)}")  # fixed column names
+        na.append(f"WHEN $rule_{n} THEN tr.{_anchor_column(spec.window.not_after)}")
+        own = condition_sql(rule.obligation_condition, params, f"rule{n}_", "customer")
+        terms.append(f"WHEN $rule_{n} THEN ({own})")
+    scoped = scope_sql(scope, params)
+    text = OBLIGATIONS.format(
+        windows=", ".join(windows),
+        nb=f"CASE tr.rule {' '.join(nb)} END",
+        na=f"CASE tr.rule {' '.join(na)} END",
+        scope=scoped,
+        terms=f"CASE a.rule {' '.join(terms)} ELSE FALSE END",
+    )
+    return text, params
+
+
 def rule_queries(rule: Rule, scope: Condition) -> list[tuple[str, dict[str, object]]]:
     """The queries (text, bound parameters) an obligation rule compiles to (empty for other rules): its
-    obligations, then (if it has void conditions) the fragment that marks them void. `scope`: the policy's."""
+    obligations (obligations_query, the rule alone), then (if it has void conditions) the fragment that marks
+    them void. `scope`: the policy's."""
     spec = rule.spec.obligation
     if spec is None:
         return []
-    nb_days, nb_minutes = _offset(rule, spec.window.not_before)
-    na_days, na_minutes = _offset(rule, spec.window.not_after)
-    nb, na = _anchor_column(spec.window.not_before), _anchor_column(spec.window.not_after)
-    params: dict[str, object] = {
-        "rule": rule.id,
-        "nb_days": nb_days,
-        "nb_minutes": nb_minutes,
-        "na_days": na_days,
-        "na_minutes": na_minutes,
-        "kinds": list(spec.kinds),
-        "need": spec.count,
-    }
-    scoped = scope_sql(scope, params)
-    terms = condition_sql(rule.obligation_condition, params, "rule", "customer")
-    text = OBLIGATIONS_OF_RULE.format(nb=nb, na=na, scope=scoped, terms=terms)
-    out: list[tuple[str, dict[str, object]]] = [(text, params)]
-    if spec.void_when:
-        branches = " ".join(f"WHEN {VOID_PREDICATES[c]} THEN '{c}'" for c in spec.void_when)  # fixed fragments
-        out.append((VOID_CASE.format(name="rule", branches=branches), {"rule": rule.id}))
+    out: list[tuple[str, dict[str, object]]] = [obligations_query([rule], scope)]
+    void = void_case(rule, "rule")
+    if void is not None:
+        out.append((void, {"rule": rule.id}))
     return out
 
 
@@ -246,16 +280,27 @@ def void_since_query(policy: Policy) -> tuple[str, dict[str, object]]:
     return f"SELECT oid, {since_case} AS since_us FROM obligations WHERE void IS NOT NULL", params
 
 
+def void_case(rule: Rule, name: str) -> str | None:
+    """The CASE branch marking an obligation of the rule (its id bound as `$name`) void, if it has void
+    conditions: their fixed fragments in its order."""
+    spec = rule.spec.obligation
+    if spec is None or not spec.void_when:
+        return None
+    branches = " ".join(f"WHEN {VOID_PREDICATES[c]} THEN '{c}'" for c in spec.void_when)
+    return VOID_CASE.format(name=name, branches=branches)
+
+
 def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> pa.Table:
     """The business-day bounds of `side` (nb | na): the calendar once per distinct key, to join back."""
-    keys = con.execute(
+    keys = run(
+        con,
         f"SELECT DISTINCT timezone, country, subdivision, {side}_days, {side}_base_us FROM obligations"
         f" WHERE {side}_days > 0"
     ).fetchall()
     groups: dict[tuple[str, str | None, str | None, int], list[int]] = defaultdict(list)
     for tz, country, sub, days, base in keys:
         groups[(tz, country, sub, days)].append(base)
-    cols: dict[str, list[object]] = {k: [] for k in ("timezone", "country", "subdivision", "days", "base", "due")}
+    cols: dict[str, list[object]] = {k: [] for k in _DEADLINE_COLUMNS}
     for (tz, country, sub, days), bases in groups.items():
         whole = [b for b in bases if b % 1_000_000 == 0]  # the vectorised calendar works in whole seconds
         dues = business_days_before_many(
@@ -274,17 +319,22 @@ def _business_deadlines(con: duckdb.DuckDBPyConnection, side: str) -> pa.Table:
             cols["days"].append(days)
             cols["base"].append(base)
             cols["due"].append(due)
-    table = pa.table(
-        {
-            "timezone": pa.array(cols["timezone"], pa.string()),
-            "country": pa.array(cols["country"], pa.string()),
-            "subdivision": pa.array(cols["subdivision"], pa.string()),
-            "days": pa.array(cols["days"], pa.int64()),
-            "base": pa.array(cols["base"], pa.int64()),
-            "due": pa.array(cols["due"], pa.int64()),
-        }
-    )
-    return table
+    return _deadline_table(cols)
+
+
+_DEADLINE_COLUMNS = {
+    "timezone": pa.string(),
+    "country": pa.string(),
+    "subdivision": pa.string(),
+    "days": pa.int64(),
+    "base": pa.int64(),
+    "due": pa.int64(),
+}
+
+
+def _deadline_table(cols: dict[str, list[object]]) -> pa.Table:
+    """The business-day bounds (`_business_deadlines`) as a table to join back (empty: no column given)."""
+    return pa.table({name: pa.array(cols.get(name, []), kind) for name, kind in _DEADLINE_COLUMNS.items()})
 
 
 FINISH_OBLIGATIONS = """
@@ -309,29 +359,34 @@ FROM dated d JOIN (  -- numbered by a sort of the keys alone, joined back
 """Deadlines joined back, void conditions applied, obligations numbered in derivation order."""
 
 
-def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
-    """The `obligations` table: every obligation with its bounds, in derivation order (`oid`), void marked."""
-    con.execute(CREATE_OBLIGATIONS)
+def build_obligations(con: duckdb.DuckDBPyConnection, policy: Policy, fired: Collection[str]) -> int:
+    """The `obligations` table: every obligation with its bounds, in derivation order (`oid`), void marked; how
+    many it holds.
+    `fired`: the rules `triggers` holds obligation triggers of (lifecycle.register); a rule nothing triggered
+    has no obligations (a small log, the engine's passes over a few subjects)."""
+    run(con, CREATE_OBLIGATIONS)
+    rules = [r for r in policy.rules if r.spec.obligation is not None and r.id in fired]
+    added = 0
+    if rules:
+        ((added,),) = run(con, *obligations_query(rules, policy.scope_condition)).fetchall()
+    windows = [r.spec.obligation.window for r in rules]  # type: ignore[union-attr]
+    for side, anchors in (("nb", [(r, w.not_before) for r, w in zip(rules, windows, strict=True)]),
+                          ("na", [(r, w.not_after) for r, w in zip(rules, windows, strict=True)])):
+        counted = any(_offset(r, anchor)[0] for r, anchor in anchors)  # some fired rule counts it in business days
+        con.register(f"{side}_deadlines", _business_deadlines(con, side) if counted else _deadline_table({}))
     cases: list[str] = []
     params: dict[str, object] = {}
-    fired = {rule for (rule,) in con.execute("SELECT DISTINCT rule FROM triggers WHERE NOT alarm").fetchall()}
     for rule in policy.rules:
-        queries = rule_queries(rule, policy.scope_condition)
-        if not queries:
-            continue
-        if rule.id in fired:  # a rule nothing triggered has no obligations (a few subjects: the engine's passes)
-            con.execute(*queries[0])
-        if len(queries) > 1:
-            name = f"void_rule{len(cases)}"
-            text, bound = queries[1]
-            cases.append(text.replace("$rule", f"${name}"))
-            params[name] = bound["rule"]
-    for side in ("nb", "na"):
-        con.register(f"{side}_deadlines", _business_deadlines(con, side))
+        name = f"void_rule{len(cases)}"
+        void = void_case(rule, name)
+        if void is not None:
+            cases.append(void)
+            params[name] = rule.id
     void = f"CASE {' '.join(cases)} END" if cases else "NULL::VARCHAR"
-    con.execute(FINISH_OBLIGATIONS.format(void=void), params)
+    run(con, FINISH_OBLIGATIONS.format(void=void), params)
     for side in ("nb", "na"):
         con.unregister(f"{side}_deadlines")
+    return added
 
 
 Member = tuple[int, int, int, int, int]
@@ -390,20 +445,29 @@ def match_group(
     return out
 
 
-def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None:
-    """The `outcomes` table (oid, status, problem, comm_pos[]) of every non-void obligation.
+FEW_OBLIGATIONS = 200
+"""Up to this many obligations, FITS, MET_SIMPLY and UNSENT cost more than matching them all in the greedy pass."""
+
+
+def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int, obligations: int) -> frozenset[str]:
+    """The `outcomes` table (oid, status, problem, comm_pos[]) of every non-void obligation; the statuses
+    other than met it holds (a query for an outcome of another status finds none).
 
     The common cases (groups met without contention, groups sent nothing: see FITS) are queries; the rest
-    are matched per (rule, subject, customer) group in deadline order (`match_group`)."""
-    con.execute(FITS)
-    con.execute(MET_SIMPLY)
-    con.execute(UNSENT, {"as_of_us": as_of_us})
+    are matched per (rule, subject, customer) group in deadline order (`match_group`). `obligations`: how
+    many the table holds; a few are all matched in the greedy pass (the queries' fixed cost is more than its)."""
+    bulk = obligations > FEW_OBLIGATIONS
+    if bulk:
+        run(con, FITS)
+        run(con, MET_SIMPLY)
+        run(con, UNSENT, {"as_of_us": as_of_us})
     allowed = {r.id: frozenset(r.spec.problems) for r in policy.rules}
-    rest = con.execute(
-        """
+    rest = run(
+        con,
+        f"""
         SELECT o.oid, o.rule, o.subject_kind, o.subject, o.customer, o.kinds, o.need,
                o.opened_us, o.nb_us, o.na_us
-        FROM obligations o ANTI JOIN met_simply m USING (oid) ANTI JOIN unsent u USING (oid)
+        FROM obligations o {"ANTI JOIN met_simply m USING (oid) ANTI JOIN unsent u USING (oid)" if bulk else ""}
         WHERE o.void IS NULL
         ORDER BY o.rule, o.subject_kind, o.subject, o.customer, o.na_us, o.opened_us, o.oid
         """
@@ -419,15 +483,18 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None
             "customer": pa.array([k[3] for k in groups], pa.string()),
         }
     )
-    con.register("group_keys", keys)
-    cands = con.execute(
-        """
-        SELECT DISTINCT c.subject_kind, c.subject, c.customer, c.kind, c.pos, c.at_us
-        FROM comms c JOIN group_keys g USING (subject_kind, subject, customer)
-        ORDER BY c.pos
-        """
-    ).fetchall()
-    con.unregister("group_keys")
+    cands = []
+    if groups:
+        con.register("group_keys", keys)
+        cands = run(
+            con,
+            """
+            SELECT DISTINCT c.subject_kind, c.subject, c.customer, c.kind, c.pos, c.at_us
+            FROM comms c JOIN group_keys g USING (subject_kind, subject, customer)
+            ORDER BY c.pos
+            """
+        ).fetchall()
+        con.unregister("group_keys")
     by_key: dict[tuple[str, str, str], list[tuple[str, int, int]]] = defaultdict(list)
     for kind_, subject, customer, kind, pos, at_us in cands:
         by_key[(kind_, subject, customer)].append((kind, pos, at_us))
@@ -446,15 +513,20 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> None
         }
     )
     con.register("rest_arrow", rest_table)
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE outcomes AS
-        SELECT oid, 'met' AS status, NULL::VARCHAR AS problem, taken AS comm_pos FROM met_simply
-        UNION ALL SELECT oid, status, CASE WHEN status = 'violated' THEN 'missing' END, []::BIGINT[] FROM unsent
-        UNION ALL SELECT oid, status, problem, comm_pos FROM rest_arrow
-        """
+    simply = (
+        "SELECT oid, 'met' AS status, NULL::VARCHAR AS problem, taken AS comm_pos FROM met_simply UNION ALL"
+        " SELECT oid, status, CASE WHEN status = 'violated' THEN 'missing' END, []::BIGINT[] FROM unsent UNION ALL"
+    )
+    run(
+        con,
+        f"CREATE OR REPLACE TABLE outcomes AS {simply if bulk else ''}"
+        " SELECT oid, status, problem, comm_pos FROM rest_arrow"
     )
     con.unregister("rest_arrow")
+    statuses = {m[1] for m in matched}
+    if bulk:
+        statuses.update(status for (status,) in run(con, "SELECT DISTINCT status FROM unsent").fetchall())
+    return frozenset(statuses) - {"met"}
 
 
 def rule_sql(rule: Rule, scope: Condition) -> list[tuple[str, str, dict[str, object]]]:

@@ -34,11 +34,12 @@ from forewarn.audit.formats.stats import (
 from forewarn.events import Event
 from forewarn.instants import epoch_us
 from forewarn.policy.model import Policy, Rule
-from forewarn.relational.checks import applies_sql, scoped
+from forewarn.relational.checks import applicable, applies_sql
 from forewarn.relational.conditions import condition_sql
 from forewarn.relational.evaluation import Relational
 from forewarn.relational.lifecycle import LIFECYCLE
 from forewarn.relational.obligations import scope_sql
+from forewarn.relational.tables import run
 from forewarn.relational.violations import _at, instant
 
 Month = tuple[int, int]
@@ -124,12 +125,21 @@ def count(
         else:
             by_key.setdefault((f.rule, f.subject, f.customer, f.due), []).append(f)
 
-    # obligations: counted in SQL; the violated ones (as many as their findings) claim their findings here
-    _count_obligations(rel, where, params, out)
+    # obligations: counted in SQL, or as JUnit lists them; the violated ones (as many as their findings) claim
+    # their findings here
+    listed = None
+    if "junit" in detail:
+        listed = run(con, OBLIGATION_ROWS.format(where=where, status=""), params).fetchall()
+        for _oid, rule, subject, customer, *rest in listed:
+            out.add("obligation", rule, _month_of(_at(rest[9])), customer, subject, rest[-1])  # due: not after
+        violated_rows = [row for row in listed if row[-1] == "violated"]
+    else:
+        _count_obligations(rel, where, params, out)
+        violated_rows = run(
+            con, OBLIGATION_ROWS.format(where=where, status="AND r.status = 'violated'"), params
+        ).fetchall()
     violated: dict[int, Case] = {}
-    for oid, rule, subject, customer, *rest in con.execute(
-        OBLIGATION_ROWS.format(where=where, status="AND r.status = 'violated'"), params
-    ).fetchall():
+    for oid, rule, subject, customer, *rest in violated_rows:
         ob = _judged(tuple(rest[:-1]))
         waiting = by_key.get((rule, subject, customer, ob.not_after))
         found = (waiting.pop(0),) if waiting else ()
@@ -189,7 +199,7 @@ def count(
         for pos, case in [*listed_checks, *checks]:
             by_rule[case.rule].append((pos, case))
         out.listed = [
-            *_obligation_cases(rel, where, params, violated),
+            *_obligation_cases(listed or [], violated),
             *(case for rule in by_rule.values() for _p, case in sorted(rule, key=lambda pc: pc[0])),
             *rest,
         ]
@@ -202,7 +212,8 @@ def count(
 def _count_obligations(rel: Relational, where: str, params: dict[str, object], out: Counted) -> None:
     """Obligations of the period by (rule | month | customer | subject, status), in one grouping query."""
     ym = YM.format(t="o.na_us")
-    rows = rel.con.execute(
+    rows = run(
+        rel.con,
         f"""
         SELECT grouping(o.rule), grouping(ym), grouping(o.customer), o.rule, ym, o.customer, o.subject, r.status,
                count(*)
@@ -230,7 +241,8 @@ def _abouts(rel: Relational, ids: set[str]) -> tuple[dict[str, str | None], dict
     original communication's), and where it first is in the log."""
     if not ids:
         return {}, {}
-    rows = rel.con.execute(
+    rows = run(
+        rel.con,
         """
         WITH wanted AS (SELECT unnest($ids::VARCHAR[]) AS id),
         cm AS (SELECT communication, arg_max(subject, pos) AS subject, min(pos) AS first FROM comms
@@ -269,26 +281,29 @@ def _checks(
         {"rule": pa.array([r for r, _s in skip], pa.string()), "subject": pa.array([s for _r, s in skip], pa.string())}
     )
     con.register("flagged", flagged)
-    scoped(con, policy)
+    found = rel.present()
     listed: list[tuple[int, Case]] = []
     try:
         for rule in policy.rules:
-            for judged, params in _check_queries(rel, rule, since, until):
-                _count_judged(con, rule.id, judged, params, out)
-                if detail:
-                    rows = con.execute(
-                        f"SELECT pos, id, customer, subject, due_us, is_pending FROM ({judged}) ORDER BY pos", params
-                    ).fetchall()
-                    for pos, i, customer, subject, due, pending in rows:
-                        status = "pending" if pending else "met"
-                        listed.append((pos, Case(rule.id, "check", i, customer, _at(due), status, subject)))
+            for judged, params in _check_queries(rel, rule, since, until, found):
+                if not detail:
+                    _count_judged(con, rule.id, judged, params, out)
+                    continue
+                rows = run(
+                    con, f"SELECT pos, id, customer, subject, due_us, is_pending FROM ({judged}) ORDER BY pos", params
+                ).fetchall()
+                for pos, i, customer, subject, due, pending in rows:  # listed: counted as they are
+                    status = "pending" if pending else "met"
+                    listed.append((pos, Case(rule.id, "check", i, customer, _at(due), status, subject)))
+                    out.add("check", rule.id, _month_of(_at(due)), customer, subject, status)
     finally:
         con.unregister("flagged")
     return listed
 
 
 def _count_judged(con: Any, rule_id: str, judged: str, params: dict[str, object], out: Counted) -> None:
-    rows = con.execute(
+    rows = run(
+        con,
         f"""
         SELECT grouping(ym), grouping(customer), grouping(subject), ym, customer, subject, is_pending, count(*)
         FROM (SELECT *, {YM.format(t="due_us")} AS ym FROM ({judged}))
@@ -321,14 +336,25 @@ def _period_sql(since: datetime | None, until: datetime | None, column: str, par
     return " AND ".join(parts)
 
 
+PENDING_TICKET = """($minutes > 0 AND a.at_us + $minutes::BIGINT * 60000000 > $as_of_us
+                   AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.communication = a.communication))"""
+"""A communication whose ticket may still be opened in time (not yet, and its deadline is after as-of)."""
+
+
 def _check_queries(
-    rel: Relational, rule: Rule, since: datetime | None, until: datetime | None
+    rel: Relational,
+    rule: Rule,
+    since: datetime | None,
+    until: datetime | None,
+    present: tuple[list[str], bool] | None = None,
 ) -> Iterator[tuple[str, dict[str, object]]]:
     """A rule's check cases of the period without findings, as queries of (pos, id, customer, subject, due_us,
-    is_pending): its communication checks', then its reply checks'."""
+    is_pending): its communication checks', then its reply checks'. `present`: the kinds of the communications
+    in scope and whether a reply was received (checks.present); a query whose checks apply to none is left out."""
     policy = rel.policy
+    kinds, replied = present if present is not None else (None, True)
     comm_checks = [c for c in rule.spec.checks if not c.replies]
-    if comm_checks:
+    if comm_checks and (kinds is None or any(applicable(c, kinds) for c in comm_checks)):
         minutes = 0
         parts = []
         params: dict[str, object] = {}
@@ -338,23 +364,23 @@ def _check_queries(
                     minutes = int(rule.resolve_int(args["within_minutes"]) or 0)  # type: ignore[arg-type]
             parts.append(applies_sql(rule, check, params, n))
         params["minutes"] = minutes
-        params["as_of_us"] = epoch_us(rel.as_of)
         period = _period_sql(since, until, "a.at_us + $minutes::BIGINT * 60000000", params)
         params["rule_id"] = rule.id
-        params["ticketed"] = any(req == "ticket-opened" for c in comm_checks for req, _ in c.requirements())
+        ticketed = any(req == "ticket-opened" for c in comm_checks for req, _ in c.requirements())
+        pending = PENDING_TICKET if ticketed else "FALSE"  # only a ticket still to open keeps a check pending
+        if ticketed:
+            params["as_of_us"] = epoch_us(rel.as_of)
         yield (
             f"""
             WITH a AS (SELECT DISTINCT pos, communication, customer, subject, at_us FROM ({" UNION ALL ".join(parts)}))
             SELECT a.pos, a.communication AS id, a.customer, a.subject,
-                   a.at_us + $minutes::BIGINT * 60000000 AS due_us,
-                   $ticketed AND $minutes > 0 AND a.at_us + $minutes::BIGINT * 60000000 > $as_of_us
-                   AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.communication = a.communication) AS is_pending
+                   a.at_us + $minutes::BIGINT * 60000000 AS due_us, {pending} AS is_pending
             FROM a ANTI JOIN flagged f ON f.rule = $rule_id AND f.subject = a.communication
             WHERE {period}
             """,
             params,
         )
-    if any(c.replies for c in rule.spec.checks):
+    if replied and any(c.replies for c in rule.spec.checks):
         params = {}
         scope = scope_sql(policy.scope_condition, params)
         terms = " OR ".join(
@@ -380,12 +406,11 @@ def _check_queries(
         )
 
 
-def _obligation_cases(rel: Relational, where: str, params: dict[str, object], violated: dict[int, Case]) -> list[Case]:
-    """Every obligation of the period as a case, in derivation order (the violated ones with their findings)."""
+def _obligation_cases(rows: list[tuple[Any, ...]], violated: dict[int, Case]) -> list[Case]:
+    """Every obligation of the period (OBLIGATION_ROWS) as a case, in derivation order (the violated ones with
+    their findings)."""
     out = []
-    for oid, rule, subject, customer, *rest in rel.con.execute(
-        OBLIGATION_ROWS.format(where=where, status=""), params
-    ).fetchall():
+    for oid, rule, subject, customer, *rest in rows:
         case = violated.get(oid)
         if case is None:
             ob = _judged(tuple(rest[:-1]))
@@ -409,7 +434,8 @@ def _business_rules(policy: Policy) -> dict[str, int]:
 def _timed(rel: Relational, where: str, params: dict[str, object], violated: dict[int, Case]) -> list[Lead]:
     """The judged obligations of business-day rules: how far ahead of the anchor each was sent."""
     days = _business_rules(rel.policy)
-    rows = rel.con.execute(
+    rows = run(
+        rel.con,
         f"""
         SELECT o.oid, o.rule, r.status, c.at_us, r.problem, o.na_base_us, o.timezone, o.country, o.subdivision
         FROM obligations o JOIN outcomes r USING (oid) LEFT JOIN comms c ON c.pos = r.comm_pos[-1]
@@ -445,7 +471,8 @@ def _details(
         customers.setdefault(cid, Group(cid)).tally.add(status, n)
     shown = [g.key for g in sorted(customers.values(), key=customer_key)[:MAX_TABLE_ROWS]]
     wanted_tz = sorted({c.customer for c in counted.flagged} | set(shown))
-    latest = con.execute(
+    latest = run(
+        con,
         """
         SELECT customer, arg_max(timezone, pos), arg_max(id, pos) FROM customer_versions
         WHERE customer IN (SELECT unnest($ids::VARCHAR[])) GROUP BY customer
@@ -471,7 +498,8 @@ def _details(
     )[:MAX_TIMELINES]
     top_ids = sorted(mid for mid, _h in top)
     comms: dict[str, list[Sent]] = defaultdict(list)
-    for subject, communication, kind, customer, at in con.execute(
+    for subject, communication, kind, customer, at in run(
+        con,
         """
         SELECT subject, communication, kind, customer, at_us FROM comms
         WHERE subject_kind = 'maintenance' AND subject IN (SELECT unnest($ids::VARCHAR[])) ORDER BY pos
@@ -480,7 +508,8 @@ def _details(
     ).fetchall():
         comms[subject].append(Sent(communication, kind, customer, _at(at)))
     bands: dict[str, list[tuple[str, datetime, datetime]]] = defaultdict(list)
-    for subject, kind, lo, hi in con.execute(
+    for subject, kind, lo, hi in run(
+        con,
         f"""
         SELECT o.subject, o.kinds[1], min(o.na_us), max(o.na_us) FROM obligations o JOIN outcomes r USING (oid)
         WHERE o.subject_kind = 'maintenance' AND o.subject IN (SELECT unnest($top_ids::VARCHAR[])) AND {where}
@@ -511,7 +540,8 @@ def _events(rel: Relational, ids: set[str], events: EventSource | None) -> dict[
     if not ids:
         return {}
     positions = dict(
-        rel.con.execute(
+        run(
+            rel.con,
             "SELECT id, pos FROM ev WHERE id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": sorted(ids)}
         ).fetchall()
     )
@@ -544,7 +574,8 @@ def _event_book(rel: Relational, findings: list[Finding], found: dict[str, Any])
             extra.append((pos, e))
     comm_ids = sorted({i for f in findings for i in (f.subject, f.communication) if i})
     comm_subject = dict(
-        rel.con.execute(
+        run(
+            rel.con,
             "SELECT communication, arg_max(subject, pos) FROM comms WHERE communication IN"
             " (SELECT unnest($ids::VARCHAR[])) GROUP BY communication",
             {"ids": comm_ids},

@@ -13,10 +13,12 @@ types).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import tempfile
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -186,7 +188,10 @@ CREATE OR REPLACE TABLE customer_versions AS
     SELECT customer, pos, lead(pos) OVER (PARTITION BY customer ORDER BY pos) AS pos_to,
            plan, coalesce(timezone, 'UTC') AS timezone, country, subdivision, contacts, labels, id
     FROM ev WHERE type = 'customer.upserted';
+DROP TABLE IF EXISTS scoped_comms;
 """
+"""The tables each kind of event makes; the checks' `scoped_comms` (forewarn.relational.checks.scoped, made once
+per evaluation from these) is dropped with the previous evaluation's tables of a connection evaluated in again."""
 
 
 MEMORY_LIMIT = os.environ.get("FOREWARN_DUCKDB_MEMORY", "192MB")
@@ -221,6 +226,40 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str) -> tuple[duckdb.Statement, ...]:
+    with _PARSING:
+        if not _PARSER:
+            _PARSER.append(duckdb.connect(":memory:"))
+        return tuple(_PARSER[0].extract_statements(text))
+
+
+_PARSING = threading.Lock()
+_PARSER: list[duckdb.DuckDBPyConnection] = []  # parses only: no table is ever made in it
+
+
+def run(
+    con: duckdb.DuckDBPyConnection, text: str, params: dict[str, object] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Execute the statements of `text` in turn on `con`, `params` bound in the last (whose result `con` then
+    holds). Each text is parsed once per process and kept: an evaluation runs the same few dozen texts, and on a
+    small log parsing them again would be a good part of its cost. The parameters are bound at every run."""
+    *first, last = _parsed(text)
+    for statement in first:
+        con.execute(statement)
+    return con.execute(last, params)
+
+
+def workspace() -> duckdb.DuckDBPyConnection:
+    """A connection to evaluate small inputs in, one after another, each evaluation replacing the previous one's
+    tables (the engine's passes over a few subjects; a caller auditing many logs of a few events each): the
+    database is made once, not per evaluation. One thread: on inputs this small, handing work to others costs
+    more than it saves."""
+    con = connect()
+    con.execute("SET threads = 1")
+    return con
+
+
 class StoreColumns(list[pa.RecordBatchReader]):
     """The log's typed columns as Arrow streams, one per query of `STORE_READS` (`read_store_payloads`)."""
 
@@ -242,18 +281,18 @@ def load_payloads(
         )
         try:
             first, *rest = TYPED_COLUMNS.format(union=union).split(";")
-            con.execute(first, params)
+            run(con, first, params)
         finally:
             for name in names:
                 con.unregister(name)
         for statement in rest:
             if statement.strip():
-                con.execute(statement)
+                run(con, statement)
     else:
         con.register("raw", raw)
-        con.execute(TYPED_EVENTS, params)
+        run(con, TYPED_EVENTS, params)
         con.unregister("raw")
-    con.execute(DERIVED)
+    run(con, DERIVED)
 
 
 def read_store_payloads(

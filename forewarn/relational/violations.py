@@ -6,6 +6,7 @@ built from the few rows the queries return (met obligations and passing checks n
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -15,6 +16,7 @@ from forewarn.lifecycle.model import Obligation, Violation
 from forewarn.policy.model import Policy
 from forewarn.relational import checks
 from forewarn.relational.obligations import alarm_query
+from forewarn.relational.tables import run
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -70,21 +72,25 @@ VIOLATED_OBLIGATIONS = """
 SELECT o.oid, o.rule, o.subject, o.customer, o.kinds[1] AS kind, o.need, o.timezone,
        o.na_days, o.na_minutes, o.na_base_us, o.nb_us, o.na_us, o.opened_us,
        o.defined_event, o.event_id, o.attrs_id, r.problem, c.communication, c.at_us AS sent_us, c.id AS comm_event,
-       CASE WHEN o.need > 1 THEN (
-           SELECT count(*) FROM comms w
-           WHERE w.subject_kind = o.subject_kind AND w.subject = o.subject AND w.customer = o.customer
-             AND list_contains(o.kinds, w.kind) AND w.at_us >= o.opened_us AND w.at_us >= o.nb_us
-             AND w.at_us <= o.na_us) END AS count_found
+       {count_found} AS count_found
 FROM outcomes r JOIN obligations o USING (oid)
 LEFT JOIN comms c ON c.pos = r.comm_pos[1]
 WHERE r.status = 'violated'
 ORDER BY o.subject_rank, o.oid
 """
+COUNT_FOUND = """CASE WHEN o.need > 1 THEN (
+           SELECT count(*) FROM comms w
+           WHERE w.subject_kind = o.subject_kind AND w.subject = o.subject AND w.customer = o.customer
+             AND list_contains(o.kinds, w.kind) AND w.at_us >= o.opened_us AND w.at_us >= o.nb_us
+             AND w.at_us <= o.na_us) END"""
+"""How many fitting communications an obligation counting several (`need` > 1) found in its window."""
 
 
-def obligation_violations(con: duckdb.DuckDBPyConnection) -> list[Violation]:
+def obligation_violations(con: duckdb.DuckDBPyConnection, counting: bool = True) -> list[Violation]:
+    """The violated obligations' violations; `counting`: some obligation counts several communications (else
+    none has a count found to report)."""
     out = []
-    cur = con.execute(VIOLATED_OBLIGATIONS)
+    cur = run(con, VIOLATED_OBLIGATIONS.format(count_found=COUNT_FOUND if counting else "NULL::BIGINT"))
     names = [d[0] for d in cur.description]
     for values in cur.fetchall():
         r = dict(zip(names, values, strict=True))
@@ -125,13 +131,14 @@ def obligation_violations(con: duckdb.DuckDBPyConnection) -> list[Violation]:
     return out
 
 
-def alarm_violations(con: duckdb.DuckDBPyConnection, policy: Policy) -> list[Violation]:
-    """An alarm (a maintenance overrun) as one violation per affected customer, subject by subject."""
+def alarm_violations(con: duckdb.DuckDBPyConnection, policy: Policy, fired: Collection[str]) -> list[Violation]:
+    """An alarm (a maintenance overrun) as one violation per affected customer, subject by subject. `fired`: the
+    alarm rules `triggers` holds timers of (the others have none to report)."""
     rows: list[tuple] = []
     for rule in policy.rules:
-        if rule.spec.alarm is None:
+        if rule.spec.alarm is None or rule.id not in fired:
             continue
-        for values in con.execute(*alarm_query(rule, policy.scope_condition)).fetchall():
+        for values in run(con, *alarm_query(rule, policy.scope_condition)).fetchall():
             rows.append((rule, *values))
     rows.sort(key=lambda r: r[1])  # trigger order: subject by subject, as the lifecycle fired them
     out = []
@@ -160,17 +167,21 @@ def alarm_violations(con: duckdb.DuckDBPyConnection, policy: Policy) -> list[Vio
 COMM_OF = "SELECT pos, id, communication, customer, kind, subject, at_us, from_addr FROM comms WHERE pos IN ({marks})"
 
 
-def check_violations(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int) -> list[Violation]:
-    rows = checks.failing(con, policy, as_of_us)
+def check_violations(
+    con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int, present: tuple[list[str], bool] | None = None
+) -> list[Violation]:
+    """The failing communications' and replies' violations; `present` as checks.failing's."""
+    rows = checks.failing(con, policy, as_of_us, present)
     comm_rows = [r for r in rows if r["requirement"] != "reply-includes-origin"]
     comms: dict[int, tuple] = {}
     if comm_rows:
         positions = sorted({int(r["pos"]) for r in comm_rows})  # type: ignore[arg-type]
-        con.execute("CREATE OR REPLACE TEMP TABLE wanted AS SELECT unnest($p::BIGINT[]) AS pos", {"p": positions})
-        for values in con.execute(
+        for values in run(
+            con,
             "SELECT c.pos, c.id, c.communication, c.customer, c.kind, c.subject, c.at_us, c.from_addr, s.defined_event"
-            " FROM comms c JOIN wanted USING (pos)"
-            " LEFT JOIN subjects s ON s.subject_kind = c.subject_kind AND s.subject = c.subject"
+            " FROM comms c LEFT JOIN subjects s ON s.subject_kind = c.subject_kind AND s.subject = c.subject"
+            " WHERE c.pos IN (SELECT unnest($p::BIGINT[]))",
+            {"p": positions},
         ).fetchall():
             comms[values[0]] = values
     minutes = {
