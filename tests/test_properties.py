@@ -320,7 +320,7 @@ def mutate_once(log: list[dict[str, object]], data: st.DataObject) -> tuple[list
     return log, []
 
 
-@scaled(ci=40, thorough=10_000)  # two relational audits per example: fewer examples in CI than thorough's
+@scaled(ci=25, thorough=10_000)  # two relational audits per example: fewer examples in CI than thorough's
 @given(lifecycles(feasible=True, min_maintenances=1, waivers=False), st.data())
 def test_every_seeded_violation_is_found_by_the_right_rule_and_nothing_else(
     life: Lifecycle, data: st.DataObject
@@ -442,7 +442,7 @@ def instants(log: Sequence[dict[str, object]], life: Lifecycle, data: st.DataObj
     return t1, t2
 
 
-@scaled(ci=25, thorough=10_000)  # three relational evaluations per example
+@scaled(ci=20, thorough=10_000)  # three relational evaluations per example
 @given(lifecycles(min_maintenances=1), st.data())
 def test_what_is_found_as_of_t_stays_found_and_nothing_pending_is_forgotten(
     life: Lifecycle, data: st.DataObject
@@ -951,7 +951,7 @@ class EngineAgainstModel(RuleBasedStateMachine):
 
 
 TestEngineAgainstModel = EngineAgainstModel.TestCase
-TestEngineAgainstModel.settings = scaled(ci=5, thorough=10_000, stateful_step_count=30)  # an audit per clock step
+TestEngineAgainstModel.settings = scaled(ci=4, thorough=10_000, stateful_step_count=30)  # an audit per clock step
 
 
 def edited_policy() -> Policy:
@@ -988,4 +988,4 @@ def test_the_model_reads_its_numbers_from_the_rule_files() -> None:
 
 
 TestEngineAgainstEditedPolicy = EngineAgainstEditedPolicy.TestCase
-TestEngineAgainstEditedPolicy.settings = scaled(ci=4, thorough=10_000, stateful_step_count=30)
+TestEngineAgainstEditedPolicy.settings = scaled(ci=3, thorough=10_000, stateful_step_count=30)
