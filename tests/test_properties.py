@@ -320,7 +320,7 @@ def mutate_once(log: list[dict[str, object]], data: st.DataObject) -> tuple[list
     return log, []
 
 
-@scaled(ci=100, thorough=10_000)
+@scaled(ci=25, thorough=10_000)  # two relational audits per example: fewer examples in CI than thorough's
 @given(lifecycles(feasible=True, min_maintenances=1, waivers=False), st.data())
 def test_every_seeded_violation_is_found_by_the_right_rule_and_nothing_else(
     life: Lifecycle, data: st.DataObject
@@ -387,7 +387,7 @@ def verdict(events: Sequence[Event], as_of: datetime) -> dict[str, object]:
     return audit(events, POLICY, as_of).to_json()
 
 
-@scaled(ci=40, thorough=10_000)
+@scaled(ci=12, thorough=10_000)  # four relational audits per example
 @given(lifecycles(), st.data())
 def test_verdicts_do_not_depend_on_line_order_files_or_reimport(life: Lifecycle, data: st.DataObject) -> None:
     """Shuffled lines (ties kept in order), several files, one or several imports, imported twice: one verdict."""
@@ -442,7 +442,7 @@ def instants(log: Sequence[dict[str, object]], life: Lifecycle, data: st.DataObj
     return t1, t2
 
 
-@scaled(ci=80, thorough=10_000)
+@scaled(ci=20, thorough=10_000)  # three relational evaluations per example
 @given(lifecycles(min_maintenances=1), st.data())
 def test_what_is_found_as_of_t_stays_found_and_nothing_pending_is_forgotten(
     life: Lifecycle, data: st.DataObject
@@ -484,7 +484,7 @@ def defined_at(log: Sequence[dict[str, object]], subject: str) -> datetime:
     raise AssertionError(f"no definition of {subject}")
 
 
-@scaled(ci=80, thorough=10_000)
+@scaled(ci=25, thorough=10_000)  # two relational audits per example
 @given(lifecycles(min_maintenances=1, waivers=False), st.data())
 def test_a_waiver_only_waives(life: Lifecycle, data: st.DataObject) -> None:
     """Granting a waiver turns exactly the findings it covers to waived (with its id, retroactive when granted
@@ -951,7 +951,7 @@ class EngineAgainstModel(RuleBasedStateMachine):
 
 
 TestEngineAgainstModel = EngineAgainstModel.TestCase
-TestEngineAgainstModel.settings = scaled(ci=8, thorough=10_000, stateful_step_count=30)
+TestEngineAgainstModel.settings = scaled(ci=4, thorough=10_000, stateful_step_count=30)  # an audit per clock step
 
 
 def edited_policy() -> Policy:
@@ -988,4 +988,4 @@ def test_the_model_reads_its_numbers_from_the_rule_files() -> None:
 
 
 TestEngineAgainstEditedPolicy = EngineAgainstEditedPolicy.TestCase
-TestEngineAgainstEditedPolicy.settings = scaled(ci=6, thorough=10_000, stateful_step_count=30)
+TestEngineAgainstEditedPolicy.settings = scaled(ci=3, thorough=10_000, stateful_step_count=30)
