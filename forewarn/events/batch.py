@@ -20,13 +20,11 @@ from typing import NamedTuple
 
 from pydantic import ValidationError
 
-from forewarn.events.models import EVENT_ADAPTER, EVENT_CLASSES, MetaKeys
+from forewarn.events.models import EVENT_CLASSES, MetaKeys
 from forewarn.events.parse import (
-    BOM,
-    MAX_LINE_BYTES,
+    common_event,
     fast_canonical_bytes,
     gc_paused,
-    maybe_duplicate_keys,
     validate_line,
 )
 from forewarn.instants import epoch_us
@@ -97,19 +95,15 @@ def validate_chunk(lines: Iterable[bytes], at_file_start: bool) -> Columns:
     rules: set[str] = set()
     ordered = True
     last = -(1 << 63)
-    validate = EVENT_ADAPTER.validator.validate_json  # EVENT_ADAPTER.validate_json(line, by_name=False), direct
     plans = _PLANS
     memo: dict[object, int] = {}
     counted = MetaKeys()
     with gc_paused():
         for number, line in enumerate(lines, 1):
             try:
-                if len(line) > MAX_LINE_BYTES or (number == 1 and at_file_start and line.startswith(BOM)):
+                event = common_event(line, number, at_file_start, counted)
+                if event is None:
                     raise _Unusual
-                counted.keys = 0
-                event = validate(line, by_name=False, context=counted)
-                if maybe_duplicate_keys(line, event, counted.keys):
-                    raise _Unusual  # validate_line says whether a key repeats
                 payload = fast_canonical_bytes(event)
             except (ValidationError, TypeError, ValueError, _Unusual):  # errors, blank or unusual lines
                 result = validate_line(line, "", number, at_file_start and number == 1)

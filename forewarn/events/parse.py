@@ -259,6 +259,25 @@ _EVENTS_SERIALIZER = TypeAdapter(list[Event]).serializer
 DUPLICATE_KEY = "duplicate key: a JSON object must not repeat a key (which value counts would be a guess)"
 
 
+_VALIDATE_JSON = EVENT_ADAPTER.validator.validate_json  # EVENT_ADAPTER.validate_json(line, by_name=False), direct
+
+
+def common_event(line: object, number: int, at_file_start: bool, counted: MetaKeys) -> Event | None:
+    """The event of a common line (bytes, not too long, no BOM to skip, valid, no key that may repeat), or None:
+    any other line is for `validate_line`, which says exactly what is wrong with it. `counted`: the
+    validation's context, reused line after line."""
+    if type(line) is not bytes or len(line) > MAX_LINE_BYTES or (
+        number == 1 and at_file_start and line.startswith(BOM)
+    ):
+        return None
+    counted.keys = 0
+    try:
+        event = _VALIDATE_JSON(line, by_name=False, context=counted)
+    except (ValidationError, TypeError, ValueError):
+        return None
+    return None if maybe_duplicate_keys(line, event, counted.keys) else event
+
+
 def maybe_duplicate_keys(line: bytes, event: Event, meta_keys: int) -> bool:
     """False when `line`, which validated as `event`, surely repeats no key in any object; True when it may.
     `meta_keys`: the keys of its `meta`, as its validation counted them (`MetaKeys`).

@@ -46,7 +46,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from forewarn import inputs
 from forewarn.events import (
-    EVENT_ADAPTER,
     EVENT_CLASSES,
     SUBJECT_KINDS,
     Event,
@@ -58,15 +57,14 @@ from forewarn.events import (
     WaiverGranted,
 )
 from forewarn.events.parse import (
-    BOM,
     MAX_LINE_BYTES,
     TOO_LONG,
     bounded_lines,
+    common_event,
     fast_canonical_json,
     fast_canonical_texts,
     gc_paused,
     key_count,
-    maybe_duplicate_keys,
     validate_line,
 )
 from forewarn.events.references import dangling_message, id_clash_message, unknown_rule_message
@@ -286,18 +284,12 @@ def parse_chunk(lines: Iterator[bytes] | Sequence[bytes], name: str, at_file_sta
     add = built.add
     errors: list[tuple[Any, ...]] = []
     number = 0
-    validate = EVENT_ADAPTER.validator.validate_json  # EVENT_ADAPTER.validate_json(line, by_name=False), direct
     counted = MetaKeys()
     for number, line in enumerate(lines, 1):
         try:
-            if type(line) is not bytes or len(line) > MAX_LINE_BYTES or (
-                number == 1 and at_file_start and line.startswith(BOM)
-            ):
+            event = common_event(line, number, at_file_start, counted)
+            if event is None:
                 raise _Unusual
-            counted.keys = 0
-            event = validate(line, by_name=False, context=counted)
-            if maybe_duplicate_keys(line, event, counted.keys):
-                raise _Unusual  # validate_line says whether a key repeats
             payload = fast_canonical_json(event)
         except (ValidationError, TypeError, ValueError, _Unusual):  # errors, blank or unusual lines: the slow way
             result = validate_line(line, name, number, at_file_start and number == 1)
