@@ -526,6 +526,7 @@ def match(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_us: int, obligat
     statuses = {m[1] for m in matched}
     if bulk:
         statuses.update(status for (status,) in run(con, "SELECT DISTINCT status FROM unsent").fetchall())
+        run(con, "DROP TABLE fits; DROP TABLE met_simply; DROP TABLE unsent")
     return frozenset(statuses) - {"met"}
 
 

@@ -188,6 +188,7 @@ CREATE OR REPLACE TABLE customer_versions AS
     SELECT customer, pos, lead(pos) OVER (PARTITION BY customer ORDER BY pos) AS pos_to,
            plan, coalesce(timezone, 'UTC') AS timezone, country, subdivision, contacts, labels, id
     FROM ev WHERE type = 'customer.upserted';
+CREATE OR REPLACE TABLE ev AS SELECT pos, seq, at_us, type, id, payload FROM ev;
 DROP TABLE IF EXISTS scoped_comms;
 """
 """The tables each kind of event makes; the checks' `scoped_comms` (forewarn.relational.checks.scoped, made once
