@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_report_support import QUARTER_START, audit_file, quarter_path, quarter_result
 
 from forewarn.audit.findings import AuditResult
@@ -110,21 +114,74 @@ def test_lead_times_cover_every_judged_advance_notice() -> None:
     n, values = leads["advance-notice"]
     rule = next(g for r, g in report.rules if r.id == "advance-notice")
     assert n == 1 and len(values) == rule.tally.met + rule.tally.violated + rule.tally.waived
-    timed = [c for c in report.timed if c.rule == "advance-notice"]
-    met_leads = [v for v, c in zip(values, timed, strict=True) if c.status == "met"]
-    assert all(v is not None and v >= 1.0 - 1e-9 for v in met_leads)
+    statuses = [s for group in report.timed if group.rule == "advance-notice" for s in group.status]
+    met_leads = [v for v, s in zip(values.tolist(), statuses, strict=True) if s == "met"]
+    assert met_leads and all(v >= 1.0 - 1e-9 for v in met_leads)
+
+
+def _us(t: datetime) -> int:
+    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def test_bulk_business_times_equal_one_by_one() -> None:
     report = stats.build(quarter_result())
     groups: dict = {}
-    for lead in report.timed:
-        if lead.sent is not None:
-            groups.setdefault((lead.timezone, lead.country, lead.subdivision), []).append((lead.sent, lead.anchor_at))
-    pairs = [(datetime(2026, 3, 9, 7, tzinfo=UTC), datetime(2026, 3, 6, 1, tzinfo=UTC))]  # backwards
-    groups.setdefault(("Europe/Berlin", "DE", None), []).extend(pairs)
+    for leads in report.timed:
+        where = (leads.timezone, leads.country, leads.subdivision)
+        pairs = zip(leads.sent_us[leads.sent].tolist(), leads.anchor_us[leads.sent].tolist(), strict=True)
+        groups.setdefault(where, []).extend(pairs)
+    backwards = [(datetime(2026, 3, 9, 7, tzinfo=UTC), datetime(2026, 3, 6, 1, tzinfo=UTC))]
+    # across both of Berlin's changes of offset, to the second (a local date and time of day each way)
+    changes = [
+        (datetime(2026, 3, 29, 0, 59, 59, 999_999, tzinfo=UTC), datetime(2026, 3, 30, 9, tzinfo=UTC)),
+        (datetime(2026, 3, 29, 1, 0, 0, tzinfo=UTC), datetime(2026, 3, 27, 23, 30, tzinfo=UTC)),
+        (datetime(2026, 10, 25, 0, 59, 59, tzinfo=UTC), datetime(2026, 10, 25, 1, 0, 1, tzinfo=UTC)),
+        (datetime(2026, 10, 24, 22, 0, 0, 1, tzinfo=UTC), datetime(2026, 10, 26, 23, 0, tzinfo=UTC)),
+    ]
+    groups.setdefault(("Europe/Berlin", "DE", None), []).extend((_us(a), _us(b)) for a, b in [*backwards, *changes])
     assert len(groups) >= 5
     for where, items in groups.items():
-        bulk = stats.business_times(items, *where)
-        one = [stats.business_time(a, b, *where, cap=1e9) for a, b in items]
+        a_us = np.array([a for a, _b in items], dtype=np.int64)
+        b_us = np.array([b for _a, b in items], dtype=np.int64)
+        bulk = stats.business_times(a_us, b_us, *where)
+        one = [stats.business_time(_at(a), _at(b), *where, cap=1e9) for a, b in items]
         assert bulk.tolist() == pytest.approx(one), where
+
+
+def _at(us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+_CHANGES = [
+    _us(datetime(y, m, d, h, tzinfo=UTC))
+    for y, m, d, h in [
+        (2026, 3, 29, 1),
+        (2026, 10, 25, 1),
+        (2026, 3, 8, 7),
+        (2026, 11, 1, 6),
+        (2026, 4, 4, 15),
+        (2026, 10, 3, 16),
+    ]
+]
+_DAY_US = 86_400_000_000
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(int.__add__, st.sampled_from(_CHANGES), st.integers(-2 * _DAY_US, 2 * _DAY_US)),
+            st.integers(_us(datetime(1990, 1, 1, tzinfo=UTC)), _us(datetime(2040, 1, 1, tzinfo=UTC))),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_local_seconds_are_astimezones(instants: list[int]) -> None:
+    """Several instants of a day whose offset changes (Europe, North America, Lord Howe's half hour), and any."""
+    for name in ("Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "UTC"):
+        zone = ZoneInfo(name)
+        wall = [
+            (_at(us).astimezone(zone).replace(tzinfo=None) - datetime(1970, 1, 1)) // timedelta(seconds=1)
+            for us in instants
+        ]
+        assert stats.local_seconds(np.array(instants, dtype=np.int64), zone).tolist() == wall, name

@@ -10,6 +10,7 @@ from importlib import resources
 from itertools import pairwise
 from typing import Any
 
+import numpy as np
 import orjson
 from jinja2 import Environment, FunctionLoader, select_autoescape
 from markupsafe import Markup
@@ -115,25 +116,22 @@ def _bar(label: str, g: Group) -> charts.Bar:
     return charts.Bar(label, t.rate, t.met, t.judged, f"{t.violated} violated" if t.violated else "")
 
 
-def _lead_bins(n: int, leads: list[float | None]) -> tuple[list[charts.Bin], int]:
+def _lead_bins(n: int, leads: np.ndarray) -> tuple[list[charts.Bin], int]:
+    """The histogram of `leads` (NaN: none sent) by LEAD_EDGES x n."""
     edges = [e * n for e in LEAD_EDGES]
     labels = ["after start"] + [f"{_num(a)}–{_num(b)}" for a, b in pairwise(edges)]
     labels += [f"{_num(edges[-1])}+", "none sent"]
-    counts = [0] * len(labels)
-    for lead in leads:
-        if lead is None:
-            counts[-1] += 1
-        elif lead < 0:
-            counts[0] += 1
-        else:
-            i = sum(lead >= e for e in edges)
-            counts[min(i, len(edges))] += 1
+    none = np.isnan(leads)
+    after = leads[~none]
+    ahead = after[after >= 0]
+    bins = np.minimum(np.searchsorted(np.array(edges), ahead, side="right"), len(edges))
+    counts = [*np.bincount(bins, minlength=len(edges) + 1).tolist(), int(none.sum())]
+    counts[0] += int((after < 0).sum())
     line_after = edges.index(float(n))  # bins before it are short of the notice
-    bins = [
+    return [
         charts.Bin(label, c, i <= line_after or i == len(labels) - 1)
         for i, (label, c) in enumerate(zip(labels, counts, strict=True))
-    ]
-    return bins, line_after
+    ], line_after
 
 
 def _num(x: float) -> str:
@@ -152,7 +150,7 @@ def _charts(report: Report) -> dict[str, Any]:
             line_after,
             f"{n} business day{'s' if n != 1 else ''} required",
         )
-        short = sum(1 for v in values if v is None or v < n)
+        short = int(np.count_nonzero(np.isnan(values) | (values < n)))
         leads.append({"rule": rule_id, "svg": Markup(svg), "n": n, "total": len(values), "short": short})
     return {
         "by_rule": Markup(charts.rate_bars("Compliance by rule", by_rule)),

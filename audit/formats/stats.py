@@ -23,6 +23,7 @@ from forewarn.relational.violations import humanize
 STATUSES = ("met", "violated", "waived", "pending")
 SEVERITIES = ("critical", "high", "medium", "low")
 
+
 class Case(NamedTuple):
     """One judged unit: an obligation, a communication (or reply) under a check, or an alarm."""
 
@@ -54,18 +55,19 @@ class Judged(NamedTuple):
     problem: str | None
 
 
-class Lead(NamedTuple):
-    """A judged obligation with a business-day deadline: how far ahead it was sent (lead times)."""
+class Leads(NamedTuple):
+    """The judged obligations of one business-day rule and one calendar, as columns (one item per obligation):
+    how far ahead of the anchor each was sent (lead times)."""
 
     rule: str
-    status: str
     n: int  # the business days required
-    sent: datetime | None
-    problem: str | None
-    anchor_at: datetime
     timezone: str
     country: str | None
     subdivision: str | None
+    status: list[str]
+    sent: np.ndarray  # bool: a communication was taken (and the problem is not "missing")
+    sent_us: np.ndarray  # int64: when it was sent (epoch microseconds; 0 where none was)
+    anchor_us: np.ndarray  # int64: the anchor the N business days count back from
 
 
 class Sent(NamedTuple):
@@ -151,7 +153,7 @@ class Report:
     subjects: list[Group]
     kinds: Counter[str]  # cases by kind (obligation / check / alarm)
     flagged: list[Case]  # cases with findings
-    timed: list[Lead]  # judged obligations with a business-day deadline (for lead times)
+    timed: list[Leads]  # judged obligations with a business-day deadline (for lead times)
     details: Details | None = None  # for the HTML report
 
     @property
@@ -270,22 +272,47 @@ def business_time(
     return min(total, cap)
 
 
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+DAY = 86_400
+
+
+def _offset(zone: ZoneInfo, second: int) -> int:
+    offset = datetime.fromtimestamp(second, zone).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
+def local_seconds(us: np.ndarray, zone: ZoneInfo) -> np.ndarray:
+    """Whole seconds of local time since the local epoch of instants given in epoch microseconds (`datetime`'s
+    `astimezone` and hour, minute, second, in bulk). The offset is read once per UTC day, and instant by instant
+    on a day whose offset differs at its two ends (a day that changes and restores its offset is assumed never
+    to occur: no zone has such a day)."""
+    seconds = us // 1_000_000
+    days, which = np.unique(seconds // DAY, return_inverse=True)
+    offsets = np.empty(len(days), dtype=np.int64)
+    changing = np.zeros(len(days), dtype=bool)
+    for i, day in enumerate(days.tolist()):
+        first, last = _offset(zone, day * DAY), _offset(zone, day * DAY + DAY - 1)
+        offsets[i], changing[i] = first, first != last
+    out = seconds + offsets[which]
+    if changing.any():
+        rows = np.nonzero(changing[which])[0]
+        out[rows] = [s + _offset(zone, s) for s in seconds[rows].tolist()]
+    return out
+
+
 def business_times(
-    pairs: list[tuple[datetime, datetime]], tz: str, country: str | None, subdivision: str | None
+    a_us: np.ndarray, b_us: np.ndarray, tz: str, country: str | None, subdivision: str | None
 ) -> np.ndarray:
-    """`business_time(a, b, ...)` for many (a, b) pairs of one calendar, in bulk (uncapped)."""
-    if not pairs:
+    """`business_time(a, b, ...)` for many (a, b) pairs of one calendar (epoch microseconds), in bulk (uncapped)."""
+    if not len(a_us):
         return np.zeros(0)
     zone = ZoneInfo(tz)
     cal = calendar_for(country, subdivision)
-    local = [(a.astimezone(zone), b.astimezone(zone)) for a, b in pairs]
-    sign = np.array([1.0 if a <= b else -1.0 for a, b in pairs])
-    early = [min(a, b) for a, b in local]
-    late = [max(a, b) for a, b in local]
-    oa = np.array([t.toordinal() for t in early])
-    ob = np.array([t.toordinal() for t in late])
-    fa = np.array([(t.hour * 3600 + t.minute * 60 + t.second) / 86400.0 for t in early])
-    fb = np.array([(t.hour * 3600 + t.minute * 60 + t.second) / 86400.0 for t in late])
+    sign = np.where(a_us <= b_us, 1.0, -1.0)
+    early = local_seconds(np.minimum(a_us, b_us), zone)
+    late = local_seconds(np.maximum(a_us, b_us), zone)
+    oa, ob = early // DAY + EPOCH_ORDINAL, late // DAY + EPOCH_ORDINAL
+    fa, fb = (early % DAY) / float(DAY), (late % DAY) / float(DAY)
     lo = int(oa.min())
     flags = np.array([cal.is_business_day(date.fromordinal(o)) for o in range(lo, int(ob.max()) + 1)], dtype=float)
     cum = np.concatenate(([0.0], np.cumsum(flags)))  # cum[i]: business days among the first i days
@@ -293,22 +320,22 @@ def business_times(
     same = ia == ib
     between = cum[ib] - cum[np.minimum(ia + 1, ib)]
     spread = (1.0 - fa) * flags[ia] + between + fb * flags[ib]
-    return sign * np.where(same, (fb - fa) * flags[ia], spread)
+    return np.asarray(sign * np.where(same, (fb - fa) * flags[ia], spread))
 
 
-def lead_times(report: Report, cap: float = 11.0) -> dict[str, tuple[int, list[float | None]]]:
-    """Per business-day rule: (required N, each judged obligation's lead, at most cap x N; None: none sent)."""
-    out: dict[str, tuple[int, list[float | None]]] = {}
-    todo: dict[tuple[str, str | None, str | None], list[tuple[list[float | None], int, float, datetime, datetime]]] = {}
-    for lead in report.timed:
-        n = lead.n
-        leads = out.setdefault(lead.rule, (n, []))[1]
-        leads.append(None)
-        if lead.sent is not None and lead.problem != "missing":
-            where = (lead.timezone, lead.country, lead.subdivision)
-            todo.setdefault(where, []).append((leads, len(leads) - 1, cap * n, lead.sent, lead.anchor_at))
-    for where, items in todo.items():
-        values = business_times([(sent, anchor) for *_rest, sent, anchor in items], *where)
-        for (leads, i, most, _s, _a), value in zip(items, values.tolist(), strict=True):
-            leads[i] = min(value, most)
-    return out
+def lead_times(report: Report, cap: float = 11.0) -> dict[str, tuple[int, np.ndarray]]:
+    """Per business-day rule: (required N, each judged obligation's lead, at most cap x N; NaN: none sent), the
+    obligations in the order of `report.timed`."""
+    parts: dict[str, tuple[int, list[np.ndarray]]] = {}
+    for leads in report.timed:
+        values = np.full(len(leads.sent), np.nan)
+        sent = leads.sent
+        if sent.any():
+            times = business_times(leads.sent_us[sent], leads.anchor_us[sent], *_calendar(leads))
+            values[sent] = np.minimum(times, cap * leads.n)
+        parts.setdefault(leads.rule, (leads.n, []))[1].append(values)
+    return {rule: (n, np.concatenate(values)) for rule, (n, values) in parts.items()}
+
+
+def _calendar(leads: Leads) -> tuple[str, str | None, str | None]:
+    return leads.timezone, leads.country, leads.subdivision

@@ -25,7 +25,7 @@ from forewarn.audit.formats.stats import (
     Details,
     Group,
     Judged,
-    Lead,
+    Leads,
     Sent,
     customer_key,
     group_status,
@@ -69,7 +69,7 @@ class Counted:
     dims: tuple[Dim, Dim, Dim, Dim] = field(default_factory=lambda: (Counter(), Counter(), Counter(), Counter()))
     flagged: list[Case] = field(default_factory=list)
     listed: list[Case] | None = None
-    timed: list[Lead] | None = None
+    timed: list[Leads] | None = None
     details: Details | None = None
 
     def add(
@@ -431,25 +431,43 @@ def _business_rules(policy: Policy) -> dict[str, int]:
     return out
 
 
-def _timed(rel: Relational, where: str, params: dict[str, object], violated: dict[int, Case]) -> list[Lead]:
-    """The judged obligations of business-day rules: how far ahead of the anchor each was sent."""
+def _timed(rel: Relational, where: str, params: dict[str, object], violated: dict[int, Case]) -> list[Leads]:
+    """The judged obligations of business-day rules, as columns per rule and calendar: how far ahead of the
+    anchor each was sent."""
     days = _business_rules(rel.policy)
-    rows = run(
-        rel.con,
+    table = rel.con.sql(  # as a relation: Arrow from an executed statement would copy the rows once more
         f"""
-        SELECT o.oid, o.rule, r.status, c.at_us, r.problem, o.na_base_us, o.timezone, o.country, o.subdivision
+        SELECT o.rule, o.timezone, o.country, o.subdivision,
+               list(o.oid ORDER BY o.oid) AS oid, list(r.status ORDER BY o.oid) AS status,
+               list(c.at_us IS NOT NULL AND r.problem IS DISTINCT FROM 'missing' ORDER BY o.oid) AS sent,
+               list(coalesce(c.at_us, 0) ORDER BY o.oid) AS sent_us, list(o.na_base_us ORDER BY o.oid) AS anchor_us
         FROM obligations o JOIN outcomes r USING (oid) LEFT JOIN comms c ON c.pos = r.comm_pos[-1]
         WHERE {where} AND r.status <> 'pending' AND o.rule IN (SELECT unnest($business_rules::VARCHAR[]))
-        ORDER BY o.oid
+        GROUP BY ALL ORDER BY min(o.oid)
         """,
-        {**params, "business_rules": sorted(days)},
-    ).fetchall()
+        params={**params, "business_rules": sorted(days)},
+    ).to_arrow_table()
     out = []
-    for oid, rule, status, sent, problem, anchor, tz, country, sub in rows:
-        case = violated.get(oid)
+    for i in range(table.num_rows):
+        rule, tz, country, subdivision = (table.column(k)[i].as_py() for k in range(4))
+        column = {name: table.column(name)[i].values for name in ("oid", "status", "sent", "sent_us", "anchor_us")}
+        status = column["status"].to_pylist()
+        if violated:  # a violated obligation's case says whether a waiver covers it
+            for j, oid in enumerate(column["oid"].to_pylist()):
+                case = violated.get(oid)
+                if case is not None:
+                    status[j] = case.status
         out.append(
-            Lead(
-                rule, case.status if case else status, days[rule], instant(sent), problem, _at(anchor), tz, country, sub
+            Leads(
+                rule,
+                days[rule],
+                tz,
+                country,
+                subdivision,
+                status,
+                column["sent"].to_numpy(zero_copy_only=False),
+                column["sent_us"].to_numpy(),
+                column["anchor_us"].to_numpy(),
             )
         )
     return out
@@ -541,8 +559,7 @@ def _events(rel: Relational, ids: set[str], events: EventSource | None) -> dict[
         return {}
     positions = dict(
         run(
-            rel.con,
-            "SELECT id, pos FROM ev WHERE id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": sorted(ids)}
+            rel.con, "SELECT id, pos FROM ev WHERE id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": sorted(ids)}
         ).fetchall()
     )
     got = events(list(positions)) if events is not None else {}
