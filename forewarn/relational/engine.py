@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -128,33 +129,58 @@ def obligations_of(rel: Relational, kind: str, subject: str) -> list[Obligation]
 
 
 class Positions:
-    """Every event's place in evaluation order, (at_us, seq) sorted: what numbers events read apart."""
+    """Every event's place in evaluation order, (at_us, seq) sorted: what numbers events read apart. Held in
+    arrays that grow by doubling: an append adds one key to the hundreds of thousands held."""
 
     def __init__(self) -> None:
         import numpy as np
 
         self._np = np
-        self.at = np.empty(0, dtype=np.int64)
-        self.seq = np.empty(0, dtype=np.int64)
+        self._at = np.empty(1024, dtype=np.int64)
+        self._seq = np.empty(1024, dtype=np.int64)
+        self._n = 0
 
     def __len__(self) -> int:
-        return len(self.at)
+        return self._n
+
+    @property
+    def at(self) -> Any:
+        return self._at[: self._n]
+
+    @property
+    def seq(self) -> Any:
+        return self._seq[: self._n]
 
     def extend(self, at_us: Sequence[int], seq: Sequence[int]) -> None:
         """Add keys that sort after every key held (an append at the log's end)."""
         np = self._np
-        self.at = np.concatenate([self.at, np.asarray(at_us, dtype=np.int64)])
-        self.seq = np.concatenate([self.seq, np.asarray(seq, dtype=np.int64)])
+        at, sq = np.asarray(at_us, dtype=np.int64), np.asarray(seq, dtype=np.int64)
+        end = self._n + len(at)
+        if end > len(self._at):
+            size = max(end, 2 * len(self._at))
+            self._at = np.concatenate([self.at, np.empty(size - self._n, dtype=np.int64)])
+            self._seq = np.concatenate([self.seq, np.empty(size - self._n, dtype=np.int64)])
+        self._at[self._n : end] = at
+        self._seq[self._n : end] = sq
+        self._n = end
 
     def last(self) -> tuple[int, int] | None:
-        return (int(self.at[-1]), int(self.seq[-1])) if len(self.at) else None
+        return (int(self._at[self._n - 1]), int(self._seq[self._n - 1])) if self._n else None
 
     def pos(self, at_us: int, seq: int) -> int:
         """The position of the event (at_us, seq), which must be held."""
+        return int(self.positions([at_us], [seq])[0])
+
+    def positions(self, at_us: Sequence[int], seq: Sequence[int]) -> Any:
+        """The positions of the events (at_us[i], seq[i]), which must be held, in bulk."""
         np = self._np
-        lo = int(np.searchsorted(self.at, at_us, side="left"))
-        hi = int(np.searchsorted(self.at, at_us, side="right"))
-        return lo + int(np.searchsorted(self.seq[lo:hi], seq, side="left"))
+        at, held_seq = self.at, self.seq
+        want = np.asarray(at_us, dtype=np.int64)
+        lo = np.searchsorted(at, want, side="left")
+        hi = np.searchsorted(at, want, side="right")
+        for i in np.nonzero(hi - lo > 1)[0].tolist():  # events at the same instant: by recording order
+            lo[i] += int(np.searchsorted(held_seq[lo[i] : hi[i]], seq[i], side="left"))
+        return lo
 
     def pos_at(self, t: datetime) -> int:
         """The position of the last event at or before `t` (-1: none)."""
@@ -233,6 +259,19 @@ workspace = tables.workspace
 """A connection to evaluate a few subjects in, again and again (evaluate_subjects' `con`)."""
 
 
+def _payload_table(ordered: Sequence[tuple[int, Row]]) -> pa.Table:
+    return pa.table(
+        {
+            "pos": pa.array([p for p, _ in ordered], pa.int64()),
+            "seq": pa.array([r[0] for _, r in ordered], pa.int64()),
+            "at_us": pa.array([r[1] for _, r in ordered], pa.int64()),
+            "type": pa.array([r[2] for _, r in ordered], pa.string()),
+            "payload": pa.array([r[3] for _, r in ordered], pa.string()),
+        },
+        schema=tables.PAYLOAD_SCHEMA,
+    )
+
+
 def evaluate_rows(
     rows: Iterable[Row],
     positions: Positions,
@@ -243,18 +282,10 @@ def evaluate_rows(
 ) -> Relational:
     """The relational evaluation of these events (numbered by `positions`, the whole log's; `numbered`: more,
     with their positions) as of `as_of` (in `con` if given: see workspace)."""
-    ordered = sorted([*((positions.pos(r[1], r[0]), r) for r in rows), *numbered], key=lambda p: p[0])
-    table = pa.table(
-        {
-            "pos": pa.array([p for p, _ in ordered], pa.int64()),
-            "seq": pa.array([r[0] for _, r in ordered], pa.int64()),
-            "at_us": pa.array([r[1] for _, r in ordered], pa.int64()),
-            "type": pa.array([r[2] for _, r in ordered], pa.string()),
-            "payload": pa.array([r[3] for _, r in ordered], pa.string()),
-        },
-        schema=tables.PAYLOAD_SCHEMA,
-    )
-    return evaluate_raw(table, policy, as_of, pos_at=positions.pos_at, con=con)
+    rows = list(rows)
+    places = positions.positions([r[1] for r in rows], [r[0] for r in rows]).tolist() if rows else []
+    ordered = sorted([*zip(places, rows, strict=True), *numbered], key=lambda p: p[0])
+    return evaluate_raw(_payload_table(ordered), policy, as_of, pos_at=positions.pos_at, con=con)
 
 
 def evaluate_subjects(
@@ -296,4 +327,3 @@ def lifecycle_of(
     finally:
         if con is None:
             rel.close()
-
