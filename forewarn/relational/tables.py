@@ -188,11 +188,17 @@ CREATE OR REPLACE TABLE customer_versions AS
     SELECT customer, pos, lead(pos) OVER (PARTITION BY customer ORDER BY pos) AS pos_to,
            plan, coalesce(timezone, 'UTC') AS timezone, country, subdivision, contacts, labels, id
     FROM ev WHERE type = 'customer.upserted';
-CREATE OR REPLACE TABLE ev AS SELECT pos, seq, at_us, type, id, payload FROM ev;
 DROP TABLE IF EXISTS scoped_comms;
 """
 """The tables each kind of event makes; the checks' `scoped_comms` (forewarn.relational.checks.scoped, made once
 per evaluation from these) is dropped with the previous evaluation's tables of a connection evaluated in again."""
+
+NARROW = "CREATE OR REPLACE TABLE ev AS SELECT pos, seq, at_us, type, id, payload FROM ev"
+"""`ev` once the typed tables are made from it: only what is read of it later (the lifecycle fold, positions,
+the events a report names)."""
+
+NARROW_FROM = 10_000
+"""Events from which `ev` is narrowed (below, the statement costs more than the memory it frees)."""
 
 
 MEMORY_LIMIT = os.environ.get("FOREWARN_DUCKDB_MEMORY", "192MB")
@@ -282,7 +288,7 @@ def load_payloads(
         )
         try:
             first, *rest = TYPED_COLUMNS.format(union=union).split(";")
-            run(con, first, params)
+            [(events,)] = run(con, first, params).fetchall()
         finally:
             for name in names:
                 con.unregister(name)
@@ -291,9 +297,11 @@ def load_payloads(
                 run(con, statement)
     else:
         con.register("raw", raw)
-        run(con, TYPED_EVENTS, params)
+        [(events,)] = run(con, TYPED_EVENTS, params).fetchall()
         con.unregister("raw")
     run(con, DERIVED)
+    if events >= NARROW_FROM:
+        run(con, NARROW)
 
 
 def read_store_payloads(
