@@ -332,6 +332,8 @@ def bench_appends(source: Path, runs: int) -> None:
             f" first evaluation {first:.1f} s ({first_cpu:.1f} s CPU), resident {rss_start:.0f} MiB before,"
             f" {_rss_mib():.0f} MiB after, peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
         )
+        time.sleep(2)  # the allocator returns freed pages as they age
+        print(f"  resident {_rss_mib():.0f} MiB two seconds after the first evaluation")
         times: dict[str, list[float]] = {"customer": [], "communication": []}
         rss_before = _rss_mib()
         rss_along: list[float] = []

@@ -225,8 +225,9 @@ class EvaluationCache:
                 where = path if _writable_place(path) else _uri(path, mode="ro", immutable="1")
                 reader = sqlite3.connect(where, uri=where != path, check_same_thread=False)
                 try:
-                    rel = evaluate_raw(rel_engine.log_stream(reader, high, failures), self.policy, as_of, failures,
-                                       con=con)
+                    rel = evaluate_raw(
+                        rel_engine.log_stream(reader, high, failures), self.policy, as_of, failures, con=con
+                    )
                 finally:
                     reader.close()
         except duckdb.Error:
@@ -240,8 +241,9 @@ class EvaluationCache:
         keys = rel.con.execute("SELECT at_us, seq FROM ev ORDER BY pos").fetchnumpy()
         self._positions.extend(keys["at_us"], keys["seq"])
         evaluated = rel_engine.extract(rel)
-        for table in ("ev", "comms", "tickets", "replies"):  # the whole log's: freed now, not at the next pass
-            con.execute(f"DROP TABLE IF EXISTS {table}")  # our fixed names
+        # The whole log's tables: freed now, not replaced at the next pass (the names are the evaluation's own).
+        for (table,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT internal").fetchall():
+            con.execute(f'DROP TABLE IF EXISTS "{table}"')
         self._add_customers(rel_engine.customer_rows(self.conn, as_of_us, high))
         self._keep(evaluated, set(evaluated.histories))
 
@@ -261,10 +263,12 @@ class EvaluationCache:
         if rows and last is not None and (rows[0][1], rows[0][0]) < last:
             return False  # recorded with an earlier `at`: the positions after it move
         self._positions.extend([r[1] for r in rows], [r[0] for r in rows])
-        self._add_customers([(seq, at, kind, payload) for seq, at, kind, _s, payload in rows
-                             if kind == "customer.upserted"])
+        self._add_customers(
+            [(seq, at, kind, payload) for seq, at, kind, _s, payload in rows if kind == "customer.upserted"]
+        )
         dirty: set[str] = {
-            subject for _seq, _at, kind, subject, _p in rows
+            subject
+            for _seq, _at, kind, subject, _p in rows
             if subject and (kind in LIFECYCLE_TYPES or kind == "communication.sent")
         }
         first_new = from_epoch_us(rows[0][1]) if rows else None
@@ -361,6 +365,9 @@ class EvaluationCache:
         """The connection passes evaluate in (a new one if an evaluation failed and closed it)."""
         if self._con is None:
             self._con = rel_engine.workspace()
+            # jemalloc (DuckDB's allocator) purges the pages freed by a whole-log evaluation in threads of its
+            # own as they age, rather than only when DuckDB next flushes it: the engine settles lower between passes.
+            self._con.execute("SET allocator_background_threads = true")
             weakref.finalize(self, tables.close, self._con)
         else:
             try:
