@@ -193,13 +193,6 @@ DROP TABLE IF EXISTS scoped_comms;
 """The tables each kind of event makes; the checks' `scoped_comms` (forewarn.relational.checks.scoped, made once
 per evaluation from these) is dropped with the previous evaluation's tables of a connection evaluated in again."""
 
-NARROW = "CREATE OR REPLACE TABLE ev AS SELECT pos, seq, at_us, type, id, payload FROM ev"
-"""`ev` once the typed tables are made from it: only what is read of it later (the lifecycle fold, positions,
-the events a report names)."""
-
-NARROW_FROM = 10_000
-"""Events from which `ev` is narrowed (below, the statement costs more than the memory it frees)."""
-
 
 MEMORY_LIMIT = os.environ.get("FOREWARN_DUCKDB_MEMORY", "192MB")
 """DuckDB's buffer limit: beyond it, sorts and joins spill to temporary files (the audit's resident memory
@@ -288,7 +281,7 @@ def load_payloads(
         )
         try:
             first, *rest = TYPED_COLUMNS.format(union=union).split(";")
-            [(events,)] = run(con, first, params).fetchall()
+            run(con, first, params)
         finally:
             for name in names:
                 con.unregister(name)
@@ -297,11 +290,9 @@ def load_payloads(
                 run(con, statement)
     else:
         con.register("raw", raw)
-        [(events,)] = run(con, TYPED_EVENTS, params).fetchall()
+        run(con, TYPED_EVENTS, params)
         con.unregister("raw")
     run(con, DERIVED)
-    if events >= NARROW_FROM:
-        run(con, NARROW)
 
 
 def read_store_payloads(
