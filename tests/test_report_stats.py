@@ -114,8 +114,8 @@ def test_lead_times_cover_every_judged_advance_notice() -> None:
     n, values = leads["advance-notice"]
     rule = next(g for r, g in report.rules if r.id == "advance-notice")
     assert n == 1 and len(values) == rule.tally.met + rule.tally.violated + rule.tally.waived
-    statuses = [s for group in report.timed if group.rule == "advance-notice" for s in group.status]
-    met_leads = [v for v, s in zip(values.tolist(), statuses, strict=True) if s == "met"]
+    met = [m for group in report.timed if group.rule == "advance-notice" for m in group.met.tolist()]
+    met_leads = [v for v, m in zip(values.tolist(), met, strict=True) if m]
     assert met_leads and all(v >= 1.0 - 1e-9 for v in met_leads)
 
 

@@ -64,7 +64,7 @@ class Leads(NamedTuple):
     timezone: str
     country: str | None
     subdivision: str | None
-    status: list[str]
+    met: np.ndarray  # bool: the obligation was met
     sent: np.ndarray  # bool: a communication was taken (and the problem is not "missing")
     sent_us: np.ndarray  # int64: when it was sent (epoch microseconds; 0 where none was)
     anchor_us: np.ndarray  # int64: the anchor the N business days count back from

@@ -204,7 +204,7 @@ def count(
             *rest,
         ]
     if "html" in detail:
-        out.timed = _timed(rel, where, params, violated)
+        out.timed = _timed(rel, where, params)
         out.details = _details(rel, findings, out, where, params, events)
     return out
 
@@ -431,14 +431,14 @@ def _business_rules(policy: Policy) -> dict[str, int]:
     return out
 
 
-def _timed(rel: Relational, where: str, params: dict[str, object], violated: dict[int, Case]) -> list[Leads]:
+def _timed(rel: Relational, where: str, params: dict[str, object]) -> list[Leads]:
     """The judged obligations of business-day rules, as columns per rule and calendar: how far ahead of the
     anchor each was sent."""
     days = _business_rules(rel.policy)
     table = rel.con.sql(  # as a relation: Arrow from an executed statement would copy the rows once more
         f"""
         SELECT o.rule, o.timezone, o.country, o.subdivision,
-               list(o.oid ORDER BY o.oid) AS oid, list(r.status ORDER BY o.oid) AS status,
+               list(r.status = 'met' ORDER BY o.oid) AS met,
                list(c.at_us IS NOT NULL AND r.problem IS DISTINCT FROM 'missing' ORDER BY o.oid) AS sent,
                list(coalesce(c.at_us, 0) ORDER BY o.oid) AS sent_us, list(o.na_base_us ORDER BY o.oid) AS anchor_us
         FROM obligations o JOIN outcomes r USING (oid) LEFT JOIN comms c ON c.pos = r.comm_pos[-1]
@@ -450,13 +450,7 @@ def _timed(rel: Relational, where: str, params: dict[str, object], violated: dic
     out = []
     for i in range(table.num_rows):
         rule, tz, country, subdivision = (table.column(k)[i].as_py() for k in range(4))
-        column = {name: table.column(name)[i].values for name in ("oid", "status", "sent", "sent_us", "anchor_us")}
-        status = column["status"].to_pylist()
-        if violated:  # a violated obligation's case says whether a waiver covers it
-            for j, oid in enumerate(column["oid"].to_pylist()):
-                case = violated.get(oid)
-                if case is not None:
-                    status[j] = case.status
+        column = {name: table.column(name)[i].values for name in ("met", "sent", "sent_us", "anchor_us")}
         out.append(
             Leads(
                 rule,
@@ -464,7 +458,7 @@ def _timed(rel: Relational, where: str, params: dict[str, object], violated: dic
                 tz,
                 country,
                 subdivision,
-                status,
+                column["met"].to_numpy(zero_copy_only=False),
                 column["sent"].to_numpy(zero_copy_only=False),
                 column["sent_us"].to_numpy(),
                 column["anchor_us"].to_numpy(),
