@@ -134,6 +134,34 @@ def test_an_audit_leaves_no_spill_files_behind(tmp_path: Path) -> None:
     assert list(spill_root.iterdir()) == []
 
 
+def _limit_mib(con: object) -> float:
+    [(text,)] = con.execute("SELECT current_setting('memory_limit')").fetchall()  # type: ignore[attr-defined]
+    number, unit = text.split()
+    return float(number) * {"MiB": 1, "GiB": 1024}[unit]
+
+
+@pytest.mark.parametrize(
+    ("events", "mib"), [(781_538, 183.1), (3_260_829, 298.0), (8_084_734, 740.0), (80_000_000, 768.0)]
+)
+def test_a_large_logs_evaluation_gets_more_buffer_up_to_a_bound(
+    events: int, mib: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference log's evaluation keeps the default buffer; larger ones get MEMORY_PER_EVENT per event, up to
+    MEMORY_MOST; a limit set in FOREWARN_DUCKDB_MEMORY stands whatever the size."""
+    from forewarn.relational import tables
+
+    monkeypatch.delenv("FOREWARN_DUCKDB_MEMORY", raising=False)
+    con = tables.connect()
+    try:
+        tables.fit_memory(con, events)
+        assert _limit_mib(con) == pytest.approx(mib, abs=1.0)
+        monkeypatch.setenv("FOREWARN_DUCKDB_MEMORY", "64MB")
+        tables.fit_memory(con, events * 10)
+        assert _limit_mib(con) == pytest.approx(mib, abs=1.0)
+    finally:
+        tables.close(con)
+
+
 @pytest.mark.parametrize("blank", ["\u2003", "\u00a0\n", "\x1c", " \u3000 "])
 def test_a_stated_impact_of_unicode_white_space_is_missing(tmp_path: Path, blank: str) -> None:
     """"Stated" means non-empty after Python's str.strip (every white space str.isspace admits)."""

@@ -72,9 +72,13 @@ def evaluate_raw(
     owned = con is None  # a caller's connection stays open for it, whatever happens here
     con = tables.connect() if con is None else con
     try:
-        tables.load_payloads(con, raw, as_of)
+        if owned and isinstance(raw, tables.StoreColumns):
+            tables.fit_memory(con, raw.events)
+        events = tables.load_payloads(con, raw, as_of)
         if failures:
             raise failures[0]
+        if owned:  # a caller's connection keeps its own limit (the engine's, between passes)
+            tables.fit_memory(con, events)
         life = lifecycle.fold_all(con, policy, as_of, pos_at)
         triggered = lifecycle.register(con, life)
         fired = frozenset(rule for rule, alarm in triggered if not alarm)

@@ -195,8 +195,22 @@ per evaluation from these) is dropped with the previous evaluation's tables of a
 
 
 MEMORY_LIMIT = os.environ.get("FOREWARN_DUCKDB_MEMORY", "192MB")
-"""DuckDB's buffer limit: beyond it, sorts and joins spill to temporary files (the audit's resident memory
-stays flat as the log grows)."""
+"""DuckDB's buffer limit: beyond it, tables, sorts and joins spill to temporary files."""
+
+MEMORY_PER_EVENT = 96
+MEMORY_MOST = 768 << 20
+"""A large log's evaluation gets MEMORY_PER_EVENT bytes of buffer per event, up to MEMORY_MOST (unless
+FOREWARN_DUCKDB_MEMORY sets the limit): with every table of a log ten times the reference one spilled to
+disk, its audit took half again as long per event; with 768 MB it stays within a quarter of the reference's."""
+
+
+def fit_memory(con: duckdb.DuckDBPyConnection, events: int) -> None:
+    """Raise the buffer limit of an evaluation's own connection for a log of `events` events (MEMORY_PER_EVENT)."""
+    if "FOREWARN_DUCKDB_MEMORY" in os.environ:
+        return  # the limit set stands
+    want = min(events * MEMORY_PER_EVENT, MEMORY_MOST)
+    if want > 192_000_000:  # MEMORY_LIMIT's default
+        con.execute(f"SET memory_limit = '{want >> 20}MiB'")  # an integer of ours
 
 
 _SPILL_CLEANUPS: dict[int, weakref.finalize] = {}
@@ -261,15 +275,19 @@ def workspace() -> duckdb.DuckDBPyConnection:
 
 
 class StoreColumns(list[pa.RecordBatchReader]):
-    """The log's typed columns as Arrow streams, one per query of `STORE_READS` (`read_store_payloads`)."""
+    """The log's typed columns as Arrow streams, one per query of `STORE_READS` (`read_store_payloads`);
+    `events`: how many events the log holds up to the sequence read (those after the as-of included)."""
+
+    events = 0
 
 
 def load_payloads(
     con: duckdb.DuckDBPyConnection, raw: pa.Table | pa.RecordBatchReader | StoreColumns, as_of: datetime
-) -> None:
+) -> int:
     """The typed tables from (pos, seq, at_us, type, payload) rows of canonical payloads (`pos`: the
     evaluation order, by `at` then `seq`), streamed: the payloads are typed as they come, only lifecycle
-    and waiver payloads are kept; or from the log's typed columns (`read_store_payloads`), as they are."""
+    and waiver payloads are kept; or from the log's typed columns (`read_store_payloads`), as they are. Returns
+    how many events `ev` holds."""
     params = {"as_of_us": epoch_us(as_of)}
     if isinstance(raw, StoreColumns):
         names = [f"raw_{i}" for i in range(len(raw))]
@@ -281,7 +299,7 @@ def load_payloads(
         )
         try:
             first, *rest = TYPED_COLUMNS.format(union=union).split(";")
-            run(con, first, params)
+            [(events,)] = run(con, first, params).fetchall()
         finally:
             for name in names:
                 con.unregister(name)
@@ -290,9 +308,10 @@ def load_payloads(
                 run(con, statement)
     else:
         con.register("raw", raw)
-        run(con, TYPED_EVENTS, params)
+        [(events,)] = run(con, TYPED_EVENTS, params).fetchall()
         con.unregister("raw")
     run(con, DERIVED)
+    return int(events)
 
 
 def read_store_payloads(
@@ -324,6 +343,9 @@ def read_store_payloads(
         conn = adbc.connect(uri)
         cur = conn.cursor()
         try:
+            if not streams:
+                cur.execute("SELECT coalesce(max(seq), 0) FROM events WHERE seq <= ?", [upto])
+                streams.events = int(cur.fetchone()[0])
             cur.execute(sql, [*params, upto])
             reader = cur.fetch_record_batch()
         except BaseException:
