@@ -365,8 +365,8 @@ class EvaluationCache:
         """The connection passes evaluate in (a new one if an evaluation failed and closed it)."""
         if self._con is None:
             self._con = rel_engine.workspace()
-            # jemalloc (DuckDB's allocator) purges the pages freed by a whole-log evaluation in threads of its
-            # own as they age, rather than only when DuckDB next flushes it: the engine settles lower between passes.
+            # jemalloc (DuckDB's allocator) returns the pages a whole-log evaluation freed from threads of its
+            # own, within seconds; without them they stay resident until a later pass happens to flush them.
             self._con.execute("SET allocator_background_threads = true")
             weakref.finalize(self, tables.close, self._con)
         else:

@@ -72,12 +72,15 @@ def evaluate_raw(
     owned = con is None  # a caller's connection stays open for it, whatever happens here
     con = tables.connect() if con is None else con
     try:
-        if owned and isinstance(raw, tables.StoreColumns):
-            tables.fit_memory(con, raw.events)
+        # The buffer fits the log's size, known before it is read from a SQLite log, after otherwise; a
+        # caller's connection keeps its own limit (the engine's, between passes).
+        size = raw.events if isinstance(raw, tables.StoreColumns) else None
+        if owned and size is not None:
+            tables.fit_memory(con, size)
         events = tables.load_payloads(con, raw, as_of)
         if failures:
             raise failures[0]
-        if owned:  # a caller's connection keeps its own limit (the engine's, between passes)
+        if owned and size is None:
             tables.fit_memory(con, events)
         life = lifecycle.fold_all(con, policy, as_of, pos_at)
         triggered = lifecycle.register(con, life)

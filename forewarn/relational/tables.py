@@ -194,14 +194,16 @@ DROP TABLE IF EXISTS scoped_comms;
 per evaluation from these) is dropped with the previous evaluation's tables of a connection evaluated in again."""
 
 
-MEMORY_LIMIT = os.environ.get("FOREWARN_DUCKDB_MEMORY", "192MB")
+MEMORY_DEFAULT = 192_000_000
+MEMORY_LIMIT = os.environ.get("FOREWARN_DUCKDB_MEMORY", f"{MEMORY_DEFAULT // 1_000_000}MB")
 """DuckDB's buffer limit: beyond it, tables, sorts and joins spill to temporary files."""
 
 MEMORY_PER_EVENT = 96
 MEMORY_MOST = 768 << 20
 """A large log's evaluation gets MEMORY_PER_EVENT bytes of buffer per event, up to MEMORY_MOST (unless
 FOREWARN_DUCKDB_MEMORY sets the limit): with every table of a log ten times the reference one spilled to
-disk, its audit took half again as long per event; with 768 MB it stays within a quarter of the reference's."""
+disk, its audit took half again as long per event; with up to 768 MiB it stays within a tenth of the
+reference log's time per event."""
 
 
 def fit_memory(con: duckdb.DuckDBPyConnection, events: int) -> None:
@@ -209,7 +211,7 @@ def fit_memory(con: duckdb.DuckDBPyConnection, events: int) -> None:
     if "FOREWARN_DUCKDB_MEMORY" in os.environ:
         return  # the limit set stands
     want = min(events * MEMORY_PER_EVENT, MEMORY_MOST)
-    if want > 192_000_000:  # MEMORY_LIMIT's default
+    if want > MEMORY_DEFAULT:
         con.execute(f"SET memory_limit = '{want >> 20}MiB'")  # an integer of ours
 
 
