@@ -320,10 +320,10 @@ class EvaluationCache:
         return any(due > as_of for due in alarm_dues(h, self._minutes))
 
     def _add_customers(self, rows: Sequence[Row]) -> None:
-        for seq, at_us, kind, payload in rows:
+        places = self._positions.positions([r[1] for r in rows], [r[0] for r in rows]).tolist() if rows else []
+        for pos, (seq, at_us, kind, payload) in zip(places, rows, strict=True):
             event = EVENT_ADAPTER.validate_json(payload)
             assert isinstance(event, CustomerUpserted)
-            pos = self._positions.pos(at_us, seq)
             self._customers.add(pos, event)
             self._customers.rows.append((pos, (seq, at_us, kind, payload)))
 
