@@ -190,8 +190,25 @@ def test_events_after_and_limit(api: InProcess) -> None:
     assert empty == {"events": [], "seq": everything["seq"]}
 
 
+def settled(api: InProcess) -> None:
+    """Wait until the engine has made its first pass and recorded what it sent (the log stops growing)."""
+    deadline = time.monotonic() + 60
+    with api.client() as c:
+        while c.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seq = -1
+        while time.monotonic() < deadline:
+            now = c.get("/v1/events", params={"limit": 10_000}).json()["seq"]
+            if now == seq:
+                return
+            seq = now
+            time.sleep(0.5)
+    raise AssertionError("the engine did not settle")
+
+
 def test_plan_propose_and_audit_answer_as_the_cli_does(api: InProcess) -> None:
     db = api.service.settings.db
+    settled(api)  # the reports name the log's last event: the engine's sends must be in it before both read it
     with api.client() as c:
         plan = c.get("/v1/plan", params={"as_of": "2026-03-05T00:00:00Z"})
         proposed = c.post("/v1/plan/propose", params={"as_of": "2026-03-05T00:00:00Z"},
