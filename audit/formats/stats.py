@@ -284,8 +284,8 @@ def _offset(zone: ZoneInfo, second: int) -> int:
 def local_seconds(us: np.ndarray, zone: ZoneInfo) -> np.ndarray:
     """Whole seconds of local time since the local epoch of instants given in epoch microseconds (`datetime`'s
     `astimezone` and hour, minute, second, in bulk). The offset is read once per UTC day, and instant by instant
-    on a day whose offset differs at its two ends (a day that changes and restores its offset is assumed never
-    to occur: no zone has such a day)."""
+    on a day whose offset differs at its two ends: a zone whose offset changed and changed back within one UTC
+    day would be misread on that day (the HTML report's lead-time histogram is all that reads this)."""
     seconds = us // 1_000_000
     days, which = np.unique(seconds // DAY, return_inverse=True)
     offsets = np.empty(len(days), dtype=np.int64)
