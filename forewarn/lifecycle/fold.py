@@ -146,35 +146,17 @@ def fold_subject(
         defined_event=first.id,
         customers=first.customers,  # type: ignore[union-attr]
     )
+    facts: dict[str, object] | None = None
     if kind == "incident" and first.type == "incident.declared":
         history.attrs = {"severity": first.severity, "title": first.title, "labels": first.labels or {}}  # type: ignore[union-attr]
         history.context = {"summary": first.summary, "severity": first.severity}  # type: ignore[union-attr]
-        history.moments.append(
-            Moment(
-                first.type,
-                kind,
-                subject,
-                first.at,
-                first_pos,
-                first.id,
-                {"opened": first.at, "severity": first.severity, "labels": first.labels or {}},  # type: ignore[union-attr]
-            )
-        )
+        facts = {"opened": first.at, "severity": first.severity, "labels": first.labels or {}}  # type: ignore[union-attr]
     elif kind == "release" and first.type == "release.scheduled":
         history.attrs = {"release": True, "title": first.title, "labels": first.labels or {}}  # type: ignore[union-attr]
         history.context = {"release_at": first.release_at}  # type: ignore[union-attr]
-        history.moments.append(
-            Moment(
-                first.type,
-                kind,
-                subject,
-                first.at,
-                first_pos,
-                first.id,
-                {"opened": first.at, "release_at": first.release_at, "release": True,
-                 "labels": first.labels or {}},  # type: ignore[union-attr]
-            )
-        )
+        facts = {"opened": first.at, "release_at": first.release_at, "release": True, "labels": first.labels or {}}  # type: ignore[union-attr]
+    if facts is not None:  # the subject's one moment: its definition
+        history.moments.append(Moment(first.type, kind, subject, first.at, first_pos, first.id, facts))
     return history
 
 
